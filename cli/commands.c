@@ -1,0 +1,9 @@
+/* commands.c — the table of subcommands. */
+#include <stddef.h>
+
+#include "cli/cli.h"
+
+const cli_command_t cli_commands[] = {
+    {"tsdb", cli_tsdb},
+    {NULL, NULL},
+};

@@ -38,6 +38,27 @@ int chunk_info(const uint8_t *p, size_t len, uint32_t *n, int64_t *mint, int64_t
  * TSDB_ECORRUPT (malformed or truncated input, or more than cap samples). */
 int chunk_decode(const uint8_t *p, size_t len, tsdb_sample_t *out, size_t cap, size_t *n);
 
+/* Value encodings of a chunk (layouts in codec.c). */
+enum {
+    CHUNK_V_AUTO = -1,   /* chunk_encode_mode(): pick the smallest */
+    CHUNK_V_CONST = 0,   /* one value */
+    CHUNK_V_DECIMAL = 1, /* m / 10^k, delta-coded mantissas */
+    CHUNK_V_GORILLA = 2, /* bit-packed XOR */
+    CHUNK_V_XORB = 3,    /* byte-aligned XOR */
+};
+
+/* chunk_encode() with the value encoding forced to vmode (CHUNK_V_AUTO:
+ * chunk_encode() itself). For tests and benchmarks: a forced encoding may
+ * exceed chunk_bound(). Returns 0, TSDB_EINVAL (also: CONST forced on varying
+ * values) or TSDB_ENOMEM. */
+int chunk_encode_mode(const tsdb_sample_t *s, size_t n, int vmode, tbuf_t *out);
+
+/* The value encoding (CHUNK_V_*) of an encoded chunk, or TSDB_ECORRUPT. */
+int chunk_value_mode(const uint8_t *p, size_t len);
+
+/* "const", "decimal", "gorilla", "xorb"; "?" for anything else. */
+const char *chunk_value_mode_name(int vmode);
+
 /* ---- blocks ------------------------------------------------------------ */
 
 typedef struct {

@@ -2,10 +2,166 @@
 #ifndef AUGUR_TSDB_INT_H
 #define AUGUR_TSDB_INT_H
 
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "tsdb/codec.h"
+#include "tsdb/index.h"
 #include "tsdb/tsdb.h"
+#include "tsdb/tsdb_util.h"
 
 /* Set the per-thread error detail returned by tsdb_last_error_detail(). */
 void tsdb_set_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tsdb_clear_detail(void);
+
+/* ---- layout constants (part of the on-disk format, stored in meta) ------ */
+
+#define TSDB_PART_MS (2LL * 3600 * 1000) /* time partition of sealed blocks */
+#define TSDB_GROUP_SIDS 64u              /* series ids per block group */
+#define TSDB_MAX_SID 0xfffffff0u
+
+/* ---- labels (labels.c) --------------------------------------------------- */
+
+/* Validate labels[0..n) and write them sorted by name into out[0..n).
+ * Returns 0, or TSDB_EINVAL with detail (empty/duplicate name, missing
+ * __name__, empty value, NUL byte, too many). */
+int labels_canonical(const tsdb_label_t *in, size_t n, tsdb_label_t *out);
+/* Serialize sorted labels: varint n, then (varint len, bytes) for name, value. */
+int labels_serialize(const tsdb_label_t *l, size_t n, tbuf_t *out);
+/* Parse a serialization; labels point into p. Returns 0 or TSDB_ECORRUPT. */
+int labels_parse(const uint8_t *p, size_t len, idx_labels_t *out);
+/* 128-bit fingerprint of a sorted label set. */
+void labels_hash(const tsdb_label_t *l, size_t n, uint64_t h[2]);
+
+/* ---- WAL (wal.c) ---------------------------------------------------------- */
+
+typedef struct {
+    char *dir;          /* <store>/wal */
+    int fd;             /* current segment, -1 if none */
+    uint64_t seq;       /* current segment number */
+    uint64_t seg_size;  /* preallocated size of the current segment */
+    uint64_t seg_used;  /* bytes assigned in the current segment (written + pending) */
+    uint64_t seg_written; /* write offset in the current segment */
+    uint64_t seg_target; /* default segment size */
+    uint64_t bytes_written;
+} wal_t;
+
+int wal_open(wal_t *w, const char *storedir, uint64_t seg_target);
+void wal_close(wal_t *w);
+/* Start segment seq+1 with at least `need` bytes preallocated. TSDB_ENOSPC
+ * if the space cannot be reserved (the old segment stays current). */
+int wal_rotate(wal_t *w, uint64_t need);
+/* Append bytes to the current segment at its write offset (no sync). */
+int wal_write(wal_t *w, const uint8_t *p, size_t len);
+int wal_sync(wal_t *w);
+/* Delete segments with seq <= upto. */
+void wal_remove_upto(wal_t *w, uint64_t upto);
+/* Frame a record payload: [u32 len][u32 checksum][payload] appended to out. */
+int wal_frame(tbuf_t *out, const uint8_t *payload, size_t len);
+/* Replay: call fn for each intact record of every segment with seq > after,
+ * in order. Stops a segment at its first torn/zero record. */
+typedef int (*wal_record_fn)(void *ctx, const uint8_t *p, size_t len);
+int wal_replay(wal_t *w, uint64_t after, wal_record_fn fn, void *ctx, uint64_t *max_seq,
+               uint64_t *nbad);
+
+/* ---- the store ------------------------------------------------------------ */
+
+typedef struct series {
+    uint32_t sid;
+    uint32_t n, cap;      /* head samples */
+    uint32_t nfrozen;     /* samples being sealed by a flush */
+    uint8_t sorted;       /* head is sorted by t */
+    uint8_t persisted;    /* present in the LMDB index */
+    uint8_t deleted;
+    uint8_t in_active;    /* listed in db->active */
+    tsdb_sample_t *head;
+    tsdb_sample_t *frozen;
+    int64_t maxt;         /* newest timestamp ever accepted, INT64_MIN if none */
+    int64_t mint;         /* oldest timestamp stored (approximate after retention) */
+    int64_t sealed_mint, sealed_maxt; /* range in LMDB; sealed_maxt = INT64_MIN if none */
+    uint8_t *labels;      /* serialized labels while not persisted, else NULL */
+    uint32_t labels_len;
+    uint64_t h[2];        /* label fingerprint */
+} series_t;
+
+struct tsdb {
+    char *dir;
+    tsdb_options_t opt;
+    int lockfd;
+    MDB_env *env;
+    MDB_dbi meta, blocks;
+    idx_dbis_t idx;
+    uint64_t map_size;
+
+    pthread_mutex_t mu;          /* protects everything below */
+    pthread_cond_t cv;           /* WAL durability, flush completion */
+    series_t **by_sid;           /* index sid -> series (NULL if unknown/deleted) */
+    uint32_t nsid_cap;
+    uint32_t next_sid;
+    uint32_t persisted_upto;     /* sids below are in the LMDB index (or deleted) */
+    uint64_t nseries;            /* live series */
+    int64_t max_time;            /* newest timestamp accepted in any series */
+    series_t **table;            /* open addressing on h[0] */
+    size_t table_cap, table_n;
+    series_t **active;           /* series with head samples */
+    size_t nactive, active_cap;
+    uint64_t head_samples, frozen_samples;
+    uint64_t sealed_samples;
+    uint64_t gen;                /* bumped when a flush commits */
+    int failed;                  /* sticky write error */
+    int closing;
+    int last_flush_err;
+
+    /* WAL */
+    wal_t wal;
+    tbuf_t wal_pending;          /* framed records not yet written */
+    tbuf_t wal_spare;
+    tbuf_t rec;                  /* record payload being built */
+    uint64_t lsn_assigned, lsn_durable;
+    int syncing;
+    uint64_t fsyncs, fsync_ns;
+    int64_t last_sync_ms;
+
+    /* flush */
+    pthread_mutex_t flush_mu;
+    uint32_t next_block_seq;
+    uint64_t flushes;
+    uint64_t corrupt_blocks;
+    int flushing;
+
+    /* background maintenance */
+    pthread_t bg;
+    int bg_running;
+    int bg_wake;
+    uint64_t mem_head_bytes;
+};
+
+struct tsdb_reader {
+    tsdb_t *db;
+    MDB_txn *txn;
+    uint64_t gen;
+    idx_labels_t labels;
+    tbuf_t labels_buf;
+    /* last decoded block, reused by iterators */
+    uint8_t cache_key[16];
+    int cache_valid;
+    block_reader_t cache;
+};
+
+/* store.c internals used by maint.c */
+int db_txn_begin_write(tsdb_t *db, MDB_txn **txn);
+int db_lmdb_err(int rc, const char *what);
+void db_block_key(uint8_t k[16], uint32_t group, int64_t part, uint32_t seq);
+void db_block_key_parse(const uint8_t k[16], uint32_t *group, int64_t *part, uint32_t *seq);
+int64_t db_part_of(int64_t t);
+/* Start of the partition after `part` (saturates at INT64_MAX). */
+int64_t db_part_end(int64_t part);
+int db_flush_locked(tsdb_t *db, int compact_all);
+/* Remove s from the fingerprint table. Caller holds mu. */
+void db_table_remove(tsdb_t *db, series_t *s);
+/* Rewrite every sealed block, dropping deleted series; *removed counts the
+ * samples dropped. Caller holds flush_mu. */
+int db_rewrite_everything(tsdb_t *db, uint64_t *removed);
 
 #endif

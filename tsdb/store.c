@@ -1,0 +1,1453 @@
+/*
+ * store.c — open/close, append with group commit, the in-memory head, and
+ * flushing the head into sealed LMDB blocks.
+ *
+ * Write path:
+ *   tsdb_append()  validates and fingerprints labels (outside the lock), then
+ *                  under db->mu classifies every sample (stored / duplicate /
+ *                  conflict / too old), appends stored ones to the per-series
+ *                  head arrays and one WAL record to db->wal_pending, and
+ *                  waits until a leader has written + fdatasync'd that record
+ *                  (group commit: one fsync covers every append queued
+ *                  behind the one in progress).
+ *   flush          freezes the head (under the lock), encodes it into blocks
+ *                  keyed (group, partition, seq), commits one LMDB write txn
+ *                  recording the WAL checkpoint, then deletes old segments.
+ *
+ * LMDB databases: "meta", "blocks", plus the index's (index.h).
+ *   meta   "format"   u32 LE format version
+ *          "next_sid" u32 LE,  "block_seq" u32 LE,  "wal_ckpt" u64 LE,
+ *          "samples"  u64 LE (sealed samples),  "part_ms" i64 LE
+ *   blocks key: u32 BE group (= sid / 64) | u64 BE partition start (sign
+ *          flipped so negative times sort first) | u32 BE seq
+ *          value: a block (codec.h), the chunks of up to 64 series.
+ *
+ * WAL record payload (wal.c frames it):
+ *   0x01 varint sid | varint len | serialized labels (labels.c)   new series
+ *   0x02 varint sid | varint n | n x (zigzag varint dt | 8-byte LE value bits)
+ *        dt is the difference to the previous timestamp (first: to 0).
+ *
+ * The LMDB map is set to the configured cap at open: on 64-bit Linux this
+ * reserves address space only, the file grows with use, and LMDB's
+ * mdb_env_set_mapsize() could not be called later while readers hold
+ * transactions. See docs/storage-format.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tsdb/tsdb_int.h"
+
+#define REC_SERIES 0x01
+#define REC_SAMPLES 0x02
+
+/* ---- small helpers --------------------------------------------------------- */
+
+int db_lmdb_err(int rc, const char *what)
+{
+    if (rc == 0) return 0;
+    if (rc == MDB_MAP_FULL) {
+        tsdb_set_detail("%s: LMDB map full (size cap reached)", what);
+        return TSDB_EFULL;
+    }
+    if (rc == ENOSPC || rc == EDQUOT) {
+        tsdb_set_detail("%s: %s", what, strerror(rc));
+        return TSDB_ENOSPC;
+    }
+    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) {
+        tsdb_set_detail("%s: %s", what, mdb_strerror(rc));
+        return TSDB_ECORRUPT;
+    }
+    tsdb_set_detail("%s: %s", what, mdb_strerror(rc));
+    return rc == EIO ? TSDB_EIO : TSDB_ELMDB;
+}
+
+int64_t db_part_of(int64_t t)
+{
+    if (t < INT64_MIN + TSDB_PART_MS) return INT64_MIN; /* the first, partial partition */
+    int64_t q = t / TSDB_PART_MS;
+    if (t % TSDB_PART_MS < 0) q--;
+    return q * TSDB_PART_MS;
+}
+
+int64_t db_part_end(int64_t part)
+{
+    if (part == INT64_MIN) return db_part_of(INT64_MIN + TSDB_PART_MS);
+    return part > INT64_MAX - TSDB_PART_MS ? INT64_MAX : part + TSDB_PART_MS;
+}
+
+void db_block_key(uint8_t k[16], uint32_t group, int64_t part, uint32_t seq)
+{
+    be32_put(k, group);
+    be64_put(k + 4, (uint64_t)part ^ UINT64_C(0x8000000000000000));
+    be32_put(k + 12, seq);
+}
+
+void db_block_key_parse(const uint8_t k[16], uint32_t *group, int64_t *part, uint32_t *seq)
+{
+    *group = be32_get(k);
+    *part = (int64_t)(be64_get(k + 4) ^ UINT64_C(0x8000000000000000));
+    *seq = be32_get(k + 12);
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t default_now_ms(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void tsdb_options_init(tsdb_options_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->sync_mode = TSDB_SYNC_ALWAYS;
+}
+
+static void options_fill(tsdb_options_t *o)
+{
+    if (!o->map_size_cap) o->map_size_cap = UINT64_C(1) << 40;
+    if (!o->map_size_initial) o->map_size_initial = UINT64_C(64) << 20;
+    if (!o->sync_interval_ms) o->sync_interval_ms = 1000;
+    if (!o->ooo_window_ms) o->ooo_window_ms = 3600 * 1000;
+    if (o->ooo_window_ms < 0) o->ooo_window_ms = 0;
+    if (!o->head_max_samples) o->head_max_samples = 2u << 20;
+    if (!o->flush_interval_ms) o->flush_interval_ms = 5 * 60 * 1000;
+    if (!o->wal_segment_bytes) o->wal_segment_bytes = UINT64_C(64) << 20;
+    if (!o->now_ms) o->now_ms = default_now_ms;
+}
+
+/* ---- series table ---------------------------------------------------------- */
+
+static series_t **table_slot(tsdb_t *db, const uint64_t h[2])
+{
+    size_t mask = db->table_cap - 1, i = h[0] & mask;
+    for (;;) {
+        series_t **sl = &db->table[i];
+        if (!*sl || ((*sl)->h[0] == h[0] && (*sl)->h[1] == h[1])) return sl;
+        i = (i + 1) & mask;
+    }
+}
+
+static int table_grow(tsdb_t *db)
+{
+    size_t ncap = db->table_cap ? db->table_cap * 2 : 1024;
+    series_t **old = db->table;
+    size_t ocap = db->table_cap;
+    db->table = calloc(ncap, sizeof *db->table);
+    if (!db->table) {
+        db->table = old;
+        return TSDB_ENOMEM;
+    }
+    db->table_cap = ncap;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i]) *table_slot(db, old[i]->h) = old[i];
+    free(old);
+    return 0;
+}
+
+void db_table_remove(tsdb_t *db, series_t *s)
+{
+    size_t mask = db->table_cap - 1, i = s->h[0] & mask;
+    while (db->table[i] != s) i = (i + 1) & mask;
+    db->table[i] = NULL;
+    /* re-insert the rest of the cluster (linear probing deletion) */
+    for (size_t j = (i + 1) & mask; db->table[j]; j = (j + 1) & mask) {
+        series_t *x = db->table[j];
+        db->table[j] = NULL;
+        *table_slot(db, x->h) = x;
+    }
+    db->table_n--;
+}
+
+/* Register a series with a known sid (creation or reload). Caller holds mu. */
+static int series_add(tsdb_t *db, uint32_t sid, const uint64_t h[2], series_t **out)
+{
+    if (sid >= TSDB_MAX_SID) return TSDB_ELIMIT;
+    if ((db->table_n + 1) * 4 >= db->table_cap * 3) {
+        int rc = table_grow(db);
+        if (rc) return rc;
+    }
+    if (sid >= db->nsid_cap) {
+        uint32_t ncap = db->nsid_cap ? db->nsid_cap : 1024;
+        while (ncap <= sid) ncap *= 2;
+        series_t **nv = realloc(db->by_sid, ncap * sizeof *nv);
+        if (!nv) return TSDB_ENOMEM;
+        memset(nv + db->nsid_cap, 0, (ncap - db->nsid_cap) * sizeof *nv);
+        db->by_sid = nv;
+        db->nsid_cap = ncap;
+    }
+    series_t *s = calloc(1, sizeof *s);
+    if (!s) return TSDB_ENOMEM;
+    s->sid = sid;
+    s->h[0] = h[0];
+    s->h[1] = h[1];
+    s->sorted = 1;
+    s->maxt = s->sealed_maxt = INT64_MIN;
+    s->mint = s->sealed_mint = INT64_MAX;
+    *table_slot(db, h) = s;
+    db->table_n++;
+    db->by_sid[sid] = s;
+    db->nseries++;
+    if (sid >= db->next_sid) db->next_sid = sid + 1;
+    *out = s;
+    return 0;
+}
+
+static void series_free(series_t *s)
+{
+    if (!s) return;
+    free(s->head);
+    free(s->frozen);
+    free(s->labels);
+    free(s);
+}
+
+/* ---- head ------------------------------------------------------------------ */
+
+static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
+{
+    if (s->n == s->cap) {
+        uint32_t ncap = s->cap ? s->cap * 2 : 8;
+        tsdb_sample_t *nh = realloc(s->head, ncap * sizeof *nh);
+        if (!nh) return TSDB_ENOMEM;
+        db->mem_head_bytes += (ncap - s->cap) * sizeof *nh;
+        s->head = nh;
+        s->cap = ncap;
+    }
+    if (s->n && t < s->head[s->n - 1].t) s->sorted = 0;
+    s->head[s->n].t = t;
+    s->head[s->n].v = v;
+    s->n++;
+    if (!s->in_active) {
+        if (db->nactive == db->active_cap) {
+            size_t nc = db->active_cap ? db->active_cap * 2 : 1024;
+            series_t **na = realloc(db->active, nc * sizeof *na);
+            if (!na) {
+                s->n--;
+                return TSDB_ENOMEM;
+            }
+            db->active = na;
+            db->active_cap = nc;
+        }
+        db->active[db->nactive++] = s;
+        s->in_active = 1;
+    }
+    db->head_samples++;
+    if (t > s->maxt) s->maxt = t;
+    if (t < s->mint) s->mint = t;
+    if (t > db->max_time) db->max_time = t;
+    return 0;
+}
+
+static int cmp_sample(const void *a, const void *b)
+{
+    const tsdb_sample_t *x = a, *y = b;
+    return (x->t > y->t) - (x->t < y->t);
+}
+
+static long find_t(const tsdb_sample_t *v, size_t n, int sorted, int64_t t)
+{
+    if (sorted) {
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (v[mid].t < t) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo < n && v[lo].t == t ? (long)lo : -1;
+    }
+    for (size_t i = n; i-- > 0;)
+        if (v[i].t == t) return (long)i;
+    return -1;
+}
+
+/* Look t up in sealed blocks. 1 found (*bits set), 0 not found, <0 error. */
+static int sealed_lookup(tsdb_t *db, series_t *s, int64_t t, uint64_t *bits)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn);
+    if (rc) return db_lmdb_err(rc, "read txn");
+    MDB_cursor *cur;
+    rc = mdb_cursor_open(txn, db->blocks, &cur);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return db_lmdb_err(rc, "cursor");
+    }
+    uint32_t g = s->sid / TSDB_GROUP_SIDS;
+    int64_t part = db_part_of(t);
+    uint8_t k[16];
+    db_block_key(k, g, part, 0);
+    MDB_val key = {16, k}, val;
+    block_reader_t br = {0};
+    tsdb_sample_t *tmp = NULL;
+    int found = 0;
+    int op = MDB_SET_RANGE;
+    while ((rc = mdb_cursor_get(cur, &key, &val, op)) == 0) {
+        op = MDB_NEXT;
+        uint32_t kg, seq;
+        int64_t kp;
+        if (key.mv_size != 16) break;
+        db_block_key_parse(key.mv_data, &kg, &kp, &seq);
+        if (kg != g || kp != part) break;
+        if (block_open(&br, val.mv_data, val.mv_size)) continue; /* corrupt: reported by readers */
+        long i = block_find(&br, s->sid);
+        if (i < 0) continue;
+        size_t cnt = br.counts[i], n;
+        tsdb_sample_t *nt = realloc(tmp, cnt * sizeof *nt);
+        if (!nt) break;
+        tmp = nt;
+        if (block_decode_series(&br, (uint32_t)i, tmp, cnt, &n)) continue;
+        long j = find_t(tmp, n, 1, t);
+        if (j >= 0) {
+            *bits = f64_bits(tmp[j].v);
+            found = 1;
+            break;
+        }
+    }
+    free(tmp);
+    block_reader_free(&br);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return found;
+}
+
+/* Classify one sample for series s. Caller holds mu. */
+static int classify(tsdb_t *db, series_t *s, int64_t t, double v)
+{
+    uint64_t vb = f64_bits(v);
+    if (s->maxt == INT64_MIN || t > s->maxt) return TSDB_OUT_STORED;
+    long i = find_t(s->head, s->n, s->sorted, t);
+    if (i >= 0) return f64_bits(s->head[i].v) == vb ? TSDB_OUT_DUPLICATE : TSDB_OUT_CONFLICT;
+    i = find_t(s->frozen, s->nfrozen, 1, t);
+    if (i >= 0) return f64_bits(s->frozen[i].v) == vb ? TSDB_OUT_DUPLICATE : TSDB_OUT_CONFLICT;
+    if (s->sealed_maxt != INT64_MIN && t >= s->sealed_mint && t <= s->sealed_maxt) {
+        uint64_t bits;
+        int r = sealed_lookup(db, s, t, &bits);
+        if (r > 0) return bits == vb ? TSDB_OUT_DUPLICATE : TSDB_OUT_CONFLICT;
+    }
+    if (t < s->maxt - db->opt.ooo_window_ms) return TSDB_OUT_TOO_OLD;
+    return TSDB_OUT_STORED;
+}
+
+/* ---- WAL group commit --------------------------------------------------------- */
+
+/* Become the leader: write (and in SYNC_ALWAYS mode fsync) everything pending.
+ * Caller holds mu and !db->syncing; returns with mu held. */
+static void wal_lead(tsdb_t *db, int force_sync)
+{
+    db->syncing = 1;
+    tbuf_t t = db->wal_pending;
+    db->wal_pending = db->wal_spare;
+    db->wal_spare = t;
+    uint64_t upto = db->lsn_assigned;
+    int do_sync = force_sync || db->opt.sync_mode == TSDB_SYNC_ALWAYS;
+    pthread_mutex_unlock(&db->mu);
+    int rc = 0;
+    if (db->wal_spare.len) rc = wal_write(&db->wal, db->wal_spare.p, db->wal_spare.len);
+    uint64_t dt = 0;
+    if (!rc && do_sync) {
+        uint64_t t0 = mono_ns();
+        rc = wal_sync(&db->wal);
+        dt = mono_ns() - t0;
+    }
+    pthread_mutex_lock(&db->mu);
+    db->wal_spare.len = 0;
+    db->syncing = 0;
+    if (do_sync) {
+        db->fsyncs++;
+        db->fsync_ns += dt;
+    }
+    if (rc) {
+        if (!db->failed) db->failed = rc;
+    } else if (upto > db->lsn_durable) {
+        db->lsn_durable = upto;
+    }
+    pthread_cond_broadcast(&db->cv);
+}
+
+/* Write and fsync everything pending (waits for a running leader). */
+static int wal_drain_locked(tsdb_t *db)
+{
+    if (db->wal.fd < 0) return db->failed;
+    /* Others may queue records while the leader writes: loop until nothing
+     * is pending and nobody is writing (we hold mu when the loop ends). */
+    int first = 1;
+    while (!db->failed && (db->syncing || db->wal_pending.len || first)) {
+        if (db->syncing) {
+            pthread_cond_wait(&db->cv, &db->mu);
+            continue;
+        }
+        wal_lead(db, 1);
+        first = 0;
+    }
+    return db->failed;
+}
+
+/* Make sure the current segment can take `need` more bytes. */
+static int wal_ensure_locked(tsdb_t *db, uint64_t need)
+{
+    if (db->wal.fd >= 0 && db->wal.seg_used + need <= db->wal.seg_size) return 0;
+    if (db->wal.fd >= 0) {
+        int rc = wal_drain_locked(db);
+        if (rc) return rc;
+    }
+    return wal_rotate(&db->wal, need);
+}
+
+/* ---- append ------------------------------------------------------------------- */
+
+typedef struct {
+    tsdb_label_t *labels; /* canonical labels of all series, concatenated */
+    size_t labels_cap;
+    uint64_t (*hash)[2];
+    int *status;
+    size_t series_cap;
+    tbuf_t ser;
+} append_scratch_t;
+
+static _Thread_local append_scratch_t tls_scratch;
+
+static int scratch_reserve(append_scratch_t *sc, size_t nseries, size_t nlabels)
+{
+    if (nlabels > sc->labels_cap) {
+        tsdb_label_t *nl = realloc(sc->labels, nlabels * sizeof *nl);
+        if (!nl) return TSDB_ENOMEM;
+        sc->labels = nl;
+        sc->labels_cap = nlabels;
+    }
+    if (nseries > sc->series_cap) {
+        void *nh = realloc(sc->hash, nseries * sizeof *sc->hash);
+        if (!nh) return TSDB_ENOMEM;
+        sc->hash = nh;
+        int *ns = realloc(sc->status, nseries * sizeof *ns);
+        if (!ns) return TSDB_ENOMEM;
+        sc->status = ns;
+        sc->series_cap = nseries;
+    }
+    return 0;
+}
+
+static int rec_put_series(tbuf_t *rec, const series_t *s)
+{
+    if (tbuf_reserve(rec, 21 + s->labels_len)) return TSDB_ENOMEM;
+    rec->p[rec->len++] = REC_SERIES;
+    rec->len += varint_put_raw(rec->p + rec->len, s->sid);
+    rec->len += varint_put_raw(rec->p + rec->len, s->labels_len);
+    memcpy(rec->p + rec->len, s->labels, s->labels_len);
+    rec->len += s->labels_len;
+    return 0;
+}
+
+int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint8_t *outcomes,
+                tsdb_append_result_t *res)
+{
+    tsdb_append_result_t r = {0};
+    if (!db || (nseries && !series)) return TSDB_EINVAL;
+    if (db->opt.read_only) return TSDB_EINVAL;
+    append_scratch_t *sc = &tls_scratch;
+    size_t nl = 0, ns_total = 0;
+    uint64_t bound = 64;
+    for (size_t i = 0; i < nseries; i++) {
+        nl += series[i].nlabels;
+        ns_total += series[i].nsamples;
+        bound += 32 + (uint64_t)series[i].nsamples * 19;
+        for (uint32_t j = 0; j < series[i].nlabels; j++)
+            bound += 20 + (uint64_t)series[i].labels[j].name.len + series[i].labels[j].value.len;
+    }
+    if (scratch_reserve(sc, nseries, nl)) return TSDB_ENOMEM;
+
+    /* Canonicalize and fingerprint outside the lock. */
+    size_t off = 0;
+    for (size_t i = 0; i < nseries; i++) {
+        sc->status[i] = labels_canonical(series[i].labels, series[i].nlabels, sc->labels + off);
+        if (!sc->status[i]) labels_hash(sc->labels + off, series[i].nlabels, sc->hash[i]);
+        off += series[i].nlabels;
+    }
+
+    pthread_mutex_lock(&db->mu);
+    int rc = 0;
+    if (db->failed) rc = db->failed;
+    else if (db->closing) rc = TSDB_ECLOSED;
+    while (!rc && db->head_samples >= 2 * db->opt.head_max_samples) {
+        if (db->last_flush_err) {
+            rc = db->last_flush_err;
+            break;
+        }
+        db->bg_wake = 1;
+        pthread_cond_broadcast(&db->cv);
+        if (!db->bg_running) break; /* no background thread: grow past the soft limit */
+        pthread_cond_wait(&db->cv, &db->mu);
+        if (db->failed) rc = db->failed;
+        else if (db->closing) rc = TSDB_ECLOSED;
+    }
+    if (!rc) rc = wal_ensure_locked(db, bound);
+    if (rc) {
+        pthread_mutex_unlock(&db->mu);
+        return rc;
+    }
+
+    tbuf_t *rec = &db->rec;
+    rec->len = 0;
+    size_t oi = 0;
+    off = 0;
+    for (size_t i = 0; i < nseries && !rc; i++) {
+        const tsdb_series_in_t *in = &series[i];
+        const tsdb_label_t *cl = sc->labels + off;
+        off += in->nlabels;
+        if (sc->status[i]) {
+            for (uint32_t j = 0; j < in->nsamples; j++) {
+                if (outcomes) outcomes[oi] = TSDB_OUT_INVALID;
+                oi++;
+            }
+            r.invalid += in->nsamples;
+            continue;
+        }
+        series_t **slot = table_slot(db, sc->hash[i]);
+        series_t *s = *slot;
+        if (!s) {
+            if (in->nsamples == 0) continue;
+            sc->ser.len = 0;
+            if (labels_serialize(cl, in->nlabels, &sc->ser)) {
+                rc = TSDB_ENOMEM;
+                break;
+            }
+            rc = series_add(db, db->next_sid ? db->next_sid : 1, sc->hash[i], &s);
+            if (rc) break;
+            s->labels = malloc(sc->ser.len);
+            if (!s->labels) {
+                rc = TSDB_ENOMEM;
+                break;
+            }
+            memcpy(s->labels, sc->ser.p, sc->ser.len);
+            s->labels_len = (uint32_t)sc->ser.len;
+            if ((rc = rec_put_series(rec, s))) break;
+            r.series_created++;
+        }
+        size_t hdr = rec->len;
+        if (tbuf_reserve(rec, 21 + (size_t)in->nsamples * 18)) {
+            rc = TSDB_ENOMEM;
+            break;
+        }
+        rec->p[rec->len++] = REC_SAMPLES;
+        rec->len += varint_put_raw(rec->p + rec->len, s->sid);
+        size_t cnt_at = rec->len;
+        rec->len += 5; /* count, patched below as a fixed 5-byte varint */
+        uint32_t stored = 0;
+        int64_t prev = 0;
+        for (uint32_t j = 0; j < in->nsamples; j++, oi++) {
+            int64_t t = in->samples[j].t;
+            double v = in->samples[j].v;
+            int oc = classify(db, s, t, v);
+            if (oc == TSDB_OUT_STORED) {
+                if ((rc = head_push(db, s, t, v))) break;
+                rec->len += varint_put_raw(rec->p + rec->len, zigzag_enc((int64_t)((uint64_t)t - (uint64_t)prev)));
+                le64_put(rec->p + rec->len, f64_bits(v));
+                rec->len += 8;
+                prev = t;
+                stored++;
+                r.stored++;
+            } else if (oc == TSDB_OUT_DUPLICATE) r.duplicate++;
+            else if (oc == TSDB_OUT_CONFLICT) r.conflict++;
+            else r.too_old++;
+            if (outcomes) outcomes[oi] = (uint8_t)oc;
+        }
+        if (stored == 0) {
+            rec->len = hdr;
+        } else {
+            uint8_t *cp = rec->p + cnt_at;
+            uint32_t c = stored;
+            for (int k = 0; k < 4; k++) {
+                cp[k] = (uint8_t)(c | 0x80);
+                c >>= 7;
+            }
+            cp[4] = (uint8_t)c;
+        }
+    }
+    if (!rc && rec->len) {
+        size_t before = db->wal_pending.len;
+        if (wal_frame(&db->wal_pending, rec->p, rec->len)) rc = TSDB_ENOMEM;
+        else db->wal.seg_used += db->wal_pending.len - before;
+    }
+    if (rc) {
+        /* Only allocation failures get here, after part of the batch went to
+         * the head without a WAL record: refuse further writes rather than
+         * acknowledge anything not logged. */
+        if (!db->failed) db->failed = rc;
+        pthread_mutex_unlock(&db->mu);
+        return rc;
+    }
+    uint64_t my = ++db->lsn_assigned;
+    while (db->lsn_durable < my && !db->failed) {
+        if (!db->syncing) wal_lead(db, 0);
+        else pthread_cond_wait(&db->cv, &db->mu);
+    }
+    rc = db->lsn_durable >= my ? 0 : db->failed;
+    if (!rc && db->head_samples >= db->opt.head_max_samples && !db->bg_wake) {
+        db->bg_wake = 1;
+        pthread_cond_broadcast(&db->cv);
+    }
+    pthread_mutex_unlock(&db->mu);
+    (void)ns_total;
+    if (res) *res = r;
+    return rc;
+}
+
+/* ---- WAL replay ---------------------------------------------------------------- */
+
+static int replay_record(void *ctx, const uint8_t *p, size_t len)
+{
+    tsdb_t *db = ctx;
+    const uint8_t *end = p + len;
+    while (p < end) {
+        uint8_t kind = *p++;
+        uint64_t sid, n;
+        if (varint_get(&p, end, &sid) || varint_get(&p, end, &n)) return TSDB_ECORRUPT;
+        if (sid == 0 || sid >= TSDB_MAX_SID) return TSDB_ECORRUPT;
+        if (kind == REC_SERIES) {
+            if (n > (uint64_t)(end - p)) return TSDB_ECORRUPT;
+            idx_labels_t l = {0};
+            int rc = labels_parse(p, n, &l);
+            if (!rc && (sid >= db->nsid_cap || !db->by_sid[sid])) {
+                uint64_t h[2];
+                labels_hash(l.v, l.n, h);
+                series_t **slot = table_slot(db, h);
+                if (!*slot) {
+                    series_t *s;
+                    rc = series_add(db, (uint32_t)sid, h, &s);
+                    if (!rc) {
+                        s->labels = malloc(n);
+                        if (!s->labels) rc = TSDB_ENOMEM;
+                        else {
+                            memcpy(s->labels, p, n);
+                            s->labels_len = (uint32_t)n;
+                        }
+                    }
+                }
+            }
+            free(l.v);
+            if (rc) return rc;
+            p += n;
+        } else if (kind == REC_SAMPLES) {
+            series_t *s = sid < db->nsid_cap ? db->by_sid[sid] : NULL;
+            int64_t prev = 0;
+            for (uint64_t i = 0; i < n; i++) {
+                uint64_t zz;
+                if (varint_get(&p, end, &zz) || end - p < 8) return TSDB_ECORRUPT;
+                int64_t t = (int64_t)((uint64_t)prev + (uint64_t)zigzag_dec(zz));
+                double v = f64_from_bits(le64_get(p));
+                p += 8;
+                prev = t;
+                if (!s) continue; /* series deleted after this record */
+                int oc = classify(db, s, t, v);
+                /* Anything logged was stored when it was logged; re-store it
+                 * unless it is already there (sealed before the crash). */
+                if (oc == TSDB_OUT_STORED || oc == TSDB_OUT_TOO_OLD) {
+                    int rc = head_push(db, s, t, v);
+                    if (rc) return rc;
+                }
+            }
+        } else {
+            return TSDB_ECORRUPT;
+        }
+    }
+    return 0;
+}
+
+/* ---- open / close ------------------------------------------------------------- */
+
+static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *k, uint64_t *v, int *found)
+{
+    MDB_val key = {strlen(k), (void *)k}, val;
+    int rc = mdb_get(txn, dbi, &key, &val);
+    if (rc == MDB_NOTFOUND) {
+        *found = 0;
+        return 0;
+    }
+    if (rc) return db_lmdb_err(rc, "read meta");
+    if (val.mv_size != 8) {
+        tsdb_set_detail("meta key %s has size %zu", k, val.mv_size);
+        return TSDB_ECORRUPT;
+    }
+    *v = le64_get(val.mv_data);
+    *found = 1;
+    return 0;
+}
+
+static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *k, uint64_t v)
+{
+    uint8_t b[8];
+    le64_put(b, v);
+    MDB_val key = {strlen(k), (void *)k}, val = {8, b};
+    return db_lmdb_err(mdb_put(txn, dbi, &key, &val, 0), "write meta");
+}
+
+int db_txn_begin_write(tsdb_t *db, MDB_txn **txn)
+{
+    return db_lmdb_err(mdb_txn_begin(db->env, NULL, 0, txn), "begin write txn");
+}
+
+typedef struct {
+    tsdb_t *db;
+    int rc;
+} load_ctx_t;
+
+static int load_series(void *ctx, uint32_t sid, const tsdb_label_t *labels, size_t n,
+                       int64_t mint, int64_t maxt)
+{
+    load_ctx_t *lc = ctx;
+    uint64_t h[2];
+    labels_hash(labels, n, h);
+    series_t *s;
+    int rc = series_add(lc->db, sid, h, &s);
+    if (rc) return rc;
+    s->persisted = 1;
+    s->sealed_mint = s->mint = mint;
+    s->sealed_maxt = s->maxt = maxt;
+    if (maxt > lc->db->max_time) lc->db->max_time = maxt;
+    return 0;
+}
+
+static void *bg_main(void *arg);
+
+int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
+{
+    if (!dir || !out) return TSDB_EINVAL;
+    tsdb_clear_detail();
+    *out = NULL;
+    tsdb_t *db = calloc(1, sizeof *db);
+    if (!db) return TSDB_ENOMEM;
+    if (opts) db->opt = *opts;
+    else tsdb_options_init(&db->opt);
+    options_fill(&db->opt);
+    db->lockfd = -1;
+    db->max_time = INT64_MIN;
+    pthread_mutex_init(&db->mu, NULL);
+    pthread_mutex_init(&db->flush_mu, NULL);
+    pthread_cond_init(&db->cv, NULL);
+    db->wal.fd = -1;
+    int rc = 0;
+    MDB_txn *txn = NULL;
+    db->dir = strdup(dir);
+    if (!db->dir) {
+        rc = TSDB_ENOMEM;
+        goto fail;
+    }
+    if (!db->opt.read_only && mkdir(dir, 0755) && errno != EEXIST) {
+        tsdb_set_detail("mkdir %s: %s", dir, strerror(errno));
+        rc = TSDB_EIO;
+        goto fail;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/augur.lock", dir);
+    if (!db->opt.read_only) {
+        db->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (db->lockfd < 0) {
+            tsdb_set_detail("open %s: %s", path, strerror(errno));
+            rc = TSDB_EIO;
+            goto fail;
+        }
+        if (flock(db->lockfd, LOCK_EX | LOCK_NB)) {
+            tsdb_set_detail("%s is locked by another process", dir);
+            rc = TSDB_ELOCKED;
+            goto fail;
+        }
+    }
+    if ((rc = table_grow(db))) goto fail;
+    if ((rc = db_lmdb_err(mdb_env_create(&db->env), "mdb_env_create"))) goto fail;
+    mdb_env_set_maxdbs(db->env, 16);
+    mdb_env_set_maxreaders(db->env, 1024);
+    db->map_size = db->opt.map_size_cap;
+    if ((rc = db_lmdb_err(mdb_env_set_mapsize(db->env, db->map_size), "set map size"))) goto fail;
+    rc = mdb_env_open(db->env, dir, MDB_NOTLS | (db->opt.read_only ? MDB_RDONLY : 0), 0644);
+    if (rc) {
+        rc = db_lmdb_err(rc, "open LMDB environment");
+        goto fail;
+    }
+    if ((rc = db_lmdb_err(mdb_txn_begin(db->env, NULL, db->opt.read_only ? MDB_RDONLY : 0, &txn),
+                          "begin txn")))
+        goto fail;
+    unsigned cflag = db->opt.read_only ? 0 : MDB_CREATE;
+    if ((rc = db_lmdb_err(mdb_dbi_open(txn, "meta", cflag, &db->meta), "open meta db"))) goto fail;
+    if ((rc = db_lmdb_err(mdb_dbi_open(txn, "blocks", cflag, &db->blocks), "open blocks db")))
+        goto fail;
+    if ((rc = idx_open(txn, &db->idx))) goto fail;
+    uint64_t v;
+    int found;
+    if ((rc = meta_get_u64(txn, db->meta, "format", &v, &found))) goto fail;
+    if (found && v > TSDB_FORMAT_VERSION) {
+        tsdb_set_detail("%s was written with format version %" PRIu64
+                        "; this augur reads up to %d. Use a newer augur.",
+                        dir, v, TSDB_FORMAT_VERSION);
+        rc = TSDB_EVERSION;
+        goto fail;
+    }
+    if (!found && !db->opt.read_only) {
+        if ((rc = meta_put_u64(txn, db->meta, "format", TSDB_FORMAT_VERSION))) goto fail;
+        if ((rc = meta_put_u64(txn, db->meta, "part_ms", TSDB_PART_MS))) goto fail;
+        if ((rc = meta_put_u64(txn, db->meta, "group_sids", TSDB_GROUP_SIDS))) goto fail;
+    } else if (found) {
+        uint64_t pm = 0, gs = 0;
+        int f1, f2;
+        if ((rc = meta_get_u64(txn, db->meta, "part_ms", &pm, &f1))) goto fail;
+        if ((rc = meta_get_u64(txn, db->meta, "group_sids", &gs, &f2))) goto fail;
+        if (!f1 || !f2 || pm != TSDB_PART_MS || gs != TSDB_GROUP_SIDS) {
+            tsdb_set_detail("%s: unsupported layout (partition %" PRIu64 " ms, group %" PRIu64 ")",
+                            dir, pm, gs);
+            rc = TSDB_EVERSION;
+            goto fail;
+        }
+    }
+    uint64_t next_sid = 1, bseq = 0, ckpt = 0, samples = 0;
+    if ((rc = meta_get_u64(txn, db->meta, "next_sid", &next_sid, &found))) goto fail;
+    if (!found) next_sid = 1;
+    if ((rc = meta_get_u64(txn, db->meta, "block_seq", &bseq, &found))) goto fail;
+    if ((rc = meta_get_u64(txn, db->meta, "wal_ckpt", &ckpt, &found))) goto fail;
+    if ((rc = meta_get_u64(txn, db->meta, "samples", &samples, &found))) goto fail;
+    db->next_block_seq = (uint32_t)bseq;
+    db->sealed_samples = samples;
+    load_ctx_t lc = {db, 0};
+    if ((rc = idx_series_foreach(txn, &db->idx, load_series, &lc))) goto fail;
+    if (next_sid > db->next_sid) db->next_sid = (uint32_t)next_sid;
+    db->persisted_upto = db->next_sid;
+    if (db->opt.read_only) mdb_txn_abort(txn);
+    else if ((rc = db_lmdb_err(mdb_txn_commit(txn), "commit"))) {
+        txn = NULL;
+        goto fail;
+    }
+    txn = NULL;
+
+    if ((rc = wal_open(&db->wal, dir, db->opt.wal_segment_bytes))) goto fail;
+    uint64_t maxseq = ckpt, nbad = 0;
+    pthread_mutex_lock(&db->mu);
+    rc = wal_replay(&db->wal, ckpt, replay_record, db, &maxseq, &nbad);
+    pthread_mutex_unlock(&db->mu);
+    if (rc) goto fail;
+    db->wal.seq = maxseq; /* the next segment gets a fresh number */
+    if (!db->opt.read_only && db->head_samples) {
+        pthread_mutex_lock(&db->flush_mu);
+        rc = db_flush_locked(db, 0);
+        pthread_mutex_unlock(&db->flush_mu);
+        if (rc) goto fail;
+    }
+    if (!db->opt.read_only && db->opt.flush_interval_ms > 0) {
+        if (pthread_create(&db->bg, NULL, bg_main, db)) {
+            rc = TSDB_ENOMEM;
+            goto fail;
+        }
+        db->bg_running = 1;
+    }
+    *out = db;
+    return 0;
+fail:
+    if (txn) mdb_txn_abort(txn);
+    {
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", tsdb_last_error_detail());
+        tsdb_close(db);
+        tsdb_set_detail("%s", detail);
+    }
+    return rc;
+}
+
+int tsdb_close(tsdb_t *db)
+{
+    if (!db) return 0;
+    int rc = 0;
+    pthread_mutex_lock(&db->mu);
+    db->closing = 1;
+    pthread_cond_broadcast(&db->cv);
+    pthread_mutex_unlock(&db->mu);
+    if (db->bg_running) {
+        pthread_join(db->bg, NULL);
+        db->bg_running = 0;
+    }
+    if (db->env && !db->opt.read_only && !db->failed && (db->head_samples || db->wal.fd >= 0)) {
+        pthread_mutex_lock(&db->flush_mu);
+        rc = db_flush_locked(db, 0);
+        pthread_mutex_unlock(&db->flush_mu);
+    }
+    if (db->env) mdb_env_close(db->env);
+    wal_close(&db->wal);
+    for (uint32_t i = 0; i < db->nsid_cap; i++) series_free(db->by_sid[i]);
+    free(db->by_sid);
+    free(db->table);
+    free(db->active);
+    tbuf_free(&db->wal_pending);
+    tbuf_free(&db->wal_spare);
+    tbuf_free(&db->rec);
+    if (db->lockfd >= 0) close(db->lockfd);
+    pthread_mutex_destroy(&db->mu);
+    pthread_mutex_destroy(&db->flush_mu);
+    pthread_cond_destroy(&db->cv);
+    free(db->dir);
+    free(db);
+    return rc;
+}
+
+/* ---- flush ---------------------------------------------------------------------- */
+
+typedef struct {
+    series_t *s;
+    tsdb_sample_t *v; /* frozen samples, sorted */
+    uint32_t n;
+    int64_t mint, maxt;
+    uint8_t *labels; /* for series not yet persisted: serialized labels (owned by s) */
+    uint32_t labels_len;
+} frozen_t;
+
+static int cmp_frozen(const void *a, const void *b)
+{
+    const frozen_t *x = a, *y = b;
+    return (x->s->sid > y->s->sid) - (x->s->sid < y->s->sid);
+}
+
+/* Encode one group's frozen series (fz[0..n), same group, ascending sid) into
+ * one block per partition under seq. */
+static int write_group(tsdb_t *db, MDB_txn *txn, frozen_t *fz, size_t n, uint32_t seq,
+                       tbuf_t *out, tbuf_t *scratch, block_series_t **bs, size_t *bscap,
+                       uint32_t *pos)
+{
+    uint32_t g = fz[0].s->sid / TSDB_GROUP_SIDS;
+    for (size_t i = 0; i < n; i++) pos[i] = 0;
+    if (*bscap < n) {
+        block_series_t *nb = realloc(*bs, n * sizeof *nb);
+        if (!nb) return TSDB_ENOMEM;
+        *bs = nb;
+        *bscap = n;
+    }
+    for (;;) {
+        /* smallest partition still pending among the series */
+        int64_t part = INT64_MAX;
+        for (size_t i = 0; i < n; i++)
+            if (pos[i] < fz[i].n) {
+                int64_t p = db_part_of(fz[i].v[pos[i]].t);
+                if (p < part) part = p;
+            }
+        if (part == INT64_MAX) break;
+        int64_t pend = db_part_end(part);
+        size_t nb = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t a = pos[i], b = a;
+            while (b < fz[i].n && (fz[i].v[b].t < pend || pend == INT64_MAX) && fz[i].v[b].t >= part) b++;
+            if (b > a) {
+                (*bs)[nb].sid = fz[i].s->sid;
+                (*bs)[nb].samples = fz[i].v + a;
+                (*bs)[nb].n = b - a;
+                nb++;
+                pos[i] = b;
+            }
+        }
+        int rc = block_encode(*bs, nb, 3, out, scratch);
+        if (rc) return rc;
+        uint8_t k[16];
+        db_block_key(k, g, part, seq);
+        MDB_val key = {16, k}, val = {out->len, out->p};
+        rc = mdb_put(txn, db->blocks, &key, &val, 0);
+        if (rc) return db_lmdb_err(rc, "write block");
+    }
+    return 0;
+}
+
+static int rewrite_all_multi(tsdb_t *db, int closed_only);
+
+int db_flush_locked(tsdb_t *db, int compact_all)
+{
+    pthread_mutex_lock(&db->mu);
+    if (db->failed) {
+        int f = db->failed;
+        pthread_mutex_unlock(&db->mu);
+        return f;
+    }
+    /* Everything logged so far becomes durable, then a new segment starts:
+     * the checkpoint covers the old ones. */
+    int rc = 0;
+    uint64_t ckpt = db->wal.seq;
+    if (db->wal.fd >= 0) {
+        rc = wal_drain_locked(db);
+        if (rc) {
+            pthread_mutex_unlock(&db->mu);
+            return rc;
+        }
+        close(db->wal.fd); /* the next append starts a new segment */
+        db->wal.fd = -1;
+        db->wal.seg_used = db->wal.seg_size = 0;
+    }
+    size_t nf = db->nactive;
+    uint32_t new_from = db->persisted_upto, new_to = db->next_sid;
+    frozen_t *fz = calloc(nf + (new_to - new_from) + 1, sizeof *fz);
+    if (!fz) {
+        pthread_mutex_unlock(&db->mu);
+        return TSDB_ENOMEM;
+    }
+    size_t nz = 0;
+    for (size_t a = 0; a < db->nactive; a++) {
+        series_t *s = db->active[a];
+        if (s->n == 0 || s->deleted) { /* emptied by a delete */
+            db->mem_head_bytes -= (uint64_t)s->cap * sizeof *s->head;
+            free(s->head);
+            s->head = NULL;
+            s->n = s->cap = 0;
+            s->in_active = 0;
+            continue;
+        }
+        size_t i = nz++;
+        if (!s->sorted) qsort(s->head, s->n, sizeof *s->head, cmp_sample);
+        s->sorted = 1;
+        s->frozen = s->head;
+        s->nfrozen = s->n;
+        db->mem_head_bytes -= (uint64_t)s->cap * sizeof *s->head;
+        s->head = NULL;
+        s->n = s->cap = 0;
+        s->in_active = 0;
+        fz[i].s = s;
+        fz[i].v = s->frozen;
+        fz[i].n = s->nfrozen;
+        fz[i].mint = s->frozen[0].t;
+        fz[i].maxt = s->frozen[s->nfrozen - 1].t;
+    }
+    nf = nz;
+    db->nactive = 0;
+    uint64_t nfrozen_samples = db->head_samples;
+    db->frozen_samples = nfrozen_samples;
+    db->head_samples = 0;
+    /* new series: labels to persist */
+    size_t nnew = 0;
+    frozen_t *nw = fz + nf;
+    for (uint32_t sid = new_from; sid < new_to; sid++) {
+        series_t *s = db->by_sid[sid];
+        if (!s || s->deleted || !s->labels) continue;
+        nw[nnew].s = s;
+        nw[nnew].labels = s->labels;
+        nw[nnew].labels_len = s->labels_len;
+        nw[nnew].mint = s->nfrozen ? s->frozen[0].t : INT64_MAX;
+        nw[nnew].maxt = s->nfrozen ? s->frozen[s->nfrozen - 1].t : INT64_MIN;
+        nnew++;
+    }
+    uint32_t seq = ++db->next_block_seq;
+    uint32_t next_sid = db->next_sid;
+    db->flushing = 1;
+    pthread_mutex_unlock(&db->mu);
+
+    qsort(fz, nf, sizeof *fz, cmp_frozen);
+    MDB_txn *txn = NULL;
+    tbuf_t out = {0}, scratch = {0};
+    block_series_t *bs = NULL;
+    size_t bscap = 0;
+    uint32_t *pos = malloc((nf + 1) * sizeof *pos);
+    idx_labels_t il = {0};
+    if (!pos) rc = TSDB_ENOMEM;
+    if (!rc) rc = db_txn_begin_write(db, &txn);
+    for (size_t i = 0; i < nnew && !rc; i++) {
+        rc = labels_parse(nw[i].labels, nw[i].labels_len, &il);
+        if (!rc)
+            rc = idx_series_put(txn, &db->idx, nw[i].s->sid, il.v, il.n, nw[i].mint, nw[i].maxt);
+    }
+    for (size_t i = 0; i < nf && !rc;) {
+        uint32_t g = fz[i].s->sid / TSDB_GROUP_SIDS;
+        size_t j = i;
+        while (j < nf && fz[j].s->sid / TSDB_GROUP_SIDS == g) j++;
+        rc = write_group(db, txn, fz + i, j - i, seq, &out, &scratch, &bs, &bscap, pos);
+        for (size_t k = i; k < j && !rc; k++)
+            if (fz[k].s->persisted)
+                rc = idx_series_widen(txn, &db->idx, fz[k].s->sid, fz[k].mint, fz[k].maxt);
+        i = j;
+    }
+    if (!rc) rc = meta_put_u64(txn, db->meta, "next_sid", next_sid);
+    if (!rc) rc = meta_put_u64(txn, db->meta, "block_seq", seq);
+    if (!rc) rc = meta_put_u64(txn, db->meta, "wal_ckpt", ckpt);
+    if (!rc) rc = meta_put_u64(txn, db->meta, "samples", db->sealed_samples + nfrozen_samples);
+    if (!rc) {
+        rc = db_lmdb_err(mdb_txn_commit(txn), "commit flush");
+        txn = NULL;
+    }
+    if (txn) mdb_txn_abort(txn);
+    free(il.v);
+    free(bs);
+    free(pos);
+    tbuf_free(&out);
+    tbuf_free(&scratch);
+
+    pthread_mutex_lock(&db->mu);
+    if (rc) {
+        /* Give the samples back to the head; they are still in the WAL. */
+        for (size_t i = 0; i < nf; i++) {
+            series_t *s = fz[i].s;
+            for (uint32_t k = 0; k < s->nfrozen; k++) {
+                int64_t t = s->frozen[k].t;
+                if (find_t(s->head, s->n, s->sorted, t) >= 0) continue;
+                if (head_push(db, s, t, s->frozen[k].v)) break;
+            }
+            free(s->frozen);
+            s->frozen = NULL;
+            s->nfrozen = 0;
+        }
+        db->next_block_seq--;
+        db->last_flush_err = rc;
+    } else {
+        for (size_t i = 0; i < nf; i++) {
+            series_t *s = fz[i].s;
+            if (fz[i].mint < s->sealed_mint) s->sealed_mint = fz[i].mint;
+            if (fz[i].maxt > s->sealed_maxt) s->sealed_maxt = fz[i].maxt;
+            free(s->frozen);
+            s->frozen = NULL;
+            s->nfrozen = 0;
+        }
+        for (size_t i = 0; i < nnew; i++) {
+            series_t *s = nw[i].s;
+            s->persisted = 1;
+            free(s->labels);
+            s->labels = NULL;
+            s->labels_len = 0;
+        }
+        if (new_to > db->persisted_upto) db->persisted_upto = new_to;
+        db->sealed_samples += nfrozen_samples;
+        db->gen++;
+        db->flushes++;
+        db->last_flush_err = 0;
+    }
+    db->frozen_samples = 0;
+    db->flushing = 0;
+    pthread_cond_broadcast(&db->cv);
+    pthread_mutex_unlock(&db->mu);
+    free(fz);
+    if (rc) return rc;
+    wal_remove_upto(&db->wal, ckpt);
+    return rewrite_all_multi(db, !compact_all);
+}
+
+int tsdb_flush(tsdb_t *db)
+{
+    if (!db) return TSDB_EINVAL;
+    if (db->opt.read_only) return 0;
+    pthread_mutex_lock(&db->flush_mu);
+    int rc = db_flush_locked(db, 1);
+    pthread_mutex_unlock(&db->flush_mu);
+    return rc;
+}
+
+/* ---- compaction: merge the blocks of one (group, partition) ---------------------- */
+
+typedef struct {
+    uint32_t sid;
+    tsdb_sample_t *v;
+    uint32_t n, cap;
+} merge_series_t;
+
+static int is_live(tsdb_t *db, uint32_t sid)
+{
+    pthread_mutex_lock(&db->mu);
+    int live = sid < db->nsid_cap && db->by_sid[sid] && !db->by_sid[sid]->deleted;
+    pthread_mutex_unlock(&db->mu);
+    return live;
+}
+
+static int cmp_merge(const void *a, const void *b)
+{
+    const merge_series_t *x = a, *y = b;
+    return (x->sid > y->sid) - (x->sid < y->sid);
+}
+
+/* Merge the blocks whose keys are keys[0..nk) (same group and partition)
+ * into one new block; dead series are dropped. */
+static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk,
+                        uint64_t *removed)
+{
+    merge_series_t *ms = NULL;
+    size_t nms = 0, mcap = 0;
+    block_reader_t br = {0};
+    int rc = 0;
+    for (size_t b = 0; b < nk && !rc; b++) {
+        MDB_val key = {16, keys[b]}, val;
+        rc = mdb_get(txn, db->blocks, &key, &val);
+        if (rc) {
+            rc = db_lmdb_err(rc, "read block");
+            break;
+        }
+        if (block_open(&br, val.mv_data, val.mv_size)) {
+            /* keep a corrupt block as it is: never destroy evidence */
+            rc = TSDB_ECORRUPT;
+            break;
+        }
+        for (uint32_t i = 0; i < br.nseries && !rc; i++) {
+            uint32_t sid = br.sids[i];
+            merge_series_t *m = NULL;
+            for (size_t k = 0; k < nms; k++)
+                if (ms[k].sid == sid) {
+                    m = &ms[k];
+                    break;
+                }
+            if (!m) {
+                if (nms == mcap) {
+                    mcap = mcap ? mcap * 2 : 64;
+                    merge_series_t *nm = realloc(ms, mcap * sizeof *nm);
+                    if (!nm) {
+                        rc = TSDB_ENOMEM;
+                        break;
+                    }
+                    ms = nm;
+                }
+                m = &ms[nms++];
+                memset(m, 0, sizeof *m);
+                m->sid = sid;
+            }
+            uint32_t cnt = br.counts[i];
+            if (m->n + cnt > m->cap) {
+                uint32_t nc = m->n + cnt;
+                tsdb_sample_t *nv = realloc(m->v, nc * sizeof *nv);
+                if (!nv) {
+                    rc = TSDB_ENOMEM;
+                    break;
+                }
+                m->v = nv;
+                m->cap = nc;
+            }
+            size_t got;
+            rc = block_decode_series(&br, i, m->v + m->n, cnt, &got);
+            m->n += (uint32_t)got;
+        }
+    }
+    block_reader_free(&br);
+    uint32_t g = 0, seq;
+    int64_t part = 0;
+    db_block_key_parse(keys[0], &g, &part, &seq);
+    if (!rc) {
+        qsort(ms, nms, sizeof *ms, cmp_merge);
+        block_series_t *bs = calloc(nms + 1, sizeof *bs);
+        size_t nb = 0;
+        if (!bs) rc = TSDB_ENOMEM;
+        for (size_t i = 0; i < nms && !rc; i++) {
+            if (!is_live(db, ms[i].sid)) {
+                *removed += ms[i].n;
+                continue;
+            }
+            qsort(ms[i].v, ms[i].n, sizeof *ms[i].v, cmp_sample);
+            uint32_t w = 0;
+            for (uint32_t k = 0; k < ms[i].n; k++) /* drop exact duplicates */
+                if (!w || ms[i].v[w - 1].t != ms[i].v[k].t) ms[i].v[w++] = ms[i].v[k];
+            *removed += ms[i].n - w;
+            ms[i].n = w;
+            bs[nb].sid = ms[i].sid;
+            bs[nb].samples = ms[i].v;
+            bs[nb].n = w;
+            nb++;
+        }
+        for (size_t b = 0; b < nk && !rc; b++) {
+            MDB_val key = {16, keys[b]};
+            int r = mdb_del(txn, db->blocks, &key, NULL);
+            if (r && r != MDB_NOTFOUND) rc = db_lmdb_err(r, "delete block");
+        }
+        if (!rc && nb) {
+            tbuf_t out = {0}, scratch = {0};
+            rc = block_encode(bs, nb, 3, &out, &scratch);
+            if (!rc) {
+                pthread_mutex_lock(&db->mu);
+                uint32_t nseq = ++db->next_block_seq;
+                pthread_mutex_unlock(&db->mu);
+                uint8_t k[16];
+                db_block_key(k, g, part, nseq);
+                MDB_val key = {16, k}, val = {out.len, out.p};
+                rc = db_lmdb_err(mdb_put(txn, db->blocks, &key, &val, 0), "write block");
+                if (!rc) rc = meta_put_u64(txn, db->meta, "block_seq", nseq);
+            }
+            tbuf_free(&out);
+            tbuf_free(&scratch);
+        }
+        free(bs);
+    }
+    for (size_t i = 0; i < nms; i++) free(ms[i].v);
+    free(ms);
+    return rc;
+}
+
+/* Rewrite every (group, partition) that has several blocks (or, with force,
+ * every block of `only_group`/all), in small transactions so freed pages are
+ * reused. closed_only: skip partitions that may still receive samples. */
+static int rewrite_scan(tsdb_t *db, int closed_only, int force, int64_t part_lt,
+                        uint64_t *removed_total)
+{
+    int64_t closed_before = INT64_MAX;
+    if (closed_only) {
+        pthread_mutex_lock(&db->mu);
+        int64_t mt = db->max_time;
+        pthread_mutex_unlock(&db->mu);
+        if (mt == INT64_MIN) return 0;
+        closed_before = db_part_of(mt - db->opt.ooo_window_ms); /* partitions before it are closed */
+    }
+    uint8_t start[16];
+    memset(start, 0, sizeof start);
+    int rc = 0;
+    for (;;) {
+        MDB_txn *txn;
+        rc = db_txn_begin_write(db, &txn);
+        if (rc) return rc;
+        MDB_cursor *cur;
+        rc = mdb_cursor_open(txn, db->blocks, &cur);
+        if (rc) {
+            mdb_txn_abort(txn);
+            return db_lmdb_err(rc, "cursor");
+        }
+        MDB_val key = {16, start}, val;
+        int op = MDB_SET_RANGE;
+        uint8_t (*run)[16] = NULL;
+        size_t nrun = 0, runcap = 0;
+        int merged = 0, done = 0;
+        uint64_t removed = 0;
+        for (;;) {
+            int r = mdb_cursor_get(cur, &key, &val, op);
+            op = MDB_NEXT;
+            int end = r == MDB_NOTFOUND;
+            if (r && !end) {
+                rc = db_lmdb_err(r, "scan blocks");
+                break;
+            }
+            uint32_t g = 0, s;
+            int64_t p = 0;
+            if (!end) db_block_key_parse(key.mv_data, &g, &p, &s);
+            uint32_t rg = 0;
+            int64_t rp = 0;
+            if (nrun) db_block_key_parse(run[0], &rg, &rp, &s);
+            if (nrun && (end || g != rg || p != rp)) {
+                if ((nrun > 1 || force) && rp < closed_before && rp < part_lt) {
+                    memcpy(start, run[0], 16);
+                    mdb_cursor_close(cur);
+                    cur = NULL;
+                    rc = merge_blocks(db, txn, run, nrun, &removed);
+                    merged = 1;
+                    break;
+                }
+                nrun = 0;
+            }
+            if (end) {
+                done = 1;
+                break;
+            }
+            if (nrun == runcap) {
+                runcap = runcap ? runcap * 2 : 8;
+                void *nr = realloc(run, runcap * 16);
+                if (!nr) {
+                    rc = TSDB_ENOMEM;
+                    break;
+                }
+                run = nr;
+            }
+            memcpy(run[nrun++], key.mv_data, 16);
+        }
+        free(run);
+        if (cur) mdb_cursor_close(cur);
+        if (rc == TSDB_ECORRUPT && merged) {
+            /* skip this (group, partition): leave it for tsdb_check to report */
+            mdb_txn_abort(txn);
+            pthread_mutex_lock(&db->mu);
+            db->corrupt_blocks++;
+            pthread_mutex_unlock(&db->mu);
+            uint32_t g, s;
+            int64_t p;
+            db_block_key_parse(start, &g, &p, &s);
+            if (db_part_end(p) == INT64_MAX) return 0;
+            db_block_key(start, g, db_part_end(p), 0);
+            rc = 0;
+            continue;
+        }
+        if (rc) {
+            mdb_txn_abort(txn);
+            return rc;
+        }
+        if (!merged || done) {
+            mdb_txn_abort(txn);
+            break;
+        }
+        if (removed) {
+            rc = 0;
+            pthread_mutex_lock(&db->mu);
+            db->sealed_samples -= removed < db->sealed_samples ? removed : db->sealed_samples;
+            uint64_t ss = db->sealed_samples;
+            pthread_mutex_unlock(&db->mu);
+            rc = meta_put_u64(txn, db->meta, "samples", ss);
+            if (removed_total) *removed_total += removed;
+        }
+        if (!rc) rc = db_lmdb_err(mdb_txn_commit(txn), "commit compaction");
+        else mdb_txn_abort(txn);
+        if (rc) return rc;
+        /* continue after the merged (group, partition) */
+        uint32_t g, s;
+        int64_t p;
+        db_block_key_parse(start, &g, &p, &s);
+        db_block_key(start, g, p, UINT32_MAX);
+        /* seq UINT32_MAX sorts after every block of (g, p) */
+    }
+    return rc;
+}
+
+static int rewrite_all_multi(tsdb_t *db, int closed_only)
+{
+    return rewrite_scan(db, closed_only, 0, INT64_MAX, NULL);
+}
+
+int db_rewrite_everything(tsdb_t *db, uint64_t *removed)
+{
+    return rewrite_scan(db, 0, 1, INT64_MAX, removed);
+}
+
+/* ---- background maintenance ------------------------------------------------------ */
+
+static void *bg_main(void *arg)
+{
+    tsdb_t *db = arg;
+    int64_t last_flush = db->opt.now_ms(db->opt.now_ctx);
+    int64_t last_ret = last_flush;
+    pthread_mutex_lock(&db->mu);
+    while (!db->closing) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t wait_ms = db->opt.sync_mode == TSDB_SYNC_PERIODIC ? db->opt.sync_interval_ms : 1000;
+        if (wait_ms > 1000) wait_ms = 1000;
+        ts.tv_sec += wait_ms / 1000;
+        ts.tv_nsec += (wait_ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        if (!db->bg_wake) pthread_cond_timedwait(&db->cv, &db->mu, &ts);
+        if (db->closing) break;
+        int64_t now = db->opt.now_ms(db->opt.now_ctx);
+        if (db->opt.sync_mode == TSDB_SYNC_PERIODIC && !db->syncing && db->wal.fd >= 0 &&
+            !db->failed && now - db->last_sync_ms >= db->opt.sync_interval_ms) {
+            wal_lead(db, 1);
+            db->last_sync_ms = now;
+        }
+        int want = db->bg_wake || db->head_samples >= db->opt.head_max_samples ||
+                   (db->head_samples && now - last_flush >= db->opt.flush_interval_ms);
+        db->bg_wake = 0;
+        if (want && !db->failed) {
+            pthread_mutex_unlock(&db->mu);
+            pthread_mutex_lock(&db->flush_mu);
+            db_flush_locked(db, 0);
+            pthread_mutex_unlock(&db->flush_mu);
+            pthread_mutex_lock(&db->mu);
+            last_flush = now;
+        }
+        if (db->opt.retention_ms > 0 && now - last_ret >= 60000) {
+            pthread_mutex_unlock(&db->mu);
+            tsdb_retention_apply(db, now);
+            pthread_mutex_lock(&db->mu);
+            last_ret = now;
+        }
+    }
+    pthread_mutex_unlock(&db->mu);
+    return NULL;
+}

@@ -57,7 +57,7 @@ int db_lmdb_err(int rc, const char *what)
         tsdb_set_detail("%s: LMDB map full (size cap reached)", what);
         return TSDB_EFULL;
     }
-    if (rc == ENOSPC || rc == EDQUOT) {
+    if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) {
         tsdb_set_detail("%s: %s", what, strerror(rc));
         return TSDB_ENOSPC;
     }
@@ -1414,7 +1414,9 @@ static void *bg_main(void *arg)
     while (!db->closing) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t wait_ms = db->opt.sync_mode == TSDB_SYNC_PERIODIC ? db->opt.sync_interval_ms : 1000;
+        int64_t wait_ms = db->opt.flush_interval_ms;
+        if (db->opt.sync_mode == TSDB_SYNC_PERIODIC && db->opt.sync_interval_ms < wait_ms)
+            wait_ms = db->opt.sync_interval_ms;
         if (wait_ms > 1000) wait_ms = 1000;
         ts.tv_sec += wait_ms / 1000;
         ts.tv_nsec += (wait_ms % 1000) * 1000000;

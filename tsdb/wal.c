@@ -83,7 +83,7 @@ int wal_rotate(wal_t *w, uint64_t need)
     if (fd < 0) {
         int e = errno;
         tsdb_set_detail("create %s: %s", path, strerror(e));
-        return e == ENOSPC || e == EDQUOT ? TSDB_ENOSPC : TSDB_EIO;
+        return e == ENOSPC || e == EDQUOT || e == EFBIG ? TSDB_ENOSPC : TSDB_EIO;
     }
     int e = posix_fallocate(fd, 0, (off_t)size);
     if (e == 0 && fsync(fd) != 0) e = errno;
@@ -92,7 +92,7 @@ int wal_rotate(wal_t *w, uint64_t need)
         close(fd);
         unlink(path);
         tsdb_set_detail("reserve %" PRIu64 " bytes for %s: %s", size, path, strerror(e));
-        return e == ENOSPC || e == EDQUOT ? TSDB_ENOSPC : TSDB_EIO;
+        return e == ENOSPC || e == EDQUOT || e == EFBIG ? TSDB_ENOSPC : TSDB_EIO;
     }
     if (w->fd >= 0) close(w->fd);
     w->fd = fd;
@@ -111,7 +111,7 @@ int wal_write(wal_t *w, const uint8_t *p, size_t len)
             if (errno == EINTR) continue;
             int e = errno;
             tsdb_set_detail("write WAL segment %" PRIu64 ": %s", w->seq, strerror(e));
-            return e == ENOSPC ? TSDB_ENOSPC : TSDB_EIO;
+            return e == ENOSPC || e == EFBIG ? TSDB_ENOSPC : TSDB_EIO;
         }
         p += k;
         len -= (size_t)k;

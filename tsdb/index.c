@@ -115,13 +115,46 @@ static int u32_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* LSD radix sort, 3 passes of 11 bits; tmp holds n values. */
+static void u32_radix_sort(uint32_t *v, uint32_t *tmp, size_t n)
+{
+    uint32_t *src = v, *dst = tmp;
+    for (int shift = 0; shift < 33; shift += 11) {
+        size_t cnt[2048] = {0};
+        for (size_t i = 0; i < n; i++) cnt[(src[i] >> shift) & 2047]++;
+        size_t sum = 0;
+        for (size_t b = 0; b < 2048; b++) {
+            size_t c = cnt[b];
+            cnt[b] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) dst[cnt[(src[i] >> shift) & 2047]++] = src[i];
+        uint32_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    memcpy(v, src, n * sizeof *v); /* odd number of passes: result is in tmp */
+}
+
+/* Sort + unique. Concatenated postings are often already sorted (ids of
+ * consecutive pairs were allocated together), so check first. */
 static void u32vec_sort_unique(u32vec_t *a)
 {
     if (a->n < 2) return;
-    qsort(a->v, a->n, sizeof *a->v, u32_cmp);
+    size_t i = 1;
+    while (i < a->n && a->v[i - 1] <= a->v[i]) i++;
+    if (i < a->n) {
+        uint32_t *tmp = a->n >= 1024 ? malloc(a->n * sizeof *tmp) : NULL;
+        if (tmp) {
+            u32_radix_sort(a->v, tmp, a->n);
+            free(tmp);
+        } else {
+            qsort(a->v, a->n, sizeof *a->v, u32_cmp);
+        }
+    }
     size_t w = 1;
-    for (size_t i = 1; i < a->n; i++)
-        if (a->v[i] != a->v[w - 1]) a->v[w++] = a->v[i];
+    for (size_t j = 1; j < a->n; j++)
+        if (a->v[j] != a->v[w - 1]) a->v[w++] = a->v[j];
     a->n = w;
 }
 

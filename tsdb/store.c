@@ -336,7 +336,7 @@ static int classify(tsdb_t *db, series_t *s, int64_t t, double v)
     i = find_t(s->frozen, s->nfrozen, 1, t);
     if (i >= 0) return f64_bits(s->frozen[i].v) == vb ? TSDB_OUT_DUPLICATE : TSDB_OUT_CONFLICT;
     if (s->sealed_maxt != INT64_MIN && t >= s->sealed_mint && t <= s->sealed_maxt) {
-        uint64_t bits;
+        uint64_t bits = 0;
         int r = sealed_lookup(db, s, t, &bits);
         if (r > 0) return bits == vb ? TSDB_OUT_DUPLICATE : TSDB_OUT_CONFLICT;
     }
@@ -786,8 +786,8 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
     if ((rc = db_lmdb_err(mdb_dbi_open(txn, "blocks", cflag, &db->blocks), "open blocks db")))
         goto fail;
     if ((rc = idx_open(txn, &db->idx))) goto fail;
-    uint64_t v;
-    int found;
+    uint64_t v = 0;
+    int found = 0;
     if ((rc = meta_get_u64(txn, db->meta, "format", &v, &found))) goto fail;
     if (found && v > TSDB_FORMAT_VERSION) {
         tsdb_set_detail("%s was written with format version %" PRIu64

@@ -177,7 +177,7 @@ void wal_remove_upto(wal_t *w, uint64_t upto)
     if (list_segments(w, &v, &n)) return;
     char path[4096];
     for (size_t i = 0; i < n; i++) {
-        if (v[i] > upto || v[i] == w->seq) continue;
+        if (v[i] > upto || (w->fd >= 0 && v[i] == w->seq)) continue;
         seg_path(w, v[i], path, sizeof path);
         unlink(path);
     }

@@ -824,8 +824,8 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
     if ((rc = idx_series_foreach(txn, &db->idx, load_series, &lc))) goto fail;
     if (next_sid > db->next_sid) db->next_sid = (uint32_t)next_sid;
     db->persisted_upto = db->next_sid;
-    if (db->opt.read_only) mdb_txn_abort(txn);
-    else if ((rc = db_lmdb_err(mdb_txn_commit(txn), "commit"))) {
+    /* commit even when read-only: an aborted txn would close the dbi handles */
+    if ((rc = db_lmdb_err(mdb_txn_commit(txn), "commit"))) {
         txn = NULL;
         goto fail;
     }

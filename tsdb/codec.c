@@ -39,7 +39,7 @@
  *        too many digits); their m_i repeats m_{i-1} (0 for i = 0):
  *     nexc    vu    1..n
  *     exc     -     nexc x (gap vu, bits u64le); pos_j = pos_{j-1} + 1 + gap_j, pos_-1 = -1
- *  vmode 2  GORILLA  bit stream, most significant bit first, zero padded to a byte:
+ *  vmode 2  GORILLA  (written only on request) bit stream, most significant bit first, zero padded to a byte:
  *                    64 bits of v_0; then for x = bits(v_i) ^ bits(v_{i-1}):
  *                      '0'                         x == 0
  *                      '10' + w bits               x fits the previous window (lz, w)
@@ -59,10 +59,13 @@
  *    0c 0e 10      m / g = 6, 7, 8 (zigzag 12, 14, 16)
  *  = 11 bytes. (Order 1 would be 5 value bytes: m_0 = 150 takes 2.)
  *
- *  The encoder picks the value mode with the fewest bytes (CONST when every
- *  bit pattern is equal; DECIMAL with the cheapest order), on ties in the
- *  order CONST, DECIMAL, XORB, GORILLA. Byte-aligned streams let the block's
- *  zstd find the repetitions between series.
+ *  The encoder picks CONST when every bit pattern is equal, else the smaller
+ *  of DECIMAL (with its cheapest order) and XORB, DECIMAL on a tie. GORILLA
+ *  is decoded, and written only on request (chunk_encode_mode): byte-aligned
+ *  streams shrink by 20-40 % under the block's zstd and match between
+ *  series, bit-packed ones hardly at all, so on node_exporter data GORILLA
+ *  made blocks bigger even where its chunk was half the size
+ *  (bench/bench_codec.c measures this).
  *
  * ======================================================================
  * BLOCK: chunks of many series (ascending sids), zstd'd together
@@ -542,14 +545,15 @@ int chunk_encode_mode(const tsdb_sample_t *s, size_t n, int vmode, tbuf_t *out)
             best_sz = sz;
         }
     }
-    if (best != CHUNK_V_CONST && (vmode == CHUNK_V_AUTO || vmode == CHUNK_V_GORILLA)) {
+    /* GORILLA only when forced: bit-packed streams barely shrink under the
+     * block's zstd while byte-aligned ones lose 20-40 %, so on node_exporter
+     * data every automatic pick of GORILLA, even at half the size of
+     * DECIMAL, made the block bigger (bench/bench_codec.c measures this). */
+    if (vmode == CHUNK_V_GORILLA) {
         bitw_t bw = {0};
         gorilla_run(s, n, &bw);
-        size_t sz = (size_t)((bw.bits + 7) / 8);
-        if (sz < best_sz) {
-            best = CHUNK_V_GORILLA;
-            best_sz = sz;
-        }
+        best = CHUNK_V_GORILLA;
+        best_sz = (size_t)((bw.bits + 7) / 8);
     }
     if (best < 0) return TSDB_EINVAL; /* forced CONST on varying values */
 

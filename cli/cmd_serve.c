@@ -1,0 +1,416 @@
+/* cmd_serve.c — `augur serve`: open the store and run the HTTP server until
+ * SIGTERM/SIGINT (see docs/serve.md). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/auth.h"
+#include "api/log.h"
+#include "api/server.h"
+#include "cli/cli.h"
+#include "tsdb/tsdb.h"
+
+static const char serve_usage[] =
+    "usage: augur serve [flags]\n"
+    "\n"
+    "Run the server: Prometheus remote write and text import in, the Prometheus\n"
+    "query API out, augur's own metrics on /metrics. Flags take --flag=value or\n"
+    "--flag value. Durations: 500ms, 30s, 5m, 1h30m, 15d, 2w, 1y. Sizes: 1048576,\n"
+    "512KiB, 32MiB, 1GiB.\n"
+    "\n"
+    "HTTP:\n"
+    "  --web.listen-address=ADDR      host:port, [v6]:port or :port (all IPv4\n"
+    "                                 interfaces); port 0 picks a free port\n"
+    "                                 (default :9201)\n"
+    "  --web.auth-file=PATH           credentials per role (read, write, admin),\n"
+    "                                 one '<role> <bearer|basic> <credential>' a\n"
+    "                                 line; without it every endpoint is open\n"
+    "                                 except the admin ones, which then need a\n"
+    "                                 loopback-only listen address\n"
+    "  --web.tls-cert-file=PATH       PEM certificate: serve HTTPS (needs the key)\n"
+    "  --web.tls-key-file=PATH        PEM private key\n"
+    "  --web.threads=N                HTTP worker threads (default max(4, CPUs))\n"
+    "  --web.max-connections=N        open connections (default 1024)\n"
+    "  --web.read-timeout=DURATION    close connections idle or stalled this long\n"
+    "                                 (slow clients) (default 30s)\n"
+    "  --web.max-request-bytes=SIZE   request body cap as sent (compressed); over\n"
+    "                                 it: 413 (default 32MiB)\n"
+    "  --web.max-inflight-bytes=SIZE  all request bodies buffered at once; over it:\n"
+    "                                 503 + Retry-After (default 256MiB)\n"
+    "  --web.shutdown-timeout=DURATION  wait this long for in-flight requests on\n"
+    "                                 SIGTERM/SIGINT (default 30s)\n"
+    "\n"
+    "Ingestion limits (violations are refused, counted in\n"
+    "augur_samples_rejected_total{reason}):\n"
+    "  --ingest.max-decompressed-bytes=SIZE  remote-write body after snappy; over\n"
+    "                                 it: 413 (default 32MiB)\n"
+    "  --ingest.max-series-per-request=N     (default 100000; over it: 400)\n"
+    "  --ingest.max-samples-per-request=N    (default 1000000; over it: 400)\n"
+    "  --ingest.max-labels-per-series=N      including __name__ (default 64)\n"
+    "  --ingest.max-label-name-length=N      bytes (default 256)\n"
+    "  --ingest.max-label-value-length=N     bytes (default 4096)\n"
+    "  --ingest.max-future=DURATION   samples further ahead of the server clock are\n"
+    "                                 refused (default 10m)\n"
+    "\n"
+    "Storage:\n"
+    "  --storage.path=DIR             store directory (default ./augur-data)\n"
+    "  --storage.retention=DURATION   drop data older than this; 0 keeps\n"
+    "                                 everything (default 15d)\n"
+    "  --storage.sync=always|periodic always: fsync before every write is\n"
+    "                                 acknowledged; periodic: fsync every\n"
+    "                                 --storage.sync-interval (survives kill -9,\n"
+    "                                 not power loss) (default always)\n"
+    "  --storage.sync-interval=DURATION  (default 1s)\n"
+    "  --storage.out-of-order-window=DURATION  samples this much older than their\n"
+    "                                 series' newest are still accepted (default 1h)\n"
+    "  --storage.max-bytes=SIZE       LMDB map size cap (default 1TiB)\n"
+    "\n"
+    "Queries:\n"
+    "  --query.timeout=DURATION       (default 2m)\n"
+    "  --query.max-samples=N          samples loaded per query (default 50000000)\n"
+    "  --query.lookback-delta=DURATION  (default 5m)\n"
+    "\n"
+    "Logging:\n"
+    "  --log.level=debug|info|warn|error  logfmt on stderr; debug adds an access log\n"
+    "                                 line per request (default info)\n"
+    "\n"
+    "Endpoints: POST /api/v1/write, POST /api/v1/import/prometheus, /api/v1/query,\n"
+    "query_range, series, labels, label/<name>/values, metadata, status/*, export,\n"
+    "GET /metrics, /-/healthy, /-/ready; admin: POST /api/v1/admin/tsdb/delete_series,\n"
+    "POST /api/v1/admin/tsdb/snapshot, POST /internal/force_flush.\n"
+    "\n"
+    "SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush and close the\n"
+    "store, exit 0. A second signal exits at once (status 1); the write-ahead log\n"
+    "keeps every acknowledged sample either way.\n";
+
+/* ---- signals ----------------------------------------------------------- */
+
+static int sig_pipe[2] = {-1, -1};
+static volatile sig_atomic_t sig_count;
+
+static void on_signal(int sig)
+{
+    if (sig_count++ > 0) {
+        static const char msg[] = "level=warn msg=\"second signal: exiting immediately\"\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)w;
+        _exit(1);
+    }
+    unsigned char b = (unsigned char)sig;
+    ssize_t w = write(sig_pipe[1], &b, 1);
+    (void)w;
+}
+
+static int signals_install(void)
+{
+    if (pipe(sig_pipe)) return -1;
+    for (int i = 0; i < 2; i++) fcntl(sig_pipe[i], F_SETFD, FD_CLOEXEC);
+    fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL)) return -1;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+/* ---- flags ------------------------------------------------------------- */
+
+typedef struct {
+    api_config_t api;
+    const char *auth_file;
+    const char *log_level;
+    int64_t retention_ms;
+    int64_t read_timeout_ms;
+    int64_t shutdown_timeout_ms;
+    int64_t sync_interval_ms;
+    int64_t ooo_window_ms;
+    uint64_t max_bytes;
+    tsdb_sync_mode_t sync;
+} serve_opts_t;
+
+typedef enum { F_STR, F_DUR, F_BYTES, F_U32, F_UINT, F_SYNC } ftype_t;
+
+typedef struct {
+    const char *name;
+    ftype_t type;
+    size_t off;
+} flag_t;
+
+#define O(field) offsetof(serve_opts_t, field)
+
+static const flag_t flags[] = {
+    {"web.listen-address", F_STR, O(api.listen_address)},
+    {"web.auth-file", F_STR, O(auth_file)},
+    {"web.tls-cert-file", F_STR, O(api.tls_cert_file)},
+    {"web.tls-key-file", F_STR, O(api.tls_key_file)},
+    {"web.threads", F_UINT, O(api.threads)},
+    {"web.max-connections", F_UINT, O(api.max_connections)},
+    {"web.read-timeout", F_DUR, O(read_timeout_ms)},
+    {"web.max-request-bytes", F_BYTES, O(api.max_request_bytes)},
+    {"web.max-inflight-bytes", F_BYTES, O(api.max_inflight_bytes)},
+    {"web.shutdown-timeout", F_DUR, O(shutdown_timeout_ms)},
+    {"ingest.max-decompressed-bytes", F_BYTES, O(api.max_decompressed_bytes)},
+    {"ingest.max-series-per-request", F_U32, O(api.max_series_per_request)},
+    {"ingest.max-samples-per-request", F_U32, O(api.max_samples_per_request)},
+    {"ingest.max-labels-per-series", F_U32, O(api.max_labels_per_series)},
+    {"ingest.max-label-name-length", F_U32, O(api.max_label_name_len)},
+    {"ingest.max-label-value-length", F_U32, O(api.max_label_value_len)},
+    {"ingest.max-future", F_DUR, O(api.max_future_ms)},
+    {"storage.path", F_STR, O(api.storage_path)},
+    {"storage.retention", F_DUR, O(retention_ms)},
+    {"storage.sync", F_SYNC, O(sync)},
+    {"storage.sync-interval", F_DUR, O(sync_interval_ms)},
+    {"storage.out-of-order-window", F_DUR, O(ooo_window_ms)},
+    {"storage.max-bytes", F_BYTES, O(max_bytes)},
+    {"query.timeout", F_DUR, O(api.query.timeout_ms)},
+    {"query.max-samples", F_BYTES, O(api.query.max_samples)},
+    {"query.lookback-delta", F_DUR, O(api.query.lookback_ms)},
+    {"log.level", F_STR, O(log_level)},
+};
+
+static int flag_set(serve_opts_t *o, const flag_t *f, const char *v)
+{
+    char *base = (char *)o + f->off;
+    uint64_t u;
+    int64_t d;
+    char *e;
+    switch (f->type) {
+    case F_STR:
+        if (!*v) return -1;
+        *(const char **)(void *)base = v;
+        return 0;
+    case F_DUR:
+        if (api_duration_parse(v, &d)) return -1;
+        *(int64_t *)(void *)base = d;
+        return 0;
+    case F_BYTES:
+        if (!strcmp(f->name, "query.max-samples")) {
+            errno = 0;
+            u = strtoull(v, &e, 10);
+            if (errno || *e || e == v) return -1;
+        } else if (api_bytes_parse(v, &u))
+            return -1;
+        if (!strcmp(f->name, "storage.max-bytes") || !strcmp(f->name, "query.max-samples"))
+            *(uint64_t *)(void *)base = u;
+        else
+            *(size_t *)(void *)base = (size_t)u;
+        return 0;
+    case F_U32:
+    case F_UINT:
+        errno = 0;
+        u = strtoull(v, &e, 10);
+        if (errno || *e || e == v || u == 0 || u > UINT32_MAX) return -1;
+        if (f->type == F_U32)
+            *(uint32_t *)(void *)base = (uint32_t)u;
+        else
+            *(unsigned *)(void *)base = (unsigned)u;
+        return 0;
+    case F_SYNC:
+        if (!strcmp(v, "always"))
+            *(tsdb_sync_mode_t *)(void *)base = TSDB_SYNC_ALWAYS;
+        else if (!strcmp(v, "periodic"))
+            *(tsdb_sync_mode_t *)(void *)base = TSDB_SYNC_PERIODIC;
+        else
+            return -1;
+        return 0;
+    }
+    return -1;
+}
+
+/* 0 = run, 1 = exit 0 (help), 2 = usage error. */
+static int parse_flags(int argc, char **argv, serve_opts_t *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "augur serve: unexpected argument '%s'\n", a);
+            return 2;
+        }
+        a += 2;
+        const char *eq = strchr(a, '=');
+        size_t nl = eq ? (size_t)(eq - a) : strlen(a);
+        const flag_t *f = NULL;
+        for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
+            if (strlen(flags[k].name) == nl && !strncmp(flags[k].name, a, nl)) f = &flags[k];
+        if (!f) {
+            fprintf(stderr, "augur serve: unknown flag '--%.*s' (see augur serve --help)\n",
+                    (int)nl, a);
+            return 2;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (!v) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "augur serve: flag --%s needs a value\n", f->name);
+                return 2;
+            }
+            v = argv[++i];
+        }
+        if (flag_set(o, f, v)) {
+            fprintf(stderr, "augur serve: invalid value '%s' for --%s\n", v, f->name);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int cli_serve(int argc, char **argv)
+{
+    serve_opts_t o;
+    memset(&o, 0, sizeof o);
+    api_config_init(&o.api);
+    o.api.version = AUGUR_VERSION;
+    o.log_level = "info";
+    o.retention_ms = 15LL * 86400000;
+    o.read_timeout_ms = 30000;
+    o.shutdown_timeout_ms = 30000;
+    o.sync = TSDB_SYNC_ALWAYS;
+    o.sync_interval_ms = 1000;
+    o.ooo_window_ms = 3600000;
+    int pr = parse_flags(argc, argv, &o);
+    if (pr == 1) {
+        fputs(serve_usage, stdout);
+        return 0;
+    }
+    if (pr) return 2;
+    api_log_level_t lvl;
+    if (api_log_level_parse(o.log_level, &lvl)) {
+        fprintf(stderr, "augur serve: invalid --log.level '%s' (debug, info, warn, error)\n",
+                o.log_level);
+        return 2;
+    }
+    api_log_set_level(lvl);
+    if (!o.api.tls_cert_file != !o.api.tls_key_file) {
+        fprintf(stderr, "augur serve: --web.tls-cert-file and --web.tls-key-file go together\n");
+        return 2;
+    }
+    o.api.connection_timeout_s =
+        o.read_timeout_ms <= 0 ? 0 : (unsigned)((o.read_timeout_ms + 999) / 1000);
+
+    char q[600];
+    api_auth_t *auth = NULL;
+    if (o.auth_file) {
+        char err[300] = "";
+        int rc = api_auth_load(o.auth_file, &auth, err, sizeof err);
+        if (rc) {
+            api_log(API_LOG_ERROR, "cannot load auth file", "file=%s err=%s",
+                    api_log_quote(q, 300, o.auth_file, strlen(o.auth_file)),
+                    api_log_quote(q + 300, 300, err, strlen(err)));
+            return 1;
+        }
+        struct stat st;
+        if (!stat(o.auth_file, &st) && (st.st_mode & 0077))
+            api_log(API_LOG_WARN, "auth file is readable by group or others", "file=%s mode=%04o",
+                    api_log_quote(q, sizeof q, o.auth_file, strlen(o.auth_file)),
+                    (unsigned)(st.st_mode & 07777));
+        o.api.auth = auth;
+    }
+    if (signals_install()) {
+        api_log(API_LOG_ERROR, "cannot install signal handlers", NULL);
+        api_auth_destroy(auth);
+        return 1;
+    }
+
+    api_server_t *srv = NULL;
+    int rc = api_server_start(&o.api, &srv);
+    if (rc) {
+        api_log(API_LOG_ERROR, "cannot start HTTP server", "addr=%s err=%s errno=%s",
+                api_log_quote(q, 200, o.api.listen_address, strlen(o.api.listen_address)),
+                api_log_quote(q + 200, 200, api_strerror(rc), strlen(api_strerror(rc))),
+                api_log_quote(q + 400, 200, strerror(errno), strlen(strerror(errno))));
+        api_auth_destroy(auth);
+        return 1;
+    }
+    api_log(API_LOG_INFO, "listening",
+            "addr=%s port=%u tls=%s auth=%s admin=%s", o.api.listen_address,
+            api_server_port(srv), o.api.tls_cert_file ? "on" : "off",
+            auth ? "on" : "off",
+            (api_auth_roles_configured(auth) & API_ROLE_ADMIN) ? "credential"
+            : api_server_loopback_only(srv)                    ? "loopback"
+                                                               : "disabled");
+
+    tsdb_options_t to;
+    tsdb_options_init(&to);
+    to.retention_ms = o.retention_ms;
+    to.sync_mode = o.sync;
+    to.sync_interval_ms = o.sync_interval_ms;
+    to.ooo_window_ms = o.ooo_window_ms > 0 ? o.ooo_window_ms : -1;
+    to.map_size_cap = o.max_bytes;
+    if (mkdir(o.api.storage_path, 0755) && errno != EEXIST) {
+        api_log(API_LOG_ERROR, "cannot create storage directory", "path=%s err=%s",
+                api_log_quote(q, 300, o.api.storage_path, strlen(o.api.storage_path)),
+                api_log_quote(q + 300, 300, strerror(errno), strlen(strerror(errno))));
+        api_server_destroy(srv);
+        api_auth_destroy(auth);
+        return 1;
+    }
+    api_log(API_LOG_INFO, "opening store", "path=%s retention_ms=%" PRId64 " sync=%s",
+            api_log_quote(q, sizeof q, o.api.storage_path, strlen(o.api.storage_path)),
+            o.retention_ms, o.sync == TSDB_SYNC_ALWAYS ? "always" : "periodic");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    tsdb_t *db = NULL;
+    rc = tsdb_open(o.api.storage_path, &to, &db);
+    if (rc) {
+        const char *d = tsdb_last_error_detail();
+        api_log(API_LOG_ERROR, "cannot open store", "path=%s err=%s detail=%s",
+                api_log_quote(q, 200, o.api.storage_path, strlen(o.api.storage_path)),
+                api_log_quote(q + 200, 200, tsdb_strerror(rc), strlen(tsdb_strerror(rc))),
+                api_log_quote(q + 400, 200, d, strlen(d)));
+        api_server_shutdown(srv, 1000);
+        api_server_destroy(srv);
+        api_auth_destroy(auth);
+        return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    tsdb_stats_t st;
+    memset(&st, 0, sizeof st);
+    tsdb_stats(db, &st);
+    api_log(API_LOG_INFO, "store open, ready",
+            "duration_ms=%.1f series=%" PRIu64 " samples=%" PRIu64 " head_samples=%" PRIu64,
+            (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+            st.series, st.samples, st.head_samples);
+    api_server_set_store(srv, db);
+
+    /* Wait for SIGTERM/SIGINT. */
+    unsigned char sig = 0;
+    for (;;) {
+        ssize_t n = read(sig_pipe[0], &sig, 1);
+        if (n == 1) break;
+        if (n < 0 && errno == EINTR) continue;
+        sleep_ms(100);
+    }
+    api_log(API_LOG_INFO, "shutting down", "signal=%s inflight_timeout_ms=%" PRId64,
+            sig == SIGINT ? "SIGINT" : "SIGTERM", o.shutdown_timeout_ms);
+    if (api_server_shutdown(srv, o.shutdown_timeout_ms))
+        api_log(API_LOG_WARN, "in-flight requests cut off at the shutdown timeout", NULL);
+    api_server_destroy(srv);
+    rc = tsdb_close(db);
+    if (rc) {
+        const char *d = tsdb_last_error_detail();
+        api_log(API_LOG_ERROR, "store close failed (data stays in the WAL)", "err=%s detail=%s",
+                api_log_quote(q, 300, tsdb_strerror(rc), strlen(tsdb_strerror(rc))),
+                api_log_quote(q + 300, 300, d, strlen(d)));
+    }
+    api_auth_destroy(auth);
+    api_log(API_LOG_INFO, "stopped", NULL);
+    return rc ? 1 : 0;
+}

@@ -14,6 +14,7 @@ typedef struct {
 extern const cli_command_t cli_commands[];
 
 int cli_tsdb(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 /* Parse a Prometheus-style duration ("15d", "90s", "1.5h") into ms. 0 or -1. */
 int cli_parse_duration_ms(const char *s, int64_t *out);

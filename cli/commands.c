@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 
 const cli_command_t cli_commands[] = {
+    {"serve", cli_serve},
     {"tsdb", cli_tsdb},
     {NULL, NULL},
 };

@@ -18,7 +18,9 @@
  * the encodings after zstd.
  *
  * Usage: bench_codec [--data FILE] [--types FILE] [--nodes N] [--seed S]
- *                    [--top K] [--quick]
+ *                    [--top K] [--quick] [--corpus DIR]
+ *   --corpus DIR writes a few small encoded blocks and chunks into DIR (the
+ *   seed corpus of fuzz/fuzz_block) and exits.
  *   defaults: ../shared/data/node_exporter_1s.jsonl.zst and
  *   ../shared/data/node_exporter_types.txt (run from the repository root),
  *   20 nodes, seed 1.
@@ -658,6 +660,67 @@ static void by_template(const fleet_t *fl, const recording_t *rec, size_t S, siz
     free(s);
 }
 
+/* A few small real blocks and chunks as a seed corpus for fuzz/fuzz_block. */
+static void write_file(const char *dir, const char *name, const uint8_t *p, size_t len)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(p, 1, len, f) != len || fclose(f)) die("cannot write the corpus");
+    printf("wrote %s (%zu bytes)\n", path, len);
+}
+
+static void write_corpus(const fleet_t *fl, size_t S, const char *dir)
+{
+    static const struct {
+        size_t first, count, n;
+        int level, stride;
+    } blocks[] = {
+        {0, 1, 1, 3, 1},    /* one sample: stored raw */
+        {40, 12, 30, 3, 1}, /* a node's consecutive series */
+        {0, 6, 60, 1, 41},  /* every 41st series: mixed kinds */
+        {5, 8, 20, 9, 0},   /* one series across 8 nodes (stride S) */
+    };
+    tbuf_t b = {0}, scratch = {0};
+    block_series_t bs[16];
+    tsdb_sample_t *s = fleet_samples(fl, 60);
+    char name[64];
+    for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++) {
+        size_t stride = blocks[k].stride ? (size_t)blocks[k].stride : S;
+        for (size_t i = 0; i < blocks[k].count; i++) {
+            size_t g = (blocks[k].first + i * stride) % fl->nseries;
+            bs[i].sid = (uint32_t)(g + 1);
+            bs[i].samples = s + g * 60;
+            bs[i].n = (uint32_t)blocks[k].n;
+        }
+        if (block_encode(bs, blocks[k].count, blocks[k].level, &b, &scratch))
+            die("block_encode failed");
+        snprintf(name, sizeof name, "block-%zu.bin", k);
+        write_file(dir, name, b.p, b.len);
+    }
+    /* chunks: one of each kind and a forced GORILLA and XORB */
+    int done[K_NKINDS] = {0};
+    for (size_t g = 0; g < S && g < fl->nseries; g++) {
+        if (done[fl->kind[g]]++) continue;
+        b.len = 0;
+        if (chunk_encode(s + g * 60, 40, &b)) die("chunk_encode failed");
+        snprintf(name, sizeof name, "chunk-%s.bin", kind_names[fl->kind[g]]);
+        write_file(dir, name, b.p, b.len);
+        if (fl->kind[g] == K_GAUGE) {
+            static const int forced[2] = {CHUNK_V_GORILLA, CHUNK_V_XORB};
+            for (int f = 0; f < 2; f++) {
+                b.len = 0;
+                if (chunk_encode_mode(s + g * 60, 40, forced[f], &b)) die("chunk_encode failed");
+                snprintf(name, sizeof name, "chunk-%s.bin", chunk_value_mode_name(forced[f]));
+                write_file(dir, name, b.p, b.len);
+            }
+        }
+    }
+    tbuf_free(&b);
+    tbuf_free(&scratch);
+    free(s);
+}
+
 int main(int argc, char **argv)
 {
     const char *data = "../shared/data/node_exporter_1s.jsonl.zst";
@@ -665,6 +728,7 @@ int main(int argc, char **argv)
     size_t nodes = 20;
     uint64_t seed = 1;
     int quick = 0, top = 0;
+    const char *corpus = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--data") && i + 1 < argc)
             data = argv[++i];
@@ -674,13 +738,15 @@ int main(int argc, char **argv)
             nodes = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--corpus") && i + 1 < argc)
+            corpus = argv[++i];
         else if (!strcmp(argv[i], "--top") && i + 1 < argc)
             top = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick"))
             quick = 1;
         else {
             fprintf(stderr, "usage: %s [--data FILE] [--types FILE] [--nodes N] [--seed S] "
-                            "[--top K] [--quick]\n",
+                            "[--top K] [--quick] [--corpus DIR]\n",
                     argv[0]);
             return 2;
         }
@@ -713,6 +779,14 @@ int main(int argc, char **argv)
     size_t reps = (L + 15 * maxT) / L + 2;
     for (size_t j = 0; j < S; j++)
         if (tp[j].kind == K_COUNTER) counter_prepare(&tp[j], L, reps);
+
+    if (corpus) {
+        fleet_t fc;
+        fleet_build(tp, S, L, grid, nodes < 8 ? 8 : nodes, 60, 15, seed, &fc);
+        write_corpus(&fc, S, corpus);
+        fleet_free(&fc);
+        return 0;
+    }
 
     size_t G = nodes * S;
     size_t *ord[2];

@@ -73,6 +73,7 @@ struct textparse {
     size_t nmeta, cap_meta;
     uint32_t *mhash; /* open addressing: meta index + 1, 0 = empty */
     size_t mhash_cap;
+    size_t mlast; /* meta entry found or added last */
     textparse_error_t *errors;
     size_t nerrors, cap_errors;
     plabel_t *scratch; /* labels of the current line */
@@ -265,10 +266,8 @@ static char *sarena_alloc(textparse_t *p, size_t n)
         b->next = NULL;
         b->cap = cap;
         b->used = 0;
-        if (!last) {
-            last = p->sb_cur ? p->sb_cur : p->sb_head;
-            while (last && last->next) last = last->next;
-        }
+        /* last is the tail: the walk above started at sb_cur, which is NULL
+         * only while there are no blocks at all. */
         if (last)
             last->next = b;
         else
@@ -602,6 +601,11 @@ static int meta_rehash(textparse_t *p, size_t ncap)
 
 static int meta_get(textparse_t *p, const char *name, size_t n, textparse_meta_t **out)
 {
+    /* HELP and TYPE of one family come in pairs: try the last one first. */
+    if (p->nmeta && str_eq(p->meta[p->mlast].name, name, n)) {
+        *out = &p->meta[p->mlast];
+        return 0;
+    }
     if ((p->nmeta + 1) * 2 > p->mhash_cap) {
         size_t ncap = p->mhash_cap ? p->mhash_cap * 2 : 64;
         if (meta_rehash(p, ncap)) return TEXTPARSE_ENOMEM;
@@ -609,12 +613,14 @@ static int meta_get(textparse_t *p, const char *name, size_t n, textparse_meta_t
     size_t slot = 0;
     const textparse_meta_t *m = meta_lookup(p, name, n, &slot);
     if (m) {
-        *out = (textparse_meta_t *)&p->meta[m - p->meta];
+        p->mlast = (size_t)(m - p->meta);
+        *out = &p->meta[p->mlast];
         return 0;
     }
     if (GROW(p, meta, cap_meta, p->nmeta + 1)) return TEXTPARSE_ENOMEM;
     textparse_meta_t *nm = &p->meta[p->nmeta];
     *nm = (textparse_meta_t){.name = {name, (uint32_t)n}, .line = p->lineno};
+    p->mlast = p->nmeta;
     p->mhash[slot] = (uint32_t)++p->nmeta;
     *out = nm;
     return 0;
@@ -1038,14 +1044,21 @@ static int extras_prepare(textparse_t *p)
     return 0;
 }
 
+static void meta_clear(textparse_t *p)
+{
+    p->nmeta = 0;
+    p->mlast = 0;
+    if (p->mhash_cap) memset(p->mhash, 0, p->mhash_cap * sizeof *p->mhash);
+}
+
 static void tp_reset(textparse_t *p)
 {
-    p->nseries = p->nlabels = p->nmeta = p->nerrors = 0;
+    p->nseries = p->nlabels = p->nerrors = 0;
     p->nrejected = p->nexemplars = p->ncreated = 0;
     p->lineno = 0;
     p->eof_seen = 0;
     p->nextras = 0;
-    if (p->mhash_cap) memset(p->mhash, 0, p->mhash_cap * sizeof *p->mhash);
+    meta_clear(p);
     for (sblock_t *b = p->sb_head; b; b = b->next) b->used = 0;
     p->sb_cur = p->sb_head;
 }
@@ -1130,13 +1143,15 @@ int textparse_parse(textparse_t *p, const char *body, size_t len, const textpars
     return 0;
 
 fail_syntax:
-    p->nseries = p->nmeta = 0;
+    p->nseries = 0;
+    meta_clear(p);
     out->errors = p->errors;
     out->nerrors = p->nerrors;
     out->nrejected = p->nrejected;
     out->nlines = p->lineno;
     return TEXTPARSE_ESYNTAX;
 fail:
-    p->nseries = p->nmeta = p->nerrors = 0;
+    p->nseries = p->nerrors = 0;
+    meta_clear(p);
     return rc;
 }

@@ -835,8 +835,10 @@ static void test_error_cap_and_limits(void **state)
     textparse_options_init(&o);
     o.max_samples = 2;
     assert_int_equal(parse(p, "a 1\nb 2\n", &o, &r), 0);
-    assert_int_equal(parse(p, "a 1\nb 2\nc 3\n", &o, &r), TEXTPARSE_ELIMIT);
+    assert_int_equal(parse(p, "# TYPE a gauge\na 1\nb 2\nc 3\n", &o, &r), TEXTPARSE_ELIMIT);
     assert_int_equal(r.nseries, 0);
+    assert_int_equal(r.nmeta, 0);
+    assert_null(textparse_meta_find(p, "a", 1)); /* nothing stale after a failure */
 
     /* Argument checks; an empty body is fine. */
     assert_int_equal(textparse_parse(p, NULL, 0, NULL, &r), 0);

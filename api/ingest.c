@@ -139,8 +139,48 @@ static void put_str(tbuf_t *b, const char *s)
     tbuf_put(b, s, strlen(s));
 }
 
-/* `{__name__="x", a="y"}`, values escaped as PromQL strings, cut at ~400
- * bytes. */
+static int utf8_valid(const char *p, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)p, *e = s + n;
+    while (s < e) {
+        unsigned c = *s++;
+        int k = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
+        if (k < 0 || (c & 0xfe) == 0xc0 || e - s < k) return 0;
+        for (int i = 0; i < k; i++)
+            if ((s[i] & 0xc0) != 0x80) return 0;
+        s += k;
+    }
+    return 1;
+}
+
+/* Bytes as in a PromQL string: \" \\ \n escaped, the bytes >= 0x80 of
+ * invalid UTF-8 as \xHH (the answer is JSON and must stay valid UTF-8);
+ * at most max bytes, then "...". */
+static void put_escaped(tbuf_t *b, const char *p, size_t n, size_t max)
+{
+    size_t vl = n > max ? max : n;
+    int bin = !utf8_valid(p, n);
+    if (!bin) /* do not cut a character in two */
+        while (vl < n && vl > 0 && ((unsigned char)p[vl] & 0xc0) == 0x80) vl--;
+    for (size_t k = 0; k < vl; k++) {
+        char ch = p[k];
+        if (bin && (unsigned char)ch >= 0x80) {
+            char hx[8];
+            snprintf(hx, sizeof hx, "\\x%02x", (unsigned char)ch);
+            put_str(b, hx);
+        } else if (ch == '"' || ch == '\\') {
+            tbuf_put(b, "\\", 1);
+            tbuf_put(b, &ch, 1);
+        } else if (ch == '\n') {
+            tbuf_put(b, "\\n", 2);
+        } else {
+            tbuf_put(b, &ch, 1);
+        }
+    }
+    if (vl < n) put_str(b, "...");
+}
+
+/* `{__name__="x", a="y"}`, cut at ~400 bytes. */
 static void put_labels(tbuf_t *b, const tsdb_label_t *l, size_t n)
 {
     size_t start = b->len;
@@ -151,19 +191,9 @@ static void put_labels(tbuf_t *b, const tsdb_label_t *l, size_t n)
             break;
         }
         if (i) tbuf_put(b, ", ", 2);
-        tbuf_put(b, l[i].name.ptr, l[i].name.len > 128 ? 128 : l[i].name.len);
+        put_escaped(b, l[i].name.ptr, l[i].name.len, 128);
         tbuf_put(b, "=\"", 2);
-        uint32_t vl = l[i].value.len > 200 ? 200 : l[i].value.len;
-        for (uint32_t k = 0; k < vl; k++) {
-            char ch = l[i].value.ptr[k];
-            if (ch == '"' || ch == '\\')
-                tbuf_put(b, "\\", 1), tbuf_put(b, &ch, 1);
-            else if (ch == '\n')
-                tbuf_put(b, "\\n", 2);
-            else
-                tbuf_put(b, &ch, 1);
-        }
-        if (vl < l[i].value.len) put_str(b, "...");
+        put_escaped(b, l[i].value.ptr, l[i].value.len, 200);
         tbuf_put(b, "\"", 1);
     }
     tbuf_put(b, "}", 1);
@@ -394,9 +424,17 @@ void api_handle_write(api_req_t *r, struct MHD_Connection *c, api_ws_t *ws, tsdb
         const rw_reject_t *j = &q.rejects[i];
         add_reject(s, (api_reject_t)j->reason, j->nsamples);
         if (report_begin(&rp)) {
-            char line[600];
-            size_t l = rw_reject_format(j, line, sizeof line);
-            tbuf_put(&ws->msg, line, l);
+            /* Reason first: the label set may be cut. */
+            char line[200];
+            snprintf(line, sizeof line, "series %" PRIu32 ": %s", j->index, rw_reason_str(j->reason));
+            put_str(&ws->msg, line);
+            if (j->label.len) {
+                put_str(&ws->msg, " (label \"");
+                put_escaped(&ws->msg, j->label.ptr, j->label.len, 128);
+                put_str(&ws->msg, "\")");
+            }
+            put_str(&ws->msg, " ");
+            put_labels(&ws->msg, j->labels, j->nlabels);
         }
     }
     ingest_ctx_t ix = {"series", q.series_index, 0, q.nsamples_rejected, 0};

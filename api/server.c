@@ -17,13 +17,6 @@
 
 #define MIB ((size_t)1 << 20)
 
-/* TEMPORARY: query/ does not define qapi_handles()/qapi_handle() yet. Weak
- * references keep `augur` linkable until it does; without them the query
- * routes answer 503. Remove these two lines once query/ provides the API
- * (a weak reference does not pull an archive member in: tests/test_server
- * fails if query/ defines the API but the binary lacks it). */
-#pragma weak qapi_handles
-#pragma weak qapi_handle
 
 const char *api_strerror(int err)
 {
@@ -362,10 +355,6 @@ static const route_def_t *route_find(const char *url, const char **qpath)
 {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].path)) return &routes[i];
-    if (!strncmp(url, "/api/v1/", 8) && !qapi_handles) {
-        *qpath = url + 8;
-        return &qapi_route;
-    }
     if (!strncmp(url, "/api/v1/", 8) && qapi_handles(url + 8)) {
         *qpath = url + 8;
         return &qapi_route;
@@ -503,10 +492,6 @@ static void handle_qapi(api_req_t *r, struct MHD_Connection *c, tsdb_t *db, api_
     }
     if (r->params_truncated) {
         api_resp_error(rs, 400, "bad_data", "more than %d request parameters", API_MAX_PARAMS);
-        return;
-    }
-    if (!qapi_handle) {
-        api_resp_error(rs, 503, "unavailable", "the query API is not built into this binary");
         return;
     }
     int status = 500;

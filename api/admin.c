@@ -63,10 +63,20 @@ static const char *parse_string(const char **pp, const char *end, tbuf_t *a, cha
             if (p >= end) break;
             char e = *p++;
             switch (e) {
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case 'r': c = '\r'; break;
-            case '\\': case '"': case '\'': c = e; break;
+            case 'n':
+                c = '\n';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case '\\':
+            case '"':
+            case '\'':
+                c = e;
+                break;
             case 'x': {
                 int h1 = p + 1 < end ? hexv(p[0]) : -1, h2 = p + 1 < end ? hexv(p[1]) : -1;
                 if (h1 < 0 || h2 < 0) {
@@ -99,7 +109,8 @@ static const char *parse_string(const char **pp, const char *end, tbuf_t *a, cha
 
 static void skip_ws(const char **p, const char *end)
 {
-    while (*p < end && (**p == ' ' || **p == '\t' || **p == '\n' || **p == '\r')) (*p)++;
+    while (*p < end && (**p == ' ' || **p == '\t' || **p == '\n' || **p == '\r'))
+        (*p)++;
 }
 
 int api_selector_parse(const char *s, size_t len, tsdb_matcher_t *m, size_t mcap, tbuf_t *arena,
@@ -110,7 +121,8 @@ int api_selector_parse(const char *s, size_t len, tsdb_matcher_t *m, size_t mcap
     skip_ws(&p, end);
     if (p < end && (name_start(*p) || *p == ':')) {
         const char *b = p;
-        while (p < end && (name_char(*p) || *p == ':')) p++;
+        while (p < end && (name_char(*p) || *p == ':'))
+            p++;
         const char *v = arena_put(arena, b, (size_t)(p - b));
         const char *nm = arena_put(arena, "__name__", 8);
         if (!v || !nm) {
@@ -133,7 +145,8 @@ int api_selector_parse(const char *s, size_t len, tsdb_matcher_t *m, size_t mcap
                 return -1;
             }
             const char *b = p;
-            while (p < end && name_char(*p)) p++;
+            while (p < end && name_char(*p))
+                p++;
             const char *name = arena_put(arena, b, (size_t)(p - b));
             skip_ws(&p, end);
             tsdb_match_type_t t;
@@ -198,7 +211,8 @@ void api_handle_delete_series(api_req_t *r, tsdb_t *db, api_resp_t *rs)
         return;
     }
     size_t total = 0, nsel = 0;
-    for (const char *v; (v = api_req_param(r, "match[]", nsel)); nsel++) total += strlen(v);
+    for (const char *v; (v = api_req_param(r, "match[]", nsel)); nsel++)
+        total += strlen(v);
     if (!nsel) {
         api_resp_error(rs, 400, "bad_data", "no match[] parameter provided");
         return;
@@ -257,8 +271,7 @@ void api_handle_snapshot(api_req_t *r, tsdb_t *db, api_resp_t *rs)
      * ties within a second. */
     uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_sec;
     snprintf(name, sizeof name, "%04d%02d%02dT%02d%02d%02dZ-%016" PRIx64, tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             trng_splitmix(&x));
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, trng_splitmix(&x));
     snprintf(path, sizeof path, "%s/%s", dir, name);
     int rc = tsdb_backup(db, path);
     if (rc) {
@@ -270,7 +283,8 @@ void api_handle_snapshot(api_req_t *r, tsdb_t *db, api_resp_t *rs)
     rs->code = 200;
     rs->ctype = "application/json";
     char body[160];
-    int n = snprintf(body, sizeof body, "{\"status\":\"success\",\"data\":{\"name\":\"%s\"}}\n", name);
+    int n =
+        snprintf(body, sizeof body, "{\"status\":\"success\",\"data\":{\"name\":\"%s\"}}\n", name);
     if (tbuf_put(&rs->body, body, (size_t)n)) api_resp_error(rs, 500, "internal", "out of memory");
 }
 

@@ -29,8 +29,8 @@ typedef struct api_ws {
     size_t fseries_cap;
     tsdb_sample_t *fsamples;
     size_t fsamples_cap;
-    uint32_t *findex; /* request position of each fseries[i] */
-    tbuf_t msg;       /* error report being built */
+    uint32_t *findex;       /* request position of each fseries[i] */
+    tbuf_t msg;             /* error report being built */
     tsdb_label_t extra[32]; /* ?extra_label= pairs */
     struct api_ws *next;    /* free list */
 } api_ws_t;
@@ -38,16 +38,16 @@ typedef struct api_ws {
 struct api_server {
     api_config_t cfg;
     struct MHD_Daemon *d;
-    _Atomic(tsdb_t *) db;  /* NULL until the store is open: not ready */
-    _Atomic int stopping;  /* shutdown began: refuse new requests */
+    _Atomic(tsdb_t *) db; /* NULL until the store is open: not ready */
+    _Atomic int stopping; /* shutdown began: refuse new requests */
     unsigned port;
     int loopback_only;
-    unsigned auth_roles;   /* roles that have at least one credential */
+    unsigned auth_roles;      /* roles that have at least one credential */
     char *tls_cert, *tls_key; /* PEM contents (libmicrohttpd wants memory) */
     rw_options_t rwopt;
     api_metrics_t m;
     pthread_mutex_t ws_mu;
-    api_ws_t *ws_free;     /* idle workspaces */
+    api_ws_t *ws_free;        /* idle workspaces */
     pthread_mutex_t admin_mu; /* one admin operation at a time */
 };
 
@@ -75,21 +75,21 @@ typedef struct {
 typedef struct api_req {
     api_server_t *s;
     api_route_t route;
-    api_handler_t h;       /* metrics label */
-    const char *url;       /* borrowed from libmicrohttpd for the request */
+    api_handler_t h; /* metrics label */
+    const char *url; /* borrowed from libmicrohttpd for the request */
     const char *method;
-    const char *qpath;     /* query API path relative to /api/v1/ */
-    int rw_version;        /* 1 or 2 for API_R_WRITE */
-    uint64_t t0_ns;        /* CLOCK_MONOTONIC at the first call */
-    tbuf_t body;           /* request body, at most max_request_bytes */
-    size_t body_cap;       /* cap for this route */
-    int64_t reserved;      /* bytes held in the in-flight budget */
-    uint64_t discarded;    /* body bytes thrown away after an overflow */
-    size_t body_bytes;     /* body bytes received */
-    int too_large;         /* body over the cap: answer 413 */
-    int overloaded;        /* in-flight budget spent: answer 503 */
-    int responded;         /* response queued */
-    unsigned code;         /* status sent */
+    const char *qpath;  /* query API path relative to /api/v1/ */
+    int rw_version;     /* 1 or 2 for API_R_WRITE */
+    uint64_t t0_ns;     /* CLOCK_MONOTONIC at the first call */
+    tbuf_t body;        /* request body, at most max_request_bytes */
+    size_t body_cap;    /* cap for this route */
+    int64_t reserved;   /* bytes held in the in-flight budget */
+    uint64_t discarded; /* body bytes thrown away after an overflow */
+    size_t body_bytes;  /* body bytes received */
+    int too_large;      /* body over the cap: answer 413 */
+    int overloaded;     /* in-flight budget spent: answer 503 */
+    int responded;      /* response queued */
+    unsigned code;      /* status sent */
     size_t resp_bytes;
     /* Parameters (query string then form body), for the query API. */
     tbuf_t pbuf;
@@ -101,16 +101,16 @@ typedef struct api_req {
 /* A response being built: status, JSON or text body, a few headers. */
 typedef struct {
     unsigned code;
-    tbuf_t body;           /* handed to libmicrohttpd (freed by it) */
-    const char *ctype;     /* static */
+    tbuf_t body;       /* handed to libmicrohttpd (freed by it) */
+    const char *ctype; /* static */
     const char *hname[6];
     char hval[6][96];
     int nh;
 } api_resp_t;
 
 /* ---- server.c ---- */
-uint64_t api_now_ns(void);  /* CLOCK_MONOTONIC */
-int64_t api_wall_ms(void);  /* CLOCK_REALTIME, milliseconds */
+uint64_t api_now_ns(void); /* CLOCK_MONOTONIC */
+int64_t api_wall_ms(void); /* CLOCK_REALTIME, milliseconds */
 void api_resp_header(api_resp_t *rs, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Prometheus-style JSON error body: {"status":"error","errorType":..,"error":..}. */

@@ -37,7 +37,8 @@ void api_auth_destroy(api_auth_t *a)
     for (size_t i = 0; i < a->n; i++) {
         /* Credentials do not outlive the server in memory. */
         volatile char *p = a->v[i].cred;
-        for (size_t k = 0; k < a->v[i].len; k++) p[k] = 0;
+        for (size_t k = 0; k < a->v[i].len; k++)
+            p[k] = 0;
         free(a->v[i].cred);
     }
     free(a->v);
@@ -48,13 +49,15 @@ void api_auth_destroy(api_auth_t *a)
 static const char *next_field(const char **p, const char *end, size_t *len)
 {
     const char *s = *p;
-    while (s < end && (*s == ' ' || *s == '\t')) s++;
+    while (s < end && (*s == ' ' || *s == '\t'))
+        s++;
     if (s >= end) {
         *p = s;
         return NULL;
     }
     const char *e = s;
-    while (e < end && *e != ' ' && *e != '\t') e++;
+    while (e < end && *e != ' ' && *e != '\t')
+        e++;
     *len = (size_t)(e - s);
     *p = e;
     return s;
@@ -170,7 +173,8 @@ int api_auth_load(const char *path, api_auth_t **out, char *err, size_t errcap)
     }
     int rc = api_auth_parse(buf, n, out, err, errcap);
     volatile char *vb = buf;
-    for (size_t i = 0; i < n; i++) vb[i] = 0;
+    for (size_t i = 0; i < n; i++)
+        vb[i] = 0;
     free(buf);
     return rc;
 }
@@ -183,7 +187,8 @@ size_t api_auth_count(const api_auth_t *a)
 unsigned api_auth_roles_configured(const api_auth_t *a)
 {
     unsigned r = 0;
-    for (size_t i = 0; a && i < a->n; i++) r |= a->v[i].listed;
+    for (size_t i = 0; a && i < a->n; i++)
+        r |= a->v[i].listed;
     return r;
 }
 
@@ -213,7 +218,8 @@ static int b64_val(unsigned char c)
 /* Standard base64 with optional padding. Returns decoded length or -1. */
 static long b64_decode(const char *s, size_t len, uint8_t *out, size_t cap)
 {
-    while (len && s[len - 1] == '=') len--;
+    while (len && s[len - 1] == '=')
+        len--;
     if (len % 4 == 1) return -1;
     size_t o = 0;
     uint32_t acc = 0;
@@ -237,7 +243,8 @@ static int scheme_prefix(const char *h, size_t len, const char *word, size_t *sk
     size_t wl = strlen(word);
     if (len <= wl || strncasecmp(h, word, wl) != 0 || (h[wl] != ' ' && h[wl] != '\t')) return 0;
     size_t i = wl;
-    while (i < len && (h[i] == ' ' || h[i] == '\t')) i++;
+    while (i < len && (h[i] == ' ' || h[i] == '\t'))
+        i++;
     *skip = i;
     return 1;
 }
@@ -245,7 +252,8 @@ static int scheme_prefix(const char *h, size_t len, const char *word, size_t *sk
 unsigned api_auth_check(const api_auth_t *a, const char *h, size_t len)
 {
     if (!a || !h || !len) return 0;
-    while (len && (h[len - 1] == ' ' || h[len - 1] == '\t')) len--;
+    while (len && (h[len - 1] == ' ' || h[len - 1] == '\t'))
+        len--;
     size_t skip;
     scheme_t sch;
     uint8_t dec[AUTH_MAX_CRED + 4];

@@ -21,8 +21,10 @@
 
 static int token_eq(const char *s, size_t len, const char *word)
 {
-    while (len && (*s == ' ' || *s == '\t')) s++, len--;
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) len--;
+    while (len && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
     if (len >= 2 && s[0] == '"' && s[len - 1] == '"') s++, len -= 2;
     return strlen(word) == len && !strncasecmp(s, word, len);
 }
@@ -34,7 +36,8 @@ static const char *ct_param(const char *ct, const char *key, size_t *vlen)
     const char *p = strchr(ct, ';');
     while (p) {
         p++;
-        while (*p == ' ' || *p == '\t') p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
         const char *e = strchr(p, ';');
         size_t l = e ? (size_t)(e - p) : strlen(p);
         if (l > kl && !strncasecmp(p, key, kl) && p[kl] == '=') {
@@ -161,7 +164,8 @@ static void put_escaped(tbuf_t *b, const char *p, size_t n, size_t max)
     size_t vl = n > max ? max : n;
     int bin = !utf8_valid(p, n);
     if (!bin) /* do not cut a character in two */
-        while (vl < n && vl > 0 && ((unsigned char)p[vl] & 0xc0) == 0x80) vl--;
+        while (vl < n && vl > 0 && ((unsigned char)p[vl] & 0xc0) == 0x80)
+            vl--;
     for (size_t k = 0; k < vl; k++) {
         char ch = p[k];
         if (bin && (unsigned char)ch >= 0x80) {
@@ -205,7 +209,8 @@ static int ws_grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap) return 0;
     size_t nc = *cap ? *cap : 256;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     void *np = realloc(*p, nc * elem);
     if (!np) return -1;
     *p = np;
@@ -219,11 +224,11 @@ static void add_reject(api_server_t *s, api_reject_t why, uint64_t n)
 }
 
 typedef struct {
-    const char *what;              /* "series" or "line" */
-    const uint32_t *position;      /* request position (0-based) or line of each input series */
-    int one_based;                 /* positions printed +1 */
-    uint64_t refused_before;       /* samples already refused by the decoder/parser */
-    uint64_t written;              /* out: stored + identical retries */
+    const char *what;         /* "series" or "line" */
+    const uint32_t *position; /* request position (0-based) or line of each input series */
+    int one_based;            /* positions printed +1 */
+    uint64_t refused_before;  /* samples already refused by the decoder/parser */
+    uint64_t written;         /* out: stored + identical retries */
 } ingest_ctx_t;
 
 /* Append `in` after removing samples past now + max_future. Fills rs: 204,
@@ -344,8 +349,8 @@ static void ingest_append(api_req_t *r, api_ws_t *ws, tsdb_t *db, const tsdb_ser
                          (pos ? pos[i] : (uint32_t)i) + (ix->one_based ? 1 : 0));
                 put_str(&ws->msg, tmp);
                 put_labels(&ws->msg, ser[i].labels, ser[i].nlabels);
-                snprintf(tmp, sizeof tmp, ": %s (%" PRIu32 " of %" PRIu32 " samples)", why[w], cnt[w],
-                         ser[i].nsamples);
+                snprintf(tmp, sizeof tmp, ": %s (%" PRIu32 " of %" PRIu32 " samples)", why[w],
+                         cnt[w], ser[i].nsamples);
                 put_str(&ws->msg, tmp);
             }
         }
@@ -358,10 +363,10 @@ static void ingest_append(api_req_t *r, api_ws_t *ws, tsdb_t *db, const tsdb_ser
     /* 400: the head of the message says what happened to the request. */
     tbuf_t *b = &ws->msg;
     char head[256];
-    int hl = snprintf(head, sizeof head,
-                      "%" PRIu64 " samples refused, %" PRIu64 " stored, %" PRIu64
-                      " already present: ",
-                      refused, res.stored, res.duplicate);
+    int hl = snprintf(
+        head, sizeof head,
+        "%" PRIu64 " samples refused, %" PRIu64 " stored, %" PRIu64 " already present: ", refused,
+        res.stored, res.duplicate);
     if (rp->more) {
         char tail[64];
         snprintf(tail, sizeof tail, "; and %" PRIu64 " more", rp->more);
@@ -406,8 +411,8 @@ void api_handle_write(api_req_t *r, struct MHD_Connection *c, api_ws_t *ws, tsdb
         unsigned code = rc == RW_ETOOLARGE ? 413 : rc == RW_ENOMEM ? 503 : 400;
         if (rc == RW_ETOOLARGE) atomic_fetch_add(&s->m.bodies_too_large, 1);
         api_resp_error(rs, code, code == 503 ? "unavailable" : "bad_data",
-                       "remote write %s request: %s%s%.400s%s", v2 ? "2.0" : "1.0",
-                       rw_strerror(rc), *detail ? " (" : "", detail, *detail ? ")" : "");
+                       "remote write %s request: %s%s%.400s%s", v2 ? "2.0" : "1.0", rw_strerror(rc),
+                       *detail ? " (" : "", detail, *detail ? ")" : "");
         if (code == 503) api_resp_header(rs, "Retry-After", "1");
         if (v2) rw_headers(rs, 0);
         char qd[300];
@@ -426,7 +431,8 @@ void api_handle_write(api_req_t *r, struct MHD_Connection *c, api_ws_t *ws, tsdb
         if (report_begin(&rp)) {
             /* Reason first: the label set may be cut. */
             char line[200];
-            snprintf(line, sizeof line, "series %" PRIu32 ": %s", j->index, rw_reason_str(j->reason));
+            snprintf(line, sizeof line, "series %" PRIu32 ": %s", j->index,
+                     rw_reason_str(j->reason));
             put_str(&ws->msg, line);
             if (j->label.len) {
                 put_str(&ws->msg, " (label \"");
@@ -471,7 +477,8 @@ void api_handle_import(api_req_t *r, struct MHD_Connection *c, api_ws_t *ws, tsd
         }
         if (textparse_extra_label_parse(v, strlen(v), &ws->extra[nextra])) {
             api_resp_error(rs, 400, "bad_data",
-                           "invalid extra_label %.200s: want name=value with a valid label name", v);
+                           "invalid extra_label %.200s: want name=value with a valid label name",
+                           v);
             return;
         }
         nextra++;
@@ -482,8 +489,8 @@ void api_handle_import(api_req_t *r, struct MHD_Connection *c, api_ws_t *ws, tsd
     int rc = textparse_parse(ws->tp, (const char *)r->body.p, r->body.len, &o, &tr);
     if (rc) {
         unsigned code = rc == TEXTPARSE_ETOOLARGE || rc == TEXTPARSE_ELIMIT ? 413
-                        : rc == TEXTPARSE_ENOMEM                             ? 503
-                                                                             : 400;
+                        : rc == TEXTPARSE_ENOMEM                            ? 503
+                                                                            : 400;
         if (code == 413) atomic_fetch_add(&s->m.bodies_too_large, 1);
         api_resp_error(rs, code, code == 503 ? "unavailable" : "bad_data", "text import: %s%s%s",
                        textparse_strerror(rc), tr.nerrors ? ": " : "",

@@ -41,7 +41,8 @@ const char *api_log_quote(char *buf, size_t cap, const char *s, size_t len)
 {
     if (!cap) return buf;
     int bare = len > 0;
-    for (size_t i = 0; i < len && bare; i++) bare = safe_char((unsigned char)s[i]);
+    for (size_t i = 0; i < len && bare; i++)
+        bare = safe_char((unsigned char)s[i]);
     size_t o = 0;
     if (bare) {
         if (len >= cap) {
@@ -107,8 +108,8 @@ void api_log(api_log_level_t level, const char *msg, const char *kvfmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     char q[1024];
     int n = snprintf(line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s msg=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level],
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, level_names[level],
                      api_log_quote(q, sizeof q, msg, strlen(msg)));
     if (n < 0) return;
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;

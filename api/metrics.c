@@ -25,9 +25,8 @@ static const unsigned codes[API_CODES] = {200, 204, 400, 401, 403, 404, 405, 406
                                           413, 415, 422, 429, 500, 503, 507};
 
 /* Upper bounds of the duration buckets, seconds. */
-static const double dur_le[API_DUR_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025,
-                                               0.05,  0.1,    0.25,  0.5,  1,
-                                               2.5,   5,      10,    30,   60};
+static const double dur_le[API_DUR_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                               0.5,   1,      2.5,   5,    10,    30,   60};
 
 const char *api_handler_name(api_handler_t h)
 {
@@ -53,7 +52,8 @@ void api_metrics_request(api_metrics_t *m, api_handler_t h, unsigned code, uint6
     atomic_fetch_add_explicit(&m->requests[h][ci], 1, memory_order_relaxed);
     double s = (double)dur_ns / 1e9;
     unsigned b = 0;
-    while (b < API_DUR_BUCKETS && s > dur_le[b]) b++;
+    while (b < API_DUR_BUCKETS && s > dur_le[b])
+        b++;
     atomic_fetch_add_explicit(&m->dur_bucket[h][b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->dur_sum_ns[h], dur_ns, memory_order_relaxed);
 }
@@ -100,11 +100,10 @@ static void proc_self(double *cpu_s, double *rss, double *vsz)
         char *p = strrchr(buf, ')');
         unsigned long long ut = 0, st = 0, vs = 0;
         long long rs = 0;
-        if (p &&
-            sscanf(p + 2,
-                   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d "
-                   "%*d %*u %llu %lld",
-                   &ut, &st, &vs, &rs) == 4) {
+        if (p && sscanf(p + 2,
+                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d "
+                        "%*d %*u %llu %lld",
+                        &ut, &st, &vs, &rs) == 4) {
             long tck = sysconf(_SC_CLK_TCK);
             long pg = sysconf(_SC_PAGESIZE);
             *cpu_s = (double)(ut + st) / (double)(tck > 0 ? tck : 100);
@@ -130,12 +129,13 @@ int api_metrics_render(const api_metrics_t *m, tsdb_t *db, int ready, int64_t in
                        tbuf_t *out)
 {
     int rc = 0;
-    rc |= head(out, "augur_build_info", "gauge", "A metric with constant value 1 labelled with the build version.");
+    rc |= head(out, "augur_build_info", "gauge",
+               "A metric with constant value 1 labelled with the build version.");
     rc |= put(out, "augur_build_info{version=\"%s\"} 1\n", m->version);
     rc |= gauge(out, "augur_ready", "1 once the store is open and recovered.", ready ? 1 : 0);
 
-    rc |= counter(out, "augur_samples_ingested_total", "Samples stored (durable on acknowledgement).",
-                  LD(m->samples_ingested));
+    rc |= counter(out, "augur_samples_ingested_total",
+                  "Samples stored (durable on acknowledgement).", LD(m->samples_ingested));
     rc |= counter(out, "augur_samples_duplicate_total",
                   "Samples identical to ones already stored (sender retries), not stored again.",
                   LD(m->samples_duplicate));
@@ -157,9 +157,10 @@ int api_metrics_render(const api_metrics_t *m, tsdb_t *db, int ready, int64_t in
                   LD(m->histograms_dropped));
     rc |= counter(out, "augur_exemplars_dropped_total", "Exemplars received and not stored.",
                   LD(m->exemplars_dropped));
-    rc |= counter(out, "augur_metadata_received_total",
-                  "Metric metadata entries received (remote write metadata, text # TYPE/# HELP families).",
-                  LD(m->metadata_received));
+    rc |= counter(
+        out, "augur_metadata_received_total",
+        "Metric metadata entries received (remote write metadata, text # TYPE/# HELP families).",
+        LD(m->metadata_received));
     rc |= counter(out, "augur_http_request_too_large_total", "Requests answered 413.",
                   LD(m->bodies_too_large));
     rc |= counter(out, "augur_http_overloaded_total",
@@ -173,19 +174,22 @@ int api_metrics_render(const api_metrics_t *m, tsdb_t *db, int ready, int64_t in
                 (double)LD(m->inflight_bytes));
     rc |= gauge(out, "augur_http_inflight_body_bytes_limit", "Budget for buffered request bodies.",
                 (double)inflight_budget);
-    rc |= gauge(out, "augur_http_connections", "Open HTTP connections.",
-                (double)LD(m->connections));
+    rc |=
+        gauge(out, "augur_http_connections", "Open HTTP connections.", (double)LD(m->connections));
 
-    rc |= head(out, "augur_http_requests_total", "counter", "HTTP requests by handler and status code.");
+    rc |= head(out, "augur_http_requests_total", "counter",
+               "HTTP requests by handler and status code.");
     for (int h = 0; h < API_H_COUNT; h++)
         for (int c = 0; c <= API_CODES; c++) {
             uint64_t v = LD(m->requests[h][c]);
             if (!v) continue;
             if (c < API_CODES)
-                rc |= put(out, "augur_http_requests_total{handler=\"%s\",code=\"%u\"} %" PRIu64 "\n",
-                          handler_names[h], codes[c], v);
+                rc |=
+                    put(out, "augur_http_requests_total{handler=\"%s\",code=\"%u\"} %" PRIu64 "\n",
+                        handler_names[h], codes[c], v);
             else
-                rc |= put(out, "augur_http_requests_total{handler=\"%s\",code=\"other\"} %" PRIu64 "\n",
+                rc |= put(out,
+                          "augur_http_requests_total{handler=\"%s\",code=\"other\"} %" PRIu64 "\n",
                           handler_names[h], v);
         }
     rc |= head(out, "augur_http_request_duration_seconds", "histogram",
@@ -193,17 +197,21 @@ int api_metrics_render(const api_metrics_t *m, tsdb_t *db, int ready, int64_t in
     for (int h = 0; h < API_H_COUNT; h++) {
         uint64_t cum = 0;
         uint64_t tot = 0;
-        for (int b = 0; b <= API_DUR_BUCKETS; b++) tot += LD(m->dur_bucket[h][b]);
+        for (int b = 0; b <= API_DUR_BUCKETS; b++)
+            tot += LD(m->dur_bucket[h][b]);
         if (!tot) continue;
         for (int b = 0; b < API_DUR_BUCKETS; b++) {
             cum += LD(m->dur_bucket[h][b]);
-            rc |= put(out,
-                      "augur_http_request_duration_seconds_bucket{handler=\"%s\",le=\"%g\"} %" PRIu64 "\n",
-                      handler_names[h], dur_le[b], cum);
+            rc |=
+                put(out,
+                    "augur_http_request_duration_seconds_bucket{handler=\"%s\",le=\"%g\"} %" PRIu64
+                    "\n",
+                    handler_names[h], dur_le[b], cum);
         }
         cum += LD(m->dur_bucket[h][API_DUR_BUCKETS]);
         rc |= put(out,
-                  "augur_http_request_duration_seconds_bucket{handler=\"%s\",le=\"+Inf\"} %" PRIu64 "\n"
+                  "augur_http_request_duration_seconds_bucket{handler=\"%s\",le=\"+Inf\"} %" PRIu64
+                  "\n"
                   "augur_http_request_duration_seconds_sum{handler=\"%s\"} %.9f\n"
                   "augur_http_request_duration_seconds_count{handler=\"%s\"} %" PRIu64 "\n",
                   handler_names[h], cum, handler_names[h], (double)LD(m->dur_sum_ns[h]) / 1e9,
@@ -216,11 +224,13 @@ int api_metrics_render(const api_metrics_t *m, tsdb_t *db, int ready, int64_t in
             rc |= gauge(out, "augur_series", "Series in the index.", (double)st.series);
             rc |= gauge(out, "augur_active_series", "Series with samples in the in-memory head.",
                         (double)st.active_series);
-            rc |= gauge(out, "augur_storage_samples", "Samples stored (sealed + head).", (double)st.samples);
+            rc |= gauge(out, "augur_storage_samples", "Samples stored (sealed + head).",
+                        (double)st.samples);
             rc |= gauge(out, "augur_head_samples", "Samples in the head, not yet sealed.",
                         (double)st.head_samples);
             rc |= gauge(out, "augur_storage_blocks", "Sealed blocks.", (double)st.blocks);
-            rc |= gauge(out, "augur_storage_bytes", "Bytes on disk of the store directory (LMDB + WAL).",
+            rc |= gauge(out, "augur_storage_bytes",
+                        "Bytes on disk of the store directory (LMDB + WAL).",
                         (double)st.bytes_on_disk);
             rc |= gauge(out, "augur_storage_lmdb_bytes", "LMDB file size.", (double)st.lmdb_bytes);
             rc |= gauge(out, "augur_storage_lmdb_used_bytes", "LMDB pages in use.",
@@ -229,22 +239,25 @@ int api_metrics_render(const api_metrics_t *m, tsdb_t *db, int ready, int64_t in
             rc |= gauge(out, "augur_storage_memory_bytes", "Heap held by the store.",
                         (double)st.memory_bytes);
             rc |= counter(out, "augur_wal_fsyncs_total", "WAL fsyncs.", st.wal_fsyncs);
-            rc |= head(out, "augur_wal_fsync_seconds_total", "counter", "Time spent in WAL fsyncs.");
+            rc |=
+                head(out, "augur_wal_fsync_seconds_total", "counter", "Time spent in WAL fsyncs.");
             rc |= put(out, "augur_wal_fsync_seconds_total %.9f\n", (double)st.wal_fsync_ns / 1e9);
-            rc |= counter(out, "augur_storage_flushes_total", "Head flushes into LMDB.", st.flushes);
-            rc |= counter(out, "augur_storage_corrupt_blocks_total", "Blocks found corrupt while reading.",
-                          st.corrupt_blocks);
+            rc |=
+                counter(out, "augur_storage_flushes_total", "Head flushes into LMDB.", st.flushes);
+            rc |= counter(out, "augur_storage_corrupt_blocks_total",
+                          "Blocks found corrupt while reading.", st.corrupt_blocks);
         }
     }
 
     double cpu, rss, vsz;
     proc_self(&cpu, &rss, &vsz);
-    rc |= head(out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+    rc |= head(out, "process_cpu_seconds_total", "counter",
+               "Total user and system CPU time spent in seconds.");
     rc |= put(out, "process_cpu_seconds_total %.2f\n", cpu);
     rc |= gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", rss);
     rc |= gauge(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", vsz);
-    rc |= gauge(out, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
-                m->start_time_s);
+    rc |= gauge(out, "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.", m->start_time_s);
     rc |= gauge(out, "process_open_fds", "Number of open file descriptors.", open_fds());
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)

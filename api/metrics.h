@@ -79,22 +79,22 @@ typedef struct {
     _Atomic uint64_t requests[API_H_COUNT][API_CODES + 1];
     _Atomic uint64_t dur_bucket[API_H_COUNT][API_DUR_BUCKETS + 1]; /* last: +Inf */
     _Atomic uint64_t dur_sum_ns[API_H_COUNT];
-    _Atomic uint64_t samples_ingested;   /* stored */
-    _Atomic uint64_t samples_duplicate;  /* identical retries, not stored again */
+    _Atomic uint64_t samples_ingested;  /* stored */
+    _Atomic uint64_t samples_duplicate; /* identical retries, not stored again */
     _Atomic uint64_t samples_rejected[API_REJ_COUNT];
     _Atomic uint64_t series_created;
-    _Atomic uint64_t rw_requests[3];      /* by protocol: [1] 1.0, [2] 2.0 */
-    _Atomic uint64_t histograms_dropped;  /* native histogram samples: not stored */
+    _Atomic uint64_t rw_requests[3];     /* by protocol: [1] 1.0, [2] 2.0 */
+    _Atomic uint64_t histograms_dropped; /* native histogram samples: not stored */
     _Atomic uint64_t exemplars_dropped;
-    _Atomic uint64_t metadata_received;   /* RW metadata entries + text # TYPE/HELP families */
-    _Atomic uint64_t bodies_too_large;    /* 413 answers */
-    _Atomic uint64_t overloaded;          /* 503 answers for the in-flight budget */
-    _Atomic uint64_t append_errors;       /* tsdb_append failures */
-    _Atomic int64_t inflight_requests;    /* requests accepted, response not yet sent */
-    _Atomic int64_t inflight_bytes;       /* request bodies buffered */
-    _Atomic int64_t connections;          /* open connections */
-    double start_time_s;                  /* process start, Unix seconds */
-    const char *version;                  /* static build version string */
+    _Atomic uint64_t metadata_received; /* RW metadata entries + text # TYPE/HELP families */
+    _Atomic uint64_t bodies_too_large;  /* 413 answers */
+    _Atomic uint64_t overloaded;        /* 503 answers for the in-flight budget */
+    _Atomic uint64_t append_errors;     /* tsdb_append failures */
+    _Atomic int64_t inflight_requests;  /* requests accepted, response not yet sent */
+    _Atomic int64_t inflight_bytes;     /* request bodies buffered */
+    _Atomic int64_t connections;        /* open connections */
+    double start_time_s;                /* process start, Unix seconds */
+    const char *version;                /* static build version string */
 } api_metrics_t;
 
 void api_metrics_init(api_metrics_t *m, double start_time_s, const char *version);

@@ -15,8 +15,12 @@ int api_duration_parse(const char *s, int64_t *ms)
     static const struct {
         const char *u;
         int64_t ms;
-    } units[] = {{"y", 365LL * 86400000}, {"w", 7LL * 86400000}, {"d", 86400000},
-                 {"h", 3600000},          {"ms", 1},             {"m", 60000},
+    } units[] = {{"y", 365LL * 86400000},
+                 {"w", 7LL * 86400000},
+                 {"d", 86400000},
+                 {"h", 3600000},
+                 {"ms", 1},
+                 {"m", 60000},
                  {"s", 1000}};
     /* Rank of each unit for the largest-first rule (ms is smallest). */
     static const int rank[] = {6, 5, 4, 3, 0, 2, 1};
@@ -64,9 +68,9 @@ int api_bytes_parse(const char *s, uint64_t *out)
     static const struct {
         const char *u;
         unsigned shift;
-    } units[] = {{"", 0},     {"B", 0},    {"K", 10},   {"KB", 10}, {"KiB", 10},
-                 {"M", 20},   {"MB", 20},  {"MiB", 20}, {"G", 30},  {"GB", 30},
-                 {"GiB", 30}, {"T", 40},   {"TB", 40},  {"TiB", 40}};
+    } units[] = {{"", 0},     {"B", 0},   {"K", 10},   {"KB", 10}, {"KiB", 10},
+                 {"M", 20},   {"MB", 20}, {"MiB", 20}, {"G", 30},  {"GB", 30},
+                 {"GiB", 30}, {"T", 40},  {"TB", 40},  {"TiB", 40}};
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (!strcasecmp(p, units[i].u)) {
             if (units[i].shift && v > (UINT64_MAX >> units[i].shift)) return -1;

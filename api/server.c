@@ -17,7 +17,6 @@
 
 #define MIB ((size_t)1 << 20)
 
-
 const char *api_strerror(int err)
 {
     switch (err) {
@@ -117,8 +116,7 @@ void api_resp_header(api_resp_t *rs, const char *name, const char *fmt, ...)
     rs->hname[rs->nh++] = name;
 }
 
-void api_resp_error_n(api_resp_t *rs, unsigned code, const char *etype, const char *msg,
-                      size_t len)
+void api_resp_error_n(api_resp_t *rs, unsigned code, const char *etype, const char *msg, size_t len)
 {
     rs->code = code;
     rs->ctype = "application/json";
@@ -173,7 +171,8 @@ static enum MHD_Result resp_send(api_req_t *r, struct MHD_Connection *c, api_res
         if (!resp) return MHD_NO;
     }
     if (rs->ctype && rs->code != 204) MHD_add_response_header(resp, "Content-Type", rs->ctype);
-    for (int i = 0; i < rs->nh; i++) MHD_add_response_header(resp, rs->hname[i], rs->hval[i]);
+    for (int i = 0; i < rs->nh; i++)
+        MHD_add_response_header(resp, rs->hname[i], rs->hval[i]);
     if (atomic_load(&r->s->stopping)) MHD_add_response_header(resp, "Connection", "close");
     r->code = rs->code;
     r->responded = 1;
@@ -329,8 +328,8 @@ static const route_def_t routes[] = {
     {"/internal/force_flush", API_R_FLUSH, API_H_FLUSH, "GET, POST", API_ROLE_ADMIN, 1},
 };
 
-static const route_def_t qapi_route = {"", API_R_QAPI, API_H_API_OTHER, "GET, POST", API_ROLE_READ,
-                                       1};
+static const route_def_t qapi_route = {"",          API_R_QAPI,    API_H_API_OTHER,
+                                       "GET, POST", API_ROLE_READ, 1};
 static const route_def_t notfound_route = {"", API_R_NOT_FOUND, API_H_NOT_FOUND, "", 0, 0};
 
 static api_handler_t qapi_handler(const char *p)
@@ -340,10 +339,10 @@ static api_handler_t qapi_handler(const char *p)
         int exact;
         api_handler_t h;
     } t[] = {
-        {"query", 1, API_H_QUERY},          {"query_range", 1, API_H_QUERY_RANGE},
-        {"series", 1, API_H_SERIES},        {"labels", 1, API_H_LABELS},
-        {"label/", 0, API_H_LABEL_VALUES},  {"metadata", 1, API_H_METADATA},
-        {"status/", 0, API_H_STATUS},       {"export", 1, API_H_EXPORT},
+        {"query", 1, API_H_QUERY},         {"query_range", 1, API_H_QUERY_RANGE},
+        {"series", 1, API_H_SERIES},       {"labels", 1, API_H_LABELS},
+        {"label/", 0, API_H_LABEL_VALUES}, {"metadata", 1, API_H_METADATA},
+        {"status/", 0, API_H_STATUS},      {"export", 1, API_H_EXPORT},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (t[i].exact ? !strcmp(p, t[i].prefix) : !strncmp(p, t[i].prefix, strlen(t[i].prefix)))
@@ -371,7 +370,8 @@ static int method_allowed(const char *allow, const char *method)
         if (l == ml && !memcmp(p, method, ml)) return 1;
         if (!e) break;
         p = e + 1;
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
     }
     return 0;
 }
@@ -495,7 +495,8 @@ static void handle_qapi(api_req_t *r, struct MHD_Connection *c, tsdb_t *db, api_
         return;
     }
     int status = 500;
-    int rc = qapi_handle(db, r->qpath, qapi_get, r, api_wall_ms(), &s->cfg.query, &rs->body, &status);
+    int rc =
+        qapi_handle(db, r->qpath, qapi_get, r, api_wall_ms(), &s->cfg.query, &rs->body, &status);
     if (rc) {
         api_resp_error(rs, 500, "internal", "query API failed: out of memory");
         return;
@@ -519,7 +520,8 @@ static void dispatch(api_req_t *r, struct MHD_Connection *c, api_resp_t *rs)
             resp_text(rs, 200, "text/plain; charset=utf-8", "augur is Ready.\n");
         else
             resp_text(rs, 503, "text/plain; charset=utf-8",
-                      db ? "augur is shutting down.\n" : "augur is not ready: opening the store.\n");
+                      db ? "augur is shutting down.\n"
+                         : "augur is not ready: opening the store.\n");
         return;
     case API_R_METRICS:
         handle_metrics(s, rs);
@@ -620,8 +622,7 @@ static int precheck(api_req_t *r, struct MHD_Connection *c, const route_def_t *r
         }
         if (n && budget_take(s, r, (size_t)n)) {
             atomic_fetch_add(&s->m.overloaded, 1);
-            api_resp_error(rs, 503, "unavailable",
-                           "too many request bytes in flight; retry later");
+            api_resp_error(rs, 503, "unavailable", "too many request bytes in flight; retry later");
             api_resp_header(rs, "Retry-After", "1");
             return -1;
         }
@@ -696,8 +697,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     uint64_t dur = api_now_ns() - r->t0_ns;
     unsigned code = r->responded ? r->code : 0;
     api_metrics_request(&s->m, r->h, code, dur);
-    if (api_log_enabled(API_LOG_DEBUG) || (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&
-                                           api_log_enabled(API_LOG_INFO) && r->route != API_R_HEALTHY)) {
+    if (api_log_enabled(API_LOG_DEBUG) ||
+        (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && api_log_enabled(API_LOG_INFO) &&
+         r->route != API_R_HEALTHY)) {
         char qu[300], addr[64] = "?";
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -710,15 +712,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                 inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
                           addr, sizeof addr);
         }
-        static const char *const toe_names[] = {"ok", "error", "timeout", "shutdown", "read_error",
-                                                "client_abort"};
+        static const char *const toe_names[] = {"ok",       "error",      "timeout",
+                                                "shutdown", "read_error", "client_abort"};
         api_log(toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? API_LOG_DEBUG : API_LOG_INFO,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "request" : "request ended early",
                 "method=%s path=%s handler=%s code=%u duration_ms=%.3f bytes_in=%zu bytes_out=%zu "
                 "remote=%s end=%s",
                 r->method, api_log_quote(qu, sizeof qu, r->url, strlen(r->url)),
-                api_handler_name(r->h), code, (double)dur / 1e6, r->body_bytes,
-                r->resp_bytes, addr, (unsigned)toe < 6 ? toe_names[toe] : "other");
+                api_handler_name(r->h), code, (double)dur / 1e6, r->body_bytes, r->resp_bytes, addr,
+                (unsigned)toe < 6 ? toe_names[toe] : "other");
     }
     body_drop(r);
     tbuf_free(&r->pbuf);
@@ -748,7 +750,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 #pragma GCC diagnostic pop
     if (n < 0) return;
     size_t len = strlen(msg);
-    while (len && (msg[len - 1] == '\n' || msg[len - 1] == '\r')) msg[--len] = 0;
+    while (len && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
+        msg[--len] = 0;
     char q[600];
     api_log(API_LOG_DEBUG, "libmicrohttpd", "detail=%s", api_log_quote(q, sizeof q, msg, len));
 }
@@ -847,8 +850,8 @@ int api_server_start(const api_config_t *cfg, api_server_t **out)
     }
     s->loopback_only = is_loopback(&ss);
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     int tls = s->cfg.tls_cert_file || s->cfg.tls_key_file;
     if (tls) {
@@ -868,7 +871,8 @@ int api_server_start(const api_config_t *cfg, api_server_t **out)
     struct MHD_OptionItem opts[16];
     int n = 0;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)s->cfg.threads, NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)s->cfg.threads, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
                                         (intptr_t)s->cfg.max_connections, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
@@ -940,7 +944,8 @@ void api_server_destroy(api_server_t *s)
     free(s->tls_cert);
     if (s->tls_key) {
         volatile char *k = s->tls_key;
-        for (size_t i = 0; k[i]; i++) k[i] = 0;
+        for (size_t i = 0; k[i]; i++)
+            k[i] = 0;
         free(s->tls_key);
     }
     free(s);

@@ -60,22 +60,22 @@ typedef struct {
     const char *storage_path;   /* store directory (snapshots go under it) */
     const char *tls_cert_file;  /* PEM; both or neither with tls_key_file */
     const char *tls_key_file;
-    const api_auth_t *auth;     /* borrowed; NULL = no credentials */
-    const char *version;        /* for augur_build_info; static string */
-    unsigned threads;           /* libmicrohttpd pool; 0 = max(4, CPUs) */
-    unsigned max_connections;   /* 0 = 1024 */
-    unsigned connection_timeout_s; /* idle/slow connection timeout; 0 = 30 */
-    size_t max_request_bytes;   /* wire body cap (compressed); 0 = 32 MiB */
-    size_t max_decompressed_bytes; /* remote write after snappy; 0 = 32 MiB */
-    size_t max_inflight_bytes;  /* all buffered bodies together; 0 = 256 MiB */
+    const api_auth_t *auth;           /* borrowed; NULL = no credentials */
+    const char *version;              /* for augur_build_info; static string */
+    unsigned threads;                 /* libmicrohttpd pool; 0 = max(4, CPUs) */
+    unsigned max_connections;         /* 0 = 1024 */
+    unsigned connection_timeout_s;    /* idle/slow connection timeout; 0 = 30 */
+    size_t max_request_bytes;         /* wire body cap (compressed); 0 = 32 MiB */
+    size_t max_decompressed_bytes;    /* remote write after snappy; 0 = 32 MiB */
+    size_t max_inflight_bytes;        /* all buffered bodies together; 0 = 256 MiB */
     uint32_t max_series_per_request;  /* 0 = 100,000 */
     uint32_t max_samples_per_request; /* 0 = 1,000,000 */
     uint32_t max_labels_per_series;   /* 0 = 64 */
     uint32_t max_label_name_len;      /* 0 = 256 */
     uint32_t max_label_value_len;     /* 0 = 4096 */
-    int64_t max_future_ms;      /* samples further ahead of the clock are refused; 0 = 10 min */
+    int64_t max_future_ms;        /* samples further ahead of the clock are refused; 0 = 10 min */
     unsigned max_reported_errors; /* series/lines named in a 400 body; 0 = 10 */
-    qapi_limits_t query;        /* passed to the query API */
+    qapi_limits_t query;          /* passed to the query API */
 } api_config_t;
 
 /* Fill *c with the defaults above (listen_address ":9201",
@@ -107,8 +107,6 @@ int api_server_shutdown(api_server_t *s, int64_t timeout_ms);
 
 /* Stop the daemon and free everything. Accepts NULL. */
 void api_server_destroy(api_server_t *s);
-
-
 
 /* ---- flag values (shared by the serve command and tests) ---------------- */
 

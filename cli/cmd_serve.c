@@ -113,7 +113,8 @@ static void on_signal(int sig)
 static int signals_install(void)
 {
     if (pipe(sig_pipe)) return -1;
-    for (int i = 0; i < 2; i++) fcntl(sig_pipe[i], F_SETFD, FD_CLOEXEC);
+    for (int i = 0; i < 2; i++)
+        fcntl(sig_pipe[i], F_SETFD, FD_CLOEXEC);
     fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -339,9 +340,8 @@ int cli_serve(int argc, char **argv)
         api_auth_destroy(auth);
         return 1;
     }
-    api_log(API_LOG_INFO, "listening",
-            "addr=%s port=%u tls=%s auth=%s admin=%s", o.api.listen_address,
-            api_server_port(srv), o.api.tls_cert_file ? "on" : "off",
+    api_log(API_LOG_INFO, "listening", "addr=%s port=%u tls=%s auth=%s admin=%s",
+            o.api.listen_address, api_server_port(srv), o.api.tls_cert_file ? "on" : "off",
             auth ? "on" : "off",
             (api_auth_roles_configured(auth) & API_ROLE_ADMIN) ? "credential"
             : api_server_loopback_only(srv)                    ? "loopback"

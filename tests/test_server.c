@@ -43,7 +43,6 @@
 #include "testutil.h"
 #include "tsdb/tsdb.h"
 
-
 /* ---- HTTP client -------------------------------------------------------- */
 
 typedef struct {
@@ -170,7 +169,7 @@ static int header_has(const resp_t *r, const char *line)
 }
 
 #define RW1_HDRS                                                                                   \
-    "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n"                        \
+    "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n"                         \
     "X-Prometheus-Remote-Write-Version: 0.1.0\r\n"
 #define RW2_HDRS                                                                                   \
     "Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request\r\n"                \
@@ -257,7 +256,8 @@ static void rw2_build(tbuf_t *req, const ts_t *s, size_t ns)
         }
         pb_bytes(&body, 5, ts.p, ts.len);
     }
-    for (size_t k = 0; k < nsym; k++) pb_bytes(req, 4, sym[k], strlen(sym[k]));
+    for (size_t k = 0; k < nsym; k++)
+        pb_bytes(req, 4, sym[k], strlen(sym[k]));
     tbuf_put(req, body.p, body.len);
     tbuf_free(&body);
     tbuf_free(&ts);
@@ -303,7 +303,8 @@ static void fx_start(fx_t *f, const char *listen, const char *auth_text, size_t 
     assert_int_equal(tsdb_open(f->dir, &o, &f->db), 0);
     if (auth_text) {
         char err[200];
-        assert_int_equal(api_auth_parse(auth_text, strlen(auth_text), &f->auth, err, sizeof err), 0);
+        assert_int_equal(api_auth_parse(auth_text, strlen(auth_text), &f->auth, err, sizeof err),
+                         0);
     }
     api_config_t c;
     api_config_init(&c);
@@ -349,7 +350,8 @@ static size_t read_back(tsdb_t *db, const char *name, const char *lname, const c
         const tsdb_sample_t *s;
         size_t k;
         while (tsdb_iter_next(it, &s, &k) == 1) {
-            for (size_t j = 0; j < k && n < cap; j++) out[n++] = s[j];
+            for (size_t j = 0; j < k && n < cap; j++)
+                out[n++] = s[j];
         }
         tsdb_iter_close(it);
     }
@@ -362,7 +364,8 @@ static size_t read_back(tsdb_t *db, const char *name, const char *lname, const c
 static int post_rw1(unsigned port, const ts_t *s, size_t ns, const char *extra, resp_t *r)
 {
     tbuf_t req = {0}, z = {0};
-    for (size_t i = 0; i < ns; i++) rw1_series(&req, &s[i]);
+    for (size_t i = 0; i < ns; i++)
+        rw1_series(&req, &s[i]);
     snappy_of(&req, &z);
     char hdrs[1024];
     snprintf(hdrs, sizeof hdrs, "%s%s", RW1_HDRS, extra ? extra : "");
@@ -480,8 +483,10 @@ static void test_write_v1(void **state)
     assert_int_equal(http(f.port, "GET", "/metrics", NULL, NULL, 0, &r), 200);
     assert_non_null(strstr(r.body, "augur_samples_ingested_total 160\n"));
     assert_non_null(strstr(r.body, "augur_samples_duplicate_total 260\n"));
-    assert_non_null(strstr(r.body, "augur_http_requests_total{handler=\"write\",code=\"204\"} 3\n"));
-    assert_non_null(strstr(r.body, "augur_http_request_duration_seconds_bucket{handler=\"write\",le=\"+Inf\"} 3\n"));
+    assert_non_null(
+        strstr(r.body, "augur_http_requests_total{handler=\"write\",code=\"204\"} 3\n"));
+    assert_non_null(strstr(
+        r.body, "augur_http_request_duration_seconds_bucket{handler=\"write\",le=\"+Inf\"} 3\n"));
     assert_non_null(strstr(r.body, "augur_active_series 2\n"));
     assert_non_null(strstr(r.body, "augur_storage_bytes "));
     assert_non_null(strstr(r.body, "augur_wal_fsyncs_total "));
@@ -571,9 +576,11 @@ static void test_write_partial(void **state)
     resp_free(&r);
     assert_int_equal(read_back(f.db, "m", "id", "b", out, 8, NULL), 3);
     assert_int_equal(http(f.port, "GET", "/metrics", NULL, NULL, 0, &r), 200);
-    assert_non_null(strstr(r.body, "augur_samples_rejected_total{reason=\"duplicate_timestamp\"} 1\n"));
+    assert_non_null(
+        strstr(r.body, "augur_samples_rejected_total{reason=\"duplicate_timestamp\"} 1\n"));
     assert_non_null(strstr(r.body, "augur_samples_rejected_total{reason=\"out_of_order\"} 1\n"));
-    assert_non_null(strstr(r.body, "augur_samples_rejected_total{reason=\"too_far_in_future\"} 1\n"));
+    assert_non_null(
+        strstr(r.body, "augur_samples_rejected_total{reason=\"too_far_in_future\"} 1\n"));
     resp_free(&r);
     fx_stop(&f);
 }
@@ -601,7 +608,8 @@ static void build_base(tbuf_t *pb, int64_t t0)
 {
     static int64_t t[4];
     static double v[4] = {1, 2, 3, 4};
-    for (int i = 0; i < 4; i++) t[i] = t0 + i * 1000;
+    for (int i = 0; i < 4; i++)
+        t[i] = t0 + i * 1000;
     static const char *l[] = {"__name__", "base", "k", "v", NULL};
     ts_t s = {l, t, v, 4};
     rw1_series(pb, &s);
@@ -621,9 +629,9 @@ static void test_malformed_table(void **state)
     resp_free(&r);
 
     /* Hand-made protobuf bodies. */
-    static const uint8_t wrong_wt[] = {0x08, 0x01};                     /* field 1 as varint */
-    static const uint8_t long_varint[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                          0xff, 0xff, 0xff, 0xff, 0x01}; /* 11-byte length */
+    static const uint8_t wrong_wt[] = {0x08, 0x01}; /* field 1 as varint */
+    static const uint8_t long_varint[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                          0xff, 0xff, 0xff, 0xff, 0xff, 0x01}; /* 11-byte length */
     static const uint8_t big_len[] = {0x0a, 0xff, 0xff, 0xff, 0x7f, 0x00};
     static const uint8_t garbage[] = {0x20, 0xad, 0xbe, 0xef, 0x00, 0x13, 0x37, 0x42, 0x99};
     /* Snappy block declaring 1 GiB (varint 0x40000000) then a literal. */
@@ -674,12 +682,14 @@ static void test_malformed_table(void **state)
         {"10,000 labels", RW1_HDRS, B_PB_SNAPPY, many.p, many.len, 400, "too many labels"},
         {"wrong content type", "Content-Type: application/json\r\nContent-Encoding: snappy\r\n",
          B_PB_SNAPPY, base.p, base.len, 415, "Content-Type"},
-        {"unknown proto", "Content-Type: application/x-protobuf;proto=foo.Bar\r\nContent-Encoding: snappy\r\n",
+        {"unknown proto",
+         "Content-Type: application/x-protobuf;proto=foo.Bar\r\nContent-Encoding: snappy\r\n",
          B_PB_SNAPPY, base.p, base.len, 415, "foo.Bar"},
         {"no content encoding", "Content-Type: application/x-protobuf\r\n", B_PB_SNAPPY, base.p,
          base.len, 415, "snappy"},
-        {"gzip content encoding", "Content-Type: application/x-protobuf\r\nContent-Encoding: gzip\r\n",
-         B_PB_SNAPPY, base.p, base.len, 415, "gzip"},
+        {"gzip content encoding",
+         "Content-Type: application/x-protobuf\r\nContent-Encoding: gzip\r\n", B_PB_SNAPPY, base.p,
+         base.len, 415, "gzip"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         const bad_t *b = &table[i];
@@ -755,7 +765,8 @@ static void test_malformed_table(void **state)
     resp_free(&r);
     assert_int_equal(http(f.port, "GET", "/metrics", NULL, NULL, 0, &r), 200);
     assert_non_null(strstr(r.body, "augur_samples_rejected_total{reason=\"invalid_utf8\"} 1\n"));
-    assert_non_null(strstr(r.body, "augur_samples_rejected_total{reason=\"duplicate_label_name\"} 1\n"));
+    assert_non_null(
+        strstr(r.body, "augur_samples_rejected_total{reason=\"duplicate_label_name\"} 1\n"));
     assert_non_null(strstr(r.body, "augur_samples_rejected_total{reason=\"too_many_labels\"} 1\n"));
     assert_non_null(strstr(r.body, "augur_http_inflight_body_bytes 0\n"));
     resp_free(&r);
@@ -870,9 +881,8 @@ static void test_auth(void **state)
     /* Reads: basic auth "grafana:s3cret" = Z3JhZmFuYTpzM2NyZXQ=. */
     assert_int_equal(http(f.port, "GET", "/metrics", NULL, NULL, 0, &r), 401);
     resp_free(&r);
-    assert_int_equal(http(f.port, "GET", "/metrics", "Authorization: Bearer w-token-123\r\n",
-                          NULL, 0, &r),
-                     401);
+    assert_int_equal(
+        http(f.port, "GET", "/metrics", "Authorization: Bearer w-token-123\r\n", NULL, 0, &r), 401);
     resp_free(&r);
     assert_int_equal(http(f.port, "GET", "/metrics",
                           "Authorization: Basic Z3JhZmFuYTpzM2NyZXQ=\r\n", NULL, 0, &r),
@@ -884,8 +894,7 @@ static void test_auth(void **state)
     resp_free(&r);
     /* The basic credential does not open the write endpoint. */
     assert_int_equal(http(f.port, "POST", "/api/v1/write",
-                          RW1_HDRS "Authorization: Basic Z3JhZmFuYTpzM2NyZXQ=\r\n", z.p, z.len,
-                          &r),
+                          RW1_HDRS "Authorization: Basic Z3JhZmFuYTpzM2NyZXQ=\r\n", z.p, z.len, &r),
                      401);
     resp_free(&r);
     /* Admin. */
@@ -974,7 +983,8 @@ static void test_import(void **state)
              f.t0);
     resp_t r;
     int64_t before = now_ms();
-    assert_int_equal(http(f.port, "POST", "/api/v1/import/prometheus?extra_label=job=push&extra_label=dc=eu",
+    assert_int_equal(http(f.port, "POST",
+                          "/api/v1/import/prometheus?extra_label=job=push&extra_label=dc=eu",
                           "Content-Type: text/plain; version=0.0.4\r\n", body, strlen(body), &r),
                      400);
     assert_non_null(strstr(r.body, "line 5"));
@@ -994,8 +1004,7 @@ static void test_import(void **state)
     /* OpenMetrics by Content-Type: timestamps in seconds, # EOF. */
     snprintf(body, sizeof body,
              "# TYPE disk_temp_celsius gauge\n# UNIT disk_temp_celsius celsius\n"
-             "disk_temp_celsius{dev=\"sda\"} 38 %" PRId64
-             ".5\n# EOF\n",
+             "disk_temp_celsius{dev=\"sda\"} 38 %" PRId64 ".5\n# EOF\n",
              f.t0 / 1000);
     assert_int_equal(http(f.port, "POST", "/api/v1/import/prometheus",
                           "Content-Type: application/openmetrics-text; version=1.0.0\r\n", body,
@@ -1006,12 +1015,12 @@ static void test_import(void **state)
     assert_int_equal(read_back(f.db, "disk_temp_celsius", NULL, NULL, out, 4, NULL), 1);
     assert_int_equal(out[0].t, f.t0 + 500);
     /* Bad extra label, compressed body. */
-    assert_int_equal(http(f.port, "POST", "/api/v1/import/prometheus?extra_label=1bad=x", NULL,
-                          "a 1\n", 4, &r),
-                     400);
+    assert_int_equal(
+        http(f.port, "POST", "/api/v1/import/prometheus?extra_label=1bad=x", NULL, "a 1\n", 4, &r),
+        400);
     resp_free(&r);
-    assert_int_equal(http(f.port, "POST", "/api/v1/import/prometheus",
-                          "Content-Encoding: gzip\r\n", "a 1\n", 4, &r),
+    assert_int_equal(http(f.port, "POST", "/api/v1/import/prometheus", "Content-Encoding: gzip\r\n",
+                          "a 1\n", 4, &r),
                      415);
     resp_free(&r);
     assert_int_equal(http(f.port, "GET", "/metrics", NULL, NULL, 0, &r), 200);
@@ -1048,8 +1057,8 @@ static void test_admin(void **state)
     resp_free(&r);
     const char *form = "match%5B%5D=x%7Bjob%3D%22a%22%7D";
     assert_int_equal(http(f.port, "POST", "/api/v1/admin/tsdb/delete_series",
-                          "Content-Type: application/x-www-form-urlencoded\r\n", form,
-                          strlen(form), &r),
+                          "Content-Type: application/x-www-form-urlencoded\r\n", form, strlen(form),
+                          &r),
                      204);
     resp_free(&r);
     tsdb_sample_t out[4];
@@ -1145,8 +1154,8 @@ static int spawn_serve(proc_t *p, const char *dir, const char *extra)
         dup2(fd, 2);
         char sp[400];
         snprintf(sp, sizeof sp, "--storage.path=%s", dir);
-        execl(bin, bin, "serve", "--web.listen-address=127.0.0.1:0", sp,
-              "--storage.retention=0", extra ? extra : "--log.level=info", (char *)NULL);
+        execl(bin, bin, "serve", "--web.listen-address=127.0.0.1:0", sp, "--storage.retention=0",
+              extra ? extra : "--log.level=info", (char *)NULL);
         _exit(127);
     }
     /* Wait for the newest "port=" and readiness. */

@@ -222,6 +222,18 @@ static void test_chunk_decimal_precision(void **state)
     roundtrip_all(s, n);
     for (size_t i = 0; i < n; i++) s[i].v = (double)(i % 3) * 1e18 - 9.2e18;
     roundtrip_all(s, n);
+    /* 12-decimal values above 2^52 / 10^12 where v * 10^12 lands on a half:
+     * the encoder must still find k = 12 (dh is the byte after the header) */
+    {
+        tsdb_sample_t h[3] = {{0, 4105.5432488592423}, {1000, 4126.1245371678924},
+                              {2000, 4144.5792908090743}};
+        tbuf_t b = {0};
+        assert_int_equal(chunk_encode_mode(h, 3, CHUNK_V_DECIMAL, &b), 0);
+        assert_int_equal(b.p[5] & 31, 12);
+        assert_int_equal(b.p[5] & 0x80, 0);
+        tbuf_free(&b);
+        roundtrip_all(h, 3);
+    }
     /* mantissa deltas that overflow int64 */
     for (size_t i = 0; i < n; i++) s[i].v = (i & 1) ? 9.0e18 : -9.0e18;
     roundtrip_all(s, n);

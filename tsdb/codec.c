@@ -156,14 +156,29 @@ static inline int ctz64(uint64_t x)
 
 /* ---- decimal representation -------------------------------------------- */
 
-/* Does v equal (double)m / 10^k bit for bit for some int64 m? */
+static inline int dec_back(double v, int k, int64_t m)
+{
+    return f64_bits((double)m / p10[k]) == f64_bits(v);
+}
+
+/* Does v equal (double)m / 10^k bit for bit for some int64 m? v * 10^k is
+ * rounded, and when it lands near a half (above 2^52 doubles are spaced
+ * 0.5 and more), the other neighbour is tried too. */
 static inline int dec_fit(double v, int k, int64_t *m)
 {
     double x = v * p10[k];
     if (!(x > -9.2e18 && x < 9.2e18)) return 0; /* also NaN */
     int64_t mi = (int64_t)(x + (x >= 0 ? 0.5 : -0.5));
-    double back = (double)mi / p10[k];
-    if (f64_bits(back) != f64_bits(v)) return 0;
+    if (!dec_back(v, k, mi)) {
+        double fr = x - (double)mi;
+        if (fr <= -0.25)
+            mi--;
+        else if (fr >= 0.25)
+            mi++;
+        else
+            return 0;
+        if (!dec_back(v, k, mi)) return 0;
+    }
     *m = mi;
     return 1;
 }

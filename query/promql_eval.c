@@ -510,6 +510,12 @@ static int op_is_cmp(pq_binop_t op)
     return op >= PQ_OP_EQ && op <= PQ_OP_LE;
 }
 
+/* Arithmetic drops __name__ (2.42: not atan2, and not comparisons). */
+static int op_drops_name(pq_binop_t op)
+{
+    return op <= PQ_OP_POW;
+}
+
 void pq_vec_check_dups(pq_ctx_t *c, const pq_vector_t *v)
 {
     if (v->n < 2) return;
@@ -613,7 +619,7 @@ static const pq_labels_t *result_metric(pq_ctx_t *c, pq_node_t *n, const pq_labe
 {
     pq_binop_t op = n->u.bin.op;
     const pq_labels_t *m = lm;
-    if (!op_is_cmp(op) || n->u.bin.ret_bool) m = pq_drop_name(c, m);
+    if (op_drops_name(op) || n->u.bin.ret_bool) m = pq_drop_name(c, m);
     if (n->u.bin.card == PQ_CARD_ONE_ONE && n->u.bin.matching) {
         if (n->u.bin.on) {
             m = signature(c, m, 1, n->u.bin.mlabels, n->u.bin.nmlabels);
@@ -752,7 +758,7 @@ static pq_value_t eval_bin(pq_ctx_t *c, pq_node_t *n, int64_t ts)
         }
         if (!keep) continue;
         const pq_labels_t *m = vec.s[i].m;
-        if (!op_is_cmp(op) || n->u.bin.ret_bool) m = pq_drop_name(c, m);
+        if (op_drops_name(op) || n->u.bin.ret_bool) m = pq_drop_name(c, m);
         r.vec.s[r.vec.n++] = (pq_sample_t){m, v, ts};
     }
     pq_vec_check_dups(c, &r.vec);

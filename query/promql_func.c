@@ -286,14 +286,16 @@ static int over_time(pq_ctx_t *c, int id, const tsdb_sample_t *s, size_t n, doub
     }
     case PQ_F_STDDEV_OVER_TIME:
     case PQ_F_STDVAR_OVER_TIME: {
-        double cnt = 0, mean = 0, aux = 0;
+        /* Welford with Neumaier-compensated mean and sum of squares, as 2.42 */
+        double cnt = 0, mean = 0, cmean = 0, aux = 0, caux = 0;
         for (size_t i = 0; i < n; i++) {
             cnt++;
-            double delta = s[i].v - mean;
-            mean += delta / cnt;
-            aux += delta * (s[i].v - mean);
+            double delta = s[i].v - (mean + cmean);
+            kahan_inc(delta / cnt, &mean, &cmean);
+            kahan_inc(delta * (s[i].v - (mean + cmean)), &aux, &caux);
         }
-        *out = id == PQ_F_STDVAR_OVER_TIME ? aux / cnt : sqrt(aux / cnt);
+        double var = (aux + caux) / cnt;
+        *out = id == PQ_F_STDVAR_OVER_TIME ? var : sqrt(var);
         return 1;
     }
     case PQ_F_QUANTILE_OVER_TIME: {
@@ -414,7 +416,9 @@ static pq_value_t eval_matrix_func(pq_ctx_t *c, pq_node_t *n, int64_t ts)
         default: ok = over_time(c, id, s, cnt, p1, &v);
         }
         if (!ok) continue;
-        r.vec.s[r.vec.n++] = (pq_sample_t){pq_drop_name(c, m.s[i].m), v, ts};
+        /* 2.42 keeps the metric name for last_over_time only */
+        const pq_labels_t *ol = id == PQ_F_LAST_OVER_TIME ? m.s[i].m : pq_drop_name(c, m.s[i].m);
+        r.vec.s[r.vec.n++] = (pq_sample_t){ol, v, ts};
     }
     pq_vec_check_dups(c, &r.vec);
     return r;

@@ -297,7 +297,9 @@ static inline int pq_is_stale(double v)
 /* Go's strconv.FormatFloat(v, 'f', -1, 64) with Prometheus' "NaN", "+Inf",
  * "-Inf". buf needs >= 400 bytes. Returns the length. */
 size_t pq_fmt_float(char *buf, double v);
-/* Prometheus' JSON timestamp: seconds with up to 3 decimals ("1.500"). */
+/* Prometheus' JSON timestamp of vector and matrix points: seconds and, if
+ * any, three decimals ("1.500"). Scalar and string results print
+ * float64(t)/1000 instead ("1.5"): pq_fmt_float((double)t / 1000). */
 size_t pq_fmt_time(char *buf, int64_t t_ms);
 /* Parse a time: float seconds or RFC 3339. Returns 0 or -1. */
 int pq_parse_time(const char *s, int64_t *out_ms);

@@ -180,14 +180,17 @@ static void write_result(jw_t *w, const pq_result_t *res, int64_t t)
     jw_s(w, "\",\"result\":");
     switch (res->type) {
     case PQ_T_SCALAR:
-    case PQ_T_STRING:
+    case PQ_T_STRING: {
+        /* encoding/json of float64(t)/1000 in Prometheus: "1.5", not "1.500" */
+        char tb[400];
         jw_raw(w, "[", 1);
-        jw_time(w, t);
+        jw_raw(w, tb, pq_fmt_float(tb, (double)t / 1000));
         jw_raw(w, ",", 1);
         if (res->type == PQ_T_STRING) jw_str(w, res->str ? res->str : "");
         else jw_val(w, res->nseries && res->series[0].npoints ? res->series[0].points[0].v : NAN);
         jw_raw(w, "]", 1);
         break;
+    }
     case PQ_T_VECTOR:
         jw_raw(w, "[", 1);
         for (size_t i = 0; i < res->nseries; i++) {

@@ -118,7 +118,7 @@ static void test_instant_vector(void **state)
            "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":["
            "{\"metric\":{\"__name__\":\"up\",\"instance\":\"a\",\"job\":\"node\"},\"value\":[300,\"1\"]},"
            "{\"metric\":{\"__name__\":\"up\",\"instance\":\"b\",\"job\":\"node\"},\"value\":[300,\"1\"]}]}}");
-    /* default time is now_ms; fractional seconds print three decimals */
+    /* default time is now_ms; fractional seconds as Prometheus prints them */
     expect(f, "query", (params_t){{"query", "sum(up)", "time", "100.5", NULL}}, 200,
            "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":["
            "{\"metric\":{},\"value\":[100.500,\"1\"]}]}}");

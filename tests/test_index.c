@@ -13,6 +13,8 @@
  *                             corrupted records, pair cleanup after delete.
  *   test_index_readonly       idx_open in a read-only txn; foreach stops early.
  *   test_index_map_full       MDB_MAP_FULL becomes TSDB_EFULL.
+ *   test_index_alloc_failures every allocation (ours, LMDB's, PCRE2's) failed in
+ *                             turn: each call returns 0 or TSDB_ENOMEM.
  *
  * Replay a random test with AUGUR_TEST_SEED=<seed>.
  */
@@ -666,6 +668,100 @@ static void test_index_edge_cases(void **state)
     fx_close(&f);
 }
 
+/* ---- allocation failures ------------------------------------------------------ */
+
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+/* Fault injection: with fail_after >= 0, the fail_after-th allocation from
+ * now on (and only it) fails. Applies to LMDB and PCRE2 as well. */
+#define HAVE_FAULTSIM 1
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+static long fail_after = -1;
+static int fault_now(void)
+{
+    return fail_after >= 0 && fail_after-- == 0;
+}
+void *malloc(size_t n)
+{
+    return fault_now() ? NULL : __libc_malloc(n);
+}
+void *calloc(size_t a, size_t b)
+{
+    return fault_now() ? NULL : __libc_calloc(a, b);
+}
+void *realloc(void *p, size_t n)
+{
+    return fault_now() ? NULL : __libc_realloc(p, n);
+}
+void free(void *p)
+{
+    __libc_free(p);
+}
+#endif
+
+/* Each operation either succeeds or fails with TSDB_ENOMEM, whichever
+ * allocation fails; nothing crashes (run under valgrind for leaks). */
+static void test_index_alloc_failures(void **state)
+{
+    (void)state;
+#ifndef HAVE_FAULTSIM
+    skip();
+#else
+    fx_t f;
+    fx_open(&f, 64u << 20);
+    /* a base index, so that selects and deletes have work to do */
+    char v[32];
+    for (uint32_t sid = 1; sid <= 300; sid++) {
+        snprintf(v, sizeof v, "%u", sid % 17);
+        tsdb_label_t l[] = {lab("__name__", sid % 2 ? "a" : "b"), lab("i", v), lab("job", "x")};
+        assert_int_equal(idx_series_put(f.txn, &f.d, sid, l, 3, 0, 0), 0);
+    }
+    assert_int_equal(mdb_txn_commit(f.txn), 0); /* one write txn at a time */
+    f.txn = NULL;
+    long k;
+    int failed = 1;
+    for (k = 0; failed; k++) {
+        MDB_txn *txn;
+        assert_int_equal(mdb_txn_begin(f.env, NULL, 0, &txn), 0);
+        int rcs[8], nrc = 0;
+        fail_after = k;
+        tsdb_label_t l[] = {lab("__name__", "new"), lab("i", "fresh"), lab("job", "x")};
+        rcs[nrc++] = idx_series_put(txn, &f.d, 1000, l, 3, 0, 0);
+        tsdb_matcher_t m[] = {{TSDB_MATCH_RE, "i", "1.*"}, {TSDB_MATCH_NE, "__name__", "b"}};
+        idx_matchers_t *mc = NULL;
+        tsdb_sids_t got = {0};
+        rcs[nrc] = idx_matchers_compile(m, 2, &mc);
+        if (rcs[nrc++] == 0) rcs[nrc++] = idx_select(txn, &f.d, mc, &got);
+        idx_matchers_free(mc);
+        tsdb_strings_t ss = {0};
+        rcs[nrc++] = idx_label_values(txn, &f.d, "i", &got, &ss);
+        tsdb_strings_free(&ss);
+        rcs[nrc++] = idx_label_names(txn, &f.d, &got, &ss);
+        tsdb_strings_free(&ss);
+        tsdb_sids_free(&got);
+        idx_labels_t labels = {0};
+        tbuf_t buf = {0};
+        rcs[nrc++] = idx_series_get(txn, &f.d, 7, &labels, &buf, NULL, NULL);
+        free(labels.v);
+        tbuf_free(&buf);
+        rcs[nrc++] = idx_series_delete(txn, &f.d, 8);
+        failed = fail_after < 0; /* the injected failure happened */
+        fail_after = -1;
+        for (int i = 0; i < nrc; i++) {
+            if (rcs[i] != 0 && rcs[i] != TSDB_ENOMEM)
+                fprintf(stderr, "allocation %ld: operation %d returned %d (%s)\n", k, i, rcs[i],
+                        tsdb_last_error_detail());
+            assert_true(rcs[i] == 0 || rcs[i] == TSDB_ENOMEM);
+        }
+        mdb_txn_abort(txn);
+    }
+    fprintf(stderr, "[test_index_alloc_failures] %ld allocation sites failed in turn\n", k - 1);
+    fx_close(&f);
+#endif
+}
+
 static int stop_at_two(void *ctx, uint32_t sid, const tsdb_label_t *labels, size_t n,
                        int64_t mint, int64_t maxt)
 {
@@ -726,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_index_edge_cases),
         cmocka_unit_test(test_index_readonly),
         cmocka_unit_test(test_index_map_full),
+        cmocka_unit_test(test_index_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

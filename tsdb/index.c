@@ -800,6 +800,7 @@ static int matcher_base(const idx_matcher_t *m, const char *v, size_t len)
     int rc = pcre2_match(m->re, (PCRE2_SPTR)(len ? v : ""), len, 0, 0, m->md, NULL);
     if (rc >= 0) return 1;
     if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    if (rc == PCRE2_ERROR_NOMEMORY) return TSDB_ENOMEM;
     PCRE2_UCHAR msg[128];
     pcre2_get_error_message(rc, msg, sizeof msg);
     tsdb_set_detail("index: regex \"%s\" failed on a value: %s", m->value, (const char *)msg);
@@ -856,6 +857,7 @@ static int matcher_compile(const tsdb_matcher_t *in, idx_matcher_t *m)
         uint32_t opts = PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF;
         m->re = pcre2_compile((PCRE2_SPTR)m->value, m->value_len, opts, &err, &off, NULL);
         if (!m->re) {
+            if (err == PCRE2_ERROR_HEAP_FAILED) return TSDB_ENOMEM;
             PCRE2_UCHAR msg[128];
             pcre2_get_error_message(err, msg, sizeof msg);
             tsdb_set_detail("invalid regex \"%s\" at offset %zu: %s", m->value, (size_t)off,

@@ -665,6 +665,7 @@ static void test_block_invalid_args(void **state)
     ser[1].samples = s;
     assert_int_equal(block_encode(ser, 0, 3, &b, &scratch), TSDB_EINVAL);
     assert_int_equal(block_encode(ser, 2, 1000, &b, &scratch), TSDB_EINVAL);
+    assert_int_equal(block_encode(ser, 2, 3, &b, &b), TSDB_EINVAL);
     s[1].t = 1;
     assert_int_equal(block_encode(ser, 2, 3, &b, &scratch), TSDB_EINVAL); /* not increasing */
     s[1].t = 2;

@@ -772,7 +772,8 @@ static uint64_t blk_checksum(const uint8_t *hdr, const uint8_t *payload, size_t 
 
 int block_encode(const block_series_t *series, size_t ns, int level, tbuf_t *out, tbuf_t *scratch)
 {
-    if (!series || !out || !scratch || ns == 0 || ns > UINT32_MAX) return TSDB_EINVAL;
+    if (!series || !out || !scratch || out == scratch || ns == 0 || ns > UINT32_MAX)
+        return TSDB_EINVAL;
     if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) return TSDB_EINVAL;
     for (size_t i = 0; i < ns; i++) {
         if (!series[i].samples || series[i].n == 0) return TSDB_EINVAL;

@@ -103,7 +103,7 @@ static const char *const METRICS[] = {"up", "node_cpu_seconds_total", "node_load
 #define NMETRICS (sizeof METRICS / sizeof METRICS[0])
 static const char *const VALUES[] = {
     "x",   "y",   "a",         "ab",        "abc",      "b",        "node-0001:9100",
-    "node-0002:9100", "node-0013:9100", "\xc3\xa9", "\xc3\xa9" "a", "a|b", "a.b", "A",
+    "node-0002:9100", "node-0013:9100", "\xc3\xa9", "\xc3\xa9\x61", "a|b", "a.b", "A",
     "idle", "user", "c", "bc",
 };
 #define NVALUES (sizeof VALUES / sizeof VALUES[0])

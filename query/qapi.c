@@ -565,6 +565,7 @@ static int handle_labels(tsdb_t *db, const char *name, qapi_param_fn get, void *
             rc = write_strings(out, status, st.v, st.n, lim);
             tsdb_strings_free(&st);
             tsdb_reader_close(r);
+            sels_free(&s);
             return rc;
         }
         tsdb_strings_free(&st);

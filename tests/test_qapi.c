@@ -227,6 +227,38 @@ static void test_export(void **state)
            "\"timestamps\":[0,15000,30000,45000,60000]}\n");
 }
 
+/* What Grafana's Prometheus data source sends, in order, and the shapes it
+ * parses: "Save & test" (query=1+1 then buildinfo), a dashboard panel
+ * (query_range with step, aligned start/end), template variables (label
+ * values with match[], series), metadata for the query editor. */
+static void test_grafana(void **state)
+{
+    fx_t *f = *state;
+    expect_has(f, "query", (params_t){{"query", "1+1", "time", "300", NULL}}, 200,
+               "\"resultType\":\"scalar\",\"result\":[300,\"2\"]");
+    expect_has(f, "status/buildinfo", (params_t){{NULL}}, 200, "{\"status\":\"success\",\"data\":{\"version\":");
+    expect(f, "query_range",
+           (params_t){{"query", "sum by (job) (rate(up[1m]))", "start", "240", "end", "300", "step", "30", NULL}}, 200,
+           "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":["
+           "{\"metric\":{\"job\":\"node\"},\"values\":[[240,\"0\"],[270,\"0\"],[300,\"0\"]]}]}}");
+    /* RFC 3339 times as Grafana sometimes sends them */
+    expect_has(f, "query_range",
+               (params_t){{"query", "up", "start", "1970-01-01T00:04:00Z", "end", "1970-01-01T00:05:00.000Z", "step", "60", NULL}},
+               200, "[[240,\"1\"],[300,\"1\"]]");
+    expect(f, "label/instance/values",
+           (params_t){{"match[]", "up{job=\"node\"}", "start", "0", "end", "300", NULL}}, 200,
+           "{\"status\":\"success\",\"data\":[\"a\",\"b\"]}");
+    expect(f, "labels", (params_t){{"start", "0", "end", "300", NULL}}, 200,
+           "{\"status\":\"success\",\"data\":[\"__name__\",\"instance\",\"job\"]}");
+    expect(f, "series", (params_t){{"match[]", "{__name__=\"up\",instance=\"a\"}", "start", "0", "end", "300", NULL}}, 200,
+           "{\"status\":\"success\",\"data\":[{\"__name__\":\"up\",\"instance\":\"a\",\"job\":\"node\"}]}");
+    expect(f, "metadata", (params_t){{"limit", "1000", NULL}}, 200, "{\"status\":\"success\",\"data\":{}}");
+    /* the series of a time range outside the data: empty list, not an error */
+    expect(f, "series", (params_t){{"match[]", "up", "start", "100000", "end", "200000", NULL}}, 200,
+           "{\"status\":\"success\",\"data\":[]}");
+    expect_has(f, "label/instance/values", (params_t){{"match[]", "up{", NULL}}, 400, "\"errorType\":\"bad_data\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +269,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_series_labels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grafana, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

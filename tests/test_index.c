@@ -111,6 +111,8 @@ static const char *const REGEXES[] = {
     ".*",  ".+",    "",     "a.*",   "x|y",  "a|",    "node-00[01][0-9].*", "(a|b)c?",
     "\xc3\xa9.*",   "[^a].*", "a",  "ab|abc", "n.*", "a.b", "a\\.b", "x|y|", "[xy]", "b+",
     "A|a", "idle", "node_.*_total", "node-0001:9100|c", "u.*r",
+    "node_(load1|cpu_seconds_total)", "a(b|c)", "ab(c)|x", "n(o|x).*", "node_(x)|a.*", "ab?c?",
+    "a[|]b|x",
 };
 #define NREGEXES (sizeof REGEXES / sizeof REGEXES[0])
 static const char *const EQVALS[] = {"x", "a", "ab", "", "idle", "node-0001:9100", "zzz", "up",

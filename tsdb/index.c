@@ -773,10 +773,41 @@ static int matcher_literals(idx_matcher_t *m)
     return 0;
 }
 
+/* Is there an alternation outside all groups? Answers 1 when unsure
+ * (quoting, comments, option groups, verbs, POSIX classes). */
+static int has_top_level_bar(const char *p, size_t n)
+{
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '\\') {
+            if (i + 1 < n && p[i + 1] == 'Q') return 1;
+            i++;
+        } else if (c == '[') {
+            i++;
+            if (i < n && p[i] == '^') i++;
+            if (i < n && p[i] == ']') i++;
+            for (; i < n && p[i] != ']'; i++) {
+                if (p[i] == '[') return 1;
+                if (p[i] == '\\') i++;
+            }
+        } else if (c == '(') {
+            if (i + 1 < n && (p[i + 1] == '*' || (p[i + 1] == '?' && (i + 2 >= n || p[i + 2] != ':'))))
+                return 1;
+            depth++;
+        } else if (c == ')') {
+            if (--depth < 0) return 1;
+        } else if (c == '|' && depth == 0) {
+            return 1;
+        }
+    }
+    return depth != 0;
+}
+
 /* Literal ASCII prefix that every match must start with. */
 static size_t matcher_prefix(const idx_matcher_t *m)
 {
-    if (memchr(m->value, '|', m->value_len)) return 0;
+    if (has_top_level_bar(m->value, m->value_len)) return 0;
     size_t i = 0;
     while (i < m->value_len && !is_meta((unsigned char)m->value[i]) &&
            (unsigned char)m->value[i] < 0x80)

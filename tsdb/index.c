@@ -1251,7 +1251,7 @@ out:
 
 /* ---- label names and values -------------------------------------------- */
 
-/* Index of the first id in s[lo..n) that fits u32 and is >= x. */
+/* Index of the first id in s[lo..n) that is >= x (s sorted ascending). */
 static size_t sids_lower_bound(const tsdb_sids_t *s, size_t lo, uint32_t x)
 {
     size_t hi = s->n;

@@ -317,8 +317,8 @@ static const char *const pb_wt_name[8] = {"VARINT", "I64", "LEN",       "SGROUP"
 
 /* Read a tag. Refuses field number 0, numbers over 2^29-1, groups and the
  * undefined wire types 6/7. */
-static inline int pb_tag(rw_decoder_t *d, const uint8_t **pp, const uint8_t *end, uint32_t *field,
-                         unsigned *wt, const char *msg)
+static int pb_tag_slow(rw_decoder_t *d, const uint8_t **pp, const uint8_t *end, uint32_t *field,
+                       unsigned *wt, const char *msg)
 {
     const uint8_t *at = *pp;
     uint64_t t;
@@ -335,6 +335,21 @@ static inline int pb_tag(rw_decoder_t *d, const uint8_t **pp, const uint8_t *end
     if (*wt > PB_I32)
         return rw_fail(d, RW_EPROTO, at, "%s: field %u: invalid wire type %u", msg, *field, *wt);
     return 0;
+}
+
+/* The common case inline: a one-byte tag (fields 1..15) of a valid wire
+ * type (bit set in 0x27: VARINT, I64, LEN, I32). Callers have p < end. */
+static inline int pb_tag(rw_decoder_t *d, const uint8_t **pp, const uint8_t *end, uint32_t *field,
+                         unsigned *wt, const char *msg)
+{
+    uint8_t c = **pp;
+    if (c < 0x80 && c >= 8 && ((0x27u >> (c & 7)) & 1)) {
+        *field = c >> 3;
+        *wt = c & 7;
+        *pp += 1;
+        return 0;
+    }
+    return pb_tag_slow(d, pp, end, field, wt, msg);
 }
 
 /* Read a LEN payload's length; *sub_end ends it and *pp moves past. */
@@ -476,20 +491,21 @@ static int rw_series_begin(rw_decoder_t *d, const uint8_t *at, rw_srec_t **out)
     return 0;
 }
 
-/* Store a label of series s (which must be the last record). Labels beyond
- * the per-series cap are counted and dropped: the series will be rejected. */
-static int rw_label_push(rw_decoder_t *d, rw_srec_t *s, const uint8_t *at, tsdb_str_t name,
-                         tsdb_str_t value)
+/* The arena slot for the next label of series s (the last record), or
+ * *slot = NULL past the per-series cap: such labels are parsed and counted,
+ * not kept, and the series will be rejected. The caller fills the slot
+ * directly (no label struct passed by value: store-forwarding stalls). */
+static inline int rw_label_slot(rw_decoder_t *d, rw_srec_t *s, const uint8_t *at,
+                                tsdb_label_t **slot)
 {
     s->nlab_wire++;
+    *slot = NULL;
     if (s->nlab >= d->o.max_labels_per_series) return 0;
     if (d->lab_n >= d->o.max_labels_total)
         return rw_fail(d, RW_ELIMIT, at, "more than %u labels in one request",
                        d->o.max_labels_total);
     ARENA_RESERVE(d, d->lab, d->lab_cap, d->lab_n + 1);
-    d->lab[d->lab_n].name = name;
-    d->lab[d->lab_n].value = value;
-    d->lab_n++;
+    *slot = &d->lab[d->lab_n++];
     s->nlab++;
     return 0;
 }
@@ -509,36 +525,65 @@ static int rw_sample_push(rw_decoder_t *d, rw_srec_t *s, const uint8_t *at, cons
 
 /* ---- validation --------------------------------------------------------------- */
 
-static inline int ch_alpha_(uint8_t c)
+/* Character classes of name bytes: 1 label-name first [a-zA-Z_], 2 label-name
+ * rest [a-zA-Z0-9_], 4 metric-name first [a-zA-Z_:], 8 metric-name rest
+ * [a-zA-Z0-9_:]. Bytes >= 0x80 are in no class. */
+static const uint8_t rw_name_cls[256] = {
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 00 */
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 10 */
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 20 */
+    10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 12, 0,  0,  0,  0,  0,  /* 30 0-9 : */
+    0,  15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, /* 40 A-O */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 0,  0,  0,  0,  15, /* 50 P-Z _ */
+    0,  15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, /* 60 a-o */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 0,  0,  0,  0,  0,  /* 70 p-z */
+};
+
+#define RW_ONES UINT64_C(0x0101010101010101)
+#define RW_HIGH UINT64_C(0x8080808080808080)
+
+/* High bit of each byte of x (all bytes < 0x80) set iff lo <= byte <= hi. */
+static inline uint64_t swar_range(uint64_t x, unsigned lo, unsigned hi)
 {
-    return (uint8_t)((c | 0x20) - 'a') < 26 || c == '_';
+    return (x + RW_ONES * (0x80 - lo)) & ~(x + RW_ONES * (0x7f - hi)) & RW_HIGH;
 }
 
-static inline int ch_digit(uint8_t c)
+/* Eight bytes at a time (SWAR), the tail by table. `metric` admits ':'. */
+static inline int name_valid(tsdb_str_t s, int metric)
 {
-    return (uint8_t)(c - '0') < 10;
+    const uint8_t *p = (const uint8_t *)s.ptr;
+    unsigned first = metric ? 4 : 1, rest = metric ? 8 : 2;
+    uint32_t n = s.len, i = 0;
+    if (!n || !(rw_name_cls[p[0]] & first)) return 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if (w & RW_HIGH) return 0;
+        uint64_t ok = swar_range(w, 0x30, metric ? 0x3a : 0x39) |  /* 0-9 (:) */
+                      swar_range(w | RW_ONES * 0x20, 0x61, 0x7a) | /* A-Z a-z */
+                      swar_range(w, 0x5f, 0x5f);                   /* _ */
+        if (ok != RW_HIGH) return 0;
+    }
+    unsigned acc = rest;
+    for (; i < n; i++)
+        acc &= rw_name_cls[p[i]];
+    return acc != 0;
 }
 
+/* [a-zA-Z_][a-zA-Z0-9_]* */
 static int label_name_valid(tsdb_str_t s)
 {
-    const uint8_t *p = (const uint8_t *)s.ptr;
-    if (!s.len || !ch_alpha_(p[0])) return 0;
-    for (uint32_t i = 1; i < s.len; i++)
-        if (!ch_alpha_(p[i]) && !ch_digit(p[i])) return 0;
-    return 1;
+    return name_valid(s, 0);
 }
 
+/* [a-zA-Z_:][a-zA-Z0-9_:]* */
 static int metric_name_valid(tsdb_str_t s)
 {
-    const uint8_t *p = (const uint8_t *)s.ptr;
-    if (!s.len || !(ch_alpha_(p[0]) || p[0] == ':')) return 0;
-    for (uint32_t i = 1; i < s.len; i++)
-        if (!ch_alpha_(p[i]) && !ch_digit(p[i]) && p[i] != ':') return 0;
-    return 1;
+    return name_valid(s, 1);
 }
 
 /* UTF-8 as RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static int utf8_valid(const uint8_t *s, size_t n)
+static int utf8_check(const uint8_t *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -585,12 +630,35 @@ static int utf8_valid(const uint8_t *s, size_t n)
     return 1;
 }
 
+/* Label values are mostly short ASCII: OR the bytes together first. */
+static inline int utf8_valid(const uint8_t *s, size_t n)
+{
+    uint8_t acc = 0;
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & UINT64_C(0x8080808080808080)) return utf8_check(s, n);
+    }
+    for (; i < n; i++)
+        acc |= s[i];
+    return acc < 0x80 ? 1 : utf8_check(s, n);
+}
+
+/* Byte-wise order (as memcmp, shorter first on a common prefix). Names
+ * differ early: an inline loop beats a call to memcmp. */
 static inline int str_cmp(tsdb_str_t a, tsdb_str_t b)
 {
     uint32_t n = a.len < b.len ? a.len : b.len;
-    int c = n ? memcmp(a.ptr, b.ptr, n) : 0;
-    if (c) return c;
+    const uint8_t *x = (const uint8_t *)a.ptr, *y = (const uint8_t *)b.ptr;
+    for (uint32_t i = 0; i < n; i++)
+        if (x[i] != y[i]) return (int)x[i] - (int)y[i];
     return (a.len > b.len) - (a.len < b.len);
+}
+
+static inline int is_name_label(tsdb_str_t s)
+{
+    return s.len == 8 && memcmp(s.ptr, "__name__", 8) == 0;
 }
 
 static void label_sift(tsdb_label_t *l, size_t root, size_t n)
@@ -631,8 +699,6 @@ static void labels_sort(tsdb_label_t *l, size_t n)
         label_sift(l, 0, end);
     }
 }
-
-static const tsdb_str_t rw_name_label = {"__name__", 8};
 
 /* Check one series (labels stored in the arena) and normalise it: drop
  * labels with empty values (Prometheus treats them as absent), sort. Sets
@@ -695,9 +761,7 @@ static void rw_series_validate(rw_decoder_t *d, rw_srec_t *s)
         }
     }
     for (uint32_t i = 0; i < n; i++) {
-        int c = str_cmp(l[i].name, rw_name_label);
-        if (c > 0) break;
-        if (c == 0) {
+        if (is_name_label(l[i].name)) {
             if (!metric_name_valid(l[i].value)) {
                 s->reason = RW_REASON_BAD_METRIC_NAME;
                 s->bad = l[i].name;
@@ -716,6 +780,18 @@ static int rw1_label_parse(rw_decoder_t *d, const uint8_t *p, const uint8_t *end
 {
     name->ptr = value->ptr = (const char *)p; /* empty, but never NULL */
     name->len = value->len = 0;
+    /* Fast path: "0a <n> name 12 <m> value" with one-byte lengths. */
+    size_t left = (size_t)(end - p);
+    if (left >= 4 && p[0] == 0x0a && p[1] < 0x80 && p[1] <= left - 4) {
+        const uint8_t *q = p + 2 + p[1];
+        if (q[0] == 0x12 && q[1] < 0x80 && (size_t)q[1] == (size_t)(end - q) - 2) {
+            name->ptr = (const char *)p + 2;
+            name->len = p[1];
+            value->ptr = (const char *)q + 2;
+            value->len = q[1];
+            return 0;
+        }
+    }
     while (p < end) {
         const uint8_t *at = p;
         uint32_t field = 0;
@@ -749,11 +825,12 @@ static int rw1_series_parse(rw_decoder_t *d, const uint8_t *at0, const uint8_t *
         PB_TAG(d, p, end, field, wt, "TimeSeries");
         switch (field) {
         case 1: {
-            tsdb_str_t name, value;
+            tsdb_label_t spare, *l;
             PB_EXPECT(d, at, wt, PB_LEN, field, "TimeSeries");
             PB_LENGTH(d, p, end, se, "TimeSeries", field);
-            if ((r = rw1_label_parse(d, p, se, &name, &value))) return r;
-            if ((r = rw_label_push(d, s, at, name, value))) return r;
+            if ((r = rw_label_slot(d, s, at, &l))) return r;
+            if (!l) l = &spare;
+            if ((r = rw1_label_parse(d, p, se, &l->name, &l->value))) return r;
             p = se;
             break;
         }
@@ -852,7 +929,13 @@ static inline int rw2_label_ref(rw_decoder_t *d, rw_srec_t *s, const uint8_t *at
         return 0;
     }
     *have = 0;
-    return rw_label_push(d, s, at, d->sym[*pending], d->sym[ref]);
+    tsdb_label_t *l;
+    if ((r = rw_label_slot(d, s, at, &l))) return r;
+    if (l) {
+        l->name = d->sym[*pending];
+        l->value = d->sym[ref];
+    }
+    return 0;
 }
 
 /* Metadata { MetricType type = 1; uint32 help_ref = 3; uint32 unit_ref = 4; } */

@@ -1002,7 +1002,10 @@ static const wire_case_t wire_cases[] = {
        RW_EPROTO),
     WC("v2 created_timestamp as LEN", 1, "\x2a\x02\x32\x00", RW_EPROTO),
     WC("v2 histogram as VARINT", 1, "\x2a\x02\x18\x00", RW_EPROTO),
-    WC("v2 symbol past end", 1, "\x22\x05" "ab", RW_EPROTO),
+    WC("v2 symbol past end", 1,
+       "\x22\x05"
+       "ab",
+       RW_EPROTO),
     WC("v2 group", 1, "\x23", RW_EPROTO),
     WC("v2 unknown fields", 1, "\x08\x01\x11\x00\x00\x00\x00\x00\x00\x00\x00\x1a\x00", 0),
     WC("v2 series without labels", 1, "\x2a\x02\x12\x00", 0),
@@ -1175,6 +1178,42 @@ static void test_series_table(void **state)
             assert_int_equal(q.nsamples_rejected, 1);
         }
         tbuf_free(&b);
+    }
+    rw_decoder_destroy(d);
+}
+
+/* Every byte at every position of names long enough for the word-at-a-time
+ * path, against the reference classifier. */
+static void test_name_chars_exhaustive(void **state)
+{
+    (void)state;
+    rw_decoder_t *d = dec_new(NULL);
+    rw_request_t q;
+    for (size_t len = 1; len <= 19; len += 6) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (unsigned c = 0; c < 256; c++) {
+                char name[32];
+                memset(name, 'a', len);
+                name[pos] = (char)c;
+                for (int metric = 0; metric < 2; metric++) {
+                    tbuf_t b = {0};
+                    bstr_t kv[4] = {BS("__name__"), BS("m"), {name, len}, BS("v")};
+                    if (metric) kv[1] = (bstr_t){name, len}, kv[2] = BS("x");
+                    e_req1(&b, kv, 2);
+                    assert_int_equal(rw_decode_v1(d, b.p, b.len, RW_ENC_IDENTITY, &q), 0);
+                    rw_reason_t want = RW_REASON_NONE;
+                    if (metric && c >= 0x80)
+                        want = RW_REASON_BAD_UTF8;
+                    else if (!ref_name_ok((const uint8_t *)name, len, metric))
+                        want = metric ? RW_REASON_BAD_METRIC_NAME : RW_REASON_BAD_LABEL_NAME;
+                    rw_reason_t got = q.nrejects ? q.rejects[0].reason : RW_REASON_NONE;
+                    if (got != want)
+                        fail_msg("len %zu pos %zu byte 0x%02x metric %d: %s, want %s", len, pos, c,
+                                 metric, rw_reason_str(got), rw_reason_str(want));
+                    tbuf_free(&b);
+                }
+            }
+        }
     }
     rw_decoder_destroy(d);
 }
@@ -1428,12 +1467,16 @@ static void test_snappy_errors(void **state)
         int rc;
     } cases[] = {
         {"", 0, RW_ESNAPPY},
-        {"\x80", 1, RW_ESNAPPY},                       /* preamble truncated */
-        {"\xff\xff\xff\xff\xff\xff", 6, RW_ESNAPPY},   /* preamble over 32 bits */
-        {"\x05\xff\xff\xff", 4, RW_ESNAPPY},           /* bad element */
-        {"\x05\x10hel", 5, RW_ESNAPPY},                /* literal truncated */
-        {"\x03\x08" "abcdef", 8, RW_ESNAPPY},             /* more output than declared */
-        {"\x06\x08" "abc\x09\x05\x00", 8, RW_ESNAPPY},    /* copy before start */
+        {"\x80", 1, RW_ESNAPPY},                     /* preamble truncated */
+        {"\xff\xff\xff\xff\xff\xff", 6, RW_ESNAPPY}, /* preamble over 32 bits */
+        {"\x05\xff\xff\xff", 4, RW_ESNAPPY},         /* bad element */
+        {"\x05\x10hel", 5, RW_ESNAPPY},              /* literal truncated */
+        {"\x03\x08"
+         "abcdef",
+         8, RW_ESNAPPY}, /* more output than declared */
+        {"\x06\x08"
+         "abc\x09\x05\x00",
+         8, RW_ESNAPPY},                               /* copy before start */
         {"\x80\x80\x80\x20\x00", 5, RW_ETOOLARGE},     /* 64 MiB declared */
         {"\xff\xff\xff\xff\x0f\x00", 6, RW_ETOOLARGE}, /* 4 GiB - 1 declared */
         {"\x81\x80\x80\x10", 4, RW_ETOOLARGE},         /* 32 MiB + 1 */
@@ -1847,6 +1890,7 @@ int main(void)
         cmocka_unit_test(test_wire_table),
         cmocka_unit_test(test_error_detail),
         cmocka_unit_test(test_series_table),
+        cmocka_unit_test(test_name_chars_exhaustive),
         cmocka_unit_test(test_many_labels),
         cmocka_unit_test(test_length_limits),
         cmocka_unit_test(test_request_limits),

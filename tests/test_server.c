@@ -843,6 +843,62 @@ static void test_overload(void **state)
     fx_stop(&f);
 }
 
+typedef struct {
+    api_server_t *srv;
+    int rc;
+} shut_t;
+
+static void *shutdown_thread(void *arg)
+{
+    shut_t *st = arg;
+    st->rc = api_server_shutdown(st->srv, 10000);
+    return NULL;
+}
+
+/* A request in flight when shutdown begins is finished and answered; new
+ * connections are refused. */
+static void test_graceful_inflight(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_start(&f, NULL, NULL, 0, 0, 1);
+    tbuf_t pb = {0}, z = {0};
+    build_base(&pb, f.t0);
+    snappy_of(&pb, &z);
+    int fd = tcp_connect(f.port);
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "POST /api/v1/write HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     z.len);
+    send_all(fd, head, (size_t)n);
+    send_all(fd, z.p, z.len / 2);
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    shut_t st = {f.srv, -99};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, shutdown_thread, &st), 0);
+    nanosleep(&ts, NULL);
+    assert_int_equal(st.rc, -99);         /* still waiting for our request */
+    assert_true(tcp_connect(f.port) < 0); /* no longer accepting */
+    send_all(fd, z.p + z.len / 2, z.len - z.len / 2);
+    resp_t r;
+    read_resp(fd, &r);
+    close(fd);
+    assert_int_equal(r.status, 204);
+    resp_free(&r);
+    pthread_join(th, NULL);
+    assert_int_equal(st.rc, 0);
+    tsdb_sample_t out[8];
+    assert_int_equal(read_back(f.db, "base", NULL, NULL, out, 8, NULL), 4);
+    api_server_destroy(f.srv);
+    assert_int_equal(tsdb_close(f.db), 0);
+    tu_rmrf(f.dir);
+    tbuf_free(&pb);
+    tbuf_free(&z);
+}
+
 /* ---- auth ------------------------------------------------------------- */
 
 static void test_auth(void **state)
@@ -1258,6 +1314,39 @@ static void test_binary_restart(void **state)
     tu_rmrf(dir);
 }
 
+/* SIGTERM waits for an in-flight request; a second signal exits at once
+ * with status 1. */
+static void test_binary_second_signal(void **state)
+{
+    (void)state;
+    if (!getenv("AUGUR_BIN")) skip();
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    proc_t p;
+    assert_int_equal(spawn_serve(&p, dir, "--web.shutdown-timeout=60s"), 0);
+    int fd = tcp_connect(p.port);
+    const char *h = "POST /api/v1/write HTTP/1.1\r\nHost: x\r\n"
+                    "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n"
+                    "Content-Length: 1000\r\n\r\nabc";
+    send_all(fd, h, strlen(h));
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    kill(p.pid, SIGTERM);
+    nanosleep(&ts, NULL);
+    nanosleep(&ts, NULL);
+    assert_int_equal(waitpid(p.pid, NULL, WNOHANG), 0); /* still waiting */
+    uint64_t t0 = api_now_ns();
+    kill(p.pid, SIGTERM);
+    int status = 0;
+    assert_int_equal(waitpid(p.pid, &status, 0), p.pid);
+    assert_true((api_now_ns() - t0) / 1000000 < 3000);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    close(fd);
+    unlink(p.log);
+    tu_rmrf(dir);
+}
+
 static void test_binary_cli(void **state)
 {
     (void)state;
@@ -1293,12 +1382,14 @@ int main(void)
         cmocka_unit_test(test_malformed_table),
         cmocka_unit_test(test_slowloris),
         cmocka_unit_test(test_overload),
+        cmocka_unit_test(test_graceful_inflight),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_admin_needs_loopback),
         cmocka_unit_test(test_import),
         cmocka_unit_test(test_admin),
         cmocka_unit_test(test_binary_cli),
         cmocka_unit_test(test_binary_restart),
+        cmocka_unit_test(test_binary_second_signal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1154,6 +1154,9 @@ static int rw_decode(rw_decoder_t *d, const void *body, size_t len, rw_encoding_
     } else {
         return rw_fail(d, RW_EINVAL, NULL, "unknown encoding %d", (int)enc);
     }
+    /* Arenas exist before any pointer arithmetic on them (NULL + 0 is UB). */
+    ARENA_RESERVE(d, d->lab, d->lab_cap, 1);
+    ARENA_RESERVE(d, d->smp, d->smp_cap, 1);
     d->base = pb;
     r = version == 1 ? rw1_parse(d, pb, pb + pblen) : rw2_parse(d, pb, pb + pblen);
     if (!r) r = rw_finish(d, out);

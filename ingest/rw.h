@@ -108,7 +108,7 @@ void rw_options_init(rw_options_t *o);
 typedef struct rw_decoder rw_decoder_t;
 
 /* Create a decoder with `opts` (NULL = defaults; a zero field also means its
- * default). Allocates no arenas yet. Errors: RW_EINVAL (out NULL),
+ * default). Arenas are allocated on first use. Errors: RW_EINVAL (out NULL),
  * RW_ENOMEM. */
 int rw_decoder_create(const rw_options_t *opts, rw_decoder_t **out);
 

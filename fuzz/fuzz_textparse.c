@@ -23,12 +23,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static textparse_t *g_p, *g_q;
 static tbuf_t g_out;
 
-#define CHECK(c)                                                                               \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            fprintf(stderr, "check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);             \
-            abort();                                                                           \
-        }                                                                                      \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);                 \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static int str_cmp(tsdb_str_t a, tsdb_str_t b)
@@ -49,8 +49,10 @@ static void check_result(const textparse_result_t *r)
             const tsdb_label_t *l = &s->labels[j];
             CHECK(l->name.len > 0 && l->value.len > 0);
             CHECK(!memchr(l->value.ptr, 0, l->value.len));
-            for (uint32_t k = 0; k < l->name.len; k++) sink += (unsigned char)l->name.ptr[k];
-            for (uint32_t k = 0; k < l->value.len; k++) sink += (unsigned char)l->value.ptr[k];
+            for (uint32_t k = 0; k < l->name.len; k++)
+                sink += (unsigned char)l->name.ptr[k];
+            for (uint32_t k = 0; k < l->value.len; k++)
+                sink += (unsigned char)l->value.ptr[k];
             if (j) CHECK(str_cmp(s->labels[j - 1].name, l->name) < 0);
             if (l->name.len == 8 && !memcmp(l->name.ptr, "__name__", 8)) has_name = 1;
         }
@@ -60,11 +62,13 @@ static void check_result(const textparse_result_t *r)
     }
     for (size_t i = 0; i < r->nmeta; i++) {
         const textparse_meta_t *m = &r->meta[i];
-        for (uint32_t k = 0; k < m->help.len; k++) sink += (unsigned char)m->help.ptr[k];
+        for (uint32_t k = 0; k < m->help.len; k++)
+            sink += (unsigned char)m->help.ptr[k];
         CHECK(m->name.len > 0);
     }
     CHECK(r->nerrors <= r->nrejected);
-    for (size_t i = 0; i < r->nerrors; i++) CHECK(strlen(r->errors[i].msg) > 0);
+    for (size_t i = 0; i < r->nerrors; i++)
+        CHECK(strlen(r->errors[i].msg) > 0);
     (void)sink;
 }
 
@@ -130,7 +134,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     textparse_options_t o;
     textparse_options_init(&o);
     o.dialect = (mode & 1) ? TEXTPARSE_OPENMETRICS : TEXTPARSE_PROM;
-    o.flags = (mode & 2 ? TEXTPARSE_F_DROP_CREATED : 0) | (mode & 4 ? TEXTPARSE_F_IGNORE_TIMESTAMPS : 0);
+    o.flags =
+        (mode & 2 ? TEXTPARSE_F_DROP_CREATED : 0) | (mode & 4 ? TEXTPARSE_F_IGNORE_TIMESTAMPS : 0);
     if (mode & 8) {
         o.extra_labels = extras;
         o.nextra_labels = 3;

@@ -100,8 +100,8 @@ typedef struct {
 const char *textparse_strerror(int err)
 {
     switch (err) {
-#define TEXTPARSE_ERR_STR_(name, code, msg)                                                    \
-    case code:                                                                                 \
+#define TEXTPARSE_ERR_STR_(name, code, msg)                                                        \
+    case code:                                                                                     \
         return msg;
         TEXTPARSE_ERRNO_MAP(TEXTPARSE_ERR_STR_)
 #undef TEXTPARSE_ERR_STR_
@@ -110,8 +110,8 @@ const char *textparse_strerror(int err)
 }
 
 static const char *const type_names[] = {
-    "", "counter", "gauge", "histogram", "summary", "untyped",
-    "info", "stateset", "gaugehistogram", "unknown",
+    "",        "counter", "gauge",    "histogram",      "summary",
+    "untyped", "info",    "stateset", "gaugehistogram", "unknown",
 };
 
 const char *textparse_type_name(textparse_type_t t)
@@ -152,7 +152,8 @@ static inline int is_lchar(char c)
 
 static inline const char *skip_ws(const char *s, const char *e)
 {
-    while (s < e && is_ws(*s)) s++;
+    while (s < e && is_ws(*s))
+        s++;
     return s;
 }
 
@@ -334,7 +335,8 @@ __attribute__((format(printf, 6, 7))) static int tp_error_at(textparse_t *p, uin
 
 #define COL(L, at) ((uint32_t)((at) - (L)->ls) + 1)
 /* Error at `at` in line L, describing the byte found there. */
-#define ERR_FOUND(p, L, at, ...) tp_error_at((p), (p)->lineno, COL(L, at), (at), (L)->le, __VA_ARGS__)
+#define ERR_FOUND(p, L, at, ...)                                                                   \
+    tp_error_at((p), (p)->lineno, COL(L, at), (at), (L)->le, __VA_ARGS__)
 /* Error at `at` in line L. */
 #define ERR(p, L, at, ...) tp_error_at((p), (p)->lineno, COL(L, at), NULL, NULL, __VA_ARGS__)
 
@@ -369,13 +371,15 @@ static int num_syntax(const char *s, size_t n, numsyn_t *ns)
         return 0;
     }
     ns->i0 = i;
-    while (i < n && is_digit(s[i])) i++;
+    while (i < n && is_digit(s[i]))
+        i++;
     ns->i1 = i;
     ns->f0 = ns->f1 = i;
     if (i < n && s[i] == '.') {
         i++;
         ns->f0 = i;
-        while (i < n && is_digit(s[i])) i++;
+        while (i < n && is_digit(s[i]))
+            i++;
         ns->f1 = i;
     }
     if (ns->i1 == ns->i0 && ns->f1 == ns->f0) return 0;
@@ -497,7 +501,8 @@ static int parse_ts_om(const char *s, size_t n, int64_t *out)
     numsyn_t ns;
     if (num_syntax(s, n, &ns) != 1) return TP_VINVALID;
     size_t i0 = ns.i0, i1 = ns.i1, f0 = ns.f0, f1 = ns.f1;
-    while (i0 < i1 && s[i0] == '0') i0++;
+    while (i0 < i1 && s[i0] == '0')
+        i0++;
     int64_t point = (int64_t)(i1 - i0) + ns.exp; /* digits before the point */
     if (i0 == i1)
         while (f0 < f1 && s[f0] == '0') {
@@ -566,7 +571,8 @@ static int unescape(textparse_t *p, const char *s, const char *e, int quote, tsd
 static uint32_t hash_str(const char *s, size_t n)
 {
     uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
     return h;
 }
 
@@ -590,7 +596,8 @@ static int meta_rehash(textparse_t *p, size_t ncap)
     if (!h) return TEXTPARSE_ENOMEM;
     for (size_t k = 0; k < p->nmeta; k++) {
         size_t i = hash_str(p->meta[k].name.ptr, p->meta[k].name.len) & (ncap - 1);
-        while (h[i]) i = (i + 1) & (ncap - 1);
+        while (h[i])
+            i = (i + 1) & (ncap - 1);
         h[i] = (uint32_t)k + 1;
     }
     free(p->mhash);
@@ -668,7 +675,8 @@ static int parse_comment(textparse_t *p, const line_t *L, const char *s)
     int lax = kw == KW_UNIT && !om;
     const char *name = skip_ws(t + 4, le);
     const char *ne = name;
-    while (ne < le && is_mchar(*ne)) ne++;
+    while (ne < le && is_mchar(*ne))
+        ne++;
     if (name == le || !is_mstart(*name))
         return lax ? TP_OK : ERR_FOUND(p, L, name, "expected metric name after %s", kwname);
     if (ne < le && !is_ws(*ne))
@@ -687,12 +695,14 @@ static int parse_comment(textparse_t *p, const line_t *L, const char *s)
         m->help = help;
         return TP_OK;
     }
-    while (b > a && is_ws(b[-1])) b--;
+    while (b > a && is_ws(b[-1]))
+        b--;
     if (kw == KW_TYPE) {
         if (a == b) return ERR_FOUND(p, L, a, "expected metric type after metric name");
         textparse_type_t ty = TEXTPARSE_TYPE_NONE;
         for (unsigned i = 1; i < sizeof type_names / sizeof type_names[0]; i++)
-            if (strlen(type_names[i]) == (size_t)(b - a) && !memcmp(a, type_names[i], (size_t)(b - a)))
+            if (strlen(type_names[i]) == (size_t)(b - a) &&
+                !memcmp(a, type_names[i], (size_t)(b - a)))
                 ty = (textparse_type_t)i;
         if (ty == TEXTPARSE_TYPE_NONE) {
             char ex[48];
@@ -707,7 +717,8 @@ static int parse_comment(textparse_t *p, const line_t *L, const char *s)
     size_t ulen = (size_t)(b - a);
     for (const char *c = a; c < b; c++)
         if (!is_mchar(*c)) return lax ? TP_OK : ERR_FOUND(p, L, c, "invalid character in unit");
-    if (ulen && (nlen < ulen + 2 || memcmp(ne - ulen, a, ulen) || ne[-(ptrdiff_t)ulen - 1] != '_')) {
+    if (ulen &&
+        (nlen < ulen + 2 || memcmp(ne - ulen, a, ulen) || ne[-(ptrdiff_t)ulen - 1] != '_')) {
         if (lax) return TP_OK;
         char ex1[48], ex2[48];
         excerpt(ex1, sizeof ex1, a, ulen);
@@ -759,7 +770,8 @@ static int parse_labels(textparse_t *p, const line_t *L, const char *s, const ch
         }
         if (s == le || !is_alpha_(*s)) return ERR_FOUND(p, L, s, "expected label name or '}'");
         const char *ln = s;
-        while (s < le && is_lchar(*s)) s++;
+        while (s < le && is_lchar(*s))
+            s++;
         size_t lnlen = (size_t)(s - ln);
         if (lnlen > p->o.max_label_name_len)
             return ERR(p, L, ln, "label name too long (%zu bytes, limit %u)", lnlen,
@@ -786,7 +798,8 @@ static int parse_labels(textparse_t *p, const line_t *L, const char *s, const ch
         const char *ve = s++;
         const char *bad = utf8_bad(vs, ve);
         if (bad)
-            return ERR(p, L, bad, *bad ? "invalid UTF-8 in label value" : "NUL byte in label value");
+            return ERR(p, L, bad,
+                       *bad ? "invalid UTF-8 in label value" : "NUL byte in label value");
         tsdb_str_t val;
         if (!esc)
             val = (tsdb_str_t){vs, (uint32_t)(ve - vs)};
@@ -820,7 +833,8 @@ static int parse_sample(textparse_t *p, const line_t *L, const char *s)
     const textparse_options_t *o = &p->o;
     int om = o->dialect == TEXTPARSE_OPENMETRICS;
     const char *name = s;
-    while (s < le && is_mchar(*s)) s++;
+    while (s < le && is_mchar(*s))
+        s++;
     if (s < le && !is_ws(*s) && *s != '{')
         return ERR_FOUND(p, L, s, "invalid character in metric name");
     size_t nlen = (size_t)(s - name);
@@ -838,16 +852,20 @@ static int parse_sample(textparse_t *p, const line_t *L, const char *s)
         s = skip_ws(s, le);
     }
     if (s == le)
-        return ERR_FOUND(p, L, s, braces ? "expected value after '}'" : "expected value after metric name");
+        return ERR_FOUND(p, L, s,
+                         braces ? "expected value after '}'" : "expected value after metric name");
     const char *vs = s;
-    while (s < le && !is_ws(*s)) s++;
+    while (s < le && !is_ws(*s))
+        s++;
     double v = 0;
     rc = parse_value(p, vs, (size_t)(s - vs), &v);
     if (rc < 0) return rc;
     if (rc) {
         char ex[48];
         excerpt(ex, sizeof ex, vs, (size_t)(s - vs));
-        return ERR(p, L, vs, rc == TP_VINVALID ? "invalid sample value \"%s\"" : "sample value out of range \"%s\"",
+        return ERR(p, L, vs,
+                   rc == TP_VINVALID ? "invalid sample value \"%s\""
+                                     : "sample value out of range \"%s\"",
                    ex);
     }
     int64_t ts = o->default_ts_ms;
@@ -855,13 +873,16 @@ static int parse_sample(textparse_t *p, const line_t *L, const char *s)
     s = skip_ws(s, le);
     if (s < le && !(om && *s == '#')) {
         const char *ts0 = s;
-        while (s < le && !is_ws(*s)) s++;
+        while (s < le && !is_ws(*s))
+            s++;
         int64_t t;
         rc = om ? parse_ts_om(ts0, (size_t)(s - ts0), &t) : parse_ts_ms(ts0, (size_t)(s - ts0), &t);
         if (rc) {
             char ex[48];
             excerpt(ex, sizeof ex, ts0, (size_t)(s - ts0));
-            return ERR(p, L, ts0, rc == TP_VINVALID ? "invalid timestamp \"%s\"" : "timestamp out of range \"%s\"",
+            return ERR(p, L, ts0,
+                       rc == TP_VINVALID ? "invalid timestamp \"%s\""
+                                         : "timestamp out of range \"%s\"",
                        ex);
         }
         if (!(o->flags & TEXTPARSE_F_IGNORE_TIMESTAMPS)) ts = t;
@@ -886,7 +907,8 @@ static int parse_sample(textparse_t *p, const line_t *L, const char *s)
         }
     }
 
-    if ((o->flags & TEXTPARSE_F_DROP_CREATED) && nlen > 8 && !memcmp(name + nlen - 8, "_created", 8)) {
+    if ((o->flags & TEXTPARSE_F_DROP_CREATED) && nlen > 8 &&
+        !memcmp(name + nlen - 8, "_created", 8)) {
         const textparse_meta_t *m = meta_lookup(p, name, nlen - 8, NULL);
         if (m && (m->type == TEXTPARSE_TYPE_COUNTER || m->type == TEXTPARSE_TYPE_HISTOGRAM ||
                   m->type == TEXTPARSE_TYPE_SUMMARY || m->type == TEXTPARSE_TYPE_GAUGEHISTOGRAM)) {
@@ -897,7 +919,8 @@ static int parse_sample(textparse_t *p, const line_t *L, const char *s)
     }
 
     if (p->nseries >= o->max_samples) return TEXTPARSE_ELIMIT;
-    if (GROW(p, series, cap_series, p->nseries + 1) || GROW(p, samples, cap_samples, p->nseries + 1) ||
+    if (GROW(p, series, cap_series, p->nseries + 1) ||
+        GROW(p, samples, cap_samples, p->nseries + 1) ||
         GROW(p, series_line, cap_lines, p->nseries + 1) ||
         GROW(p, labels, cap_labels, p->nlabels + ns + p->nextras))
         return TEXTPARSE_ENOMEM;
@@ -1032,7 +1055,8 @@ static int extras_prepare(textparse_t *p)
         if (!valid_lname(l.name.ptr, l.name.len) || l.name.len > o->max_label_name_len ||
             l.value.len > o->max_label_value_len)
             return TEXTPARSE_EINVAL;
-        if (l.value.len && utf8_bad(l.value.ptr, l.value.ptr + l.value.len)) return TEXTPARSE_EINVAL;
+        if (l.value.len && utf8_bad(l.value.ptr, l.value.ptr + l.value.len))
+            return TEXTPARSE_EINVAL;
         if (str_eq(l.name, "__name__", 8) && !valid_mname(l.value.ptr, l.value.len))
             return TEXTPARSE_EINVAL;
         p->extras[i] = l;
@@ -1059,7 +1083,8 @@ static void tp_reset(textparse_t *p)
     p->eof_seen = 0;
     p->nextras = 0;
     meta_clear(p);
-    for (sblock_t *b = p->sb_head; b; b = b->next) b->used = 0;
+    for (sblock_t *b = p->sb_head; b; b = b->next)
+        b->used = 0;
     p->sb_cur = p->sb_head;
 }
 
@@ -1075,7 +1100,8 @@ int textparse_parse(textparse_t *p, const char *body, size_t len, const textpars
     textparse_options_init(&d);
     p->o = opts ? *opts : d;
     textparse_options_t *o = &p->o;
-    if (o->dialect != TEXTPARSE_PROM && o->dialect != TEXTPARSE_OPENMETRICS) return TEXTPARSE_EINVAL;
+    if (o->dialect != TEXTPARSE_PROM && o->dialect != TEXTPARSE_OPENMETRICS)
+        return TEXTPARSE_EINVAL;
     if (!o->max_body_bytes) o->max_body_bytes = d.max_body_bytes;
     if (!o->max_samples) o->max_samples = d.max_samples;
     if (!o->max_line_bytes) o->max_line_bytes = d.max_line_bytes;
@@ -1084,11 +1110,13 @@ int textparse_parse(textparse_t *p, const char *body, size_t len, const textpars
     if (!o->max_label_value_len) o->max_label_value_len = d.max_label_value_len;
     if (!o->max_errors) o->max_errors = d.max_errors;
     if (o->max_body_bytes > TP_HARD_MAX_BODY) o->max_body_bytes = TP_HARD_MAX_BODY;
-    if (o->max_labels_per_series > TP_HARD_MAX_LABELS) o->max_labels_per_series = TP_HARD_MAX_LABELS;
+    if (o->max_labels_per_series > TP_HARD_MAX_LABELS)
+        o->max_labels_per_series = TP_HARD_MAX_LABELS;
     if (len > o->max_body_bytes) return TEXTPARSE_ETOOLARGE;
     int rc = extras_prepare(p);
     if (rc) return rc;
-    if (GROW(p, scratch, cap_scratch, (size_t)o->max_labels_per_series + 1)) return TEXTPARSE_ENOMEM;
+    if (GROW(p, scratch, cap_scratch, (size_t)o->max_labels_per_series + 1))
+        return TEXTPARSE_ENOMEM;
     p->body = body;
 
     int strict = (o->flags & TEXTPARSE_F_STRICT) != 0;
@@ -1117,7 +1145,8 @@ int textparse_parse(textparse_t *p, const char *body, size_t len, const textpars
         }
     }
     if (o->dialect == TEXTPARSE_OPENMETRICS && !p->eof_seen) {
-        rc = tp_error_at(p, p->lineno + 1, 1, NULL, NULL, "missing # EOF at end of OpenMetrics data");
+        rc = tp_error_at(p, p->lineno + 1, 1, NULL, NULL,
+                         "missing # EOF at end of OpenMetrics data");
         if (rc < 0) goto fail;
         if (strict) goto fail_syntax;
     }

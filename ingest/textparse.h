@@ -74,12 +74,12 @@ extern "C" {
 
 /* ---- errors (body level) ------------------------------------------------ */
 
-#define TEXTPARSE_ERRNO_MAP(X)                                                                \
-    X(OK, 0, "success")                                                                       \
-    X(EINVAL, -1, "invalid argument")                                                         \
-    X(ENOMEM, -2, "out of memory")                                                            \
-    X(ETOOLARGE, -3, "body larger than the configured limit")                                 \
-    X(ELIMIT, -4, "more sample lines than the configured limit")                              \
+#define TEXTPARSE_ERRNO_MAP(X)                                                                     \
+    X(OK, 0, "success")                                                                            \
+    X(EINVAL, -1, "invalid argument")                                                              \
+    X(ENOMEM, -2, "out of memory")                                                                 \
+    X(ETOOLARGE, -3, "body larger than the configured limit")                                      \
+    X(ELIMIT, -4, "more sample lines than the configured limit")                                   \
     X(ESYNTAX, -5, "malformed line (strict mode)")
 
 typedef enum {
@@ -144,9 +144,9 @@ typedef struct {
      * a __name__ value must be a valid metric name. Need not be sorted. */
     const tsdb_label_t *extra_labels;
     uint32_t nextra_labels;
-    size_t max_body_bytes;          /* default 32 MiB; above: TEXTPARSE_ETOOLARGE; hard cap 4 GiB - 1 */
-    uint32_t max_samples;           /* sample lines kept; above: TEXTPARSE_ELIMIT; default 1,000,000 */
-    uint32_t max_line_bytes;        /* longer lines rejected; default 1 MiB */
+    size_t max_body_bytes;   /* default 32 MiB; above: TEXTPARSE_ETOOLARGE; hard cap 4 GiB - 1 */
+    uint32_t max_samples;    /* sample lines kept; above: TEXTPARSE_ELIMIT; default 1,000,000 */
+    uint32_t max_line_bytes; /* longer lines rejected; default 1 MiB */
     uint32_t max_labels_per_series; /* including __name__ and extra labels; default 64 */
     uint32_t max_label_name_len;    /* bytes; default 256 */
     uint32_t max_label_value_len;   /* bytes after unescaping, metric names too; default 4096 */
@@ -192,16 +192,16 @@ typedef struct {
     const tsdb_series_in_t *series; /* one per kept sample line, in body order;
                                      * nsamples == 1 each */
     size_t nseries;
-    const uint32_t *series_line;    /* body line of each series[i] */
-    const textparse_meta_t *meta;   /* one per family, in order of first mention */
+    const uint32_t *series_line;  /* body line of each series[i] */
+    const textparse_meta_t *meta; /* one per family, in order of first mention */
     size_t nmeta;
     const textparse_error_t *errors; /* first max_errors rejected lines, in order */
     size_t nerrors;
-    uint64_t nrejected;     /* all rejected lines (>= nerrors) */
-    uint64_t nlines;        /* lines read (up to and including # EOF) */
-    uint64_t nexemplars;    /* OpenMetrics exemplars skipped */
+    uint64_t nrejected;        /* all rejected lines (>= nerrors) */
+    uint64_t nlines;           /* lines read (up to and including # EOF) */
+    uint64_t nexemplars;       /* OpenMetrics exemplars skipped */
     uint64_t ncreated_dropped; /* samples dropped by TEXTPARSE_F_DROP_CREATED */
-    int eof_seen;           /* OpenMetrics: "# EOF" was read */
+    int eof_seen;              /* OpenMetrics: "# EOF" was read */
 } textparse_result_t;
 
 /* Parse body (ptr, len; need not be NUL-terminated). `opts` NULL = the

@@ -159,7 +159,8 @@ static void test_node_exporter_golden(void **state)
     textparse_result_t r;
     assert_int_equal(textparse_parse(p, body, len, &o, &r), 0);
     check_invariants(&r);
-    for (size_t i = 0; i < r.nerrors; i++) fprintf(stderr, "%s\n", r.errors[i].msg);
+    for (size_t i = 0; i < r.nerrors; i++)
+        fprintf(stderr, "%s\n", r.errors[i].msg);
     assert_int_equal(r.nrejected, 0);
     assert_int_equal(r.nseries, nsample_lines);
     assert_true(r.nseries > 300);
@@ -202,10 +203,11 @@ static void test_node_exporter_golden(void **state)
     assert_string_equal(label(s, "fstype"), "ext4");
     s = find_series(&r, "node_exporter_build_info", NULL, NULL);
     assert_non_null(s);
-    static const char *const names[] = {"__name__", "branch",   "goarch",  "goos",
+    static const char *const names[] = {"__name__",  "branch",   "goarch", "goos",
                                         "goversion", "revision", "version"};
     assert_int_equal(s->nlabels, 7);
-    for (int i = 0; i < 7; i++) assert_true(seq(s->labels[i].name, names[i]));
+    for (int i = 0; i < 7; i++)
+        assert_true(seq(s->labels[i].name, names[i]));
     assert_string_equal(label(s, "version"), "1.5.0");
     s = find_series(&r, "node_uname_info", NULL, NULL);
     assert_non_null(s);
@@ -235,7 +237,8 @@ static void test_openmetrics_golden(void **state)
     textparse_result_t r;
     assert_int_equal(textparse_parse(p, body, len, &o, &r), 0);
     check_invariants(&r);
-    for (size_t i = 0; i < r.nerrors; i++) fprintf(stderr, "%s\n", r.errors[i].msg);
+    for (size_t i = 0; i < r.nerrors; i++)
+        fprintf(stderr, "%s\n", r.errors[i].msg);
     assert_int_equal(r.nrejected, 0);
     assert_int_equal(r.nseries, 19);
     assert_int_equal(r.nexemplars, 3);
@@ -311,9 +314,10 @@ static void test_escapes(void **state)
     textparse_t *p;
     assert_int_equal(textparse_create(&p), 0);
     textparse_result_t r;
-    const char *body = "# HELP m a \\\\ b \\n c \\\" d \\t e\n"
-                       "m{a=\"x\\\\y\",b=\"q\\\"q\",c=\"l1\\nl2\",d=\"keep\\t\\x\",e=\"tail\\\\\"} 1\n"
-                       "m{a=\"plain\"} 2\n";
+    const char *body =
+        "# HELP m a \\\\ b \\n c \\\" d \\t e\n"
+        "m{a=\"x\\\\y\",b=\"q\\\"q\",c=\"l1\\nl2\",d=\"keep\\t\\x\",e=\"tail\\\\\"} 1\n"
+        "m{a=\"plain\"} 2\n";
     assert_int_equal(parse(p, body, NULL, &r), 0);
     assert_int_equal(r.nrejected, 0);
     assert_int_equal(r.nseries, 2);
@@ -358,7 +362,8 @@ static void test_whitespace_and_label_sets(void **state)
                        "g{zz=\"1\",aa=\"2\",__x=\"3\",AA=\"4\",a=\"5\"} 8\n"
                        "h 9";
     assert_int_equal(parse(p, body, NULL, &r), 0);
-    for (size_t i = 0; i < r.nerrors; i++) fprintf(stderr, "%s\n", r.errors[i].msg);
+    for (size_t i = 0; i < r.nerrors; i++)
+        fprintf(stderr, "%s\n", r.errors[i].msg);
     assert_int_equal(r.nrejected, 0);
     assert_int_equal(r.nseries, 8);
     assert_int_equal(r.nmeta, 0);
@@ -378,7 +383,8 @@ static void test_whitespace_and_label_sets(void **state)
     /* Bytewise order: uppercase < '_' < lowercase. */
     static const char *const order[] = {"AA", "__name__", "__x", "a", "aa", "zz"};
     assert_int_equal(r.series[6].nlabels, 6);
-    for (int i = 0; i < 6; i++) assert_true(seq(r.series[6].labels[i].name, order[i]));
+    for (int i = 0; i < 6; i++)
+        assert_true(seq(r.series[6].labels[i].name, order[i]));
     assert_true(r.series[7].samples[0].v == 9);
     textparse_destroy(p);
 }
@@ -389,14 +395,16 @@ static void test_special_values(void **state)
     textparse_t *p;
     assert_int_equal(textparse_create(&p), 0);
     textparse_result_t r;
-    const char *body = "v NaN\nv nan\nv NAN\nv +Inf\nv -Inf\nv Inf\nv inf\nv +Infinity\n"
-                       "v -infinity\nv -0\nv 0\nv 1e-400\nv 1.\nv .5\nv -.5e1\nv 1E+2\n"
-                       "v 4.9e-324\nv 1.7976931348623157e308\nv 0.1\nv 123456789012345678901234567890\n"
-                       "v 0.000000000000000000000000000001\nv 00012\n";
+    const char *body =
+        "v NaN\nv nan\nv NAN\nv +Inf\nv -Inf\nv Inf\nv inf\nv +Infinity\n"
+        "v -infinity\nv -0\nv 0\nv 1e-400\nv 1.\nv .5\nv -.5e1\nv 1E+2\n"
+        "v 4.9e-324\nv 1.7976931348623157e308\nv 0.1\nv 123456789012345678901234567890\n"
+        "v 0.000000000000000000000000000001\nv 00012\n";
     assert_int_equal(parse(p, body, NULL, &r), 0);
     assert_int_equal(r.nrejected, 0);
     assert_int_equal(r.nseries, 22);
-    for (int i = 0; i < 3; i++) assert_true(bits(r.series[i].samples[0].v) == NORMAL_NAN_BITS);
+    for (int i = 0; i < 3; i++)
+        assert_true(bits(r.series[i].samples[0].v) == NORMAL_NAN_BITS);
     /* Never the staleness marker, whatever the text. */
     for (size_t i = 0; i < r.nseries; i++)
         assert_true(bits(r.series[i].samples[0].v) != TSDB_STALE_NAN_BITS);
@@ -421,9 +429,9 @@ static void test_special_values(void **state)
     assert_true(r.series[21].samples[0].v == 12);
 
     /* Rejected: what Go's ParseFloat or Prometheus refuses. */
-    static const char *const bad[] = {"+NaN", "-nan", "nanx", "infin", "0x10", "0x1p3", "1_000",
-                                      "1e",   "1e+",  ".",    "-",     "+",    "1..2",  "1e5.5",
-                                      "e5",   "1,5",  "NaN(1)"};
+    static const char *const bad[] = {"+NaN",  "-nan",  "nanx", "infin", "0x10",  "0x1p3",
+                                      "1_000", "1e",    "1e+",  ".",     "-",     "+",
+                                      "1..2",  "1e5.5", "e5",   "1,5",   "NaN(1)"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char line[64];
         snprintf(line, sizeof line, "v %s\n", bad[i]);
@@ -454,7 +462,8 @@ static void test_timestamps(void **state)
                      0);
     assert_int_equal(r.nrejected, 0);
     static const int64_t want[] = {1700000000000, -7, -5, INT64_MAX, INT64_MIN, 0};
-    for (int i = 0; i < 6; i++) assert_int_equal(r.series[i].samples[0].t, want[i]);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(r.series[i].samples[0].t, want[i]);
     assert_int_equal(parse(p, "a 1 9223372036854775808\na 1 1.5\na 1 1e3\na 1 +5\n", &o, &r), 0);
     assert_int_equal(r.nrejected, 4);
     assert_string_equal(r.errors[0].msg,
@@ -537,7 +546,8 @@ static void test_extra_labels(void **state)
     assert_int_equal(r.nseries, 2);
     static const char *const n0[] = {"__name__", "instance", "job", "zz"};
     assert_int_equal(r.series[0].nlabels, 4);
-    for (int i = 0; i < 4; i++) assert_true(seq(r.series[0].labels[i].name, n0[i]));
+    for (int i = 0; i < 4; i++)
+        assert_true(seq(r.series[0].labels[i].name, n0[i]));
     assert_string_equal(label(&r.series[0], "job"), "import");
     assert_string_equal(label(&r.series[0], "instance"), "h1:9100");
     assert_int_equal(r.series[1].nlabels, 3);
@@ -604,7 +614,7 @@ static void test_metadata(void **state)
     assert_int_equal(r.meta[2].help.len, 0);
     assert_int_equal(r.meta[3].type, TEXTPARSE_TYPE_GAUGE);
     assert_true(seq(r.meta[4].unit, "bytes"));
-    assert_null(textparse_meta_find(p, "f_bytes", 7)); /* lax # UNIT in 0.0.4: a comment */
+    assert_null(textparse_meta_find(p, "f_bytes", 7));          /* lax # UNIT in 0.0.4: a comment */
     const textparse_meta_t *g = textparse_meta_find(p, "g", 1); /* tabs are blanks too */
     assert_non_null(g);
     assert_int_equal(g->type, TEXTPARSE_TYPE_HISTOGRAM);
@@ -613,8 +623,10 @@ static void test_metadata(void **state)
     char *big = malloc(5000 * 40);
     assert_non_null(big);
     size_t n = 0;
-    for (int i = 0; i < 5000; i++) n += (size_t)sprintf(big + n, "# TYPE fam_%d gauge\n", i);
-    for (int i = 0; i < 5000; i += 7) n += (size_t)sprintf(big + n, "# HELP fam_%d h%d\n", i, i);
+    for (int i = 0; i < 5000; i++)
+        n += (size_t)sprintf(big + n, "# TYPE fam_%d gauge\n", i);
+    for (int i = 0; i < 5000; i += 7)
+        n += (size_t)sprintf(big + n, "# HELP fam_%d h%d\n", i, i);
     assert_int_equal(textparse_parse(p, big, n, NULL, &r), 0);
     assert_int_equal(r.nmeta, 5000);
     for (int i = 0; i < 5000; i++) {
@@ -637,8 +649,14 @@ typedef struct {
     const char *msg;
 } badcase_t;
 
-#define B(l, m) {l, 0, m}
-#define BN(l, m) {l, sizeof(l) - 1, m}
+#define B(l, m)                                                                                    \
+    {                                                                                              \
+        l, 0, m                                                                                    \
+    }
+#define BN(l, m)                                                                                   \
+    {                                                                                              \
+        l, sizeof(l) - 1, m                                                                        \
+    }
 
 static const badcase_t prom_bad[] = {
     B("foo{a=\"1\" 1", "line 2, col 11: expected ',' or '}' after label value (found '1')"),
@@ -664,7 +682,8 @@ static const badcase_t prom_bad[] = {
     B("foo 1e400", "line 2, col 5: sample value out of range \"1e400\""),
     B("foo 1 abc", "line 2, col 7: invalid timestamp \"abc\""),
     B("foo 1 -", "line 2, col 7: invalid timestamp \"-\""),
-    B("foo 1 99999999999999999999", "line 2, col 7: timestamp out of range \"99999999999999999999\""),
+    B("foo 1 99999999999999999999",
+      "line 2, col 7: timestamp out of range \"99999999999999999999\""),
     B("foo 1 2 3", "line 2, col 9: expected end of line after timestamp (found '3')"),
     B("foo 1 2 # {a=\"b\"} 1", "line 2, col 9: expected end of line after timestamp (found '#')"),
     B("foo 1 # {a=\"b\"} 1", "line 2, col 7: invalid timestamp \"#\""),
@@ -703,8 +722,10 @@ static const badcase_t om_bad[] = {
     B("foo 1 NaN", "line 2, col 7: invalid timestamp \"NaN\""),
     B("foo 1 1e30", "line 2, col 7: timestamp out of range \"1e30\""),
     B("foo 1 2 3", "line 2, col 9: expected end of line after timestamp (found '3')"),
-    B("# UNIT foo_seconds bytes", "line 2, col 20: unit \"bytes\" is not a suffix of metric name \"foo_seconds\""),
-    B("# UNIT seconds seconds", "line 2, col 16: unit \"seconds\" is not a suffix of metric name \"seconds\""),
+    B("# UNIT foo_seconds bytes",
+      "line 2, col 20: unit \"bytes\" is not a suffix of metric name \"foo_seconds\""),
+    B("# UNIT seconds seconds",
+      "line 2, col 16: unit \"seconds\" is not a suffix of metric name \"seconds\""),
     B("# UNIT foo_seconds sec-onds", "line 2, col 23: invalid character in unit (found '-')"),
     B("# UNIT 1x", "line 2, col 8: expected metric name after UNIT (found '1')"),
 };
@@ -733,8 +754,7 @@ static void run_bad_table(const badcase_t *tab, size_t n, textparse_dialect_t d)
         check_invariants(&r);
         if (r.nrejected != 1 || strcmp(r.errors[0].msg, tab[i].msg)) {
             fprintf(stderr, "case %zu: %s\n  want: %s\n  got : %s (%" PRIu64 " rejected)\n", i,
-                    tab[i].line, tab[i].msg, r.nerrors ? r.errors[0].msg : "(none)",
-                    r.nrejected);
+                    tab[i].line, tab[i].msg, r.nerrors ? r.errors[0].msg : "(none)", r.nrejected);
         }
         assert_int_equal(r.nrejected, 1);
         assert_int_equal(r.nerrors, 1);
@@ -814,7 +834,8 @@ static void test_error_cap_and_limits(void **state)
     char *body = malloc(150 * 16 + 16);
     assert_non_null(body);
     size_t n = 0;
-    for (int i = 0; i < 150; i++) n += (size_t)sprintf(body + n, "bad line %d\n", i);
+    for (int i = 0; i < 150; i++)
+        n += (size_t)sprintf(body + n, "bad line %d\n", i);
     n += (size_t)sprintf(body + n, "good 1\n");
     assert_int_equal(textparse_parse(p, body, n, NULL, &r), 0);
     assert_int_equal(r.nrejected, 150);
@@ -867,7 +888,8 @@ static void test_huge_lines(void **state)
     char *body = malloc(vlen + 256);
     assert_non_null(body);
     size_t n = (size_t)sprintf(body, "small 1\nhuge{v=\"");
-    for (size_t i = 0; i < vlen; i++) body[n + i] = (char)('a' + i % 26);
+    for (size_t i = 0; i < vlen; i++)
+        body[n + i] = (char)('a' + i % 26);
     n += vlen;
     n += (size_t)sprintf(body + n, "\"} 2 3\nafter 4\n");
     assert_int_equal(textparse_parse(p, body, n, &o, &r), 0);
@@ -892,7 +914,8 @@ static void test_huge_lines(void **state)
 
     /* Label count and name length limits. */
     n = (size_t)sprintf(body, "many{");
-    for (int i = 0; i < 64; i++) n += (size_t)sprintf(body + n, "l%d=\"v\",", i);
+    for (int i = 0; i < 64; i++)
+        n += (size_t)sprintf(body + n, "l%d=\"v\",", i);
     n += (size_t)sprintf(body + n, "} 1\n");
     assert_int_equal(textparse_parse(p, body, n, NULL, &r), 0);
     assert_int_equal(r.nrejected, 1);
@@ -906,13 +929,15 @@ static void test_huge_lines(void **state)
     n += 300;
     n += (size_t)sprintf(body + n, "=\"1\"} 1\n");
     assert_int_equal(textparse_parse(p, body, n, NULL, &r), 0);
-    assert_string_equal(r.errors[0].msg, "line 1, col 3: label name too long (300 bytes, limit 256)");
+    assert_string_equal(r.errors[0].msg,
+                        "line 1, col 3: label name too long (300 bytes, limit 256)");
     n = (size_t)sprintf(body, "x");
     memset(body + n, 'n', 5000);
     n += 5000;
     n += (size_t)sprintf(body + n, " 1\n");
     assert_int_equal(textparse_parse(p, body, n, NULL, &r), 0);
-    assert_string_equal(r.errors[0].msg, "line 1, col 1: metric name too long (5001 bytes, limit 4096)");
+    assert_string_equal(r.errors[0].msg,
+                        "line 1, col 1: metric name too long (5001 bytes, limit 4096)");
     free(body);
     textparse_destroy(p);
 }
@@ -1010,9 +1035,9 @@ static void gen_name(trng_t *g, char *out, size_t max, int metric)
 
 static void gen_value_str(trng_t *g, char *out, size_t max)
 {
-    static const char *const pieces[] = {"a",  "Z",  "0",  " ",  "\\", "\"", "\n", "{",
-                                         "}",  ",",  "=",  "#",  "\t", "\xc3\xa9",
-                                         "\xe6\x97\xa5", "\xf0\x9f\x98\x80"};
+    static const char *const pieces[] = {
+        "a", "Z", "0", " ", "\\", "\"",       "\n",           "{",
+        "}", ",", "=", "#", "\t", "\xc3\xa9", "\xe6\x97\xa5", "\xf0\x9f\x98\x80"};
     size_t n = 0, k = trng_below(g, 12);
     for (size_t i = 0; i < k; i++) {
         const char *pc = pieces[trng_below(g, sizeof pieces / sizeof pieces[0])];
@@ -1027,17 +1052,22 @@ static void gen_value_str(trng_t *g, char *out, size_t max)
 static double gen_double(trng_t *g)
 {
     switch (trng_below(g, 8)) {
-    case 0: return (double)(int64_t)(trng_next(g) % 2000001) - 1000000.0;
-    case 1: return trng_unit(g);
+    case 0:
+        return (double)(int64_t)(trng_next(g) % 2000001) - 1000000.0;
+    case 1:
+        return trng_unit(g);
     case 2: {
         static const double sp[] = {0.0, -0.0, 1e308, -4.9e-324, 2.2250738585072014e-308};
         return sp[trng_below(g, 5)];
     }
-    case 3: return trng_below(g, 2) ? HUGE_VAL : -HUGE_VAL;
-    case 4: return f64_from_bits(NORMAL_NAN_BITS);
+    case 3:
+        return trng_below(g, 2) ? HUGE_VAL : -HUGE_VAL;
+    case 4:
+        return f64_from_bits(NORMAL_NAN_BITS);
     default: {
         double d;
-        do d = f64_from_bits(trng_next(g));
+        do
+            d = f64_from_bits(trng_next(g));
         while (isnan(d) || isinf(d));
         return d;
     }
@@ -1047,7 +1077,8 @@ static double gen_double(trng_t *g)
 static void ws(trng_t *g, char **o)
 {
     size_t k = trng_below(g, 4) == 0 ? 1 + trng_below(g, 3) : 0;
-    for (size_t i = 0; i < k; i++) *(*o)++ = trng_below(g, 2) ? ' ' : '\t';
+    for (size_t i = 0; i < k; i++)
+        *(*o)++ = trng_below(g, 2) ? ' ' : '\t';
 }
 
 /* Format one series as a text line (randomized blanks) at *o. */
@@ -1131,7 +1162,8 @@ static void roundtrip_once(textparse_t *p, trng_t *g, int om, uint64_t seed)
             do {
                 gen_name(g, s->lname[j], 10, 0);
                 dup = !strcmp(s->lname[j], "__name__");
-                for (int k = 0; k < j; k++) dup |= !strcmp(s->lname[j], s->lname[k]);
+                for (int k = 0; k < j; k++)
+                    dup |= !strcmp(s->lname[j], s->lname[k]);
             } while (dup);
             gen_value_str(g, s->lval[j], sizeof s->lval[j]);
         }
@@ -1195,8 +1227,8 @@ static void test_roundtrip_random(void **state)
 {
     (void)state;
     uint64_t seed = test_seed();
-    fprintf(stderr, "test_roundtrip_random: seed %" PRIu64 " (AUGUR_TEST_SEED=%" PRIu64
-                    " to replay)\n",
+    fprintf(stderr,
+            "test_roundtrip_random: seed %" PRIu64 " (AUGUR_TEST_SEED=%" PRIu64 " to replay)\n",
             seed, seed);
     textparse_t *p;
     assert_int_equal(textparse_create(&p), 0);

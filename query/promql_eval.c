@@ -59,13 +59,60 @@ const pq_labels_t *pq_cintern(pq_ctx_t *c, const pq_label_t *l, size_t n, int co
 
 const pq_labels_t *pq_drop_name(pq_ctx_t *c, const pq_labels_t *m)
 {
-    if (!pq_labels_get(m, "__name__")) return m;
-    pq_label_t tmp[256];
-    pq_label_t *l = m->n <= 256 ? tmp : pq_talloc(c, m->n * sizeof *l);
-    size_t k = 0;
-    for (uint32_t i = 0; i < m->n; i++)
-        if (strcmp(m->l[i].name, "__name__")) l[k++] = m->l[i];
-    return pq_cintern(c, l, k, 0);
+    if (m->noname) return m->noname;
+    const pq_labels_t *r = m;
+    if (pq_labels_get(m, "__name__")) {
+        pq_label_t tmp[256];
+        pq_label_t *l = m->n <= 256 ? tmp : pq_talloc(c, m->n * sizeof *l);
+        size_t k = 0;
+        for (uint32_t i = 0; i < m->n; i++)
+            if (strcmp(m->l[i].name, "__name__")) l[k++] = m->l[i];
+        r = pq_cintern(c, l, k, 0);
+    }
+    ((pq_labels_t *)m)->noname = r; /* interned sets live in the query's arena */
+    return r;
+}
+
+/* Memo of (key, label set) -> label set for the query, e.g. the grouping
+ * signature of a series under one aggregation node. */
+static size_t memo_slot(const pq_ctx_t *c, const void *k1, const void *k2)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)k1 * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)(uintptr_t)k2 * 0xc2b2ae3d27d4eb4fULL);
+    return (size_t)(h ^ (h >> 31)) & (c->memo_cap - 1);
+}
+
+static const pq_labels_t *memo_get(pq_ctx_t *c, const void *k1, const void *k2)
+{
+    if (!c->memo_cap) return NULL;
+    for (size_t j = memo_slot(c, k1, k2); c->memo[j].k1; j = (j + 1) & (c->memo_cap - 1))
+        if (c->memo[j].k1 == k1 && c->memo[j].k2 == k2) return c->memo[j].v;
+    return NULL;
+}
+
+static void memo_put(pq_ctx_t *c, const void *k1, const void *k2, const void *v)
+{
+    if ((c->memo_n + 1) * 2 > c->memo_cap) {
+        size_t nc = c->memo_cap ? c->memo_cap * 2 : 1024;
+        struct pq_memo *old = c->memo;
+        size_t oc = c->memo_cap;
+        c->memo = calloc(nc, sizeof *c->memo);
+        if (!c->memo) {
+            c->memo = old;
+            pq_fail(c, PQ_ENOMEM, "out of memory");
+        }
+        c->memo_cap = nc;
+        for (size_t i = 0; i < oc; i++) {
+            if (!old[i].k1) continue;
+            size_t j = memo_slot(c, old[i].k1, old[i].k2);
+            while (c->memo[j].k1) j = (j + 1) & (nc - 1);
+            c->memo[j] = old[i];
+        }
+        free(old);
+    }
+    size_t j = memo_slot(c, k1, k2);
+    while (c->memo[j].k1) j = (j + 1) & (c->memo_cap - 1);
+    c->memo[j] = (struct pq_memo){k1, k2, v};
+    c->memo_n++;
 }
 
 const pq_labels_t *pq_labels_set(pq_ctx_t *c, const pq_labels_t *m, const char *name,
@@ -548,6 +595,16 @@ static const pq_labels_t *signature(pq_ctx_t *c, const pq_labels_t *m, int on, c
     return pq_cintern(c, l, k, 0);
 }
 
+static const pq_labels_t *signature_memo(pq_ctx_t *c, const void *node, const pq_labels_t *m, int on,
+                                         char **names, size_t nn)
+{
+    const pq_labels_t *r = memo_get(c, node, m);
+    if (r) return r;
+    r = signature(c, m, on, names, nn);
+    memo_put(c, node, m, r);
+    return r;
+}
+
 static pq_value_t eval_setop(pq_ctx_t *c, pq_node_t *n, pq_vector_t L, pq_vector_t R, int64_t ts)
 {
     pq_value_t r = {.type = PQ_T_VECTOR};
@@ -561,9 +618,9 @@ static pq_value_t eval_setop(pq_ctx_t *c, pq_node_t *n, pq_vector_t L, pq_vector
     switch (n->u.bin.op) {
     case PQ_OP_AND:
     case PQ_OP_UNLESS:
-        for (size_t i = 0; i < R.n; i++) lmap_get(c, &m, signature(c, R.s[i].m, on, ml, nml), &found);
+        for (size_t i = 0; i < R.n; i++) lmap_get(c, &m, signature_memo(c, n, R.s[i].m, on, ml, nml), &found);
         for (size_t i = 0; i < L.n; i++) {
-            const pq_labels_t *sig = signature(c, L.s[i].m, on, ml, nml);
+            const pq_labels_t *sig = signature_memo(c, n, L.s[i].m, on, ml, nml);
             size_t j = sig->hash & (m.cap - 1);
             found = 0;
             while (m.keys[j]) {
@@ -581,12 +638,12 @@ static pq_value_t eval_setop(pq_ctx_t *c, pq_node_t *n, pq_vector_t L, pq_vector
         break;
     default: /* OR */
         for (size_t i = 0; i < L.n; i++) {
-            lmap_get(c, &m, signature(c, L.s[i].m, on, ml, nml), &found);
+            lmap_get(c, &m, signature_memo(c, n, L.s[i].m, on, ml, nml), &found);
             r.vec.s[r.vec.n] = L.s[i];
             r.vec.s[r.vec.n++].t = ts;
         }
         for (size_t i = 0; i < R.n; i++) {
-            const pq_labels_t *sig = signature(c, R.s[i].m, on, ml, nml);
+            const pq_labels_t *sig = signature_memo(c, n, R.s[i].m, on, ml, nml);
             size_t j = sig->hash & (m.cap - 1);
             found = 0;
             while (m.keys[j]) {
@@ -660,12 +717,12 @@ static pq_value_t eval_vecvec(pq_ctx_t *c, pq_node_t *n, pq_vector_t L, pq_vecto
     lmap_init(c, &rsig, R.n);
     for (size_t i = 0; i < R.n; i++) {
         int found;
-        size_t *slot = lmap_get(c, &rsig, signature(c, R.s[i].m, on, ml, nml), &found);
+        size_t *slot = lmap_get(c, &rsig, signature_memo(c, n, R.s[i].m, on, ml, nml), &found);
         if (found) {
             char a[256], b[256], g[256];
             fmt_labels(R.s[*slot].m, a, sizeof a);
             fmt_labels(R.s[i].m, b, sizeof b);
-            fmt_labels(signature(c, R.s[i].m, on, ml, nml), g, sizeof g);
+            fmt_labels(signature_memo(c, n, R.s[i].m, on, ml, nml), g, sizeof g);
             pq_fail(c, PQ_EEXEC,
                     "found duplicate series for the match group %s on the %s hand-side of the operation: [%s, %s];many-to-many matching not allowed: matching labels must be unique on one side",
                     g, swapped ? "left" : "right", a, b);
@@ -678,7 +735,7 @@ static pq_value_t eval_vecvec(pq_ctx_t *c, pq_node_t *n, pq_vector_t L, pq_vecto
     lmap_init(c, &outsig, L.n);
     r.vec.s = pq_talloc(c, (L.n ? L.n : 1) * sizeof *r.vec.s);
     for (size_t i = 0; i < L.n; i++) {
-        const pq_labels_t *sig = signature(c, L.s[i].m, on, ml, nml);
+        const pq_labels_t *sig = signature_memo(c, n, L.s[i].m, on, ml, nml);
         size_t j = sig->hash & (rsig.cap - 1);
         int found = 0;
         while (rsig.keys[j]) {
@@ -904,9 +961,9 @@ static pq_value_t eval_agg(pq_ctx_t *c, pq_node_t *n, int64_t ts)
         if (n->u.agg.without) {
             char *extra[1] = {"__name__"};
             (void)extra;
-            key = signature(c, metric, 0, gl, ngl);
+            key = signature_memo(c, n, metric, 0, gl, ngl);
         } else {
-            key = signature(c, metric, 1, gl, ngl);
+            key = signature_memo(c, n, metric, 1, gl, ngl);
         }
         int found;
         size_t *slot = lmap_get(c, &map, key, &found);
@@ -1072,7 +1129,8 @@ typedef struct {
 typedef struct {
     pq_result_t res;
     pq_arena_t arena;
-    outser_t *os;
+    outser_t *os; /* output accumulation (freed when evaluation ends) */
+    size_t nos, oscap;
 } result_priv_t;
 
 static int cmp_series(const void *a, const void *b)
@@ -1146,6 +1204,57 @@ static int build_result(pq_ctx_t *c, result_priv_t *rp, outser_t *os, size_t nos
     return 0;
 }
 
+/* The evaluation proper; pq_fail() longjmps out of it to eval_guarded().
+ * Kept in its own frame so that no local is live across the setjmp. */
+static int eval_body(pq_ctx_t *c, result_priv_t *rp, pq_node_t *root, const pq_opts_t *o, int range,
+                     pq_type_t rt)
+{
+    c->empty = pq_cintern(c, NULL, 0, 0);
+    preload(c, root, c->start, c->end);
+    lmap_t map;
+    lmap_init_in(c, &c->perm, &map, 64); /* survives the per-step reset */
+    rp->res.type = range ? PQ_T_MATRIX : rt;
+    for (int64_t ts = c->start; ts <= c->end;) {
+        pq_arena_mark_t mk = pq_arena_mark(&c->tmp);
+        pq_value_t v = pq_eval_node(c, root, ts);
+        switch (v.type) {
+        case PQ_T_SCALAR: out_add(c, &map, &rp->os, &rp->nos, &rp->oscap, c->empty, ts, v.scalar); break;
+        case PQ_T_VECTOR:
+            for (size_t i = 0; i < v.vec.n; i++)
+                out_add(c, &map, &rp->os, &rp->nos, &rp->oscap, v.vec.s[i].m, ts, v.vec.s[i].v);
+            break;
+        case PQ_T_MATRIX:
+            for (size_t i = 0; i < v.mat.n; i++)
+                for (size_t j = 0; j < v.mat.s[i].n; j++)
+                    out_add(c, &map, &rp->os, &rp->nos, &rp->oscap, v.mat.s[i].m, v.mat.s[i].s[j].t,
+                            v.mat.s[i].s[j].v);
+            break;
+        case PQ_T_STRING: {
+            rp->res.str = pq_arena_strndup(&rp->arena, v.str, strlen(v.str));
+            if (!rp->res.str) pq_fail(c, PQ_ENOMEM, "out of memory");
+            out_add(c, &map, &rp->os, &rp->nos, &rp->oscap, c->empty, ts, 0);
+            break;
+        }
+        default: break;
+        }
+        pq_arena_reset(&c->tmp, mk);
+        if (o->max_series && rp->nos > o->max_series)
+            pq_fail(c, PQ_ESERIES, "query returned more than %" PRIu64 " series", o->max_series);
+        if (!range || ts > INT64_MAX - c->step) break;
+        ts += c->step;
+    }
+    /* range queries are sorted by labels (as Prometheus); instant vectors
+     * keep evaluation order (sort() and topk() depend on it) */
+    return build_result(c, rp, rp->os, rp->nos, range || rt == PQ_T_MATRIX);
+}
+
+static int eval_guarded(pq_ctx_t *c, result_priv_t *rp, pq_node_t *root, const pq_opts_t *o, int range,
+                        pq_type_t rt)
+{
+    if (setjmp(c->jb)) return c->err;
+    return eval_body(c, rp, root, o, range, rt);
+}
+
 int promql_eval(tsdb_reader_t *r, const pq_expr_t *e, const pq_opts_t *o, pq_result_t **out,
                 char *err, size_t errlen)
 {
@@ -1179,57 +1288,16 @@ int promql_eval(tsdb_reader_t *r, const pq_expr_t *e, const pq_opts_t *o, pq_res
     c->deadline_ns = mono_ns() + (o->timeout_ms > 0 ? o->timeout_ms : 120000) * 1000000;
     c->errbuf = err;
     c->errlen = errlen;
-    outser_t *os = NULL;
-    size_t nos = 0, oscap = 0;
-    int rc = 0;
     /* the AST is const for callers; selectors keep per-evaluation data in it,
      * so one expression must not be evaluated by two threads at once */
-    pq_node_t *root = e->root;
-    if (setjmp(c->jb)) {
-        rc = c->err;
-        goto done;
-    }
-    c->empty = pq_cintern(c, NULL, 0, 0);
-    preload(c, root, c->start, c->end);
-    lmap_t map;
-    lmap_init_in(c, &c->perm, &map, 64); /* survives the per-step reset */
-    rp->res.type = range ? PQ_T_MATRIX : rt;
-    for (int64_t ts = c->start; ts <= c->end;) {
-        pq_arena_mark_t mk = pq_arena_mark(&c->tmp);
-        pq_value_t v = pq_eval_node(c, root, ts);
-        switch (v.type) {
-        case PQ_T_SCALAR: out_add(c, &map, &os, &nos, &oscap, c->empty, ts, v.scalar); break;
-        case PQ_T_VECTOR:
-            for (size_t i = 0; i < v.vec.n; i++) out_add(c, &map, &os, &nos, &oscap, v.vec.s[i].m, ts, v.vec.s[i].v);
-            break;
-        case PQ_T_MATRIX:
-            for (size_t i = 0; i < v.mat.n; i++)
-                for (size_t j = 0; j < v.mat.s[i].n; j++)
-                    out_add(c, &map, &os, &nos, &oscap, v.mat.s[i].m, v.mat.s[i].s[j].t, v.mat.s[i].s[j].v);
-            break;
-        case PQ_T_STRING: {
-            rp->res.str = pq_arena_strndup(&rp->arena, v.str, strlen(v.str));
-            if (!rp->res.str) pq_fail(c, PQ_ENOMEM, "out of memory");
-            out_add(c, &map, &os, &nos, &oscap, c->empty, ts, 0);
-            break;
-        }
-        default: break;
-        }
-        pq_arena_reset(&c->tmp, mk);
-        if (o->max_series && nos > o->max_series)
-            pq_fail(c, PQ_ESERIES, "query returned more than %" PRIu64 " series", o->max_series);
-        if (!range || ts > INT64_MAX - c->step) break;
-        ts += c->step;
-    }
-    /* range queries are sorted by labels (as Prometheus); instant vectors
-     * keep evaluation order (sort() and topk() depend on it) */
-    rc = build_result(c, rp, os, nos, range || rt == PQ_T_MATRIX);
-done:
+    int rc = eval_guarded(c, rp, e->root, o, range, rt);
     rp->res.samples = c->samples_loaded;
-    for (size_t i = 0; i < nos; i++) free(os[i].p);
-    free(os);
+    for (size_t i = 0; i < rp->nos; i++) free(rp->os[i].p);
+    free(rp->os);
+    rp->os = NULL;
     for (size_t i = 0; i < c->ndefer; i++) c->defer[i].fn(c->defer[i].p);
     free(c->defer);
+    free(c->memo);
     pq_intern_free(&c->intern);
     pq_arena_free(&c->perm);
     pq_arena_free(&c->tmp);

@@ -41,6 +41,7 @@ void pq_arena_reset(pq_arena_t *a, pq_arena_mark_t m);
 typedef struct pq_labels {
     uint32_t n;
     uint64_t hash;
+    const struct pq_labels *noname; /* cache: this set without __name__ */
     pq_label_t l[]; /* sorted by name; strings live in the intern arena */
 } pq_labels_t;
 
@@ -259,6 +260,8 @@ typedef struct pq_ctx {
     int err;
     char *errbuf;
     size_t errlen;
+    struct pq_memo { const void *k1; const void *k2; const void *v; } *memo; /* (node, labels) -> labels */
+    size_t memo_cap, memo_n;
     struct pq_defer { void (*fn)(void *); void *p; } *defer; /* released at the end */
     size_t ndefer, capdefer;
 } pq_ctx_t;

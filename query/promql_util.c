@@ -159,6 +159,7 @@ const pq_labels_t *pq_intern(pq_intern_t *in, const pq_label_t *l, size_t n, int
     if (!x) return NULL;
     x->n = (uint32_t)n;
     x->hash = h;
+    x->noname = NULL;
     for (size_t i = 0; i < n; i++) {
         if (copy) {
             x->l[i].name = pq_arena_strndup(in->arena, l[i].name, strlen(l[i].name));

@@ -58,6 +58,7 @@ static void config_defaults(api_config_t *c)
     }
     if (!c->max_connections) c->max_connections = 1024;
     if (!c->connection_timeout_s) c->connection_timeout_s = 30;
+    if (!c->request_timeout_s) c->request_timeout_s = 300;
     if (!c->max_request_bytes) c->max_request_bytes = 32 * MIB;
     if (!c->max_decompressed_bytes) c->max_decompressed_bytes = 32 * MIB;
     if (!c->max_inflight_bytes) c->max_inflight_bytes = 256 * MIB;
@@ -666,6 +667,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_size) {
+        /* The idle timeout does not stop a client that trickles bytes:
+         * bound the whole upload too. */
+        if (api_now_ns() - r->t0_ns > (uint64_t)s->cfg.request_timeout_s * 1000000000u) {
+            char q[300];
+            api_log(API_LOG_INFO, "upload too slow, connection closed", "path=%s received=%zu",
+                    api_log_quote(q, sizeof q, url, strlen(url)), r->body_bytes);
+            return MHD_NO;
+        }
         int cut = body_add(r, upload, *upload_size);
         *upload_size = 0;
         return cut ? MHD_NO : MHD_YES;

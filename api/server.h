@@ -65,6 +65,7 @@ typedef struct {
     unsigned threads;                 /* libmicrohttpd pool; 0 = max(4, CPUs) */
     unsigned max_connections;         /* 0 = 1024 */
     unsigned connection_timeout_s;    /* idle/slow connection timeout; 0 = 30 */
+    unsigned request_timeout_s;       /* a body must arrive within this; 0 = 300 */
     size_t max_request_bytes;         /* wire body cap (compressed); 0 = 32 MiB */
     size_t max_decompressed_bytes;    /* remote write after snappy; 0 = 32 MiB */
     size_t max_inflight_bytes;        /* all buffered bodies together; 0 = 256 MiB */

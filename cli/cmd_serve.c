@@ -42,6 +42,8 @@ static const char serve_usage[] =
     "  --web.max-connections=N        open connections (default 1024)\n"
     "  --web.read-timeout=DURATION    close connections idle or stalled this long\n"
     "                                 (slow clients) (default 30s)\n"
+    "  --web.request-timeout=DURATION  a request body must arrive within this\n"
+    "                                 (trickling clients) (default 5m)\n"
     "  --web.max-request-bytes=SIZE   request body cap as sent (compressed); over\n"
     "                                 it: 413 (default 32MiB)\n"
     "  --web.max-inflight-bytes=SIZE  all request bodies buffered at once; over it:\n"
@@ -134,6 +136,7 @@ typedef struct {
     const char *log_level;
     int64_t retention_ms;
     int64_t read_timeout_ms;
+    int64_t request_timeout_ms;
     int64_t shutdown_timeout_ms;
     int64_t sync_interval_ms;
     int64_t ooo_window_ms;
@@ -159,6 +162,7 @@ static const flag_t flags[] = {
     {"web.threads", F_UINT, O(api.threads)},
     {"web.max-connections", F_UINT, O(api.max_connections)},
     {"web.read-timeout", F_DUR, O(read_timeout_ms)},
+    {"web.request-timeout", F_DUR, O(request_timeout_ms)},
     {"web.max-request-bytes", F_BYTES, O(api.max_request_bytes)},
     {"web.max-inflight-bytes", F_BYTES, O(api.max_inflight_bytes)},
     {"web.shutdown-timeout", F_DUR, O(shutdown_timeout_ms)},
@@ -282,6 +286,7 @@ int cli_serve(int argc, char **argv)
     o.log_level = "info";
     o.retention_ms = 15LL * 86400000;
     o.read_timeout_ms = 30000;
+    o.request_timeout_ms = 300000;
     o.shutdown_timeout_ms = 30000;
     o.sync = TSDB_SYNC_ALWAYS;
     o.sync_interval_ms = 1000;
@@ -305,6 +310,8 @@ int cli_serve(int argc, char **argv)
     }
     o.api.connection_timeout_s =
         o.read_timeout_ms <= 0 ? 0 : (unsigned)((o.read_timeout_ms + 999) / 1000);
+    o.api.request_timeout_s =
+        o.request_timeout_ms <= 0 ? 0 : (unsigned)((o.request_timeout_ms + 999) / 1000);
 
     char q[600];
     api_auth_t *auth = NULL;

@@ -313,6 +313,7 @@ static void fx_start(fx_t *f, const char *listen, const char *auth_text, size_t 
     c.auth = f->auth;
     c.threads = 2;
     c.connection_timeout_s = 2;
+    c.request_timeout_s = 3;
     c.max_request_bytes = max_req ? max_req : 4u << 20;
     c.max_decompressed_bytes = 8u << 20;
     c.max_inflight_bytes = max_inflight;
@@ -805,6 +806,30 @@ static void test_slowloris(void **state)
     }
     double secs = (double)(api_now_ns() - t0) / 1e9;
     assert_true(secs < 10);
+    expect_healthy(f.port);
+    /* A body trickled one byte every 0.5 s never hits the idle timeout but
+     * is cut at the request timeout (3 s). */
+    int fd = tcp_connect(f.port);
+    const char *h = "POST /api/v1/write HTTP/1.1\r\nHost: x\r\n"
+                    "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n"
+                    "Content-Length: 1000\r\n\r\n";
+    send_all(fd, h, strlen(h));
+    t0 = api_now_ns();
+    int closed = 0;
+    for (int i = 0; i < 40 && !closed; i++) {
+        struct timespec ts = {0, 500 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (send(fd, "x", 1, MSG_NOSIGNAL) != 1) closed = 1;
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (poll(&pf, 1, 0) == 1) {
+            char b[64];
+            if (recv(fd, b, sizeof b, MSG_DONTWAIT) <= 0) closed = 1;
+        }
+    }
+    close(fd);
+    secs = (double)(api_now_ns() - t0) / 1e9;
+    assert_true(closed);
+    assert_true(secs >= 2.5 && secs < 8);
     expect_healthy(f.port);
     fx_stop(&f);
 }

@@ -206,23 +206,27 @@ int pq_labels_cmp(const pq_labels_t *a, const pq_labels_t *b)
  * exponent such that v = 0.d1d2d3... * 10^exp. */
 static int shortest_digits(double v, char *digits, int *exp10)
 {
+    /* Round-tripping is monotonic in the precision (p + 1 correctly rounded
+     * digits are at least as close as p), so binary-search the shortest. */
     char tmp[64];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
-        if (strtod(tmp, NULL) == v || prec == 17) {
-            /* tmp: d[.ddd]e[+-]XX */
-            int nd = 0;
-            const char *p = tmp;
-            for (; *p && *p != 'e'; p++)
-                if (isdigit((unsigned char)*p)) digits[nd++] = *p;
-            int e = atoi(p + 1);
-            while (nd > 1 && digits[nd - 1] == '0') nd--;
-            digits[nd] = 0;
-            *exp10 = e + 1;
-            return nd;
-        }
+    int lo = 1, hi = 17;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        snprintf(tmp, sizeof tmp, "%.*e", mid - 1, v);
+        if (strtod(tmp, NULL) == v) hi = mid;
+        else lo = mid + 1;
     }
-    return 0;
+    snprintf(tmp, sizeof tmp, "%.*e", lo - 1, v);
+    /* tmp: d[.ddd]e[+-]XX */
+    int nd = 0;
+    const char *p = tmp;
+    for (; *p && *p != 'e'; p++)
+        if (isdigit((unsigned char)*p)) digits[nd++] = *p;
+    int e = atoi(p + 1);
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    digits[nd] = 0;
+    *exp10 = e + 1;
+    return nd;
 }
 
 size_t pq_fmt_float(char *buf, double v)
@@ -240,6 +244,8 @@ size_t pq_fmt_float(char *buf, double v)
         *o++ = '-';
         v = -v;
     }
+    if (v < 9007199254740992.0 && v == floor(v)) /* integers: exact, the common case */
+        return (size_t)(o - buf) + (size_t)sprintf(o, "%lld", (long long)v);
     char d[32];
     int e;
     int nd = shortest_digits(v, d, &e);

@@ -135,10 +135,12 @@ for _ in $(seq 1 60); do
   # Prometheus does not scrape itself here: read its own /metrics.
   sent=$(curl -sf "$PROM_URL/metrics" |
     awk '/^prometheus_remote_storage_queue_highest_sent_timestamp_seconds/ {print int($2)}' | sort -n | head -1)
-  if [ "${sent:-0}" -ge $(( T_CUT + 3 )) ]; then ok=1; break; fi
+  pending=$(curl -sf "$PROM_URL/metrics" |
+    awk '/^prometheus_remote_storage_samples_pending/ {s += $2} END {print s+0}')
+  if [ "${sent:-0}" -ge $(( T_CUT + 3 )) ] && [ "${pending:-1}" = 0 ]; then ok=1; break; fi
   sleep 1
 done
-[ $ok = 1 ] || fail "Prometheus' remote write did not catch up (highest sent ${sent:-?}, cut $T_CUT)"
+[ $ok = 1 ] || fail "Prometheus' remote write did not catch up (highest sent ${sent:-?}, cut $T_CUT, pending ${pending:-?})"
 sleep 2
 
 log "comparing Prometheus' store with augur up to t=$T_CUT"

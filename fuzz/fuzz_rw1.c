@@ -2,8 +2,9 @@
  * fuzz_rw1.c — libFuzzer target for the remote-write 1.0 decoder
  * (rw_decode_v1); fuzz_rw2.c includes this file for 2.0.
  *
- * Each input is decoded three ways with one long-lived decoder (so arena
- * reuse across requests is fuzzed too):
+ * Each input is decoded three ways with one long-lived decoder, replaced by
+ * a fresh one every 256 inputs (so both arena reuse and first use are
+ * fuzzed):
  *   1. as the raw protobuf body (RW_ENC_IDENTITY);
  *   2. as a snappy block (mostly corrupt snappy);
  *   3. snappy-compressed here first, then decoded: must give exactly the
@@ -36,12 +37,12 @@ static int fz_decode(rw_decoder_t *d, const void *p, size_t n, rw_encoding_t e, 
 #endif
 }
 
-#define FZ_CHECK(c)                                                                            \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            fprintf(stderr, "fuzz_rw: invariant failed: %s (line %d)\n", #c, __LINE__);      \
-            abort();                                                                           \
-        }                                                                                      \
+#define FZ_CHECK(c)                                                                                \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "fuzz_rw: invariant failed: %s (line %d)\n", #c, __LINE__);            \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static int fz_name_ok(tsdb_str_t s, int metric)
@@ -98,8 +99,8 @@ static void fz_check(const rw_request_t *q)
 
 static int fz_rc_ok(int rc)
 {
-    return rc == 0 || rc == RW_EPROTO || rc == RW_EREF || rc == RW_ELIMIT ||
-           rc == RW_ETOOLARGE || rc == RW_ESNAPPY;
+    return rc == 0 || rc == RW_EPROTO || rc == RW_EREF || rc == RW_ELIMIT || rc == RW_ETOOLARGE ||
+           rc == RW_ESNAPPY;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -107,6 +108,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static rw_decoder_t *dec;
     static char *zbuf;
     static size_t zcap;
+    static unsigned calls;
+    /* Mostly one long-lived decoder (arena reuse), now and then a fresh one. */
+    if (dec && ++calls % 256 == 0) {
+        rw_decoder_destroy(dec);
+        dec = NULL;
+    }
     if (!dec) {
         rw_options_t o;
         rw_options_init(&o);

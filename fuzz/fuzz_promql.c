@@ -12,10 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "query/promql_eval.c"
-#include "query/promql_func.c"
-#include "query/promql_parse.c"
-#include "query/promql_util.c"
+#include "query/promql.h"
+#include "tsdb/tsdb.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

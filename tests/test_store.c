@@ -563,16 +563,16 @@ static void corrupt_first_block(const char *dir)
     mdb_env_set_mapsize(env, UINT64_C(1) << 40);
     assert_int_equal(mdb_env_open(env, dir, 0, 0644), 0);
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "blocks", 0, &dbi), 0);
+    assert_int_equal(mdb_dbi_open(txn, "bdata", 0, &dbi), 0); /* block fragments */
     assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
     MDB_val k, v;
     assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
     uint8_t key[16];
-    memcpy(key, k.mv_data, 16);
+    memcpy(key, k.mv_data, k.mv_size);
     uint8_t *copy = malloc(v.mv_size);
     memcpy(copy, v.mv_data, v.mv_size);
     copy[v.mv_size / 2] ^= 0x5a;
-    MDB_val nk = {16, key}, nv = {v.mv_size, copy};
+    MDB_val nk = {k.mv_size, key}, nv = {v.mv_size, copy};
     mdb_cursor_close(cur);
     assert_int_equal(mdb_put(txn, dbi, &nk, &nv, 0), 0);
     assert_int_equal(mdb_txn_commit(txn), 0);

@@ -205,18 +205,24 @@ static void test_map_full(void **state)
     tsdb_t *db;
     assert_int_equal(tsdb_open(dir, &o, &db), 0);
     long b, last_ok = -1;
-    int rc = 0;
-    for (b = 0; b < 100000; b++) {
+    int rc = 0, fulls = 0;
+    /* Append until the store refuses three times in a row: a refused batch
+     * stores nothing, and space freed by compaction may let a later retry
+     * of the same batch in, which then counts as acknowledged. */
+    for (b = 0; b < 100000 && fulls < 3;) {
         rc = append_batch(db, b);
-        if (rc) break;
-        last_ok = b;
+        if (rc == TSDB_EFULL) {
+            fulls++;
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        fulls = 0;
+        last_ok = b++;
     }
     fprintf(stderr, "map full after %ld batches: %s (%s)\n", last_ok + 1, tsdb_strerror(rc),
             tsdb_last_error_detail());
     assert_int_equal(rc, TSDB_EFULL);
     assert_true(last_ok > 5);
-    /* still failing cleanly, not crashing */
-    assert_int_equal(append_batch(db, b), TSDB_EFULL);
     tsdb_close(db); /* its flush fails: the data stays in the WAL */
     /* with room, everything acknowledged is there and appends resume */
     verify_acked(dir, last_ok);

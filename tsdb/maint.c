@@ -38,13 +38,14 @@ int tsdb_stats(tsdb_t *db, tsdb_stats_t *st)
     memset(st, 0, sizeof *st);
     MDB_envinfo info;
     MDB_stat ms;
-    mdb_env_info(db->env, &info);
-    mdb_env_stat(db->env, &ms);
     MDB_txn *txn;
     uint64_t used_pages = 0, nblocks = 0;
+    db_reader_enter(db);
+    mdb_env_info(db->env, &info);
+    mdb_env_stat(db->env, &ms);
     if (mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn) == 0) {
-        MDB_dbi dbis[] = {db->meta, db->blocks, db->idx.pairs, db->idx.pairids, db->idx.series,
-                          db->idx.postings};
+        MDB_dbi dbis[] = {db->meta,          db->blocks,      db->bdata,      db->idx.pairs,
+                          db->idx.pairids, db->idx.series, db->idx.postings};
         for (size_t i = 0; i < sizeof dbis / sizeof *dbis; i++) {
             MDB_stat s;
             if (mdb_stat(txn, dbis[i], &s) == 0) {
@@ -54,6 +55,7 @@ int tsdb_stats(tsdb_t *db, tsdb_stats_t *st)
         }
         mdb_txn_abort(txn);
     }
+    db_reader_leave(db);
     pthread_mutex_lock(&db->mu);
     st->series = db->nseries;
     st->active_series = db->nactive;
@@ -64,12 +66,14 @@ int tsdb_stats(tsdb_t *db, tsdb_stats_t *st)
     st->flushes = db->flushes;
     st->corrupt_blocks = db->corrupt_blocks;
     st->wal_bytes = db->wal.bytes_written;
-    uint64_t mem = sizeof *db + db->nsid_cap * sizeof(series_t *) +
+    uint64_t mem = sizeof *db + db->npages * sizeof(series_t **) + db->fresh_cap * sizeof(series_t *) +
+                   db->ng_cap * sizeof(struct name_group *) * 4 +
                    db->table_cap * sizeof(series_t *) + db->active_cap * sizeof(series_t *) +
                    db->wal_pending.cap + db->wal_spare.cap + db->rec.cap + db->mem_head_bytes;
     mem += db->nseries * (sizeof(series_t) + 16); /* + malloc overhead */
-    for (uint32_t sid = db->persisted_upto; sid < db->next_sid && sid < db->nsid_cap; sid++)
-        if (db->by_sid[sid]) mem += db->by_sid[sid]->labels_len;
+    for (uint32_t g = 0; g < db->npages; g++)
+        if (db->pages[g]) mem += TSDB_GROUP_SIDS * sizeof(series_t *);
+    for (size_t f = 0; f < db->nfresh; f++) mem += db->fresh[f]->labels_len;
     st->memory_bytes = mem;
     pthread_mutex_unlock(&db->mu);
     st->blocks = nblocks;
@@ -97,6 +101,7 @@ int tsdb_retention_apply(tsdb_t *db, int64_t now_ms)
     rc = mdb_cursor_open(txn, db->blocks, &cur);
     uint64_t removed = 0, nblocks = 0;
     block_reader_t br = {0};
+    tbuf_t fb = {0};
     uint8_t (*dead)[16] = NULL;
     size_t ndead = 0, deadcap = 0;
     if (!rc) {
@@ -127,28 +132,31 @@ int tsdb_retention_apply(tsdb_t *db, int64_t now_ms)
                 dead = nd;
             }
             memcpy(dead[ndead++], key.mv_data, 16);
-            if (block_open(&br, val.mv_data, val.mv_size) == 0) removed += br.total_samples;
+            const uint8_t *bp;
+            size_t bl;
+            if (db_block_read(db, txn, &val, &fb, &bp, &bl) == 0 && block_open(&br, bp, bl) == 0)
+                removed += br.total_samples;
         }
         mdb_cursor_close(cur);
         if (rc == MDB_NOTFOUND) rc = 0;
         if (rc > 0) rc = db_lmdb_err(rc, "retention scan");
         /* pass 2: delete them */
         for (size_t i = 0; !rc && i < ndead; i++) {
-            MDB_val dk = {16, dead[i]};
-            rc = db_lmdb_err(mdb_del(txn, db->blocks, &dk, NULL), "retention delete");
+            rc = db_block_del(db, txn, dead[i]);
             nblocks++;
         }
     } else {
         rc = db_lmdb_err(rc, "cursor");
     }
     free(dead);
+    tbuf_free(&fb);
     block_reader_free(&br);
     if (!rc && nblocks) {
         pthread_mutex_lock(&db->mu);
         db->sealed_samples -= removed < db->sealed_samples ? removed : db->sealed_samples;
         uint64_t ss = db->sealed_samples;
-        for (uint32_t i = 0; i < db->nsid_cap; i++) {
-            series_t *s = db->by_sid[i];
+        for (uint64_t i = 0; i < (uint64_t)db->npages * TSDB_GROUP_SIDS; i++) {
+            series_t *s = db_sid_get(db, i);
             if (s && s->sealed_maxt != INT64_MIN && s->sealed_mint < cutoff) {
                 int64_t nm = db_part_of(cutoff);
                 if (nm > s->sealed_mint) s->sealed_mint = nm;
@@ -192,7 +200,7 @@ int tsdb_delete_series(tsdb_t *db, const tsdb_matcher_t *m, size_t nm, uint64_t 
     rc = db_txn_begin_write(db, &txn);
     uint64_t head_removed = 0;
     for (size_t i = 0; !rc && i < ids.n; i++) {
-        series_t *s = db->by_sid[ids.ids[i]];
+        series_t *s = db_sid_get(db, ids.ids[i]);
         if (!s || s->deleted) continue;
         if (s->persisted) {
             rc = idx_series_delete(txn, &db->idx, s->sid);
@@ -203,7 +211,7 @@ int tsdb_delete_series(tsdb_t *db, const tsdb_matcher_t *m, size_t nm, uint64_t 
     else mdb_txn_abort(txn);
     if (!rc) {
         for (size_t i = 0; i < ids.n; i++) {
-            series_t *s = db->by_sid[ids.ids[i]];
+            series_t *s = db_sid_get(db, ids.ids[i]);
             if (!s || s->deleted) continue;
             s->deleted = 1;
             head_removed += s->n;
@@ -250,15 +258,21 @@ int tsdb_check(tsdb_t *db, uint64_t *nbad)
     if (!db || !nbad) return TSDB_EINVAL;
     *nbad = 0;
     MDB_txn *txn;
+    db_reader_enter(db);
     int rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn);
-    if (rc) return db_lmdb_err(rc, "begin read txn");
+    if (rc) {
+        db_reader_leave(db);
+        return db_lmdb_err(rc, "begin read txn");
+    }
     MDB_cursor *cur;
     rc = mdb_cursor_open(txn, db->blocks, &cur);
     if (rc) {
         mdb_txn_abort(txn);
+        db_reader_leave(db);
         return db_lmdb_err(rc, "cursor");
     }
     block_reader_t br = {0};
+    tbuf_t fb = {0};
     tsdb_sample_t *tmp = NULL;
     size_t tcap = 0;
     MDB_val key, val;
@@ -273,7 +287,9 @@ int tsdb_check(tsdb_t *db, uint64_t *nbad)
             continue;
         }
         db_block_key_parse(key.mv_data, &g, &p, &seq);
-        int bad = block_open(&br, val.mv_data, val.mv_size) != 0;
+        const uint8_t *bp = NULL;
+        size_t bl = 0;
+        int bad = db_block_read(db, txn, &val, &fb, &bp, &bl) != 0 || block_open(&br, bp, bl) != 0;
         for (uint32_t i = 0; !bad && i < br.nseries; i++) {
             size_t got;
             if (br.sids[i] / TSDB_GROUP_SIDS != g) bad = 1;
@@ -298,9 +314,11 @@ int tsdb_check(tsdb_t *db, uint64_t *nbad)
     }
     if (rc == MDB_NOTFOUND) rc = 0;
     free(tmp);
+    tbuf_free(&fb);
     block_reader_free(&br);
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
+    db_reader_leave(db);
     (void)total;
     return rc < 0 ? rc : db_lmdb_err(rc, "check scan");
 }

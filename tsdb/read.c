@@ -25,6 +25,7 @@ int tsdb_reader_open(tsdb_t *db, tsdb_reader_t **out)
     pthread_mutex_lock(&db->mu);
     r->gen = db->gen;
     int rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &r->txn);
+    if (!rc) db->nreaders++;
     pthread_mutex_unlock(&db->mu);
     if (rc) {
         free(r);
@@ -37,10 +38,14 @@ int tsdb_reader_open(tsdb_t *db, tsdb_reader_t **out)
 void tsdb_reader_close(tsdb_reader_t *r)
 {
     if (!r) return;
-    if (r->txn) mdb_txn_abort(r->txn);
+    if (r->txn) {
+        mdb_txn_abort(r->txn);
+        db_reader_leave(r->db);
+    }
     free(r->labels.v);
     tbuf_free(&r->labels_buf);
     block_reader_free(&r->cache);
+    tbuf_free(&r->frag);
     free(r);
 }
 
@@ -96,17 +101,17 @@ int tsdb_select(tsdb_reader_t *r, const tsdb_matcher_t *m, size_t nm, int64_t mi
     idx_labels_t il = {0};
     pthread_mutex_lock(&db->mu);
     /* series not yet in the index: match their labels directly */
-    for (uint32_t sid = db->persisted_upto; !rc && sid < db->next_sid; sid++) {
-        series_t *s = db->by_sid[sid];
-        if (!s || s->deleted || !s->labels) continue;
+    for (size_t f = 0; !rc && f < db->nfresh; f++) {
+        series_t *s = db->fresh[f];
+        if (s->deleted || !s->labels) continue;
         if (labels_parse(s->labels, s->labels_len, &il)) continue;
-        if (idx_labels_match(mc, il.v, il.n) == 1 && sids_push(out, sid)) rc = TSDB_ENOMEM;
+        if (idx_labels_match(mc, il.v, il.n) == 1 && sids_push(out, s->sid)) rc = TSDB_ENOMEM;
     }
     /* time range and deletions, from the in-memory ranges */
     size_t w = 0;
     for (size_t i = 0; !rc && i < out->n; i++) {
         tsdb_sid_t sid = out->ids[i];
-        series_t *s = sid < db->nsid_cap ? db->by_sid[sid] : NULL;
+        series_t *s = db_sid_get(db, sid);
         if (!s || s->deleted) continue;
         if (s->maxt == INT64_MIN || s->mint > maxt || s->maxt < mint) continue;
         out->ids[w++] = sid;
@@ -116,7 +121,7 @@ int tsdb_select(tsdb_reader_t *r, const tsdb_matcher_t *m, size_t nm, int64_t mi
     free(il.v);
     idx_matchers_free(mc);
     if (rc) return rc;
-    qsort(out->ids, out->n, sizeof *out->ids, cmp_sid);
+    if (out->n > 1) qsort(out->ids, out->n, sizeof *out->ids, cmp_sid);
     w = 0;
     for (size_t i = 0; i < out->n; i++)
         if (!w || out->ids[w - 1] != out->ids[i]) out->ids[w++] = out->ids[i];
@@ -130,7 +135,7 @@ int tsdb_series_labels(tsdb_reader_t *r, tsdb_sid_t sid, const tsdb_label_t **la
     tsdb_t *db = r->db;
     pthread_mutex_lock(&db->mu);
     int rc = reader_sync_locked(r);
-    series_t *s = sid < db->nsid_cap ? db->by_sid[sid] : NULL;
+    series_t *s = db_sid_get(db, sid);
     if (!rc && (!s || s->deleted)) rc = TSDB_ENOTFOUND;
     int in_mem = 0;
     if (!rc && s->labels) {
@@ -166,11 +171,11 @@ static int add_head_labels(tsdb_reader_t *r, const tsdb_sids_t *restrict_to, con
     idx_labels_t il = {0};
     int rc = 0;
     pthread_mutex_lock(&db->mu);
-    for (uint32_t sid = db->persisted_upto; !rc && sid < db->next_sid; sid++) {
-        series_t *s = db->by_sid[sid];
-        if (!s || s->deleted || !s->labels) continue;
+    for (size_t f = 0; !rc && f < db->nfresh; f++) {
+        series_t *s = db->fresh[f];
+        if (s->deleted || !s->labels) continue;
         if (restrict_to) {
-            tsdb_sid_t key = sid;
+            tsdb_sid_t key = s->sid;
             if (!bsearch(&key, restrict_to->ids, restrict_to->n, sizeof key, cmp_sid)) continue;
         }
         if (labels_parse(s->labels, s->labels_len, &il)) continue;
@@ -271,7 +276,7 @@ int tsdb_iter_open(tsdb_reader_t *r, tsdb_sid_t sid, int64_t mint, int64_t maxt,
     it->next_part = db_part_of(mint);
     pthread_mutex_lock(&db->mu);
     int rc = reader_sync_locked(r);
-    series_t *s = sid < db->nsid_cap ? db->by_sid[sid] : NULL;
+    series_t *s = db_sid_get(db, sid);
     if (!rc && (!s || s->deleted)) rc = TSDB_ENOTFOUND;
     if (!rc) {
         size_t n = (size_t)s->n + s->nfrozen;
@@ -291,7 +296,7 @@ int tsdb_iter_open(tsdb_reader_t *r, tsdb_sid_t sid, int64_t mint, int64_t maxt,
         tsdb_iter_close(it);
         return rc;
     }
-    qsort(it->head, it->nhead, sizeof *it->head, cmp_sample_t);
+    if (it->nhead > 1) qsort(it->head, it->nhead, sizeof *it->head, cmp_sample_t);
     size_t w = 0;
     for (size_t i = 0; i < it->nhead; i++)
         if (!w || it->head[w - 1].t != it->head[i].t) it->head[w++] = it->head[i];
@@ -306,7 +311,10 @@ static int add_block(tsdb_iter_t *it, const uint8_t *k, const MDB_val *val)
     tsdb_reader_t *r = it->r;
     if (!r->cache_valid || memcmp(r->cache_key, k, 16)) {
         r->cache_valid = 0;
-        int rc = block_open(&r->cache, val->mv_data, val->mv_size);
+        const uint8_t *bp;
+        size_t bl;
+        int rc = db_block_read(r->db, r->txn, val, &r->frag, &bp, &bl);
+        if (!rc) rc = block_open(&r->cache, bp, bl);
         if (rc) return rc;
         memcpy(r->cache_key, k, 16);
         r->cache_valid = 1;
@@ -388,7 +396,7 @@ int tsdb_iter_next(tsdb_iter_t *it, const tsdb_sample_t **samples, size_t *n)
         for (size_t i = 1; i < it->nout && sorted; i++)
             if (it->out[i - 1].t >= it->out[i].t) sorted = 0;
         if (!sorted) {
-            qsort(it->out, it->nout, sizeof *it->out, cmp_sample_t);
+            if (it->nout > 1) qsort(it->out, it->nout, sizeof *it->out, cmp_sample_t);
             size_t w = 0;
             for (size_t i = 0; i < it->nout; i++)
                 if (!w || it->out[w - 1].t != it->out[i].t) it->out[w++] = it->out[i];

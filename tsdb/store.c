@@ -97,6 +97,98 @@ void db_block_key_parse(const uint8_t k[16], uint32_t *group, int64_t *part, uin
     *seq = be32_get(k + 12);
 }
 
+int db_block_put(tsdb_t *db, MDB_txn *txn, uint32_t group, int64_t part, uint32_t seq,
+                 const uint8_t *p, size_t len)
+{
+    if (len > UINT32_MAX) return TSDB_ELIMIT;
+    uint32_t bid = db->next_bid++;
+    uint32_t nfrag = (uint32_t)((len + db->frag_max - 1) / db->frag_max);
+    if (nfrag > 0xffff) return TSDB_ELIMIT;
+    for (uint32_t i = 0; i < nfrag; i++) {
+        uint8_t fk[6];
+        be32_put(fk, bid);
+        fk[4] = (uint8_t)(i >> 8);
+        fk[5] = (uint8_t)i;
+        size_t off = (size_t)i * db->frag_max;
+        size_t n = len - off < db->frag_max ? len - off : db->frag_max;
+        MDB_val key = {6, fk}, val = {n, (void *)(p + off)};
+        int rc = mdb_put(txn, db->bdata, &key, &val, MDB_APPEND);
+        if (rc == MDB_KEYEXIST) rc = mdb_put(txn, db->bdata, &key, &val, 0);
+        if (rc) return db_lmdb_err(rc, "write block fragment");
+    }
+    uint8_t k[16], ref[10];
+    db_block_key(k, group, part, seq);
+    le32_put(ref, bid);
+    le32_put(ref + 4, (uint32_t)len);
+    ref[8] = (uint8_t)nfrag;
+    ref[9] = (uint8_t)(nfrag >> 8);
+    MDB_val key = {16, k}, val = {10, ref};
+    int rc = mdb_put(txn, db->blocks, &key, &val, 0);
+    if (rc) return db_lmdb_err(rc, "write block index");
+    uint8_t b[8];
+    le64_put(b, db->next_bid);
+    MDB_val mk = {3, (void *)"bid"}, mv = {8, b};
+    return db_lmdb_err(mdb_put(txn, db->meta, &mk, &mv, 0), "write meta");
+}
+
+int db_block_read(tsdb_t *db, MDB_txn *txn, const MDB_val *ref, tbuf_t *buf, const uint8_t **p,
+                  size_t *len)
+{
+    if (ref->mv_size != 10) return TSDB_ECORRUPT;
+    const uint8_t *r = ref->mv_data;
+    uint32_t bid = le32_get(r), total = le32_get(r + 4);
+    uint32_t nfrag = (uint32_t)r[8] | ((uint32_t)r[9] << 8);
+    if (nfrag == 0) return TSDB_ECORRUPT;
+    buf->len = 0;
+    for (uint32_t i = 0; i < nfrag; i++) {
+        uint8_t fk[6];
+        be32_put(fk, bid);
+        fk[4] = (uint8_t)(i >> 8);
+        fk[5] = (uint8_t)i;
+        MDB_val key = {6, fk}, val;
+        int rc = mdb_get(txn, db->bdata, &key, &val);
+        if (rc == MDB_NOTFOUND) return TSDB_ECORRUPT;
+        if (rc) return db_lmdb_err(rc, "read block fragment");
+        if (nfrag == 1) {
+            if (val.mv_size != total) return TSDB_ECORRUPT;
+            *p = val.mv_data;
+            *len = val.mv_size;
+            return 0;
+        }
+        if (buf->len + val.mv_size > total) return TSDB_ECORRUPT;
+        if (tbuf_put(buf, val.mv_data, val.mv_size)) return TSDB_ENOMEM;
+    }
+    if (buf->len != total) return TSDB_ECORRUPT;
+    *p = buf->p;
+    *len = buf->len;
+    return 0;
+}
+
+int db_block_del(tsdb_t *db, MDB_txn *txn, const uint8_t *k)
+{
+    MDB_val key = {16, (void *)k}, ref;
+    int rc = mdb_get(txn, db->blocks, &key, &ref);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return db_lmdb_err(rc, "read block index");
+    uint32_t bid = 0, nfrag = 0;
+    if (ref.mv_size == 10) {
+        const uint8_t *r = ref.mv_data;
+        bid = le32_get(r);
+        nfrag = (uint32_t)r[8] | ((uint32_t)r[9] << 8);
+    }
+    for (uint32_t i = 0; i < nfrag; i++) {
+        uint8_t fk[6];
+        be32_put(fk, bid);
+        fk[4] = (uint8_t)(i >> 8);
+        fk[5] = (uint8_t)i;
+        MDB_val fkey = {6, fk};
+        rc = mdb_del(txn, db->bdata, &fkey, NULL);
+        if (rc && rc != MDB_NOTFOUND) return db_lmdb_err(rc, "delete block fragment");
+    }
+    rc = mdb_del(txn, db->blocks, &key, NULL);
+    return rc && rc != MDB_NOTFOUND ? db_lmdb_err(rc, "delete block index") : 0;
+}
+
 static uint64_t mono_ns(void)
 {
     struct timespec ts;
@@ -174,22 +266,130 @@ void db_table_remove(tsdb_t *db, series_t *s)
     db->table_n--;
 }
 
+/* ---- metric-major series ids ---------------------------------------------------
+ *
+ * A block holds the series of one group (sid / 128). Series of the same
+ * metric name compress far better together (the same metric across nodes
+ * has similar values: measured 0.36 vs 0.59 bytes/sample on the node_exporter
+ * fleet, bench/bench_codec), so ids are handed out per metric name: each name
+ * fills its own groups, sid = group * 128 + slot. Ids are never reused. */
+
+struct name_group {
+    char *name;
+    uint32_t len;
+    uint32_t group; /* the group this name is filling */
+    uint32_t used;  /* slots handed out in it */
+    uint64_t h;
+};
+
+static uint64_t name_hash(const char *p, uint32_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (uint32_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static struct name_group *ng_slot(tsdb_t *db, const char *name, uint32_t len, uint64_t h)
+{
+    size_t mask = db->ng_cap - 1, i = h & mask;
+    while (db->ngroups[i].name &&
+           !(db->ngroups[i].h == h && db->ngroups[i].len == len &&
+             !memcmp(db->ngroups[i].name, name, len)))
+        i = (i + 1) & mask;
+    return &db->ngroups[i];
+}
+
+/* The entry of metric `name`, created empty (used = TSDB_GROUP_SIDS, i.e. no
+ * open group) if new. NULL on allocation failure. */
+static struct name_group *ng_get(tsdb_t *db, const char *name, uint32_t len)
+{
+    if ((db->ng_n + 1) * 2 > db->ng_cap) {
+        size_t ncap = db->ng_cap ? db->ng_cap * 2 : 256;
+        struct name_group *nv = calloc(ncap, sizeof *nv), *old = db->ngroups;
+        if (!nv) return NULL;
+        size_t ocap = db->ng_cap;
+        db->ngroups = nv;
+        db->ng_cap = ncap;
+        for (size_t i = 0; i < ocap; i++)
+            if (old[i].name) *ng_slot(db, old[i].name, old[i].len, old[i].h) = old[i];
+        free(old);
+    }
+    uint64_t h = name_hash(name, len);
+    struct name_group *e = ng_slot(db, name, len, h);
+    if (!e->name) {
+        e->name = malloc(len + 1);
+        if (!e->name) return NULL;
+        memcpy(e->name, name, len);
+        e->name[len] = 0;
+        e->len = len;
+        e->h = h;
+        e->used = TSDB_GROUP_SIDS;
+        db->ng_n++;
+    }
+    return e;
+}
+
+/* The __name__ value of sorted labels (validated: always present). */
+static tsdb_str_t labels_name(const tsdb_label_t *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (l[i].name.len == 8 && !memcmp(l[i].name.ptr, "__name__", 8)) return l[i].value;
+    tsdb_str_t none = {"", 0};
+    return none;
+}
+
+/* Note that sid (of a series named name) exists: keeps the name's open group
+ * and the group counter consistent on reload and replay. */
+static int ng_note(tsdb_t *db, tsdb_str_t name, uint32_t sid)
+{
+    struct name_group *e = ng_get(db, name.ptr, name.len);
+    if (!e) return TSDB_ENOMEM;
+    uint32_t g = sid / TSDB_GROUP_SIDS, slot = sid % TSDB_GROUP_SIDS;
+    if (e->used == TSDB_GROUP_SIDS || g > e->group) { /* a later group of this name */
+        e->group = g;
+        e->used = slot + 1;
+    } else if (g == e->group && slot + 1 > e->used) {
+        e->used = slot + 1;
+    }
+    if (g + 1 > db->next_group) db->next_group = g + 1;
+    return 0;
+}
+
+/* A new sid for a series named name. */
+static int sid_alloc(tsdb_t *db, tsdb_str_t name, uint32_t *sid)
+{
+    struct name_group *e = ng_get(db, name.ptr, name.len);
+    if (!e) return TSDB_ENOMEM;
+    if (e->used >= TSDB_GROUP_SIDS) {
+        if (db->next_group >= TSDB_MAX_SID / TSDB_GROUP_SIDS) return TSDB_ELIMIT;
+        e->group = db->next_group++;
+        e->used = 0;
+    }
+    *sid = e->group * TSDB_GROUP_SIDS + e->used++;
+    return 0;
+}
+
 /* Register a series with a known sid (creation or reload). Caller holds mu. */
 static int series_add(tsdb_t *db, uint32_t sid, const uint64_t h[2], series_t **out)
 {
-    if (sid >= TSDB_MAX_SID) return TSDB_ELIMIT;
+    if (sid >= TSDB_MAX_SID || sid == 0) return TSDB_ELIMIT;
     if ((db->table_n + 1) * 4 >= db->table_cap * 3) {
         int rc = table_grow(db);
         if (rc) return rc;
     }
-    if (sid >= db->nsid_cap) {
-        uint32_t ncap = db->nsid_cap ? db->nsid_cap : 1024;
-        while (ncap <= sid) ncap *= 2;
-        series_t **nv = realloc(db->by_sid, ncap * sizeof *nv);
+    uint32_t g = sid / TSDB_GROUP_SIDS;
+    if (g >= db->npages) {
+        uint32_t ncap = db->npages ? db->npages : 64;
+        while (ncap <= g) ncap *= 2;
+        series_t ***nv = realloc(db->pages, ncap * sizeof *nv);
         if (!nv) return TSDB_ENOMEM;
-        memset(nv + db->nsid_cap, 0, (ncap - db->nsid_cap) * sizeof *nv);
-        db->by_sid = nv;
-        db->nsid_cap = ncap;
+        memset(nv + db->npages, 0, (ncap - db->npages) * sizeof *nv);
+        db->pages = nv;
+        db->npages = ncap;
+    }
+    if (!db->pages[g]) {
+        db->pages[g] = calloc(TSDB_GROUP_SIDS, sizeof(series_t *));
+        if (!db->pages[g]) return TSDB_ENOMEM;
     }
     series_t *s = calloc(1, sizeof *s);
     if (!s) return TSDB_ENOMEM;
@@ -201,10 +401,25 @@ static int series_add(tsdb_t *db, uint32_t sid, const uint64_t h[2], series_t **
     s->mint = s->sealed_mint = INT64_MAX;
     *table_slot(db, h) = s;
     db->table_n++;
-    db->by_sid[sid] = s;
+    db->pages[g][sid % TSDB_GROUP_SIDS] = s;
     db->nseries++;
     if (sid >= db->next_sid) db->next_sid = sid + 1;
+    if (g + 1 > db->next_group) db->next_group = g + 1;
     *out = s;
+    return 0;
+}
+
+/* Remember a series that is not in the LMDB index yet. */
+static int fresh_push(tsdb_t *db, series_t *s)
+{
+    if (db->nfresh == db->fresh_cap) {
+        size_t nc = db->fresh_cap ? db->fresh_cap * 2 : 1024;
+        series_t **nv = realloc(db->fresh, nc * sizeof *nv);
+        if (!nv) return TSDB_ENOMEM;
+        db->fresh = nv;
+        db->fresh_cap = nc;
+    }
+    db->fresh[db->nfresh++] = s;
     return 0;
 }
 
@@ -294,6 +509,7 @@ static int sealed_lookup(tsdb_t *db, series_t *s, int64_t t, uint64_t *bits)
     db_block_key(k, g, part, 0);
     MDB_val key = {16, k}, val;
     block_reader_t br = {0};
+    tbuf_t fb = {0};
     tsdb_sample_t *tmp = NULL;
     int found = 0;
     int op = MDB_SET_RANGE;
@@ -304,7 +520,10 @@ static int sealed_lookup(tsdb_t *db, series_t *s, int64_t t, uint64_t *bits)
         if (key.mv_size != 16) break;
         db_block_key_parse(key.mv_data, &kg, &kp, &seq);
         if (kg != g || kp != part) break;
-        if (block_open(&br, val.mv_data, val.mv_size)) continue; /* corrupt: reported by readers */
+        const uint8_t *bp;
+        size_t bl;
+        if (db_block_read(db, txn, &val, &fb, &bp, &bl)) continue;
+        if (block_open(&br, bp, bl)) continue; /* corrupt: reported by readers */
         long i = block_find(&br, s->sid);
         if (i < 0) continue;
         size_t cnt = br.counts[i], n;
@@ -320,6 +539,7 @@ static int sealed_lookup(tsdb_t *db, series_t *s, int64_t t, uint64_t *bits)
         }
     }
     free(tmp);
+    tbuf_free(&fb);
     block_reader_free(&br);
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
@@ -420,7 +640,50 @@ typedef struct {
     tbuf_t ser;
 } append_scratch_t;
 
-static _Thread_local append_scratch_t tls_scratch;
+/* Per-thread scratch for tsdb_append, freed when the thread exits. */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    append_scratch_t *sc = p;
+    free(sc->labels);
+    free(sc->hash);
+    free(sc->status);
+    tbuf_free(&sc->ser);
+    free(sc);
+}
+
+static void scratch_key_init(void)
+{
+    pthread_key_create(&scratch_key, scratch_free);
+}
+
+static append_scratch_t *scratch_get(void)
+{
+    pthread_once(&scratch_once, scratch_key_init);
+    append_scratch_t *sc = pthread_getspecific(scratch_key);
+    if (!sc) {
+        sc = calloc(1, sizeof *sc);
+        if (sc && pthread_setspecific(scratch_key, sc)) {
+            free(sc);
+            sc = NULL;
+        }
+    }
+    return sc;
+}
+
+/* Free the calling thread's append scratch now (the main thread never
+ * "exits" for the key destructor). */
+void tsdb_thread_cleanup(void)
+{
+    pthread_once(&scratch_once, scratch_key_init);
+    append_scratch_t *sc = pthread_getspecific(scratch_key);
+    if (sc) {
+        pthread_setspecific(scratch_key, NULL);
+        scratch_free(sc);
+    }
+}
 
 static int scratch_reserve(append_scratch_t *sc, size_t nseries, size_t nlabels)
 {
@@ -459,7 +722,8 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
     tsdb_append_result_t r = {0};
     if (!db || (nseries && !series)) return TSDB_EINVAL;
     if (db->opt.read_only) return TSDB_EINVAL;
-    append_scratch_t *sc = &tls_scratch;
+    append_scratch_t *sc = scratch_get();
+    if (!sc) return TSDB_ENOMEM;
     size_t nl = 0, ns_total = 0;
     uint64_t bound = 64;
     for (size_t i = 0; i < nseries; i++) {
@@ -526,7 +790,10 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
                 rc = TSDB_ENOMEM;
                 break;
             }
-            rc = series_add(db, db->next_sid ? db->next_sid : 1, sc->hash[i], &s);
+            uint32_t nsid;
+            rc = sid_alloc(db, labels_name(cl, in->nlabels), &nsid);
+            if (!rc) rc = series_add(db, nsid, sc->hash[i], &s);
+            if (!rc) rc = fresh_push(db, s);
             if (rc) break;
             s->labels = malloc(sc->ser.len);
             if (!s->labels) {
@@ -622,13 +889,15 @@ static int replay_record(void *ctx, const uint8_t *p, size_t len)
             if (n > (uint64_t)(end - p)) return TSDB_ECORRUPT;
             idx_labels_t l = {0};
             int rc = labels_parse(p, n, &l);
-            if (!rc && (sid >= db->nsid_cap || !db->by_sid[sid])) {
+            if (!rc && !db_sid_get(db, sid)) {
                 uint64_t h[2];
                 labels_hash(l.v, l.n, h);
                 series_t **slot = table_slot(db, h);
                 if (!*slot) {
                     series_t *s;
                     rc = series_add(db, (uint32_t)sid, h, &s);
+                    if (!rc) rc = ng_note(db, labels_name(l.v, l.n), (uint32_t)sid);
+                    if (!rc) rc = fresh_push(db, s);
                     if (!rc) {
                         s->labels = malloc(n);
                         if (!s->labels) rc = TSDB_ENOMEM;
@@ -643,7 +912,7 @@ static int replay_record(void *ctx, const uint8_t *p, size_t len)
             if (rc) return rc;
             p += n;
         } else if (kind == REC_SAMPLES) {
-            series_t *s = sid < db->nsid_cap ? db->by_sid[sid] : NULL;
+            series_t *s = db_sid_get(db, sid);
             int64_t prev = 0;
             for (uint64_t i = 0; i < n; i++) {
                 uint64_t zz;
@@ -714,6 +983,7 @@ static int load_series(void *ctx, uint32_t sid, const tsdb_label_t *labels, size
     labels_hash(labels, n, h);
     series_t *s;
     int rc = series_add(lc->db, sid, h, &s);
+    if (!rc) rc = ng_note(lc->db, labels_name(labels, n), sid);
     if (rc) return rc;
     s->persisted = 1;
     s->sealed_mint = s->mint = mint;
@@ -785,7 +1055,16 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
     if ((rc = db_lmdb_err(mdb_dbi_open(txn, "meta", cflag, &db->meta), "open meta db"))) goto fail;
     if ((rc = db_lmdb_err(mdb_dbi_open(txn, "blocks", cflag, &db->blocks), "open blocks db")))
         goto fail;
+    if ((rc = db_lmdb_err(mdb_dbi_open(txn, "bdata", cflag, &db->bdata), "open bdata db")))
+        goto fail;
     if ((rc = idx_open(txn, &db->idx))) goto fail;
+    {
+        MDB_stat est;
+        mdb_env_stat(db->env, &est);
+        /* two fragments (node header 8 + key 6 + index 2 each) per page of
+         * payload psize - 16: never an overflow page */
+        db->frag_max = (est.ms_psize - 16) / 2 - 16 - 8;
+    }
     uint64_t v = 0;
     int found = 0;
     if ((rc = meta_get_u64(txn, db->meta, "format", &v, &found))) goto fail;
@@ -819,11 +1098,20 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
     if ((rc = meta_get_u64(txn, db->meta, "wal_ckpt", &ckpt, &found))) goto fail;
     if ((rc = meta_get_u64(txn, db->meta, "samples", &samples, &found))) goto fail;
     db->next_block_seq = (uint32_t)bseq;
+    {
+        uint64_t bid = 0;
+        int fb = 0;
+        if ((rc = meta_get_u64(txn, db->meta, "bid", &bid, &fb))) goto fail;
+        db->next_bid = (uint32_t)bid;
+    }
     db->sealed_samples = samples;
     load_ctx_t lc = {db, 0};
     if ((rc = idx_series_foreach(txn, &db->idx, load_series, &lc))) goto fail;
     if (next_sid > db->next_sid) db->next_sid = (uint32_t)next_sid;
-    db->persisted_upto = db->next_sid;
+    {
+        uint32_t ng = (db->next_sid + TSDB_GROUP_SIDS - 1) / TSDB_GROUP_SIDS;
+        if (ng > db->next_group) db->next_group = ng; /* never reuse a deleted series' group */
+    }
     /* commit even when read-only: an aborted txn would close the dbi handles */
     if ((rc = db_lmdb_err(mdb_txn_commit(txn), "commit"))) {
         txn = NULL;
@@ -883,8 +1171,15 @@ int tsdb_close(tsdb_t *db)
     }
     if (db->env) mdb_env_close(db->env);
     wal_close(&db->wal);
-    for (uint32_t i = 0; i < db->nsid_cap; i++) series_free(db->by_sid[i]);
-    free(db->by_sid);
+    for (uint32_t g = 0; g < db->npages; g++) {
+        if (!db->pages[g]) continue;
+        for (uint32_t i = 0; i < TSDB_GROUP_SIDS; i++) series_free(db->pages[g][i]);
+        free(db->pages[g]);
+    }
+    free(db->pages);
+    free(db->fresh);
+    for (size_t i = 0; i < db->ng_cap; i++) free(db->ngroups[i].name);
+    free(db->ngroups);
     free(db->table);
     free(db->active);
     tbuf_free(&db->wal_pending);
@@ -954,11 +1249,8 @@ static int write_group(tsdb_t *db, MDB_txn *txn, frozen_t *fz, size_t n, uint32_
         }
         int rc = block_encode(*bs, nb, 3, out, scratch);
         if (rc) return rc;
-        uint8_t k[16];
-        db_block_key(k, g, part, seq);
-        MDB_val key = {16, k}, val = {out->len, out->p};
-        rc = mdb_put(txn, db->blocks, &key, &val, 0);
-        if (rc) return db_lmdb_err(rc, "write block");
+        rc = db_block_put(db, txn, g, part, seq, out->p, out->len);
+        if (rc) return rc;
     }
     return 0;
 }
@@ -988,8 +1280,8 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         db->wal.seg_used = db->wal.seg_size = 0;
     }
     size_t nf = db->nactive;
-    uint32_t new_from = db->persisted_upto, new_to = db->next_sid;
-    frozen_t *fz = calloc(nf + (new_to - new_from) + 1, sizeof *fz);
+    size_t nfresh = db->nfresh;
+    frozen_t *fz = calloc(nf + nfresh + 1, sizeof *fz);
     if (!fz) {
         pthread_mutex_unlock(&db->mu);
         return TSDB_ENOMEM;
@@ -1006,7 +1298,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             continue;
         }
         size_t i = nz++;
-        if (!s->sorted) qsort(s->head, s->n, sizeof *s->head, cmp_sample);
+        if (!s->sorted && s->n > 1) qsort(s->head, s->n, sizeof *s->head, cmp_sample);
         s->sorted = 1;
         s->frozen = s->head;
         s->nfrozen = s->n;
@@ -1028,9 +1320,9 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     /* new series: labels to persist */
     size_t nnew = 0;
     frozen_t *nw = fz + nf;
-    for (uint32_t sid = new_from; sid < new_to; sid++) {
-        series_t *s = db->by_sid[sid];
-        if (!s || s->deleted || !s->labels) continue;
+    for (size_t f = 0; f < nfresh; f++) {
+        series_t *s = db->fresh[f];
+        if (s->deleted || !s->labels) continue;
         nw[nnew].s = s;
         nw[nnew].labels = s->labels;
         nw[nnew].labels_len = s->labels_len;
@@ -1043,7 +1335,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     db->flushing = 1;
     pthread_mutex_unlock(&db->mu);
 
-    qsort(fz, nf, sizeof *fz, cmp_frozen);
+    if (nf > 1) qsort(fz, nf, sizeof *fz, cmp_frozen);
     MDB_txn *txn = NULL;
     tbuf_t out = {0}, scratch = {0};
     block_series_t *bs = NULL;
@@ -1114,7 +1406,9 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             s->labels = NULL;
             s->labels_len = 0;
         }
-        if (new_to > db->persisted_upto) db->persisted_upto = new_to;
+        /* the series persisted were the first nfresh; later ones stay fresh */
+        memmove(db->fresh, db->fresh + nfresh, (db->nfresh - nfresh) * sizeof *db->fresh);
+        db->nfresh -= nfresh;
         db->sealed_samples += nfrozen_samples;
         db->gen++;
         db->flushes++;
@@ -1130,12 +1424,189 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     return rewrite_all_multi(db, !compact_all);
 }
 
+void db_reader_enter(tsdb_t *db)
+{
+    pthread_mutex_lock(&db->mu);
+    db->nreaders++;
+    pthread_mutex_unlock(&db->mu);
+}
+
+void db_reader_leave(tsdb_t *db)
+{
+    pthread_mutex_lock(&db->mu);
+    db->nreaders--;
+    pthread_cond_broadcast(&db->cv);
+    pthread_mutex_unlock(&db->mu);
+}
+
+static int env_open_dbis(tsdb_t *db)
+{
+    MDB_txn *txn;
+    int rc = db_lmdb_err(mdb_txn_begin(db->env, NULL, 0, &txn), "begin txn");
+    if (rc) return rc;
+    rc = db_lmdb_err(mdb_dbi_open(txn, "meta", 0, &db->meta), "open meta db");
+    if (!rc) rc = db_lmdb_err(mdb_dbi_open(txn, "blocks", 0, &db->blocks), "open blocks db");
+    if (!rc) rc = db_lmdb_err(mdb_dbi_open(txn, "bdata", 0, &db->bdata), "open bdata db");
+    if (!rc) rc = idx_open(txn, &db->idx);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return db_lmdb_err(mdb_txn_commit(txn), "commit");
+}
+
+/* Pages in use by every database (the rest of the file is free pages). */
+static uint64_t used_pages(tsdb_t *db, MDB_txn *txn)
+{
+    MDB_dbi dbis[] = {0, 1, db->meta, db->blocks, db->bdata, db->idx.pairs, db->idx.pairids,
+                      db->idx.series, db->idx.postings};
+    uint64_t used = 2; /* meta pages */
+    for (size_t i = 0; i < sizeof dbis / sizeof *dbis; i++) {
+        MDB_stat s;
+        if (mdb_stat(txn, dbis[i], &s) == 0)
+            used += s.ms_branch_pages + s.ms_leaf_pages + s.ms_overflow_pages;
+    }
+    return used;
+}
+
+/* Rewrite one database in key order with MDB_APPEND(DUP) so that every leaf
+ * page is full: B-trees built by inserts in the middle keep pages about half
+ * full. The copy goes to a scratch database and back. */
+static int repack_dbi(MDB_txn *txn, MDB_dbi dbi)
+{
+    unsigned flags = 0;
+    int rc = mdb_dbi_flags(txn, dbi, &flags);
+    if (rc) return db_lmdb_err(rc, "dbi flags");
+    flags &= MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERKEY | MDB_REVERSEKEY | MDB_INTEGERDUP;
+    MDB_dbi tmp;
+    rc = mdb_dbi_open(txn, "repack.tmp", flags | MDB_CREATE, &tmp);
+    if (rc) return db_lmdb_err(rc, "open scratch db");
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        MDB_dbi from = pass ? tmp : dbi, to = pass ? dbi : tmp;
+        MDB_cursor *c;
+        rc = mdb_cursor_open(txn, from, &c);
+        if (rc) break;
+        MDB_val k, v;
+        int op = MDB_FIRST;
+        while ((rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
+            op = MDB_NEXT;
+            unsigned pf = (flags & MDB_DUPSORT) ? MDB_APPENDDUP : MDB_APPEND;
+            rc = mdb_put(txn, to, &k, &v, pf);
+            if (rc == MDB_KEYEXIST) rc = mdb_put(txn, to, &k, &v, 0);
+            if (rc) break;
+        }
+        mdb_cursor_close(c);
+        if (rc == MDB_NOTFOUND) rc = 0;
+        if (!rc) rc = mdb_drop(txn, from, 0); /* empty it, keep the handle */
+    }
+    int drc = mdb_drop(txn, tmp, 1);
+    if (!rc) rc = drc;
+    return db_lmdb_err(rc, "repack");
+}
+
+static int repack_all(tsdb_t *db)
+{
+    MDB_txn *txn;
+    int rc = db_txn_begin_write(db, &txn);
+    if (rc) return rc;
+    MDB_dbi dbis[] = {db->blocks, db->idx.pairs, db->idx.pairids, db->idx.series,
+                      db->idx.postings};
+    for (size_t i = 0; i < sizeof dbis / sizeof *dbis && !rc; i++) rc = repack_dbi(txn, dbis[i]);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return db_lmdb_err(mdb_txn_commit(txn), "commit repack");
+}
+
+/* After a full compaction the LMDB file keeps the pages the merges freed:
+ * LMDB reuses them for later writes but never shrinks the file. When more
+ * than a fifth of a non-trivial file is free and no read transaction is
+ * open, rewrite it with LMDB's compacting copy and swap it in atomically
+ * (rename). Appends wait on mu meanwhile. Caller holds flush_mu. */
+static int db_vacuum_locked(tsdb_t *db)
+{
+    MDB_envinfo info;
+    MDB_stat est;
+    MDB_txn *txn;
+    if (mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)) return 0;
+    uint64_t used = used_pages(db, txn);
+    mdb_txn_abort(txn);
+    mdb_env_info(db->env, &info);
+    mdb_env_stat(db->env, &est);
+    uint64_t filep = (uint64_t)info.me_last_pgno + 1;
+    if (filep < 512 || used * 5 >= filep * 4) return 0;
+    pthread_mutex_lock(&db->mu);
+    if (db->nreaders || db->failed) {
+        pthread_mutex_unlock(&db->mu);
+        return 0;
+    }
+    /* the index trees were built by inserts in the middle: pack them too
+     * (their freed pages vanish in the copy below) */
+    if (repack_all(db)) {
+        pthread_mutex_unlock(&db->mu);
+        return 0;
+    }
+    char tmp[3800], src[4096], dst[4096];
+    if (strlen(db->dir) > 3700) {
+        pthread_mutex_unlock(&db->mu);
+        return 0;
+    }
+    snprintf(tmp, sizeof tmp, "%s/vacuum.tmp", db->dir);
+    snprintf(src, sizeof src, "%s/data.mdb", tmp);
+    snprintf(dst, sizeof dst, "%s/data.mdb", db->dir);
+    unlink(src);
+    rmdir(tmp);
+    int rc = 0;
+    if (mkdir(tmp, 0755)) rc = TSDB_EIO;
+    if (!rc) rc = db_lmdb_err(mdb_env_copy2(db->env, tmp, MDB_CP_COMPACT), "vacuum copy");
+    if (!rc) {
+        int fd = open(src, O_RDONLY);
+        if (fd < 0 || fsync(fd)) rc = TSDB_EIO;
+        if (fd >= 0) close(fd);
+    }
+    if (rc) {
+        unlink(src);
+        rmdir(tmp);
+        pthread_mutex_unlock(&db->mu);
+        return rc == TSDB_ENOSPC || rc == TSDB_EIO ? 0 : rc; /* no room to vacuum: not an error */
+    }
+    mdb_env_close(db->env);
+    db->env = NULL;
+    if (rename(src, dst)) rc = TSDB_EIO;
+    rmdir(tmp);
+    int dfd = open(db->dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    /* reopen (the old file if the rename failed) */
+    int orc = db_lmdb_err(mdb_env_create(&db->env), "mdb_env_create");
+    if (!orc) {
+        mdb_env_set_maxdbs(db->env, 16);
+        mdb_env_set_maxreaders(db->env, 1024);
+        mdb_env_set_mapsize(db->env, db->map_size);
+        orc = db_lmdb_err(mdb_env_open(db->env, db->dir, MDB_NOTLS, 0644), "reopen LMDB");
+    }
+    if (!orc) orc = env_open_dbis(db);
+    if (orc) {
+        db->failed = orc; /* nothing is lost (WAL + file), but stop writing */
+        rc = orc;
+    } else {
+        db->vacuums++;
+        db->gen++;
+    }
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
 int tsdb_flush(tsdb_t *db)
 {
     if (!db) return TSDB_EINVAL;
     if (db->opt.read_only) return 0;
     pthread_mutex_lock(&db->flush_mu);
     int rc = db_flush_locked(db, 1);
+    if (!rc) rc = db_vacuum_locked(db);
     pthread_mutex_unlock(&db->flush_mu);
     return rc;
 }
@@ -1151,7 +1622,8 @@ typedef struct {
 static int is_live(tsdb_t *db, uint32_t sid)
 {
     pthread_mutex_lock(&db->mu);
-    int live = sid < db->nsid_cap && db->by_sid[sid] && !db->by_sid[sid]->deleted;
+    series_t *s = db_sid_get(db, sid);
+    int live = s && !s->deleted;
     pthread_mutex_unlock(&db->mu);
     return live;
 }
@@ -1170,6 +1642,7 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
     merge_series_t *ms = NULL;
     size_t nms = 0, mcap = 0;
     block_reader_t br = {0};
+    tbuf_t fb = {0};
     int rc = 0;
     for (size_t b = 0; b < nk && !rc; b++) {
         MDB_val key = {16, keys[b]}, val;
@@ -1178,7 +1651,9 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
             rc = db_lmdb_err(rc, "read block");
             break;
         }
-        if (block_open(&br, val.mv_data, val.mv_size)) {
+        const uint8_t *bp;
+        size_t bl;
+        if (db_block_read(db, txn, &val, &fb, &bp, &bl) || block_open(&br, bp, bl)) {
             /* keep a corrupt block as it is: never destroy evidence */
             rc = TSDB_ECORRUPT;
             break;
@@ -1222,11 +1697,12 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
         }
     }
     block_reader_free(&br);
+    tbuf_free(&fb);
     uint32_t g = 0, seq;
     int64_t part = 0;
     db_block_key_parse(keys[0], &g, &part, &seq);
     if (!rc) {
-        qsort(ms, nms, sizeof *ms, cmp_merge);
+        if (nms > 1) qsort(ms, nms, sizeof *ms, cmp_merge);
         block_series_t *bs = calloc(nms + 1, sizeof *bs);
         size_t nb = 0;
         if (!bs) rc = TSDB_ENOMEM;
@@ -1235,7 +1711,7 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
                 *removed += ms[i].n;
                 continue;
             }
-            qsort(ms[i].v, ms[i].n, sizeof *ms[i].v, cmp_sample);
+            if (ms[i].n > 1) qsort(ms[i].v, ms[i].n, sizeof *ms[i].v, cmp_sample);
             uint32_t w = 0;
             for (uint32_t k = 0; k < ms[i].n; k++) /* drop exact duplicates */
                 if (!w || ms[i].v[w - 1].t != ms[i].v[k].t) ms[i].v[w++] = ms[i].v[k];
@@ -1246,11 +1722,7 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
             bs[nb].n = w;
             nb++;
         }
-        for (size_t b = 0; b < nk && !rc; b++) {
-            MDB_val key = {16, keys[b]};
-            int r = mdb_del(txn, db->blocks, &key, NULL);
-            if (r && r != MDB_NOTFOUND) rc = db_lmdb_err(r, "delete block");
-        }
+        for (size_t b = 0; b < nk && !rc; b++) rc = db_block_del(db, txn, keys[b]);
         if (!rc && nb) {
             tbuf_t out = {0}, scratch = {0};
             rc = block_encode(bs, nb, 3, &out, &scratch);
@@ -1258,10 +1730,7 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
                 pthread_mutex_lock(&db->mu);
                 uint32_t nseq = ++db->next_block_seq;
                 pthread_mutex_unlock(&db->mu);
-                uint8_t k[16];
-                db_block_key(k, g, part, nseq);
-                MDB_val key = {16, k}, val = {out.len, out.p};
-                rc = db_lmdb_err(mdb_put(txn, db->blocks, &key, &val, 0), "write block");
+                rc = db_block_put(db, txn, g, part, nseq, out.p, out.len);
                 if (!rc) rc = meta_put_u64(txn, db->meta, "block_seq", nseq);
             }
             tbuf_free(&out);

@@ -173,6 +173,10 @@ typedef struct {
 int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint8_t *outcomes,
                 tsdb_append_result_t *res);
 
+/* tsdb_append keeps a per-thread scratch buffer; it is freed when the thread
+ * exits. Call this to free it earlier (e.g. from main before exit). */
+void tsdb_thread_cleanup(void);
+
 /* ---- read -------------------------------------------------------------- */
 
 typedef enum {

@@ -18,7 +18,7 @@ void tsdb_clear_detail(void);
 /* ---- layout constants (part of the on-disk format, stored in meta) ------ */
 
 #define TSDB_PART_MS (2LL * 3600 * 1000) /* time partition of sealed blocks */
-#define TSDB_GROUP_SIDS 64u              /* series ids per block group */
+#define TSDB_GROUP_SIDS 128u             /* series ids per block group (sid / 128 = group) */
 #define TSDB_MAX_SID 0xfffffff0u
 
 /* ---- labels (labels.c) --------------------------------------------------- */
@@ -90,16 +90,22 @@ struct tsdb {
     tsdb_options_t opt;
     int lockfd;
     MDB_env *env;
-    MDB_dbi meta, blocks;
+    MDB_dbi meta, blocks, bdata; /* blocks: index (group, part, seq) -> block ref; bdata: fragments */
+    uint32_t frag_max;           /* fragment payload size: two fit in one LMDB page */
+    uint32_t next_bid;           /* next block id (monotonic: fragments are appended) */
     idx_dbis_t idx;
     uint64_t map_size;
 
     pthread_mutex_t mu;          /* protects everything below */
     pthread_cond_t cv;           /* WAL durability, flush completion */
-    series_t **by_sid;           /* index sid -> series (NULL if unknown/deleted) */
-    uint32_t nsid_cap;
-    uint32_t next_sid;
-    uint32_t persisted_upto;     /* sids below are in the LMDB index (or deleted) */
+    series_t ***pages;           /* pages[sid / 128][sid % 128] -> series (NULL: unknown/deleted) */
+    uint32_t npages;
+    uint32_t next_sid;           /* max sid + 1 */
+    series_t **fresh;            /* series not yet in the LMDB index, in creation order */
+    size_t nfresh, fresh_cap;
+    struct name_group *ngroups;  /* metric name -> its group being filled (open addressing) */
+    size_t ng_cap, ng_n;
+    uint32_t next_group;
     uint64_t nseries;            /* live series */
     int64_t max_time;            /* newest timestamp accepted in any series */
     series_t **table;            /* open addressing on h[0] */
@@ -129,6 +135,8 @@ struct tsdb {
     uint64_t flushes;
     uint64_t corrupt_blocks;
     int flushing;
+    uint32_t nreaders;           /* open LMDB read txns outside mu (readers, stats, check) */
+    uint64_t vacuums;
 
     /* background maintenance */
     pthread_t bg;
@@ -136,6 +144,14 @@ struct tsdb {
     int bg_wake;
     uint64_t mem_head_bytes;
 };
+
+/* The series with id sid, or NULL. Caller holds mu. */
+static inline series_t *db_sid_get(const tsdb_t *db, uint64_t sid)
+{
+    uint64_t g = sid / TSDB_GROUP_SIDS;
+    if (g >= db->npages || !db->pages[g]) return NULL;
+    return db->pages[g][sid % TSDB_GROUP_SIDS];
+}
 
 struct tsdb_reader {
     tsdb_t *db;
@@ -147,7 +163,23 @@ struct tsdb_reader {
     uint8_t cache_key[16];
     int cache_valid;
     block_reader_t cache;
+    tbuf_t frag;          /* fragments of a multi-fragment block, concatenated */
 };
+
+/* Sealed blocks are stored as fragments of at most frag_max bytes in "bdata"
+ * (key: u32 BE block id | u16 BE fragment number), appended in id order so
+ * that LMDB fills pages completely and never needs contiguous overflow runs,
+ * and indexed in "blocks" (key: db_block_key) -> u32 LE block id | u32 LE
+ * length | u16 LE fragments. Callers hold flush_mu for writes. */
+int db_block_put(tsdb_t *db, MDB_txn *txn, uint32_t group, int64_t part, uint32_t seq,
+                 const uint8_t *p, size_t len);
+/* The bytes of the block whose index value is ref: zero-copy when it is one
+ * fragment (valid for the txn), else concatenated into buf. TSDB_ECORRUPT if
+ * a fragment is missing or the sizes disagree. */
+int db_block_read(tsdb_t *db, MDB_txn *txn, const MDB_val *ref, tbuf_t *buf, const uint8_t **p,
+                  size_t *len);
+/* Delete the block with index key k (16 bytes). */
+int db_block_del(tsdb_t *db, MDB_txn *txn, const uint8_t *k);
 
 /* store.c internals used by maint.c */
 int db_txn_begin_write(tsdb_t *db, MDB_txn **txn);
@@ -158,6 +190,9 @@ int64_t db_part_of(int64_t t);
 /* Start of the partition after `part` (saturates at INT64_MAX). */
 int64_t db_part_end(int64_t part);
 int db_flush_locked(tsdb_t *db, int compact_all);
+/* Count an LMDB read txn that lives outside mu (the vacuum waits for none). */
+void db_reader_enter(tsdb_t *db);
+void db_reader_leave(tsdb_t *db);
 /* Remove s from the fingerprint table. Caller holds mu. */
 void db_table_remove(tsdb_t *db, series_t *s);
 /* Rewrite every sealed block, dropping deleted series; *removed counts the

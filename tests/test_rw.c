@@ -1218,6 +1218,41 @@ static void test_name_chars_exhaustive(void **state)
     rw_decoder_destroy(d);
 }
 
+/* Random byte strings (mostly high bytes) as label values: BAD_UTF8 exactly
+ * when the reference decoder refuses them. */
+static void test_utf8_random(void **state)
+{
+    (void)state;
+    trng_t r;
+    trng_seed(&r, g_seed ^ 0x0f8);
+    rw_decoder_t *d = dec_new(NULL);
+    rw_request_t q;
+    static const uint8_t pick[] = {0x00, 0x41, 0x7f, 0x80, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0,
+                                   0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff, 0x9f, 0xa0, 0x8f, 0x90};
+    for (int it = 0; it < 20000; it++) {
+        char v[24];
+        size_t n = 1 + trng_below(&r, sizeof v - 1);
+        for (size_t i = 0; i < n; i++)
+            v[i] = (char)(trng_below(&r, 2) ? pick[trng_below(&r, sizeof pick)]
+                                            : (uint8_t)trng_next(&r));
+        tbuf_t b = {0};
+        bstr_t kv[4] = {BS("__name__"), BS("m"), BS("v"), {v, n}};
+        e_req1(&b, kv, 2);
+        assert_int_equal(rw_decode_v1(d, b.p, b.len, RW_ENC_IDENTITY, &q), 0);
+        int want_bad = !ref_utf8((const uint8_t *)v, n);
+        int got_bad = q.nrejects && q.rejects[0].reason == RW_REASON_BAD_UTF8;
+        if (want_bad != got_bad) {
+            char hex[80];
+            for (size_t i = 0; i < n; i++)
+                snprintf(hex + 3 * i, 4, "%02x ", (uint8_t)v[i]);
+            fail_msg("value %s: decoder says %s", hex, got_bad ? "invalid" : "valid");
+        }
+        assert_int_equal(q.nseries + q.nrejects, 1);
+        tbuf_free(&b);
+    }
+    rw_decoder_destroy(d);
+}
+
 static void test_many_labels(void **state)
 {
     (void)state;
@@ -1899,6 +1934,7 @@ int main(void)
         cmocka_unit_test(test_error_detail),
         cmocka_unit_test(test_series_table),
         cmocka_unit_test(test_name_chars_exhaustive),
+        cmocka_unit_test(test_utf8_random),
         cmocka_unit_test(test_many_labels),
         cmocka_unit_test(test_length_limits),
         cmocka_unit_test(test_request_limits),

@@ -1407,7 +1407,8 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             s->labels_len = 0;
         }
         /* the series persisted were the first nfresh; later ones stay fresh */
-        memmove(db->fresh, db->fresh + nfresh, (db->nfresh - nfresh) * sizeof *db->fresh);
+        if (db->nfresh > nfresh)
+            memmove(db->fresh, db->fresh + nfresh, (db->nfresh - nfresh) * sizeof *db->fresh);
         db->nfresh -= nfresh;
         db->sealed_samples += nfrozen_samples;
         db->gen++;

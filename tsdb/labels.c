@@ -123,15 +123,37 @@ int labels_parse(const uint8_t *p, size_t len, idx_labels_t *out)
 
 void labels_hash(const tsdb_label_t *l, size_t n, uint64_t h[2])
 {
-    XXH3_state_t st;
-    XXH3_128bits_reset(&st);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t lens[2] = {l[i].name.len, l[i].value.len};
-        XXH3_128bits_update(&st, lens, sizeof lens);
-        XXH3_128bits_update(&st, l[i].name.ptr, l[i].name.len);
-        XXH3_128bits_update(&st, l[i].value.ptr, l[i].value.len);
+    /* One-shot hash over a flat copy (lengths keep "ab"+"c" and "a"+"bc"
+     * apart); streaming only for very large label sets. */
+    uint8_t buf[2048];
+    size_t need = 0;
+    for (size_t i = 0; i < n; i++) need += 8 + (size_t)l[i].name.len + l[i].value.len;
+    XXH128_hash_t r;
+    if (need <= sizeof buf) {
+        uint8_t *p = buf;
+        for (size_t i = 0; i < n; i++) {
+            le32_put(p, l[i].name.len);
+            le32_put(p + 4, l[i].value.len);
+            p += 8;
+            memcpy(p, l[i].name.ptr, l[i].name.len);
+            p += l[i].name.len;
+            memcpy(p, l[i].value.ptr, l[i].value.len);
+            p += l[i].value.len;
+        }
+        r = XXH3_128bits(buf, need);
+    } else {
+        XXH3_state_t st;
+        XXH3_128bits_reset(&st);
+        for (size_t i = 0; i < n; i++) {
+            uint8_t lens[8];
+            le32_put(lens, l[i].name.len);
+            le32_put(lens + 4, l[i].value.len);
+            XXH3_128bits_update(&st, lens, sizeof lens);
+            XXH3_128bits_update(&st, l[i].name.ptr, l[i].name.len);
+            XXH3_128bits_update(&st, l[i].value.ptr, l[i].value.len);
+        }
+        r = XXH3_128bits_digest(&st);
     }
-    XXH128_hash_t r = XXH3_128bits_digest(&st);
     h[0] = r.low64;
     h[1] = r.high64;
 }

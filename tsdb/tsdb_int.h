@@ -59,6 +59,9 @@ int wal_sync(wal_t *w);
 void wal_remove_upto(wal_t *w, uint64_t upto);
 /* Frame a record payload: [u32 len][u32 checksum][payload] appended to out. */
 int wal_frame(tbuf_t *out, const uint8_t *payload, size_t len);
+/* Frame in place: the caller reserved 8 header bytes at out->p + start and
+ * wrote the payload after them, up to out->len. */
+void wal_frame_finish(tbuf_t *out, size_t start);
 /* Replay: call fn for each intact record of every segment with seq > after,
  * in order. Stops a segment at its first torn/zero record. */
 typedef int (*wal_record_fn)(void *ctx, const uint8_t *p, size_t len);
@@ -123,7 +126,6 @@ struct tsdb {
     wal_t wal;
     tbuf_t wal_pending;          /* framed records not yet written */
     tbuf_t wal_spare;
-    tbuf_t rec;                  /* record payload being built */
     uint64_t lsn_assigned, lsn_durable;
     int syncing;
     uint64_t fsyncs, fsync_ns;

@@ -201,6 +201,13 @@ int wal_frame(tbuf_t *out, const uint8_t *payload, size_t len)
     return 0;
 }
 
+void wal_frame_finish(tbuf_t *out, size_t start)
+{
+    size_t len = out->len - start - 8;
+    le32_put(out->p + start, (uint32_t)len);
+    le32_put(out->p + start + 4, rec_sum(out->p + start + 8, len));
+}
+
 int wal_replay(wal_t *w, uint64_t after, wal_record_fn fn, void *ctx, uint64_t *max_seq,
                uint64_t *nbad)
 {

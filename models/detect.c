@@ -1,0 +1,407 @@
+/* detect.c — the streaming detector ensemble (see detect.h and
+ * docs/anomaly-detection.md). One update is a few dozen flops, two
+ * log/pow calls per tail in use, no branches that depend on history
+ * length, and no allocation. */
+#include "models/detect.h"
+
+#include <math.h>
+#include <string.h>
+
+_Static_assert(sizeof(detect_state_t) == 256, "detector state must stay 256 bytes");
+
+const char *detect_strerror(int err)
+{
+    switch (err) {
+#define DETECT_ERR_STR_(name, code, msg)                                                           \
+    case code:                                                                                     \
+        return msg;
+        DETECT_ERRNO_MAP(DETECT_ERR_STR_)
+#undef DETECT_ERR_STR_
+    }
+    return "unknown error";
+}
+
+void detect_config_init(detect_config_t *c)
+{
+    c->warmup = 150;
+    c->alpha_fast = 0.2f;
+    c->alpha_slow = 0.01f;
+    c->alpha_season = 0.1f;
+    c->huber_k = 3.0f;
+    c->spot_q = 0.95f;
+    c->cusum_k = 0.5f;
+    c->refractory = 0.999f;
+}
+
+/* Initial SPOT thresholds per statistic (in the statistic's units) and the
+ * step of the quantile tracker relative to the typical excess. */
+static const float spot_u0[4] = {1.5f, 1.5f, 2.0f, 0.3f};
+
+void detect_init(detect_state_t *st, uint32_t flags)
+{
+    memset(st, 0, sizeof *st);
+    st->magic = DETECT_MAGIC;
+    st->flags = (uint16_t)flags;
+    st->t_last = INT64_MIN;
+    st->pchange = 1.0f;
+    for (int i = 0; i < 4; i++) {
+        st->spot[i].u = spot_u0[i];
+        st->spot[i].m1 = 0.5f * spot_u0[i];
+        st->spot[i].m2 = 0.5f * spot_u0[i] * spot_u0[i];
+    }
+}
+
+/* ---- SPOT -------------------------------------------------------------- */
+
+/* -log10 of the tail probability of x under the model (0 at or below u). */
+static float spot_surprise(const detect_spot_t *sp, float q, float x)
+{
+    if (!(x > sp->u)) return 0.0f;
+    double y = (double)x - sp->u;
+    double mu = sp->m1 > 1e-6f ? sp->m1 : 1e-6;
+    double var = (double)sp->m2 - mu * mu;
+    if (var < 1e-3 * mu * mu) var = 1e-3 * mu * mu;
+    double r = mu * mu / var;
+    double g = 0.5 * (1.0 - r);     /* GPD shape, method of moments */
+    double sigma = 0.5 * mu * (1.0 + r);
+    if (g > 0.75) g = 0.75;
+    if (g < 0.0) g = 0.0; /* no finite endpoint: rank extremes by size */
+    double lp; /* log10 p */
+    double base = -log10(1.0 - (double)q);
+    if (fabs(g) < 1e-4) {
+        lp = -base - y / sigma / 2.302585092994046;
+    } else {
+        double a = 1.0 + g * y / sigma;
+        if (a <= 1e-12) a = 1e-12;
+        lp = -base - log10(a) / g;
+    }
+    double s = -lp;
+    return (float)(s > 60.0 ? 60.0 : s);
+}
+
+/* Learn from x. step: quantile tracker step (statistic units). w: weight
+ * of the excess moments. cap: excesses are winsorised at u + cap*m1 so one
+ * anomaly does not inflate the tail. */
+static void spot_learn(detect_spot_t *sp, float q, float x, float step, float w)
+{
+    if (x > sp->u) {
+        float y = x - sp->u, cap = 8.0f * sp->m1 + 1e-6f;
+        if (y > cap) y = cap;
+        sp->m1 += w * (y - sp->m1);
+        sp->m2 += w * (y * y - sp->m2);
+        sp->u += step * q;
+    } else {
+        sp->u -= step * (1.0f - q);
+    }
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static inline float clampf(float x, float lo, float hi)
+{
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+static inline int64_t floordiv(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static double score_of(double s)
+{
+    return s <= 0 ? 0.0 : s / (s + DETECT_HALF);
+}
+
+/* ---- update ------------------------------------------------------------ */
+
+double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_ms, double v,
+                     detect_result_t *res)
+{
+    detect_result_t tmp;
+    detect_result_t *R = res ? res : &tmp;
+    memset(R, 0, sizeof *R);
+    if (!isfinite(v) || t_ms <= st->t_last) { /* NaN, Inf, stale marker, repeat */
+        R->events = DETECT_EV_SKIPPED;
+        return 0.0;
+    }
+    double x = v;
+    if (st->flags & DETECT_F_COUNTER) {
+        int first = st->t_last == INT64_MIN;
+        double prev = st->v_last;
+        int64_t dt = t_ms - st->t_last;
+        st->v_last = v;
+        st->t_last = t_ms;
+        if (first) {
+            R->events = DETECT_EV_SKIPPED | DETECT_EV_WARMUP;
+            return 0.0;
+        }
+        double d = v - prev;
+        if (d < 0) { /* reset: the counter restarted from 0 */
+            d = v;
+            R->events |= DETECT_EV_COUNTER_RESET;
+        }
+        x = d * 1000.0 / (double)dt;
+    } else {
+        st->v_last = v;
+        st->t_last = t_ms;
+    }
+    R->x = x;
+
+    int64_t hour = floordiv(t_ms, 3600000);
+    int h = (int)(hour - floordiv(hour, 24) * 24);
+    int64_t day = floordiv(hour, 24);
+    int d = (int)((day + 3) - floordiv(day + 3, 7) * 7); /* 0 = Monday */
+    float k = cfg->huber_k, q = cfg->spot_q;
+
+    if (st->n == 0) {
+        st->lf = st->ls = x;
+        st->x_last = (float)x;
+        st->ef = st->es = st->sshort = 0.0f;
+        st->season[h] = 0.0f;
+        st->week[d] = 0.0f;
+        st->seen |= (1u << h) | (1u << (24 + d));
+        st->n = 1;
+        R->events |= DETECT_EV_WARMUP;
+        R->expected = x;
+        return 0.0;
+    }
+
+    /* Predictions. */
+    int have_s = (st->seen >> h & 1u) && (st->seen >> (24 + d) & 1u);
+    double pf = st->lf;
+    double ps = st->ls + st->season[h] + st->week[d];
+    int use_s = have_s && st->n > 2 * 288u / 2 && st->es < 0.85f * st->ef;
+    double pred = use_s ? ps : pf;
+    float e = use_s ? st->es : st->ef;
+    /* Scale floor: relative to the magnitude so flat series do not divide
+     * by zero; any change of a long-flat series is still large. */
+    float floor_ = (float)(1e-6 * (fabs(st->lf) + 1e-3) + 0.005 * fabs(st->ls));
+    if (use_s && floor_ < 0.1f * st->ef) floor_ = 0.1f * st->ef;
+    float scale = e > floor_ ? e : floor_;
+    double r = x - pred;
+    float z = (float)(r / scale);
+    if (!isfinite(z)) z = z > 0 ? 1e6f : -1e6f;
+    float zc = clampf(z, -k - 1.0f, k + 1.0f);
+
+    /* Statistics. */
+    float gp = st->gp + zc - cfg->cusum_k, gn = st->gn - zc - cfg->cusum_k;
+    gp = gp > 0 ? gp : 0;
+    gn = gn > 0 ? gn : 0;
+    float g = gp > gn ? gp : gn;
+    float ssh = st->sshort + (st->n < 10 ? 1.0f / (float)(st->n + 1) : 0.1f) * (fminf(fabsf((float)r), 6.0f * scale) - st->sshort);
+    float vr = logf((ssh + floor_) / (scale + floor_)); /* variance increase only */
+    if (!(vr > 0)) vr = 0;
+    float stat[4] = {z > 0 ? z : 0, z < 0 ? -z : 0, g, vr};
+    int warm = st->n < cfg->warmup;
+    float smax = 0.0f;
+    for (int c = 0; c < 4; c++) {
+        R->comp[c] = warm ? 0.0f : spot_surprise(&st->spot[c], q, stat[c]);
+        if (R->comp[c] > smax) smax = R->comp[c];
+    }
+    /* Flatline: a run of identical values where values usually change. */
+    int same = (float)x == st->x_last;
+    uint32_t run = same ? st->run + 1 : 0;
+    float pc = clampf(st->pchange, 0.0f, 0.99f);
+    float flat = run >= 3 ? (float)run * -log10f(1.0f - pc) - 2.0f : 0.0f;
+    R->comp[DETECT_C_FLAT] = warm || flat < 0 ? 0.0f : flat;
+    if (R->comp[DETECT_C_FLAT] > smax) smax = R->comp[DETECT_C_FLAT];
+
+    double s = smax - 0.69897; /* Bonferroni over 5 statistics */
+    if (s < 0) s = 0;
+    R->surprise = s;
+    R->expected = pred;
+    if (use_s) R->events |= DETECT_EV_SEASONAL;
+
+    /* Refractory memory: a long event reports its onset, then fades. */
+    float mem = st->mem;
+    double out = s;
+    if (s <= mem) out = s * 0.02;
+    st->mem = fmaxf(mem * cfg->refractory, (float)s);
+    if (warm) {
+        out = 0;
+        R->events |= DETECT_EV_WARMUP;
+    }
+
+    /* Learn. Tails first (they judged this sample already). */
+    float w = 1.0f / (1.0f + (float)st->n * (1.0f - q));
+    if (w < 0.005f) w = 0.005f;
+    if (st->n >= 20) /* the scale must have settled first */
+        for (int c = 0; c < 4; c++) {
+            float step = 0.05f * (st->spot[c].m1 + 0.05f);
+            spot_learn(&st->spot[c], q, fminf(stat[c], 100.0f), step, w);
+        }
+    /* Level shift confirmed by the CUSUM: move the baselines to the new
+     * level instead of crawling there one clipped step at a time. */
+    int shifted = g > 8.0f * (1.0f + cfg->cusum_k);
+    double rf = x - pf, rs = x - ps;
+    float ef = st->ef > floor_ ? st->ef : floor_, es = st->es > floor_ ? st->es : floor_;
+    if (shifted) {
+        st->lf = x;
+        st->ls += rs - st->season[h] * 0.0; /* seasonal baseline now predicts x */
+        gp = gn = 0;
+    } else {
+        st->lf += cfg->alpha_fast * clampf((float)(rf / ef), -k, k) * ef;
+        double cl = clampf((float)(rs / es), -k, k) * es;
+        st->ls += cfg->alpha_slow * cl;
+        if (st->seen >> h & 1u)
+            st->season[h] += cfg->alpha_season * (float)(cl - 0.0);
+        else
+            st->season[h] = (float)(x - st->ls - st->week[d]);
+        if (st->seen >> (24 + d) & 1u)
+            st->week[d] += 0.2f * cfg->alpha_slow * (float)cl;
+        else
+            st->week[d] = 0.0f;
+    }
+    st->seen |= (1u << h) | (1u << (24 + d));
+    float af = cfg->alpha_slow * 2.0f;
+    if (af < 1.0f / (float)(st->n + 1)) af = 1.0f / (float)(st->n + 1); /* running mean at first */
+    float kc = st->n < 30 ? 1e30f : k; /* no clipping before the scale exists */
+    st->ef += af * (fminf(fabsf((float)rf), kc * ef) - st->ef);
+    if (have_s)
+        st->es += af * (fminf(fabsf((float)rs), kc * es) - st->es);
+    else
+        st->es += af * (fminf(fabsf((float)rf), kc * ef) * 1.2f - st->es);
+    st->sshort = ssh;
+    st->gp = gp;
+    st->gn = gn;
+    st->pchange += cfg->alpha_slow * ((same ? 0.0f : 1.0f) - st->pchange);
+    st->run = run;
+    st->x_last = (float)x;
+    if (st->n < UINT32_MAX) st->n++;
+    R->score = score_of(out);
+    return R->score;
+}
+
+/* ---- persistence ------------------------------------------------------- */
+
+static uint8_t *put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return p + 4;
+}
+static uint8_t *put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return p + 8;
+}
+static uint8_t *putf(uint8_t *p, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return put32(p, u);
+}
+static uint8_t *putd(uint8_t *p, double f)
+{
+    uint64_t u;
+    memcpy(&u, &f, 8);
+    return put64(p, u);
+}
+static const uint8_t *get32(const uint8_t *p, uint32_t *v)
+{
+    uint32_t x = 0;
+    for (int i = 0; i < 4; i++)
+        x |= (uint32_t)p[i] << (8 * i);
+    *v = x;
+    return p + 4;
+}
+static const uint8_t *get64(const uint8_t *p, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x |= (uint64_t)p[i] << (8 * i);
+    *v = x;
+    return p + 8;
+}
+static const uint8_t *getf(const uint8_t *p, float *f)
+{
+    uint32_t u;
+    p = get32(p, &u);
+    memcpy(f, &u, 4);
+    return p;
+}
+static const uint8_t *getd(const uint8_t *p, double *f)
+{
+    uint64_t u;
+    p = get64(p, &u);
+    memcpy(f, &u, 8);
+    return p;
+}
+
+/* The float fields in encoding order. */
+#define DETECT_NFLOAT (8 + 24 + 7 + 12)
+static void float_fields(detect_state_t *st, float **f)
+{
+    size_t i = 0;
+    f[i++] = &st->ef;
+    f[i++] = &st->es;
+    f[i++] = &st->sshort;
+    f[i++] = &st->gp;
+    f[i++] = &st->gn;
+    f[i++] = &st->pchange;
+    f[i++] = &st->mem;
+    f[i++] = &st->x_last;
+    for (int k = 0; k < 24; k++)
+        f[i++] = &st->season[k];
+    for (int k = 0; k < 7; k++)
+        f[i++] = &st->week[k];
+    for (int k = 0; k < 4; k++) {
+        f[i++] = &st->spot[k].u;
+        f[i++] = &st->spot[k].m1;
+        f[i++] = &st->spot[k].m2;
+    }
+}
+
+int detect_state_encode(const detect_state_t *st, uint8_t *buf, size_t cap)
+{
+    if (cap < DETECT_STATE_BYTES) return DETECT_ESPACE;
+    uint8_t *p = buf;
+    p = put32(p, (uint32_t)st->magic | (uint32_t)st->flags << 16);
+    p = put32(p, st->n);
+    p = put32(p, st->run);
+    p = put32(p, st->seen);
+    p = put64(p, (uint64_t)st->t_last);
+    p = putd(p, st->v_last);
+    p = putd(p, st->lf);
+    p = putd(p, st->ls);
+    float *f[DETECT_NFLOAT];
+    float_fields((detect_state_t *)st, f);
+    for (size_t i = 0; i < DETECT_NFLOAT; i++)
+        p = putf(p, *f[i]);
+    memset(p, 0, (size_t)(buf + DETECT_STATE_BYTES - p));
+    return DETECT_STATE_BYTES;
+}
+
+int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
+{
+    if (len < DETECT_STATE_BYTES) return DETECT_ESPACE;
+    detect_state_t s;
+    memset(&s, 0, sizeof s);
+    const uint8_t *p = buf;
+    uint32_t mf;
+    uint64_t t;
+    p = get32(p, &mf);
+    if ((mf & 0xffff) != DETECT_MAGIC) return DETECT_EFORMAT;
+    s.magic = DETECT_MAGIC;
+    s.flags = (uint16_t)(mf >> 16);
+    if (s.flags & ~DETECT_F_COUNTER) return DETECT_EFORMAT;
+    p = get32(p, &s.n);
+    p = get32(p, &s.run);
+    p = get32(p, &s.seen);
+    p = get64(p, &t);
+    s.t_last = (int64_t)t;
+    p = getd(p, &s.v_last);
+    p = getd(p, &s.lf);
+    p = getd(p, &s.ls);
+    if (!isfinite(s.lf) || !isfinite(s.ls) || (s.n && !isfinite(s.v_last))) return DETECT_EFORMAT;
+    float *f[DETECT_NFLOAT];
+    float_fields(&s, f);
+    for (size_t i = 0; i < DETECT_NFLOAT; i++) {
+        p = getf(p, f[i]);
+        if (!isfinite(*f[i])) return DETECT_EFORMAT;
+    }
+    *st = s;
+    return DETECT_STATE_BYTES;
+}

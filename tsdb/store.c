@@ -217,7 +217,7 @@ static void options_fill(tsdb_options_t *o)
     if (!o->sync_interval_ms) o->sync_interval_ms = 1000;
     if (!o->ooo_window_ms) o->ooo_window_ms = 3600 * 1000;
     if (o->ooo_window_ms < 0) o->ooo_window_ms = 0;
-    if (!o->head_max_samples) o->head_max_samples = 2u << 20;
+    if (!o->head_max_samples) o->head_max_samples = 1u << 20;
     if (!o->flush_interval_ms) o->flush_interval_ms = 5 * 60 * 1000;
     if (!o->wal_segment_bytes) o->wal_segment_bytes = UINT64_C(64) << 20;
     if (!o->now_ms) o->now_ms = default_now_ms;

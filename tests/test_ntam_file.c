@@ -1,0 +1,164 @@
+/*
+ * test_ntam_file.c — model file round trip (bytes and disk), and refusal of truncated,
+ * corrupted, wrong-version, wrong-schema and foreign files.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "models/ntam_file.h"
+
+static void make_bundle(ntam_bundle_t *b)
+{
+    memset(b, 0, sizeof *b);
+    ntam_hparams_t hp;
+    ntam_hparams_default(&hp, 7, 1);
+    hp.d_model = 32;
+    hp.d_ff = 64;
+    hp.d_head = 32;
+    assert_int_equal(ntam_create(&hp, 42, &b->model), 0);
+    b->n_features = 7;
+    for (int i = 0; i < 7; i++) {
+        snprintf(b->feature[i], NTAM_FEATURE_NAME, "log_smart_%d_raw", i);
+        b->mean[i] = 0.5f * (float)i;
+        b->scale[i] = 1.0f / (float)(i + 1);
+    }
+    b->schema_hash = ntam_schema_hash((const char(*)[NTAM_FEATURE_NAME])b->feature, 7);
+    b->kind = NTAM_KIND_DISK;
+    b->horizon = 3;
+    b->threshold = 0.25f;
+    b->seed = 7;
+    b->split_seed = 99;
+    b->folds = 5;
+    b->fold = 2;
+    b->holdout_days = 0;
+}
+
+static uint8_t *encode(const ntam_bundle_t *b, size_t *n)
+{
+    *n = ntam_bundle_bound(b);
+    uint8_t *buf = malloc(*n);
+    assert_non_null(buf);
+    assert_int_equal(ntam_bundle_encode(b, buf, *n), (int64_t)*n);
+    return buf;
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    ntam_bundle_t b, c;
+    make_bundle(&b);
+    size_t n;
+    uint8_t *buf = encode(&b, &n);
+    /* the worked example of ntam_file.h */
+    assert_int_equal(ntam_param_count(b.model), 13953);
+    assert_int_equal(n, 56328);
+    assert_int_equal(ntam_bundle_decode(buf, n, b.schema_hash, &c), 0);
+    assert_int_equal(c.n_features, 7);
+    assert_string_equal(c.feature[3], "log_smart_3_raw");
+    assert_true(c.mean[4] == b.mean[4] && c.scale[6] == b.scale[6]);
+    assert_true(c.threshold == 0.25f && c.horizon == 3 && c.fold == 2 && c.folds == 5);
+    assert_true(c.seed == 7 && c.split_seed == 99);
+    assert_memory_equal(ntam_hparams(c.model), ntam_hparams(b.model), sizeof(ntam_hparams_t));
+    assert_memory_equal(ntam_params(c.model), ntam_params(b.model),
+                        ntam_param_count(b.model) * sizeof(float));
+    /* encode → decode → encode gives the same bytes */
+    size_t n2;
+    uint8_t *buf2 = encode(&c, &n2);
+    assert_int_equal(n, n2);
+    assert_memory_equal(buf, buf2, n);
+    free(buf2);
+    ntam_bundle_clear(&c);
+    free(buf);
+    ntam_bundle_clear(&b);
+}
+
+static void test_refused(void **state)
+{
+    (void)state;
+    ntam_bundle_t b, c;
+    make_bundle(&b);
+    size_t n;
+    uint8_t *buf = encode(&b, &n);
+    /* truncated anywhere */
+    const size_t cuts[] = {0, 5, 8, 20, 24, 100, n / 2, n - 9, n - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        int rc = ntam_bundle_decode(buf, cuts[i], 0, &c);
+        assert_true(cuts[i] < 8 ? rc == NTAM_EFORMAT : rc == NTAM_ETRUNC);
+        assert_null(c.model);
+    }
+    /* one flipped bit anywhere after the version: checksum (or a length mismatch) */
+    for (size_t off = 16; off < n; off += 997) {
+        buf[off] ^= 0x10;
+        int rc = ntam_bundle_decode(buf, n, 0, &c);
+        assert_true(rc == NTAM_ECHECKSUM || rc == NTAM_ETRUNC);
+        buf[off] ^= 0x10;
+    }
+    buf[n - 1] ^= 1; /* the checksum itself */
+    assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), NTAM_ECHECKSUM);
+    buf[n - 1] ^= 1;
+    /* wrong version */
+    buf[8] = 2;
+    assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), NTAM_EVERSION);
+    buf[8] = 1;
+    /* wrong schema */
+    assert_int_equal(ntam_bundle_decode(buf, n, b.schema_hash ^ 1, &c), NTAM_ESCHEMA);
+    assert_null(c.model);
+    /* not a model file; trailing bytes */
+    const uint8_t junk[32] = "# HELP node_load1 1m load\n";
+    assert_int_equal(ntam_bundle_decode(junk, sizeof junk, 0, &c), NTAM_EFORMAT);
+    uint8_t *longer = malloc(n + 4);
+    assert_non_null(longer);
+    memcpy(longer, buf, n);
+    memset(longer + n, 0, 4);
+    assert_int_equal(ntam_bundle_decode(longer, n + 4, 0, &c), NTAM_ECHECKSUM);
+    free(longer);
+    /* the original still decodes */
+    assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), 0);
+    ntam_bundle_clear(&c);
+    free(buf);
+    ntam_bundle_clear(&b);
+}
+
+static void test_save_load(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_ntam_file.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128], tmp[160];
+    snprintf(path, sizeof path, "%s/m.ntam", dir);
+    ntam_bundle_t b, c;
+    make_bundle(&b);
+    assert_int_equal(ntam_bundle_save(&b, path), 0);
+    assert_int_equal(ntam_bundle_load(path, b.schema_hash, &c), 0);
+    assert_memory_equal(ntam_params(c.model), ntam_params(b.model),
+                        ntam_param_count(b.model) * sizeof(float));
+    ntam_bundle_clear(&c);
+    /* truncate the file on disk */
+    assert_int_equal(truncate(path, 1000), 0);
+    assert_int_equal(ntam_bundle_load(path, 0, &c), NTAM_ETRUNC);
+    snprintf(tmp, sizeof tmp, "%s/missing", dir);
+    assert_int_equal(ntam_bundle_load(tmp, 0, &c), NTAM_EIO);
+    assert_int_equal(ntam_bundle_load(dir, 0, &c), NTAM_EIO); /* a directory */
+    unlink(path);
+    rmdir(dir);
+    ntam_bundle_clear(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_save_load),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -15,6 +15,29 @@ extern const cli_command_t cli_commands[];
 
 int cli_tsdb(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_simulate(int argc, char **argv);
+
+/* `augur serve --demo` (cli/cmd_simulate.c): a simulated fleet written into
+ * the server's store in accelerated time. */
+typedef struct {
+    int enabled;           /* --demo */
+    uint32_t nodes;        /* --demo.nodes (default 50) */
+    uint64_t seed;         /* --demo.seed (default 1) */
+    int64_t history_ms;    /* --demo.history: backfilled span (default 1d) */
+    int64_t backfill_step_ms; /* backfill step (5m) */
+    int64_t interval_ms;   /* --demo.interval: live step (default 15s) */
+    double time_scale;     /* --demo.time-scale (default 60) */
+    double hazard_scale;   /* --demo.hazard-scale (default 10) */
+} cli_demo_opts_t;
+typedef struct cli_demo cli_demo_t;
+struct tsdb;
+void cli_demo_opts_init(cli_demo_opts_t *o);
+/* Parse one --demo / --demo.NAME[=VALUE] argument (`next` is the following
+ * argv entry or NULL; *used_next = 1 if it was consumed). 0 or -1. */
+int cli_demo_flag(cli_demo_opts_t *o, const char *arg, const char *next, int *used_next);
+/* Start the feeder thread (nothing when !o->enabled; *out = NULL). 0 or -1. */
+int cli_demo_start(struct tsdb *db, const cli_demo_opts_t *o, cli_demo_t **out);
+void cli_demo_stop(cli_demo_t *d); /* accepts NULL */
 
 /* Parse a Prometheus-style duration ("15d", "90s", "1.5h") into ms. 0 or -1. */
 int cli_parse_duration_ms(const char *s, int64_t *out);

@@ -81,6 +81,19 @@ static const char serve_usage[] =
     "  --query.max-samples=N          samples loaded per query (default 50000000)\n"
     "  --query.lookback-delta=DURATION  (default 5m)\n"
     "\n"
+    "Demo (a simulated fleet feeding this server, docs/simulator.md):\n"
+    "  --demo                         run the fleet simulator in-process: backfill\n"
+    "                                 --demo.history, then a step every\n"
+    "                                 --demo.interval at the wall clock; the store\n"
+    "                                 defaults to ./augur-demo-data\n"
+    "  --demo.nodes=N                 nodes (8 disks, 8 GPUs each) (default 50)\n"
+    "  --demo.seed=N                  (default 1)\n"
+    "  --demo.history=DURATION        (default 1d)\n"
+    "  --demo.interval=DURATION       (default 15s)\n"
+    "  --demo.time-scale=X            device ageing and failures run X times\n"
+    "                                 faster than the clock (default 60)\n"
+    "  --demo.hazard-scale=X          failure hazards times X (default 10)\n"
+    "\n"
     "Logging:\n"
     "  --log.level=debug|info|warn|error  logfmt on stderr; debug adds an access log\n"
     "                                 line per request (default info)\n"
@@ -142,6 +155,8 @@ typedef struct {
     int64_t ooo_window_ms;
     uint64_t max_bytes;
     tsdb_sync_mode_t sync;
+    cli_demo_opts_t demo;
+    int storage_path_set;
 } serve_opts_t;
 
 typedef enum { F_STR, F_DUR, F_BYTES, F_U32, F_UINT, F_SYNC } ftype_t;
@@ -244,6 +259,16 @@ static int parse_flags(int argc, char **argv, serve_opts_t *o)
             fprintf(stderr, "augur serve: unexpected argument '%s'\n", a);
             return 2;
         }
+        if (!strncmp(a, "--demo", 6) && (a[6] == 0 || a[6] == '.')) {
+            int used = 0;
+            if (cli_demo_flag(&o->demo, a, i + 1 < argc ? argv[i + 1] : NULL, &used)) {
+                fprintf(stderr, "augur serve: invalid flag or value '%s'\n", a);
+                return 2;
+            }
+            i += used;
+            continue;
+        }
+        if (!strncmp(a, "--storage.path", 14)) o->storage_path_set = 1;
         a += 2;
         const char *eq = strchr(a, '=');
         size_t nl = eq ? (size_t)(eq - a) : strlen(a);
@@ -291,12 +316,14 @@ int cli_serve(int argc, char **argv)
     o.sync = TSDB_SYNC_ALWAYS;
     o.sync_interval_ms = 1000;
     o.ooo_window_ms = 3600000;
+    cli_demo_opts_init(&o.demo);
     int pr = parse_flags(argc, argv, &o);
     if (pr == 1) {
         fputs(serve_usage, stdout);
         return 0;
     }
     if (pr) return 2;
+    if (o.demo.enabled && !o.storage_path_set) o.api.storage_path = "./augur-demo-data";
     api_log_level_t lvl;
     if (api_log_level_parse(o.log_level, &lvl)) {
         fprintf(stderr, "augur serve: invalid --log.level '%s' (debug, info, warn, error)\n",
@@ -396,6 +423,9 @@ int cli_serve(int argc, char **argv)
             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
             st.series, st.samples, st.head_samples);
     api_server_set_store(srv, db);
+    cli_demo_t *demo = NULL;
+    if (cli_demo_start(db, &o.demo, &demo))
+        api_log(API_LOG_ERROR, "cannot start the demo simulator", NULL);
 
     /* Wait for SIGTERM/SIGINT. */
     unsigned char sig = 0;
@@ -409,6 +439,7 @@ int cli_serve(int argc, char **argv)
             sig == SIGINT ? "SIGINT" : "SIGTERM", o.shutdown_timeout_ms);
     if (api_server_shutdown(srv, o.shutdown_timeout_ms))
         api_log(API_LOG_WARN, "in-flight requests cut off at the shutdown timeout", NULL);
+    cli_demo_stop(demo);
     api_server_destroy(srv);
     rc = tsdb_close(db);
     if (rc) {

@@ -5,6 +5,7 @@
 
 const cli_command_t cli_commands[] = {
     {"serve", cli_serve},
+    {"simulate", cli_simulate},
     {"tsdb", cli_tsdb},
     {NULL, NULL},
 };

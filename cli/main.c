@@ -10,6 +10,8 @@ static void usage(FILE *f)
           "\n"
           "commands:\n"
           "  serve      run the server (remote write, queries, detection)\n"
+          "  simulate   simulate a fleet: telemetry and failures into a store, remote\n"
+          "             write or CSV files\n"
           "  tsdb       inspect and maintain a store directory (stats, check, backup, ...)\n"
           "  version    print the version\n"
           "\n"

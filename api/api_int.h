@@ -63,6 +63,7 @@ typedef enum {
     API_R_DELETE_SERIES,
     API_R_SNAPSHOT,
     API_R_FLUSH,
+    API_R_FAILURES, /* failures.c */
 } api_route_t;
 
 typedef struct {
@@ -134,6 +135,10 @@ void api_handle_import(api_req_t *r, struct MHD_Connection *c, api_ws_t *ws, tsd
  * r->rw_version, or fills rs with the 415 answer and returns -1. */
 int api_write_precheck(api_req_t *r, struct MHD_Connection *c, api_resp_t *rs);
 int api_import_precheck(api_req_t *r, struct MHD_Connection *c, api_resp_t *rs);
+
+/* ---- failures.c ---- */
+/* POST (write role) records events; GET (read role) lists them. */
+void api_handle_failures(api_req_t *r, tsdb_t *db, api_resp_t *rs);
 
 /* ---- admin.c ---- */
 void api_handle_delete_series(api_req_t *r, tsdb_t *db, api_resp_t *rs);

@@ -327,6 +327,8 @@ static const route_def_t routes[] = {
      API_ROLE_ADMIN, 1},
     {"/api/v1/admin/tsdb/snapshot", API_R_SNAPSHOT, API_H_SNAPSHOT, "POST, PUT", API_ROLE_ADMIN, 1},
     {"/internal/force_flush", API_R_FLUSH, API_H_FLUSH, "GET, POST", API_ROLE_ADMIN, 1},
+    /* GET needs only the read role: see precheck(). */
+    {"/api/v1/failures", API_R_FAILURES, API_H_API_OTHER, "GET, POST", API_ROLE_WRITE, 1},
 };
 
 static const route_def_t qapi_route = {"",          API_R_QAPI,    API_H_API_OTHER,
@@ -555,6 +557,13 @@ static void dispatch(api_req_t *r, struct MHD_Connection *c, api_resp_t *rs)
     case API_R_QAPI:
         handle_qapi(r, c, db, rs);
         return;
+    case API_R_FAILURES:
+        if (MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, r) < 0) {
+            api_resp_error(rs, 500, "internal", "out of memory");
+            return;
+        }
+        api_handle_failures(r, db, rs);
+        return;
     case API_R_DELETE_SERIES:
     case API_R_SNAPSHOT:
     case API_R_FLUSH:
@@ -593,7 +602,9 @@ static int precheck(api_req_t *r, struct MHD_Connection *c, const route_def_t *r
         api_resp_header(rs, "Allow", "%s", rd->allow);
         return -1;
     }
-    if (auth_check(s, c, rd->role, rs)) return -1;
+    unsigned role = rd->role;
+    if (rd->route == API_R_FAILURES && strcmp(r->method, "POST")) role = API_ROLE_READ;
+    if (auth_check(s, c, role, rs)) return -1;
     if (atomic_load(&s->stopping) && rd->needs_store) {
         api_resp_error(rs, 503, "unavailable", "server is shutting down");
         api_resp_header(rs, "Retry-After", "5");

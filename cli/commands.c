@@ -7,5 +7,7 @@ const cli_command_t cli_commands[] = {
     {"serve", cli_serve},
     {"simulate", cli_simulate},
     {"tsdb", cli_tsdb},
+    {"import", cli_import},
+    {"label", cli_label},
     {NULL, NULL},
 };

@@ -1,0 +1,658 @@
+/* backblaze.c — Backblaze drive-stats CSV → smartctl_exporter-shaped series
+ * (see backblaze.h).
+ *
+ * Per file, the header is turned into a column plan (what each column is and,
+ * for SMART columns, the label values of its series), so a row costs one
+ * pass over its bytes: split, parse numbers, add samples with label arrays
+ * built from the plan. Strings that vary per row (serial, instance, model)
+ * are copied once per row into the batch arena. */
+#include "ingest/backblaze.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest/failures.h"
+
+typedef enum {
+    COL_IGNORE = 0,
+    COL_DATE,
+    COL_SERIAL,
+    COL_MODEL,
+    COL_CAPACITY,
+    COL_FAILURE,
+    COL_DATACENTER,
+    COL_CLUSTER,
+    COL_VAULT,
+    COL_POD,
+    COL_SLOT,
+    COL_SMART,
+} col_kind_t;
+
+typedef struct {
+    col_kind_t kind;
+    unsigned id;          /* SMART attribute id */
+    int raw;              /* SMART: 1 raw, 0 normalized */
+    char id_str[4];       /* "194" */
+    const char *name;     /* ATA name (static) */
+} col_t;
+
+/* A failed drive: the latest failure date seen for its serial. */
+typedef struct {
+    char *serial, *instance;
+    int64_t t;
+} failed_t;
+
+struct backblaze {
+    backblaze_options_t o;
+    ingest_batch_t batch;
+    backblaze_stats_t st;
+    int want_header;
+    uint64_t line;
+    col_t *cols;
+    size_t ncols;
+    int have_loc; /* header has datacenter/vault/pod columns */
+    const char **cell;
+    uint32_t *cell_len;
+    char *scratch; /* unquoted cells */
+    size_t scratch_cap;
+    char last_date[10];
+    int64_t last_date_ms;
+    failed_t *failed; /* open addressing on serial */
+    size_t nfailed, failed_cap;
+    int sticky; /* a sink error: refuse further input */
+};
+
+const char *backblaze_ata_name(unsigned id)
+{
+    static const struct {
+        unsigned short id;
+        const char *name;
+    } t[] = {
+        {1, "Raw_Read_Error_Rate"},       {2, "Throughput_Performance"},
+        {3, "Spin_Up_Time"},              {4, "Start_Stop_Count"},
+        {5, "Reallocated_Sector_Ct"},     {7, "Seek_Error_Rate"},
+        {8, "Seek_Time_Performance"},     {9, "Power_On_Hours"},
+        {10, "Spin_Retry_Count"},         {11, "Calibration_Retry_Count"},
+        {12, "Power_Cycle_Count"},        {13, "Read_Soft_Error_Rate"},
+        {22, "Helium_Level"},             {170, "Available_Reservd_Space"},
+        {171, "Program_Fail_Count"},      {172, "Erase_Fail_Count"},
+        {173, "Wear_Leveling_Count"},     {174, "Unexpect_Power_Loss_Ct"},
+        {175, "Program_Fail_Count_Chip"}, {176, "Erase_Fail_Count_Chip"},
+        {177, "Wear_Leveling_Count"},     {178, "Used_Rsvd_Blk_Cnt_Chip"},
+        {179, "Used_Rsvd_Blk_Cnt_Tot"},   {180, "Unused_Rsvd_Blk_Cnt_Tot"},
+        {181, "Program_Fail_Cnt_Total"},  {182, "Erase_Fail_Count_Total"},
+        {183, "Runtime_Bad_Block"},       {184, "End-to-End_Error"},
+        {187, "Reported_Uncorrect"},      {188, "Command_Timeout"},
+        {189, "High_Fly_Writes"},         {190, "Airflow_Temperature_Cel"},
+        {191, "G-Sense_Error_Rate"},      {192, "Power-Off_Retract_Count"},
+        {193, "Load_Cycle_Count"},        {194, "Temperature_Celsius"},
+        {195, "Hardware_ECC_Recovered"},  {196, "Reallocated_Event_Count"},
+        {197, "Current_Pending_Sector"},  {198, "Offline_Uncorrectable"},
+        {199, "UDMA_CRC_Error_Count"},    {200, "Multi_Zone_Error_Rate"},
+        {201, "Soft_Read_Error_Rate"},    {202, "Data_Address_Mark_Errs"},
+        {220, "Disk_Shift"},              {222, "Loaded_Hours"},
+        {223, "Load_Retry_Count"},        {224, "Load_Friction"},
+        {226, "Load-in_Time"},            {232, "Available_Reservd_Space"},
+        {233, "Media_Wearout_Indicator"}, {240, "Head_Flying_Hours"},
+        {241, "Total_LBAs_Written"},      {242, "Total_LBAs_Read"},
+        {250, "Read_Error_Retry_Rate"},   {254, "Free_Fall_Sensor"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (t[i].id == id) return t[i].name;
+    return "Unknown_Attribute";
+}
+
+void backblaze_options_init(backblaze_options_t *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
+int backblaze_create(const backblaze_options_t *o, backblaze_t **out)
+{
+    if (!o || !out || !o->sink || !o->sink->append) return TSDB_EINVAL;
+    backblaze_t *p = calloc(1, sizeof *p);
+    if (!p) return TSDB_ENOMEM;
+    p->o = *o;
+    if (!p->o.batch_samples) p->o.batch_samples = 65536;
+    ingest_batch_init(&p->batch);
+    p->want_header = 1;
+    *out = p;
+    return 0;
+}
+
+void backblaze_destroy(backblaze_t *p)
+{
+    if (!p) return;
+    ingest_batch_free(&p->batch);
+    free(p->cols);
+    free(p->cell);
+    free(p->cell_len);
+    free(p->scratch);
+    for (size_t i = 0; i < p->failed_cap; i++) {
+        free(p->failed[i].serial);
+        free(p->failed[i].instance);
+    }
+    free(p->failed);
+    free(p);
+}
+
+void backblaze_file_begin(backblaze_t *p)
+{
+    p->want_header = 1;
+    p->line = 0;
+    p->st.columns_ignored = 0;
+}
+
+void backblaze_stats(const backblaze_t *p, backblaze_stats_t *st)
+{
+    *st = p->st;
+}
+
+static void report(backblaze_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void report(backblaze_t *p, const char *fmt, ...)
+{
+    if (!p->o.on_error) return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    p->o.on_error(p->o.err_ctx, p->line, msg);
+}
+
+/* Split a CSV line into cells. Quoted cells ("a,b", "" for a quote) are
+ * unquoted into scratch. Returns the number of cells, or -1 for an
+ * unterminated quote; at most max cells are stored (more are counted). */
+static long split(backblaze_t *p, const char *s, size_t len, size_t max)
+{
+    const char *e = s + len;
+    long n = 0;
+    size_t so = 0;
+    if (p->scratch_cap < len + 1) {
+        char *ns = realloc(p->scratch, len + 1);
+        if (!ns) return -2;
+        p->scratch = ns;
+        p->scratch_cap = len + 1;
+    }
+    for (;;) {
+        const char *c = s;
+        size_t cl;
+        if (s < e && *s == '"') {
+            char *o = p->scratch + so;
+            const char *q = s + 1;
+            for (;;) {
+                if (q >= e) return -1;
+                if (*q == '"') {
+                    if (q + 1 < e && q[1] == '"') {
+                        *o++ = '"';
+                        q += 2;
+                        continue;
+                    }
+                    q++;
+                    break;
+                }
+                *o++ = *q++;
+            }
+            c = p->scratch + so;
+            cl = (size_t)(o - c);
+            so += cl;
+            s = q;
+            if (s < e && *s != ',') return -1;
+        } else {
+            const char *comma = memchr(s, ',', (size_t)(e - s));
+            cl = (size_t)((comma ? comma : e) - s);
+            s += cl;
+        }
+        if ((size_t)n < max) {
+            p->cell[n] = c;
+            p->cell_len[n] = (uint32_t)cl;
+        }
+        n++;
+        if (s >= e) break;
+        s++; /* comma */
+    }
+    return n;
+}
+
+static int parse_header(backblaze_t *p, const char *s, size_t len)
+{
+    /* Cells arrays sized for the largest header allowed. */
+    if (!p->cell) {
+        p->cell = malloc(BACKBLAZE_MAX_COLUMNS * sizeof *p->cell);
+        p->cell_len = malloc(BACKBLAZE_MAX_COLUMNS * sizeof *p->cell_len);
+        if (!p->cell || !p->cell_len) return TSDB_ENOMEM;
+    }
+    long n = split(p, s, len, BACKBLAZE_MAX_COLUMNS);
+    if (n == -2) return TSDB_ENOMEM;
+    if (n < 0) {
+        report(p, "header: unterminated quote");
+        return TSDB_EINVAL;
+    }
+    if (n > BACKBLAZE_MAX_COLUMNS) {
+        report(p, "header: %ld columns, more than %d", n, BACKBLAZE_MAX_COLUMNS);
+        return TSDB_EINVAL;
+    }
+    free(p->cols);
+    p->cols = calloc((size_t)n, sizeof *p->cols);
+    if (!p->cols) return TSDB_ENOMEM;
+    p->ncols = (size_t)n;
+    p->have_loc = 0;
+    p->st.columns_ignored = 0;
+    int have_date = 0, have_serial = 0;
+    static const struct {
+        const char *name;
+        col_kind_t kind;
+    } fixed[] = {
+        {"date", COL_DATE},         {"serial_number", COL_SERIAL}, {"model", COL_MODEL},
+        {"capacity_bytes", COL_CAPACITY}, {"failure", COL_FAILURE},
+        {"datacenter", COL_DATACENTER}, {"cluster_id", COL_CLUSTER}, {"vault_id", COL_VAULT},
+        {"pod_id", COL_POD},        {"pod_slot_num", COL_SLOT},
+    };
+    for (long i = 0; i < n; i++) {
+        char name[64];
+        size_t l = p->cell_len[i];
+        const char *c = p->cell[i];
+        while (l && (*c == ' ' || *c == '\t'))
+            c++, l--;
+        while (l && (c[l - 1] == ' ' || c[l - 1] == '\t'))
+            l--;
+        if (l >= sizeof name) l = sizeof name - 1;
+        memcpy(name, c, l);
+        name[l] = 0;
+        col_t *col = &p->cols[i];
+        for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++)
+            if (!strcmp(name, fixed[k].name)) {
+                for (long j = 0; j < i; j++)
+                    if (p->cols[j].kind == fixed[k].kind) {
+                        report(p, "header: column %s appears twice", name);
+                        return TSDB_EINVAL;
+                    }
+                col->kind = fixed[k].kind;
+            }
+        unsigned id;
+        char kind[16];
+        int used;
+        if (col->kind == COL_IGNORE && sscanf(name, "smart_%3u_%15[a-z]%n", &id, kind, &used) == 2 &&
+            (size_t)used == strlen(name) && id <= 255 &&
+            (!strcmp(kind, "raw") || !strcmp(kind, "normalized"))) {
+            col->raw = kind[0] == 'r';
+            if (col->raw || !p->o.skip_normalized) {
+                col->kind = COL_SMART;
+                col->id = id;
+                snprintf(col->id_str, sizeof col->id_str, "%u", id);
+                col->name = backblaze_ata_name(id);
+            }
+        }
+        if (col->kind == COL_DATE) have_date = 1;
+        if (col->kind == COL_SERIAL) have_serial = 1;
+        if (col->kind == COL_DATACENTER || col->kind == COL_VAULT || col->kind == COL_POD)
+            p->have_loc = 1;
+        if (col->kind == COL_IGNORE) p->st.columns_ignored++;
+    }
+    if (!have_date || !have_serial) {
+        report(p, "header: no %s column (is this a Backblaze drive-stats CSV?)",
+               !have_date ? "date" : "serial_number");
+        return TSDB_EINVAL;
+    }
+    return 0;
+}
+
+/* A numeric cell. Fast path for digits with an optional ".0…" (the form of
+ * every Backblaze value); anything else through strtod on a copy. */
+static int parse_num(const char *s, size_t n, double *out)
+{
+    size_t i = 0;
+    int neg = 0;
+    if (n && (s[0] == '-' || s[0] == '+')) {
+        neg = s[0] == '-';
+        i = 1;
+    }
+    uint64_t v = 0;
+    size_t nd = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9' && nd < 19) {
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        i++;
+        nd++;
+    }
+    if (nd && (i == n || s[i] == '.')) {
+        size_t j = i;
+        if (j < n) {
+            j++;
+            while (j < n && s[j] == '0')
+                j++;
+        }
+        if (j == n && (i == n || j > i + 1 || i + 1 == n)) {
+            if (v <= (UINT64_C(1) << 53)) {
+                *out = neg ? -(double)v : (double)v;
+                return 0;
+            }
+        }
+    }
+    char buf[BACKBLAZE_MAX_FIELD + 1];
+    if (!n || n > BACKBLAZE_MAX_FIELD) return -1;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    char *e;
+    double d = strtod(buf, &e);
+    if (e != buf + n || d != d) return -1; /* no NaN from the data */
+    *out = d;
+    return 0;
+}
+
+static uint64_t hash_str(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211u;
+    return h;
+}
+
+static int failed_note(backblaze_t *p, const char *serial, size_t sl, const char *inst, size_t il,
+                       int64_t t)
+{
+    if (p->nfailed * 2 >= p->failed_cap) {
+        size_t nc = p->failed_cap ? p->failed_cap * 2 : 256;
+        failed_t *nf = calloc(nc, sizeof *nf);
+        if (!nf) return -1;
+        for (size_t i = 0; i < p->failed_cap; i++)
+            if (p->failed[i].serial) {
+                size_t h = hash_str(p->failed[i].serial, strlen(p->failed[i].serial)) & (nc - 1);
+                while (nf[h].serial)
+                    h = (h + 1) & (nc - 1);
+                nf[h] = p->failed[i];
+            }
+        free(p->failed);
+        p->failed = nf;
+        p->failed_cap = nc;
+    }
+    size_t h = hash_str(serial, sl) & (p->failed_cap - 1);
+    while (p->failed[h].serial) {
+        failed_t *f = &p->failed[h];
+        if (strlen(f->serial) == sl && !memcmp(f->serial, serial, sl)) {
+            if (t >= f->t) {
+                char *ni = strndup(inst, il);
+                if (!ni) return -1;
+                free(f->instance);
+                f->instance = ni;
+                f->t = t;
+            }
+            return 0;
+        }
+        h = (h + 1) & (p->failed_cap - 1);
+    }
+    char *ns = strndup(serial, sl), *ni = strndup(inst, il);
+    if (!ns || !ni) {
+        free(ns);
+        free(ni);
+        return -1;
+    }
+    p->failed[h] = (failed_t){ns, ni, t};
+    p->nfailed++;
+    return 0;
+}
+
+static tsdb_label_t L(const char *n, const char *v, size_t vl)
+{
+    tsdb_label_t l = {{n, (uint32_t)strlen(n)}, {v, (uint32_t)vl}};
+    return l;
+}
+
+#define LS(n, v) L(n, v, sizeof v - 1)
+
+static int parse_row(backblaze_t *p, const char *s, size_t len)
+{
+    long n = split(p, s, len, p->ncols);
+    if (n == -2) return TSDB_ENOMEM;
+    if (n < 0) {
+        report(p, "unterminated quote");
+        return 1;
+    }
+    if ((size_t)n != p->ncols) {
+        report(p, "%ld fields, the header has %zu", n, p->ncols);
+        return 1;
+    }
+    /* Pass 1: identity fields and validation (nothing added yet, so a bad
+     * row leaves no trace in the batch). */
+    const char *serial = NULL, *model = NULL, *dc = NULL, *vault = NULL, *pod = NULL,
+               *slot = NULL;
+    size_t sl = 0, ml = 0, dcl = 0, vl = 0, pl = 0, slotl = 0;
+    int64_t t = 0;
+    int failure = 0, have_cap = 0;
+    double cap = 0;
+    for (size_t i = 0; i < p->ncols; i++) {
+        const char *c = p->cell[i];
+        size_t cl = p->cell_len[i];
+        switch (p->cols[i].kind) {
+        case COL_DATE:
+            if (cl == 10 && !memcmp(c, p->last_date, 10)) {
+                t = p->last_date_ms;
+            } else if (ingest_date_parse(c, cl, &t)) {
+                report(p, "bad date \"%.*s\" (want YYYY-MM-DD)", (int)(cl > 40 ? 40 : cl), c);
+                return 1;
+            } else {
+                memcpy(p->last_date, c, 10);
+                p->last_date_ms = t;
+            }
+            break;
+        case COL_SERIAL:
+            serial = c, sl = cl;
+            break;
+        case COL_MODEL:
+            model = c, ml = cl;
+            break;
+        case COL_DATACENTER:
+            dc = c, dcl = cl;
+            break;
+        case COL_VAULT:
+            vault = c, vl = cl;
+            break;
+        case COL_POD:
+            pod = c, pl = cl;
+            break;
+        case COL_SLOT:
+            slot = c, slotl = cl;
+            break;
+        case COL_CAPACITY:
+            if (cl) {
+                if (parse_num(c, cl, &cap)) {
+                    report(p, "capacity_bytes \"%.*s\" is not a number", (int)(cl > 40 ? 40 : cl),
+                           c);
+                    return 1;
+                }
+                have_cap = cap >= 0; /* Backblaze writes -1 when unknown */
+            }
+            break;
+        case COL_FAILURE:
+            if (cl == 1 && (c[0] == '0' || c[0] == '1'))
+                failure = c[0] == '1';
+            else {
+                report(p, "failure \"%.*s\" is not 0 or 1", (int)(cl > 40 ? 40 : cl), c);
+                return 1;
+            }
+            break;
+        case COL_SMART:
+            if (cl && cl > BACKBLAZE_MAX_FIELD) {
+                report(p, "column %zu: cell longer than %d bytes", i + 1, BACKBLAZE_MAX_FIELD);
+                return 1;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    if (!sl || sl > BACKBLAZE_MAX_FIELD) {
+        if (sl)
+            report(p, "serial_number longer than %d bytes", BACKBLAZE_MAX_FIELD);
+        else
+            report(p, "empty serial_number");
+        return 1;
+    }
+    /* Numbers are checked before anything is added. */
+    double vals[BACKBLAZE_MAX_COLUMNS];
+    unsigned char has[BACKBLAZE_MAX_COLUMNS];
+    for (size_t i = 0; i < p->ncols; i++) {
+        has[i] = 0;
+        if (p->cols[i].kind != COL_SMART) continue;
+        if (!p->cell_len[i]) {
+            p->st.blanks++;
+            continue;
+        }
+        if (parse_num(p->cell[i], p->cell_len[i], &vals[i])) {
+            report(p, "column %zu (smart_%u_%s): \"%.*s\" is not a number", i + 1, p->cols[i].id,
+                   p->cols[i].raw ? "raw" : "normalized",
+                   (int)(p->cell_len[i] > 40 ? 40 : p->cell_len[i]), p->cell[i]);
+            return 1;
+        }
+        has[i] = 1;
+    }
+    /* Identity strings, copied once. */
+    ingest_batch_t *b = &p->batch;
+    const char *dev = ingest_batch_str(b, serial, sl);
+    const char *inst, *podl = NULL;
+    size_t il, podll = 0;
+    if (p->have_loc && (dcl || vl || pl)) {
+        char tmp[3 * BACKBLAZE_MAX_FIELD + 4];
+        int k = snprintf(tmp, sizeof tmp, "%.*s/%.*s/%.*s", (int)(dcl > 256 ? 256 : dcl), dc ? dc : "",
+                         (int)(vl > 256 ? 256 : vl), vault ? vault : "", (int)(pl > 256 ? 256 : pl),
+                         pod ? pod : "");
+        il = (size_t)k;
+        inst = ingest_batch_str(b, tmp, il);
+        size_t podlen = (dcl > 256 ? 256 : dcl) + 1 + (vl > 256 ? 256 : vl);
+        podl = ingest_batch_str(b, tmp, podlen);
+        podll = podlen;
+    } else if (p->o.instance && *p->o.instance) {
+        inst = p->o.instance;
+        il = strlen(inst);
+    } else {
+        inst = dev;
+        il = sl;
+    }
+    if (!dev || !inst || (p->have_loc && (dcl || vl || pl) && !podl)) return TSDB_ENOMEM;
+    tsdb_label_t lab[8];
+    uint32_t nb = 0;
+    lab[nb++] = L("instance", inst, il);
+    lab[nb++] = L("device", dev, sl);
+    if (podl) lab[nb++] = L("pod", podl, podll);
+    /* lab[0..nb) is the base set; each series appends its own. */
+    tsdb_label_t s_lab[12];
+    memcpy(s_lab + 1, lab, nb * sizeof *lab);
+    uint32_t bn = nb + 1;
+    double temp = 0, poh = 0;
+    int have_temp = 0, have_poh = 0;
+    for (size_t i = 0; i < p->ncols; i++) {
+        if (!has[i]) continue;
+        const col_t *c = &p->cols[i];
+        s_lab[0] = LS("__name__", "smartctl_device_attribute");
+        s_lab[bn] = L("attribute_id", c->id_str, strlen(c->id_str));
+        s_lab[bn + 1] = L("attribute_name", c->name, strlen(c->name));
+        s_lab[bn + 2] = c->raw ? LS("attribute_value_type", "raw") : LS("attribute_value_type", "value");
+        if (ingest_batch_add(b, s_lab, bn + 3, t, vals[i])) return TSDB_ENOMEM;
+        p->st.values++;
+        if (c->raw && c->id == 194) temp = vals[i], have_temp = 1;
+        if (c->raw && c->id == 9) poh = vals[i], have_poh = 1;
+    }
+    s_lab[0] = LS("__name__", "smartctl_device");
+    uint32_t k = bn;
+    const char *mdl = ml ? ingest_batch_str(b, model, ml) : NULL;
+    if (ml && !mdl) return TSDB_ENOMEM;
+    if (ml) s_lab[k++] = L("model_name", mdl, ml);
+    s_lab[k++] = L("serial_number", dev, sl);
+    if (slotl) {
+        const char *sc = ingest_batch_str(b, slot, slotl);
+        if (!sc) return TSDB_ENOMEM;
+        s_lab[k++] = L("slot", sc, slotl);
+    }
+    if (ingest_batch_add(b, s_lab, k, t, 1.0)) return TSDB_ENOMEM;
+    if (have_cap) {
+        s_lab[0] = LS("__name__", "smartctl_device_capacity_bytes");
+        if (ingest_batch_add(b, s_lab, bn, t, cap)) return TSDB_ENOMEM;
+    }
+    if (have_temp) {
+        s_lab[0] = LS("__name__", "smartctl_device_temperature");
+        s_lab[bn] = LS("temperature_type", "current");
+        if (ingest_batch_add(b, s_lab, bn + 1, t, temp)) return TSDB_ENOMEM;
+    }
+    if (have_poh) {
+        s_lab[0] = LS("__name__", "smartctl_device_power_on_seconds");
+        if (ingest_batch_add(b, s_lab, bn, t, poh * 3600.0)) return TSDB_ENOMEM;
+    }
+    if (failure) {
+        p->st.rows_failed++;
+        if (failed_note(p, serial, sl, inst, il, t)) return TSDB_ENOMEM;
+    }
+    p->st.rows++;
+    return 0;
+}
+
+int backblaze_flush(backblaze_t *p)
+{
+    if (p->sticky) return p->sticky;
+    int rc = ingest_batch_flush(&p->batch, p->o.sink, p->o.totals);
+    if (rc) p->sticky = rc;
+    return rc;
+}
+
+int backblaze_line(backblaze_t *p, const char *s, size_t len)
+{
+    if (p->sticky) return p->sticky;
+    p->line++;
+    p->st.lines++;
+    if (len && s[len - 1] == '\r') len--;
+    if (p->want_header) {
+        if (!len) return 0; /* blank lines before the header */
+        int rc = parse_header(p, s, len);
+        if (rc) return rc;
+        p->want_header = 0;
+        return 0;
+    }
+    if (!len) return 0;
+    int rc = parse_row(p, s, len);
+    if (rc == 1) {
+        p->st.rows_skipped++;
+        return 0;
+    }
+    if (rc) {
+        p->sticky = rc;
+        return rc;
+    }
+    if (ingest_batch_samples(&p->batch) >= p->o.batch_samples) return backblaze_flush(p);
+    return 0;
+}
+
+static int failed_cmp(const void *a, const void *b)
+{
+    const failed_t *x = a, *y = b;
+    if (x->t != y->t) return x->t < y->t ? -1 : 1;
+    return strcmp(x->serial, y->serial);
+}
+
+int backblaze_finish(backblaze_t *p)
+{
+    int rc = backblaze_flush(p);
+    if (rc) return rc;
+    /* Deterministic order: by time, then serial. Compact the table first. */
+    size_t n = 0;
+    for (size_t i = 0; i < p->failed_cap; i++)
+        if (p->failed[i].serial) p->failed[n++] = p->failed[i];
+    for (size_t i = n; i < p->failed_cap; i++)
+        memset(&p->failed[i], 0, sizeof p->failed[i]);
+    if (n > 1) qsort(p->failed, n, sizeof *p->failed, failed_cmp);
+    for (size_t i = 0; i < n; i++) {
+        failure_event_t e = {"disk",
+                             p->failed[i].instance,
+                             p->failed[i].serial,
+                             p->failed[i].serial,
+                             NULL,
+                             "backblaze failure=1",
+                             p->failed[i].t};
+        if (failure_event_add(&p->batch, &e)) return TSDB_ENOMEM;
+        p->st.failure_events++;
+    }
+    /* The table is now unordered: it is not used again. */
+    p->nfailed = 0;
+    rc = backblaze_flush(p);
+    return rc;
+}

@@ -1,0 +1,295 @@
+/* import_batch.c — batch builder, string arena, time parsing (see import_batch.h). */
+#include "ingest/import_batch.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK_BYTES ((size_t)64 << 10)
+
+struct ingest_block {
+    ingest_block_t *next;
+    size_t used, cap;
+    char data[];
+};
+
+void ingest_batch_init(ingest_batch_t *b)
+{
+    memset(b, 0, sizeof *b);
+}
+
+void ingest_batch_free(ingest_batch_t *b)
+{
+    if (!b) return;
+    free(b->labels);
+    free(b->ser);
+    free(b->out);
+    for (ingest_block_t *k = b->blocks, *nx; k; k = nx) {
+        nx = k->next;
+        free(k);
+    }
+    ingest_batch_init(b);
+}
+
+const char *ingest_batch_str(ingest_batch_t *b, const char *p, size_t n)
+{
+    ingest_block_t *k = b->cur;
+    while (k && k->cap - k->used < n + 1)
+        k = k->next; /* blocks after cur are empty (kept from earlier batches) */
+    if (!k) {
+        size_t cap = n + 1 > BLOCK_BYTES ? n + 1 : BLOCK_BYTES;
+        k = malloc(sizeof *k + cap);
+        if (!k) {
+            b->oom = 1;
+            return NULL;
+        }
+        k->used = 0;
+        k->cap = cap;
+        /* Link after cur (or first). */
+        if (b->cur) {
+            k->next = b->cur->next;
+            b->cur->next = k;
+        } else {
+            k->next = b->blocks;
+            b->blocks = k;
+        }
+    }
+    b->cur = k;
+    char *o = k->data + k->used;
+    if (n) memcpy(o, p, n);
+    o[n] = 0;
+    k->used += n + 1;
+    return o;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return 0;
+    size_t nc = *cap ? *cap : 1024;
+    while (nc < need)
+        nc *= 2;
+    void *np = realloc(*p, nc * elem);
+    if (!np) return -1;
+    *p = np;
+    *cap = nc;
+    return 0;
+}
+
+int ingest_batch_add(ingest_batch_t *b, const tsdb_label_t *labels, uint32_t nlabels, int64_t t_ms,
+                     double v)
+{
+    if (grow((void **)&b->labels, &b->labels_cap, b->nlabels + nlabels, sizeof *b->labels) ||
+        grow((void **)&b->ser, &b->ser_cap, b->nser + 1, sizeof *b->ser)) {
+        b->oom = 1;
+        return -1;
+    }
+    memcpy(b->labels + b->nlabels, labels, nlabels * sizeof *labels);
+    struct ingest_ser_ *s = &b->ser[b->nser++];
+    s->lab = (uint32_t)b->nlabels;
+    s->nlab = nlabels;
+    s->s.t = t_ms;
+    s->s.v = v;
+    b->nlabels += nlabels;
+    return 0;
+}
+
+static void batch_reset(ingest_batch_t *b)
+{
+    b->nlabels = 0;
+    b->nser = 0;
+    for (ingest_block_t *k = b->blocks; k; k = k->next)
+        k->used = 0;
+    b->cur = b->blocks;
+    b->oom = 0;
+}
+
+int ingest_batch_flush(ingest_batch_t *b, const ingest_sink_t *sink, ingest_totals_t *tot)
+{
+    if (b->oom) {
+        batch_reset(b);
+        return TSDB_ENOMEM;
+    }
+    if (!b->nser) return 0;
+    if (grow((void **)&b->out, &b->out_cap, b->nser, sizeof *b->out)) {
+        batch_reset(b);
+        return TSDB_ENOMEM;
+    }
+    for (size_t i = 0; i < b->nser; i++) {
+        b->out[i].labels = b->labels + b->ser[i].lab;
+        b->out[i].nlabels = b->ser[i].nlab;
+        b->out[i].samples = &b->ser[i].s;
+        b->out[i].nsamples = 1;
+    }
+    tsdb_append_result_t res;
+    memset(&res, 0, sizeof res);
+    int rc = sink->append(sink->ctx, b->out, b->nser, &res);
+    if (!rc && tot) {
+        tot->samples += b->nser;
+        tot->stored += res.stored;
+        tot->duplicate += res.duplicate;
+        tot->conflict += res.conflict;
+        tot->too_old += res.too_old;
+        tot->invalid += res.invalid;
+        tot->series_created += res.series_created;
+        tot->batches++;
+    }
+    batch_reset(b);
+    return rc;
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+int64_t ingest_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    /* Howard Hinnant's days_from_civil (public domain algorithm). */
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static int digits(const char *s, size_t n, unsigned *out)
+{
+    unsigned v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int leap(unsigned y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int date_ok(unsigned y, unsigned m, unsigned d)
+{
+    static const unsigned char mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1970 || y > 9999 || m < 1 || m > 12 || d < 1) return 0;
+    unsigned md = mdays[m - 1] + (m == 2 && leap(y));
+    return d <= md;
+}
+
+int ingest_date_parse(const char *s, size_t len, int64_t *ms)
+{
+    unsigned y, m, d;
+    if (len != 10 || s[4] != '-' || s[7] != '-' || digits(s, 4, &y) || digits(s + 5, 2, &m) ||
+        digits(s + 8, 2, &d) || !date_ok(y, m, d))
+        return -1;
+    *ms = ingest_days_from_civil(y, m, d) * 86400000;
+    return 0;
+}
+
+int ingest_time_parse(const char *s, size_t len, int64_t *ms)
+{
+    while (len && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (!len) return -1;
+    if (len >= 10 && s[4] == '-') {
+        int64_t day;
+        if (ingest_date_parse(s, 10, &day)) return -1;
+        if (len == 10) {
+            *ms = day;
+            return 0;
+        }
+        const char *p = s + 10, *end = s + len;
+        unsigned hh, mi, ss;
+        if (end - p < 9 || (*p != 'T' && *p != 't' && *p != ' ') || p[3] != ':' || p[6] != ':' ||
+            digits(p + 1, 2, &hh) || digits(p + 4, 2, &mi) || digits(p + 7, 2, &ss) || hh > 23 ||
+            mi > 59 || ss > 60)
+            return -1;
+        p += 9;
+        int64_t frac = 0;
+        if (p < end && *p == '.') {
+            p++;
+            int nd = 0;
+            int64_t scale = 100;
+            while (p < end && *p >= '0' && *p <= '9') {
+                if (nd < 3) frac += (*p - '0') * scale;
+                scale /= 10;
+                nd++;
+                p++;
+            }
+            if (!nd) return -1;
+        }
+        int64_t off = 0;
+        if (p < end && (*p == 'Z' || *p == 'z')) {
+            p++;
+        } else if (p < end && (*p == '+' || *p == '-')) {
+            unsigned oh, om;
+            if (end - p != 6 || p[3] != ':' || digits(p + 1, 2, &oh) || digits(p + 4, 2, &om) ||
+                oh > 23 || om > 59)
+                return -1;
+            off = ((int64_t)oh * 60 + om) * 60000 * (*p == '-' ? -1 : 1);
+            p += 6;
+        } else {
+            return -1; /* RFC 3339 needs an offset */
+        }
+        if (p != end) return -1;
+        *ms = day + ((int64_t)hh * 3600 + mi * 60 + ss) * 1000 + frac - off;
+        return 0;
+    }
+    /* Unix seconds. */
+    const char *p = s, *end = s + len;
+    int neg = 0;
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (p >= end) return -1;
+    int64_t sec = 0;
+    int nd = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (sec > (INT64_MAX / 1000 - 9) / 10) return -1;
+        sec = sec * 10 + (*p++ - '0');
+        nd++;
+    }
+    int64_t frac = 0;
+    if (p < end && *p == '.') {
+        p++;
+        int64_t scale = 100;
+        int fd = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            frac += (*p++ - '0') * scale;
+            scale /= 10;
+            fd++;
+        }
+        if (!fd && !nd) return -1;
+    } else if (!nd) {
+        return -1;
+    }
+    if (p != end) return -1;
+    int64_t v = sec * 1000 + frac;
+    *ms = neg ? -v : v;
+    return 0;
+}
+
+void ingest_time_format(int64_t ms, char *buf, size_t cap)
+{
+    int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
+    int64_t rem = ms - days * 86400000;
+    /* civil_from_days */
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = (int64_t)yoe + era * 400;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    unsigned d = doy - (153 * mp + 2) / 5 + 1;
+    unsigned m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+    unsigned hh = (unsigned)(rem / 3600000), mi = (unsigned)(rem / 60000 % 60),
+             ss = (unsigned)(rem / 1000 % 60), msr = (unsigned)(rem % 1000);
+    if (msr)
+        snprintf(buf, cap, "%04" PRId64 "-%02u-%02uT%02u:%02u:%02u.%03uZ", y, m, d, hh, mi, ss, msr);
+    else
+        snprintf(buf, cap, "%04" PRId64 "-%02u-%02uT%02u:%02u:%02uZ", y, m, d, hh, mi, ss);
+}

@@ -34,7 +34,7 @@ typedef struct {
     col_kind_t kind;
     unsigned id;          /* SMART attribute id */
     int raw;              /* SMART: 1 raw, 0 normalized */
-    char id_str[4];       /* "194" */
+    const char *id_str;   /* "194": in backblaze_t.idstr (batched labels outlive a header) */
     const char *name;     /* ATA name (static) */
 } col_t;
 
@@ -62,6 +62,7 @@ struct backblaze {
     failed_t *failed; /* open addressing on serial */
     size_t nfailed, failed_cap;
     int sticky; /* a sink error: refuse further input */
+    char idstr[256][4]; /* "0".."255" */
 };
 
 const char *backblaze_ata_name(unsigned id)
@@ -118,6 +119,8 @@ int backblaze_create(const backblaze_options_t *o, backblaze_t **out)
     if (!p->o.batch_samples) p->o.batch_samples = 65536;
     ingest_batch_init(&p->batch);
     p->want_header = 1;
+    for (unsigned i = 0; i < 256; i++)
+        snprintf(p->idstr[i], sizeof p->idstr[i], "%u", i);
     *out = p;
     return 0;
 }
@@ -282,7 +285,7 @@ static int parse_header(backblaze_t *p, const char *s, size_t len)
             if (col->raw || !p->o.skip_normalized) {
                 col->kind = COL_SMART;
                 col->id = id;
-                snprintf(col->id_str, sizeof col->id_str, "%u", id);
+                col->id_str = p->idstr[id];
                 col->name = backblaze_ata_name(id);
             }
         }

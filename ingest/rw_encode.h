@@ -14,10 +14,10 @@
  * need not be sorted. Example: one series {__name__="up", job="a"} with the
  * sample (1000 ms, 1.0) encodes as
  *
- *   0a 21                          timeseries, 33 bytes
+ *   0a 28                          timeseries, 40 bytes
  *     0a 0e 0a 08 "__name__" 12 02 "up"
  *     0a 08 0a 03 "job" 12 01 "a"
- *     12 0b 09 <1.0 as 8 LE bytes> 10 e8 07
+ *     12 0c 09 <1.0 as 8 LE bytes> 10 e8 07
  *
  * Encoders write into caller buffers sized by the _bound() functions.
  */

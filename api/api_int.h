@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "api/anomaly.h"
 #include "api/auth.h"
 #include "api/log.h"
 #include "api/metrics.h"
@@ -49,6 +50,7 @@ struct api_server {
     pthread_mutex_t ws_mu;
     api_ws_t *ws_free;        /* idle workspaces */
     pthread_mutex_t admin_mu; /* one admin operation at a time */
+    _Atomic(api_detect_t *) det; /* anomaly detection (api/anomaly.c); NULL = off */
 };
 
 /* Route families: which handler, which methods, which role. */
@@ -63,6 +65,7 @@ typedef enum {
     API_R_DELETE_SERIES,
     API_R_SNAPSHOT,
     API_R_FLUSH,
+    API_R_ANOMALIES,
     API_R_FAILURES, /* failures.c */
 } api_route_t;
 

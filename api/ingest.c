@@ -323,6 +323,8 @@ static void ingest_append(api_req_t *r, api_ws_t *ws, tsdb_t *db, const tsdb_ser
         }
         return;
     }
+    api_detect_observe(atomic_load_explicit(&s->det, memory_order_acquire), ser, nser,
+                       ws->outcomes);
     atomic_fetch_add_explicit(&s->m.samples_ingested, res.stored, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->m.samples_duplicate, res.duplicate, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->m.series_created, res.series_created, memory_order_relaxed);

@@ -327,6 +327,7 @@ static const route_def_t routes[] = {
      API_ROLE_ADMIN, 1},
     {"/api/v1/admin/tsdb/snapshot", API_R_SNAPSHOT, API_H_SNAPSHOT, "POST, PUT", API_ROLE_ADMIN, 1},
     {"/internal/force_flush", API_R_FLUSH, API_H_FLUSH, "GET, POST", API_ROLE_ADMIN, 1},
+    {"/api/v1/anomalies", API_R_ANOMALIES, API_H_API_OTHER, "GET", API_ROLE_READ, 1},
     /* GET needs only the read role: see precheck(). */
     {"/api/v1/failures", API_R_FAILURES, API_H_API_OTHER, "GET, POST", API_ROLE_WRITE, 1},
 };
@@ -470,7 +471,8 @@ static void handle_metrics(api_server_t *s, api_resp_t *rs)
     rs->code = 200;
     rs->ctype = "text/plain; version=0.0.4; charset=utf-8";
     if (api_metrics_render(&s->m, atomic_load(&s->db), atomic_load(&s->db) != NULL,
-                           (int64_t)s->cfg.max_inflight_bytes, &rs->body))
+                           (int64_t)s->cfg.max_inflight_bytes, &rs->body) ||
+        api_detect_metrics_render(atomic_load(&s->det), &rs->body))
         api_resp_error(rs, 500, "internal", "out of memory");
 }
 
@@ -556,6 +558,16 @@ static void dispatch(api_req_t *r, struct MHD_Connection *c, api_resp_t *rs)
         return;
     case API_R_QAPI:
         handle_qapi(r, c, db, rs);
+        return;
+    case API_R_ANOMALIES:
+        if (MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, r) < 0 ||
+            api_detect_handle_list(atomic_load(&s->det), api_req_param(r, "since", 0),
+                                   api_req_param(r, "min_score", 0), api_req_param(r, "limit", 0),
+                                   api_wall_ms(), &rs->body, &rs->code)) {
+            api_resp_error(rs, 500, "internal", "out of memory");
+            return;
+        }
+        rs->ctype = "application/json";
         return;
     case API_R_FAILURES:
         if (MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, r) < 0) {
@@ -954,6 +966,7 @@ void api_server_destroy(api_server_t *s)
 {
     if (!s) return;
     if (s->d) MHD_stop_daemon(s->d);
+    api_detect_destroy(atomic_load(&s->det)); /* scores queued so far, state saved */
     while (s->ws_free) {
         api_ws_t *w = s->ws_free;
         s->ws_free = w->next;

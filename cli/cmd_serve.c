@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/anomaly.h"
 #include "api/auth.h"
 #include "api/log.h"
 #include "api/server.h"
@@ -94,6 +95,25 @@ static const char serve_usage[] =
     "                                 faster than the clock (default 60)\n"
     "  --demo.hazard-scale=X          failure hazards times X (default 10)\n"
     "\n"
+    "Anomaly detection (docs/anomaly-detection.md): every stored sample of the\n"
+    "selected series is scored by a streaming detector in a worker thread; scores\n"
+    "go to augur_anomaly_score{metric=\"<name>\",...} and per instance to\n"
+    "augur_node_anomaly_rate{instance}; GET /api/v1/anomalies lists recent alarms.\n"
+    "  --detect.enabled=true|false    (default true)\n"
+    "  --detect.selector=REGEX        metric names to score, fully anchored\n"
+    "                                 (default node_load1|node_cpu_seconds_total|\n"
+    "                                 node_memory_.*|smartctl_.*|DCGM_.*); counters\n"
+    "                                 (_total, _count, _sum, _bucket) are scored on\n"
+    "                                 their rate\n"
+    "  --detect.threshold=SCORE       score counted as anomalous, in (0, 1)\n"
+    "                                 (default 0.4: -log10 p = 4)\n"
+    "  --detect.queue-size=SIZE       pending samples; when full, samples are\n"
+    "                                 dropped and counted in\n"
+    "                                 augur_detect_dropped_total (default 64MiB)\n"
+    "  --detect.persist-interval=DURATION  save detector states to\n"
+    "                                 <storage.path>/detect.state this often and\n"
+    "                                 at shutdown (default 5m)\n"
+    "\n"
     "Logging:\n"
     "  --log.level=debug|info|warn|error  logfmt on stderr; debug adds an access log\n"
     "                                 line per request (default info)\n"
@@ -157,6 +177,9 @@ typedef struct {
     tsdb_sync_mode_t sync;
     cli_demo_opts_t demo;
     int storage_path_set;
+    const char *detect_enabled;
+    const char *detect_threshold;
+    api_detect_config_t detect;
 } serve_opts_t;
 
 typedef enum { F_STR, F_DUR, F_BYTES, F_U32, F_UINT, F_SYNC } ftype_t;
@@ -198,6 +221,11 @@ static const flag_t flags[] = {
     {"query.max-samples", F_BYTES, O(api.query.max_samples)},
     {"query.lookback-delta", F_DUR, O(api.query.lookback_ms)},
     {"log.level", F_STR, O(log_level)},
+    {"detect.enabled", F_STR, O(detect_enabled)},
+    {"detect.selector", F_STR, O(detect.selector)},
+    {"detect.threshold", F_STR, O(detect_threshold)},
+    {"detect.queue-size", F_BYTES, O(detect.queue_bytes)},
+    {"detect.persist-interval", F_DUR, O(detect.persist_interval_ms)},
 };
 
 static int flag_set(serve_opts_t *o, const flag_t *f, const char *v)
@@ -317,6 +345,8 @@ int cli_serve(int argc, char **argv)
     o.sync_interval_ms = 1000;
     o.ooo_window_ms = 3600000;
     cli_demo_opts_init(&o.demo);
+    api_detect_config_init(&o.detect);
+    o.detect.persist_interval_ms = 5 * 60 * 1000;
     int pr = parse_flags(argc, argv, &o);
     if (pr == 1) {
         fputs(serve_usage, stdout);
@@ -331,6 +361,25 @@ int cli_serve(int argc, char **argv)
         return 2;
     }
     api_log_set_level(lvl);
+    if (o.detect_enabled) {
+        if (!strcmp(o.detect_enabled, "true"))
+            o.detect.enabled = 1;
+        else if (!strcmp(o.detect_enabled, "false"))
+            o.detect.enabled = 0;
+        else {
+            fprintf(stderr, "augur serve: --detect.enabled wants true or false\n");
+            return 2;
+        }
+    }
+    if (o.detect_threshold) {
+        char *e;
+        o.detect.threshold = strtod(o.detect_threshold, &e);
+        if (*e || !(o.detect.threshold > 0 && o.detect.threshold < 1)) {
+            fprintf(stderr, "augur serve: --detect.threshold wants a number in (0, 1)\n");
+            return 2;
+        }
+    }
+    if (o.detect.persist_interval_ms == 0) o.detect.persist_interval_ms = -1; /* 0: at exit only */
     if (!o.api.tls_cert_file != !o.api.tls_key_file) {
         fprintf(stderr, "augur serve: --web.tls-cert-file and --web.tls-key-file go together\n");
         return 2;
@@ -423,6 +472,19 @@ int cli_serve(int argc, char **argv)
             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
             st.series, st.samples, st.head_samples);
     api_server_set_store(srv, db);
+    if (o.detect.enabled) {
+        char sp[4200], derr[300] = "";
+        snprintf(sp, sizeof sp, "%s/detect.state", o.api.storage_path);
+        if (api_detect_start(srv, db, &o.detect, sp, derr, sizeof derr)) {
+            api_log(API_LOG_ERROR, "cannot start anomaly detection", "err=%s",
+                    api_log_quote(q, sizeof q, derr, strlen(derr)));
+            api_server_shutdown(srv, 1000);
+            api_server_destroy(srv);
+            tsdb_close(db);
+            api_auth_destroy(auth);
+            return 1;
+        }
+    }
     cli_demo_t *demo = NULL;
     if (cli_demo_start(db, &o.demo, &demo))
         api_log(API_LOG_ERROR, "cannot start the demo simulator", NULL);

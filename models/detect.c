@@ -171,7 +171,10 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     int have_s = (st->seen >> h & 1u) && (st->seen >> (24 + d) & 1u);
     double pf = st->lf;
     double ps = st->ls + st->season[h] + st->week[d];
-    int use_s = have_s && st->n > 2 * 288u / 2 && st->es < 0.85f * st->ef;
+    /* Holt-Winters-style baseline once every hour of the day has been seen,
+     * chosen when it predicts better than the plain level. */
+    int use_s = have_s && (st->seen & 0xffffffu) == 0xffffffu && st->n >= cfg->warmup &&
+                st->es < st->ef;
     double pred = use_s ? ps : pf;
     float e = use_s ? st->es : st->ef;
     /* Scale floor: relative to the magnitude so flat series do not divide
@@ -225,7 +228,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
 
     /* Learn. Tails first (they judged this sample already). */
     float w = 1.0f / (1.0f + (float)st->n * (1.0f - q));
-    if (w < 0.005f) w = 0.005f;
+    if (w < 0.02f) w = 0.02f;
     if (st->n >= 20) /* the scale must have settled first */
         for (int c = 0; c < 4; c++) {
             float step = 0.05f * (st->spot[c].m1 + 0.05f);
@@ -238,14 +241,14 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     float ef = st->ef > floor_ ? st->ef : floor_, es = st->es > floor_ ? st->es : floor_;
     if (shifted) {
         st->lf = x;
-        st->ls += rs - st->season[h] * 0.0; /* seasonal baseline now predicts x */
+        st->ls += rs; /* the seasonal baseline now predicts x */
         gp = gn = 0;
     } else {
         st->lf += cfg->alpha_fast * clampf((float)(rf / ef), -k, k) * ef;
         double cl = clampf((float)(rs / es), -k, k) * es;
-        st->ls += cfg->alpha_slow * cl;
+        st->ls += cfg->alpha_fast * cl;
         if (st->seen >> h & 1u)
-            st->season[h] += cfg->alpha_season * (float)(cl - 0.0);
+            st->season[h] += cfg->alpha_season * (1.0f - cfg->alpha_fast) * (float)cl;
         else
             st->season[h] = (float)(x - st->ls - st->week[d]);
         if (st->seen >> (24 + d) & 1u)
@@ -256,7 +259,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     st->seen |= (1u << h) | (1u << (24 + d));
     float af = cfg->alpha_slow * 2.0f;
     if (af < 1.0f / (float)(st->n + 1)) af = 1.0f / (float)(st->n + 1); /* running mean at first */
-    float kc = st->n < 30 ? 1e30f : k; /* no clipping before the scale exists */
+    float kc = st->n < 30 ? 1e30f : 2.0f * k; /* no clipping before the scale exists */
     st->ef += af * (fminf(fabsf((float)rf), kc * ef) - st->ef);
     if (have_s)
         st->es += af * (fminf(fabsf((float)rs), kc * es) - st->es);

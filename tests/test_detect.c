@@ -1,0 +1,360 @@
+/* test_detect.c — the streaming detector (models/detect.c) on synthetic
+ * signals with known anomalies (spike, level shift, variance change,
+ * seasonal break, flatline, counter reset), clean periodic and random-walk
+ * signals (no alarm after warm-up), persistence round trip, determinism,
+ * and NaN/Inf/staleness inputs that must not poison the state.
+ *
+ * Signals come from a seeded generator: AUGUR_TEST_SEED replays one. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "models/detect.h"
+#include "testutil.h"
+
+#define ALARM 0.4 /* score the tests call an alarm (-log10 p = 4, the server default) */
+#define STEP_MS 300000 /* 5 minutes */
+#define T0 INT64_C(1396310400000) /* 2014-04-01 00:00 UTC */
+
+static uint64_t rng_state;
+
+static double urand(void)
+{
+    rng_state = rng_state * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
+    return ((rng_state >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double gauss(void)
+{
+    return sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand());
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    rng_state = tu_seed("test_detect", 20240601);
+    return 0;
+}
+
+typedef struct {
+    size_t n;
+    double *v;
+    int64_t *t;
+    double *s;
+} sig_t;
+
+static void sig_alloc(sig_t *g, size_t n)
+{
+    g->n = n;
+    g->v = calloc(n, sizeof *g->v);
+    g->t = calloc(n, sizeof *g->t);
+    g->s = calloc(n, sizeof *g->s);
+    assert_non_null(g->v);
+    assert_non_null(g->t);
+    assert_non_null(g->s);
+    for (size_t i = 0; i < n; i++)
+        g->t[i] = T0 + (int64_t)i * STEP_MS;
+}
+
+static void sig_free(sig_t *g)
+{
+    free(g->v);
+    free(g->t);
+    free(g->s);
+}
+
+static void run(sig_t *g, uint32_t flags)
+{
+    detect_config_t c;
+    detect_config_init(&c);
+    detect_state_t st;
+    detect_init(&st, flags);
+    for (size_t i = 0; i < g->n; i++) {
+        g->s[i] = detect_update(&st, &c, g->t[i], g->v[i], NULL);
+        assert_true(g->s[i] >= 0.0 && g->s[i] < 1.0);
+    }
+}
+
+static double max_in(const sig_t *g, size_t a, size_t b)
+{
+    double m = 0;
+    for (size_t i = a; i < b && i < g->n; i++)
+        if (g->s[i] > m) m = g->s[i];
+    return m;
+}
+
+/* Warm-up: the config's warm-up plus two days (seasonal profile). */
+static size_t warm(void)
+{
+    detect_config_t c;
+    detect_config_init(&c);
+    return c.warmup + 2 * 288;
+}
+
+static void test_state_size(void **state)
+{
+    (void)state;
+    assert_int_equal(sizeof(detect_state_t), 256);
+    assert_true(DETECT_STATE_BYTES <= 256);
+}
+
+static void noise(sig_t *g, double mean, double sd)
+{
+    for (size_t i = 0; i < g->n; i++)
+        g->v[i] = mean + sd * gauss();
+}
+
+static void test_spike(void **state)
+{
+    (void)state;
+    sig_t g;
+    sig_alloc(&g, 3000);
+    noise(&g, 50, 2);
+    g.v[2000] += 30; /* 15 sd */
+    run(&g, 0);
+    fprintf(stderr, "spike: at %.3f, elsewhere max %.3f\n", g.s[2000],
+            fmax(max_in(&g, warm(), 2000), max_in(&g, 2001, 3000)));
+    assert_true(g.s[2000] >= ALARM);
+    assert_true(max_in(&g, warm(), 2000) < ALARM);
+    sig_free(&g);
+}
+
+static void test_level_shift(void **state)
+{
+    (void)state;
+    sig_t g;
+    sig_alloc(&g, 3000);
+    noise(&g, 50, 2);
+    for (size_t i = 2000; i < g.n; i++)
+        g.v[i] += 12; /* 6 sd, sustained */
+    run(&g, 0);
+    fprintf(stderr, "level shift: max in first 10 after %.3f, before %.3f, late %.3f\n",
+            max_in(&g, 2000, 2010), max_in(&g, warm(), 2000), max_in(&g, 2300, 3000));
+    assert_true(max_in(&g, 2000, 2010) >= ALARM);
+    assert_true(max_in(&g, warm(), 2000) < ALARM);
+    assert_true(max_in(&g, 2300, 3000) < ALARM); /* the new level is learnt */
+    sig_free(&g);
+}
+
+static void test_variance_change(void **state)
+{
+    (void)state;
+    sig_t g;
+    sig_alloc(&g, 3000);
+    noise(&g, 50, 1);
+    for (size_t i = 2000; i < g.n; i++)
+        g.v[i] = 50 + 6 * gauss();
+    run(&g, 0);
+    fprintf(stderr, "variance: max after %.3f, before %.3f\n", max_in(&g, 2000, 2050),
+            max_in(&g, warm(), 2000));
+    assert_true(max_in(&g, 2000, 2050) >= ALARM);
+    assert_true(max_in(&g, warm(), 2000) < ALARM);
+    sig_free(&g);
+}
+
+/* Daily square-ish pattern (high 09:00-18:00) with noise. */
+static double daily(int64_t t)
+{
+    int64_t h = (t / 3600000) % 24;
+    return h >= 9 && h < 18 ? 80.0 : 20.0;
+}
+
+static void test_seasonal_break(void **state)
+{
+    (void)state;
+    sig_t g;
+    sig_alloc(&g, 288 * 14);
+    for (size_t i = 0; i < g.n; i++)
+        g.v[i] = daily(g.t[i]) + 2 * gauss();
+    /* Day 10: the daytime rise does not happen. */
+    size_t d10 = 288 * 10;
+    for (size_t i = d10; i < d10 + 288; i++)
+        g.v[i] = 20 + 2 * gauss();
+    run(&g, 0);
+    fprintf(stderr, "seasonal break: max on day 10 %.3f, days 3-9 %.3f\n",
+            max_in(&g, d10, d10 + 288), max_in(&g, 288 * 3, d10));
+    assert_true(max_in(&g, d10, d10 + 288) >= ALARM);
+    assert_true(max_in(&g, 288 * 3, d10) < ALARM);
+    sig_free(&g);
+}
+
+static void test_flatline(void **state)
+{
+    (void)state;
+    sig_t g;
+    sig_alloc(&g, 3000);
+    noise(&g, 50, 2);
+    for (size_t i = 2000; i < g.n; i++)
+        g.v[i] = 51.5; /* stuck sensor */
+    run(&g, 0);
+    fprintf(stderr, "flatline: max in 30 after %.3f, before %.3f\n", max_in(&g, 2000, 2030),
+            max_in(&g, warm(), 2000));
+    assert_true(max_in(&g, 2000, 2030) >= ALARM);
+    assert_true(max_in(&g, warm(), 2000) < ALARM);
+    sig_free(&g);
+}
+
+static void test_counter_reset(void **state)
+{
+    (void)state;
+    detect_config_t c;
+    detect_config_init(&c);
+    detect_state_t st;
+    detect_init(&st, DETECT_F_COUNTER);
+    double ctr = 1e6, maxafter = 0;
+    int resets = 0;
+    for (int i = 0; i < 3000; i++) {
+        int64_t t = T0 + (int64_t)i * 15000;
+        if (i == 2000) ctr = 0; /* process restarted */
+        ctr += 1500 + 30 * gauss(); /* ~100/s over 15 s */
+        detect_result_t r;
+        double s = detect_update(&st, &c, t, ctr, &r);
+        if (r.events & DETECT_EV_COUNTER_RESET) {
+            resets++;
+            assert_int_equal(i, 2000);
+        }
+        if (i > 2000 && s > maxafter) maxafter = s;
+        if (i > 300 && i != 2000) assert_true(fabs(r.x - 100) < 20); /* the rate */
+    }
+    fprintf(stderr, "counter reset: resets %d, max score after %.3f\n", resets, maxafter);
+    assert_int_equal(resets, 1);
+    assert_true(maxafter < ALARM); /* the reset does not poison the rate */
+}
+
+static void test_clean_periodic(void **state)
+{
+    (void)state;
+    sig_t g;
+    sig_alloc(&g, 288 * 14);
+    for (size_t i = 0; i < g.n; i++)
+        g.v[i] = 100 + 30 * sin(6.283185307179586 * (double)(g.t[i] % 86400000) / 86400000.0) +
+                 2 * gauss();
+    run(&g, 0);
+    double m = max_in(&g, warm(), g.n);
+    fprintf(stderr, "clean periodic: max after warm-up %.3f\n", m);
+    assert_true(m < ALARM);
+    sig_free(&g);
+}
+
+static void test_clean_random_walk(void **state)
+{
+    (void)state;
+    sig_t g;
+    sig_alloc(&g, 4000);
+    double x = 1000;
+    for (size_t i = 0; i < g.n; i++) {
+        x += gauss();
+        g.v[i] = x;
+    }
+    run(&g, 0);
+    double m = max_in(&g, warm(), g.n);
+    fprintf(stderr, "clean random walk: max after warm-up %.3f\n", m);
+    assert_true(m < ALARM);
+    sig_free(&g);
+}
+
+static void test_persist_round_trip(void **state)
+{
+    (void)state;
+    detect_config_t c;
+    detect_config_init(&c);
+    detect_state_t a, b;
+    detect_init(&a, 0);
+    for (int i = 0; i < 1000; i++)
+        detect_update(&a, &c, T0 + i * STEP_MS, daily(T0 + i * STEP_MS) + gauss(), NULL);
+    uint8_t buf[DETECT_STATE_BYTES], buf2[DETECT_STATE_BYTES];
+    assert_int_equal(detect_state_encode(&a, buf, sizeof buf), DETECT_STATE_BYTES);
+    assert_int_equal(detect_state_encode(&a, buf, 10), DETECT_ESPACE);
+    assert_int_equal(detect_state_decode(&b, buf, sizeof buf), DETECT_STATE_BYTES);
+    assert_int_equal(detect_state_encode(&b, buf2, sizeof buf2), DETECT_STATE_BYTES);
+    assert_memory_equal(buf, buf2, DETECT_STATE_BYTES); /* encode twice, compare */
+    for (int i = 1000; i < 1500; i++) {
+        int64_t t = T0 + i * STEP_MS;
+        double v = daily(t) + gauss() + (i == 1400 ? 40 : 0);
+        double sa = detect_update(&a, &c, t, v, NULL), sb = detect_update(&b, &c, t, v, NULL);
+        assert_memory_equal(&sa, &sb, sizeof sa);
+    }
+    /* Refused: short, bad magic, non-finite field. */
+    assert_int_equal(detect_state_decode(&b, buf, 100), DETECT_ESPACE);
+    buf2[0] ^= 0xff;
+    assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);
+    buf2[0] ^= 0xff;
+    double nan = NAN;
+    memcpy(buf2 + 32, &nan, 8); /* lf */
+    assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);
+}
+
+static void test_determinism(void **state)
+{
+    (void)state;
+    sig_t g;
+    sig_alloc(&g, 3000);
+    noise(&g, 10, 3);
+    g.v[2500] = 100;
+    run(&g, 0);
+    double *first = malloc(g.n * sizeof *first);
+    memcpy(first, g.s, g.n * sizeof *first);
+    run(&g, 0);
+    assert_memory_equal(first, g.s, g.n * sizeof *first);
+    free(first);
+    sig_free(&g);
+}
+
+static void test_nan_inf_stale(void **state)
+{
+    (void)state;
+    detect_config_t c;
+    detect_config_init(&c);
+    detect_state_t clean, dirty;
+    detect_init(&clean, 0);
+    detect_init(&dirty, 0);
+    uint64_t stale_bits = UINT64_C(0x7ff0000000000002);
+    double stale;
+    memcpy(&stale, &stale_bits, 8);
+    const double bad[] = {NAN, INFINITY, -INFINITY, stale};
+    for (int i = 0; i < 3000; i++) {
+        int64_t t = T0 + i * STEP_MS;
+        double v = daily(t) + gauss();
+        if (i % 7 == 3) { /* a bad sample between two good ones (own timestamp) */
+            detect_result_t r;
+            double s = detect_update(&dirty, &c, t - STEP_MS / 2, bad[(i / 7) % 4], &r);
+            assert_true(s == 0.0);
+            assert_true(r.events & DETECT_EV_SKIPPED);
+        }
+        double a = detect_update(&clean, &c, t, v, NULL), b = detect_update(&dirty, &c, t, v, NULL);
+        assert_memory_equal(&a, &b, sizeof a);
+        assert_true(isfinite(a));
+    }
+    uint8_t x[DETECT_STATE_BYTES], y[DETECT_STATE_BYTES];
+    detect_state_encode(&clean, x, sizeof x);
+    detect_state_encode(&dirty, y, sizeof y);
+    assert_memory_equal(x, y, sizeof x);
+    /* Repeated and older timestamps are skipped too. */
+    detect_result_t r;
+    detect_update(&dirty, &c, T0, 5.0, &r);
+    assert_true(r.events & DETECT_EV_SKIPPED);
+    /* Huge finite values do not make the state non-finite. */
+    detect_update(&dirty, &c, T0 + 4000LL * STEP_MS, 1e308, NULL);
+    detect_update(&dirty, &c, T0 + 4001LL * STEP_MS, -1e308, NULL);
+    double s = detect_update(&dirty, &c, T0 + 4002LL * STEP_MS, 20, NULL);
+    assert_true(isfinite(s) && s >= 0 && s < 1);
+    assert_int_equal(detect_state_encode(&dirty, y, sizeof y), DETECT_STATE_BYTES);
+    assert_int_equal(detect_state_decode(&clean, y, sizeof y), DETECT_STATE_BYTES);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_state_size),        cmocka_unit_test(test_spike),
+        cmocka_unit_test(test_level_shift),       cmocka_unit_test(test_variance_change),
+        cmocka_unit_test(test_seasonal_break),    cmocka_unit_test(test_flatline),
+        cmocka_unit_test(test_counter_reset),     cmocka_unit_test(test_clean_periodic),
+        cmocka_unit_test(test_clean_random_walk), cmocka_unit_test(test_persist_round_trip),
+        cmocka_unit_test(test_determinism),       cmocka_unit_test(test_nan_inf_stale),
+    };
+    return cmocka_run_group_tests(tests, group_setup, NULL);
+}

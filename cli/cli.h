@@ -40,6 +40,7 @@ int cli_demo_start(struct tsdb *db, const cli_demo_opts_t *o, cli_demo_t **out);
 void cli_demo_stop(cli_demo_t *d); /* accepts NULL */
 int cli_import(int argc, char **argv); /* cmd_import.c */
 int cli_label(int argc, char **argv);  /* cmd_label.c */
+int cli_detect(int argc, char **argv); /* cmd_detect.c */
 
 /* Parse a Prometheus-style duration ("15d", "90s", "1.5h") into ms. 0 or -1. */
 int cli_parse_duration_ms(const char *s, int64_t *out);

@@ -5,6 +5,7 @@
 
 const cli_command_t cli_commands[] = {
     {"serve", cli_serve},
+    {"detect", cli_detect},
     {"simulate", cli_simulate},
     {"tsdb", cli_tsdb},
     {"import", cli_import},

@@ -31,8 +31,8 @@ static void handle_post(api_req_t *r, tsdb_t *db, api_resp_t *rs)
     failure_event_t *ev = NULL;
     size_t n = 0;
     char err[512];
-    int rc = failures_parse_json(&doc, (const char *)r->body.p, r->body.len, &ev, &n, err,
-                                 sizeof err);
+    int rc =
+        failures_parse_json(&doc, (const char *)r->body.p, r->body.len, &ev, &n, err, sizeof err);
     if (rc == FAILURES_ENOMEM) {
         api_resp_error(rs, 503, "unavailable", "out of memory; retry later");
         api_resp_header(rs, "Retry-After", "1");

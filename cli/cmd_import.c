@@ -235,9 +235,9 @@ static int url_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_appen
     if (rw_snappy_compress(u->pb.p, len, u->z.p, u->z.cap, &zl)) return TSDB_EINVAL;
     u->requests++;
     for (int attempt = 0;; attempt++) {
-        int st = url_post(u, "application/x-protobuf",
-                          "Content-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\n",
-                          u->z.p, zl);
+        int st = url_post(
+            u, "application/x-protobuf",
+            "Content-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\n", u->z.p, zl);
         if (st == 204 || st == 200) {
             res->stored = n; /* 1.0 does not tell stored from already present */
             return 0;
@@ -246,7 +246,8 @@ static int url_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_appen
             parse_counts((const char *)u->resp.p, res, n);
             return 0;
         }
-        if ((st == 503 || st == 429 || st < 0) && attempt < 5) {
+        /* Overload: back off (1+2+4+8 s); unreachable: two quick retries. */
+        if (((st == 503 || st == 429) && attempt < 4) || (st < 0 && attempt < 2)) {
             struct timespec ts = {1 << attempt, 0};
             nanosleep(&ts, NULL);
             continue;
@@ -442,7 +443,8 @@ int cli_import(int argc, char **argv)
     else if (!strcmp(format, "nvidia-smi") || !strcmp(format, "nvsmi"))
         fmt = F_NV;
     else {
-        fprintf(stderr, "augur import: unknown format '%s' (backblaze, smartctl-json, nvidia-smi)\n",
+        fprintf(stderr,
+                "augur import: unknown format '%s' (backblaze, smartctl-json, nvidia-smi)\n",
                 format);
         return 2;
     }
@@ -457,8 +459,9 @@ int cli_import(int argc, char **argv)
         const char *a = argv[i];
         const char *v = NULL;
 #define OPT(name)                                                                                  \
-    (!strcmp(a, name) ? (i + 1 < argc ? (v = argv[++i], 1) : (v = NULL, 1))                        \
-                      : !strncmp(a, name "=", sizeof name) ? (v = a + sizeof name, 1) : 0)
+    (!strcmp(a, name)                     ? (i + 1 < argc ? (v = argv[++i], 1) : (v = NULL, 1))    \
+     : !strncmp(a, name "=", sizeof name) ? (v = a + sizeof name, 1)                               \
+                                          : 0)
         if (OPT("--store")) {
             store = v;
         } else if (OPT("--url")) {
@@ -531,7 +534,7 @@ int cli_import(int argc, char **argv)
     if (store) {
         tsdb_options_t o;
         tsdb_options_init(&o);
-        o.sync_mode = TSDB_SYNC_PERIODIC; /* fsync'd at the end by tsdb_close */
+        o.sync_mode = TSDB_SYNC_PERIODIC;          /* fsync'd at the end by tsdb_close */
         o.ooo_window_ms = INT64_C(400) * 86400000; /* history arrives in any file order */
         int rc = tsdb_open(store, &o, &ss.db);
         if (rc) {
@@ -706,8 +709,9 @@ int cli_import(int argc, char **argv)
         if (fmt == F_BB) fprintf(stderr, "failure events: %" PRIu64 "\n", events);
         if (ignored) fprintf(stderr, "columns not imported: %" PRIu64 "\n", ignored);
         if (stopped)
-            fprintf(stderr, "NOT stored: everything after the last %s counted above (the import "
-                            "stopped; rerun it: samples already stored are recognised)\n",
+            fprintf(stderr,
+                    "NOT stored: everything after the last %s counted above (the import "
+                    "stopped; rerun it: samples already stored are recognised)\n",
                     unit);
     }
     backblaze_destroy(bb);

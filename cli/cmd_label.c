@@ -63,11 +63,11 @@ int cli_label(int argc, char **argv)
             label_usage(stdout);
             return 0;
         }
-        static const char *const names[] = {"--store",  "--kind",   "--instance", "--device",
-                                            "--serial", "--uuid",   "--time",     "--reason",
+        static const char *const names[] = {"--store",  "--kind", "--instance", "--device",
+                                            "--serial", "--uuid", "--time",     "--reason",
                                             "--since",  "--until"};
-        const char **dst[] = {&store,    &e.kind,  &e.instance, &e.device, &e.serial,
-                              &e.uuid,   &time_s,  &e.reason,   &since_s,  &until_s};
+        const char **dst[] = {&store,  &e.kind, &e.instance, &e.device, &e.serial,
+                              &e.uuid, &time_s, &e.reason,   &since_s,  &until_s};
         int found = 0;
         for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
             size_t nl = strlen(names[k]);
@@ -129,7 +129,10 @@ int cli_label(int argc, char **argv)
             char t[40];
             ingest_time_format(e.t_ms, t, sizeof t);
             printf("recorded %s failure of %s%s%s on %s at %s\n", e.kind,
-                   e.device ? e.device : e.serial ? e.serial : e.uuid ? e.uuid : "the node",
+                   e.device   ? e.device
+                   : e.serial ? e.serial
+                   : e.uuid   ? e.uuid
+                              : "the node",
                    "", "", e.instance, t);
         } else if (res.duplicate) {
             printf("already recorded (nothing changed)\n");

@@ -32,10 +32,10 @@ typedef enum {
 
 typedef struct {
     col_kind_t kind;
-    unsigned id;          /* SMART attribute id */
-    int raw;              /* SMART: 1 raw, 0 normalized */
-    const char *id_str;   /* "194": in backblaze_t.idstr (batched labels outlive a header) */
-    const char *name;     /* ATA name (static) */
+    unsigned id;        /* SMART attribute id */
+    int raw;            /* SMART: 1 raw, 0 normalized */
+    const char *id_str; /* "194": in backblaze_t.idstr (batched labels outlive a header) */
+    const char *name;   /* ATA name (static) */
 } col_t;
 
 /* A failed drive: the latest failure date seen for its serial. */
@@ -61,7 +61,7 @@ struct backblaze {
     int64_t last_date_ms;
     failed_t *failed; /* open addressing on serial */
     size_t nfailed, failed_cap;
-    int sticky; /* a sink error: refuse further input */
+    int sticky;         /* a sink error: refuse further input */
     char idstr[256][4]; /* "0".."255" */
 };
 
@@ -71,34 +71,62 @@ const char *backblaze_ata_name(unsigned id)
         unsigned short id;
         const char *name;
     } t[] = {
-        {1, "Raw_Read_Error_Rate"},       {2, "Throughput_Performance"},
-        {3, "Spin_Up_Time"},              {4, "Start_Stop_Count"},
-        {5, "Reallocated_Sector_Ct"},     {7, "Seek_Error_Rate"},
-        {8, "Seek_Time_Performance"},     {9, "Power_On_Hours"},
-        {10, "Spin_Retry_Count"},         {11, "Calibration_Retry_Count"},
-        {12, "Power_Cycle_Count"},        {13, "Read_Soft_Error_Rate"},
-        {22, "Helium_Level"},             {170, "Available_Reservd_Space"},
-        {171, "Program_Fail_Count"},      {172, "Erase_Fail_Count"},
-        {173, "Wear_Leveling_Count"},     {174, "Unexpect_Power_Loss_Ct"},
-        {175, "Program_Fail_Count_Chip"}, {176, "Erase_Fail_Count_Chip"},
-        {177, "Wear_Leveling_Count"},     {178, "Used_Rsvd_Blk_Cnt_Chip"},
-        {179, "Used_Rsvd_Blk_Cnt_Tot"},   {180, "Unused_Rsvd_Blk_Cnt_Tot"},
-        {181, "Program_Fail_Cnt_Total"},  {182, "Erase_Fail_Count_Total"},
-        {183, "Runtime_Bad_Block"},       {184, "End-to-End_Error"},
-        {187, "Reported_Uncorrect"},      {188, "Command_Timeout"},
-        {189, "High_Fly_Writes"},         {190, "Airflow_Temperature_Cel"},
-        {191, "G-Sense_Error_Rate"},      {192, "Power-Off_Retract_Count"},
-        {193, "Load_Cycle_Count"},        {194, "Temperature_Celsius"},
-        {195, "Hardware_ECC_Recovered"},  {196, "Reallocated_Event_Count"},
-        {197, "Current_Pending_Sector"},  {198, "Offline_Uncorrectable"},
-        {199, "UDMA_CRC_Error_Count"},    {200, "Multi_Zone_Error_Rate"},
-        {201, "Soft_Read_Error_Rate"},    {202, "Data_Address_Mark_Errs"},
-        {220, "Disk_Shift"},              {222, "Loaded_Hours"},
-        {223, "Load_Retry_Count"},        {224, "Load_Friction"},
-        {226, "Load-in_Time"},            {232, "Available_Reservd_Space"},
-        {233, "Media_Wearout_Indicator"}, {240, "Head_Flying_Hours"},
-        {241, "Total_LBAs_Written"},      {242, "Total_LBAs_Read"},
-        {250, "Read_Error_Retry_Rate"},   {254, "Free_Fall_Sensor"},
+        {1, "Raw_Read_Error_Rate"},
+        {2, "Throughput_Performance"},
+        {3, "Spin_Up_Time"},
+        {4, "Start_Stop_Count"},
+        {5, "Reallocated_Sector_Ct"},
+        {7, "Seek_Error_Rate"},
+        {8, "Seek_Time_Performance"},
+        {9, "Power_On_Hours"},
+        {10, "Spin_Retry_Count"},
+        {11, "Calibration_Retry_Count"},
+        {12, "Power_Cycle_Count"},
+        {13, "Read_Soft_Error_Rate"},
+        {22, "Helium_Level"},
+        {170, "Available_Reservd_Space"},
+        {171, "Program_Fail_Count"},
+        {172, "Erase_Fail_Count"},
+        {173, "Wear_Leveling_Count"},
+        {174, "Unexpect_Power_Loss_Ct"},
+        {175, "Program_Fail_Count_Chip"},
+        {176, "Erase_Fail_Count_Chip"},
+        {177, "Wear_Leveling_Count"},
+        {178, "Used_Rsvd_Blk_Cnt_Chip"},
+        {179, "Used_Rsvd_Blk_Cnt_Tot"},
+        {180, "Unused_Rsvd_Blk_Cnt_Tot"},
+        {181, "Program_Fail_Cnt_Total"},
+        {182, "Erase_Fail_Count_Total"},
+        {183, "Runtime_Bad_Block"},
+        {184, "End-to-End_Error"},
+        {187, "Reported_Uncorrect"},
+        {188, "Command_Timeout"},
+        {189, "High_Fly_Writes"},
+        {190, "Airflow_Temperature_Cel"},
+        {191, "G-Sense_Error_Rate"},
+        {192, "Power-Off_Retract_Count"},
+        {193, "Load_Cycle_Count"},
+        {194, "Temperature_Celsius"},
+        {195, "Hardware_ECC_Recovered"},
+        {196, "Reallocated_Event_Count"},
+        {197, "Current_Pending_Sector"},
+        {198, "Offline_Uncorrectable"},
+        {199, "UDMA_CRC_Error_Count"},
+        {200, "Multi_Zone_Error_Rate"},
+        {201, "Soft_Read_Error_Rate"},
+        {202, "Data_Address_Mark_Errs"},
+        {220, "Disk_Shift"},
+        {222, "Loaded_Hours"},
+        {223, "Load_Retry_Count"},
+        {224, "Load_Friction"},
+        {226, "Load-in_Time"},
+        {232, "Available_Reservd_Space"},
+        {233, "Media_Wearout_Indicator"},
+        {240, "Head_Flying_Hours"},
+        {241, "Total_LBAs_Written"},
+        {242, "Total_LBAs_Read"},
+        {250, "Read_Error_Retry_Rate"},
+        {254, "Free_Fall_Sensor"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (t[i].id == id) return t[i].name;
@@ -249,10 +277,11 @@ static int parse_header(backblaze_t *p, const char *s, size_t len)
         const char *name;
         col_kind_t kind;
     } fixed[] = {
-        {"date", COL_DATE},         {"serial_number", COL_SERIAL}, {"model", COL_MODEL},
-        {"capacity_bytes", COL_CAPACITY}, {"failure", COL_FAILURE},
-        {"datacenter", COL_DATACENTER}, {"cluster_id", COL_CLUSTER}, {"vault_id", COL_VAULT},
-        {"pod_id", COL_POD},        {"pod_slot_num", COL_SLOT},
+        {"date", COL_DATE},          {"serial_number", COL_SERIAL},
+        {"model", COL_MODEL},        {"capacity_bytes", COL_CAPACITY},
+        {"failure", COL_FAILURE},    {"datacenter", COL_DATACENTER},
+        {"cluster_id", COL_CLUSTER}, {"vault_id", COL_VAULT},
+        {"pod_id", COL_POD},         {"pod_slot_num", COL_SLOT},
     };
     for (long i = 0; i < n; i++) {
         char name[64];
@@ -278,7 +307,8 @@ static int parse_header(backblaze_t *p, const char *s, size_t len)
         unsigned id;
         char kind[16];
         int used;
-        if (col->kind == COL_IGNORE && sscanf(name, "smart_%3u_%15[a-z]%n", &id, kind, &used) == 2 &&
+        if (col->kind == COL_IGNORE &&
+            sscanf(name, "smart_%3u_%15[a-z]%n", &id, kind, &used) == 2 &&
             (size_t)used == strlen(name) && id <= 255 &&
             (!strcmp(kind, "raw") || !strcmp(kind, "normalized"))) {
             col->raw = kind[0] == 'r';
@@ -419,8 +449,7 @@ static int parse_row(backblaze_t *p, const char *s, size_t len)
     }
     /* Pass 1: identity fields and validation (nothing added yet, so a bad
      * row leaves no trace in the batch). */
-    const char *serial = NULL, *model = NULL, *dc = NULL, *vault = NULL, *pod = NULL,
-               *slot = NULL;
+    const char *serial = NULL, *model = NULL, *dc = NULL, *vault = NULL, *pod = NULL, *slot = NULL;
     size_t sl = 0, ml = 0, dcl = 0, vl = 0, pl = 0, slotl = 0;
     int64_t t = 0;
     int failure = 0, have_cap = 0;
@@ -518,9 +547,9 @@ static int parse_row(backblaze_t *p, const char *s, size_t len)
     size_t il, podll = 0;
     if (p->have_loc && (dcl || vl || pl)) {
         char tmp[3 * BACKBLAZE_MAX_FIELD + 4];
-        int k = snprintf(tmp, sizeof tmp, "%.*s/%.*s/%.*s", (int)(dcl > 256 ? 256 : dcl), dc ? dc : "",
-                         (int)(vl > 256 ? 256 : vl), vault ? vault : "", (int)(pl > 256 ? 256 : pl),
-                         pod ? pod : "");
+        int k = snprintf(tmp, sizeof tmp, "%.*s/%.*s/%.*s", (int)(dcl > 256 ? 256 : dcl),
+                         dc ? dc : "", (int)(vl > 256 ? 256 : vl), vault ? vault : "",
+                         (int)(pl > 256 ? 256 : pl), pod ? pod : "");
         il = (size_t)k;
         inst = ingest_batch_str(b, tmp, il);
         size_t podlen = (dcl > 256 ? 256 : dcl) + 1 + (vl > 256 ? 256 : vl);
@@ -551,7 +580,8 @@ static int parse_row(backblaze_t *p, const char *s, size_t len)
         s_lab[0] = LS("__name__", "smartctl_device_attribute");
         s_lab[bn] = L("attribute_id", c->id_str, strlen(c->id_str));
         s_lab[bn + 1] = L("attribute_name", c->name, strlen(c->name));
-        s_lab[bn + 2] = c->raw ? LS("attribute_value_type", "raw") : LS("attribute_value_type", "value");
+        s_lab[bn + 2] =
+            c->raw ? LS("attribute_value_type", "raw") : LS("attribute_value_type", "value");
         if (ingest_batch_add(b, s_lab, bn + 3, t, vals[i])) return TSDB_ENOMEM;
         p->st.values++;
         if (c->raw && c->id == 194) temp = vals[i], have_temp = 1;
@@ -644,13 +674,9 @@ int backblaze_finish(backblaze_t *p)
         memset(&p->failed[i], 0, sizeof p->failed[i]);
     if (n > 1) qsort(p->failed, n, sizeof *p->failed, failed_cmp);
     for (size_t i = 0; i < n; i++) {
-        failure_event_t e = {"disk",
-                             p->failed[i].instance,
-                             p->failed[i].serial,
-                             p->failed[i].serial,
-                             NULL,
-                             "backblaze failure=1",
-                             p->failed[i].t};
+        failure_event_t e = {
+            "disk", p->failed[i].instance, p->failed[i].serial, p->failed[i].serial,
+            NULL,   "backblaze failure=1", p->failed[i].t};
         if (failure_event_add(&p->batch, &e)) return TSDB_ENOMEM;
         p->st.failure_events++;
     }

@@ -53,9 +53,9 @@ extern "C" {
 #define BACKBLAZE_MAX_FIELD 256 /* bytes per cell */
 
 typedef struct {
-    const char *instance;   /* instance for rows without location columns; NULL = serial */
-    int skip_normalized;    /* do not import smart_N_normalized columns */
-    size_t batch_samples;   /* samples per sink call; 0 = 65536 */
+    const char *instance; /* instance for rows without location columns; NULL = serial */
+    int skip_normalized;  /* do not import smart_N_normalized columns */
+    size_t batch_samples; /* samples per sink call; 0 = 65536 */
     const ingest_sink_t *sink;
     ingest_totals_t *totals; /* sink outcomes are added here (may be NULL) */
     /* A row or header problem: line (1-based) and a message. May be NULL. */
@@ -66,13 +66,13 @@ typedef struct {
 void backblaze_options_init(backblaze_options_t *o);
 
 typedef struct {
-    uint64_t lines;        /* lines seen, headers and blanks included */
-    uint64_t rows;         /* data rows imported */
-    uint64_t rows_skipped; /* data rows refused (on_error told why) */
-    uint64_t rows_failed;  /* imported rows with failure = 1 */
-    uint64_t values;       /* samples produced from SMART cells */
-    uint64_t blanks;       /* blank SMART cells (missing values) */
-    uint64_t failure_events; /* events emitted by backblaze_finish() */
+    uint64_t lines;           /* lines seen, headers and blanks included */
+    uint64_t rows;            /* data rows imported */
+    uint64_t rows_skipped;    /* data rows refused (on_error told why) */
+    uint64_t rows_failed;     /* imported rows with failure = 1 */
+    uint64_t values;          /* samples produced from SMART cells */
+    uint64_t blanks;          /* blank SMART cells (missing values) */
+    uint64_t failure_events;  /* events emitted by backblaze_finish() */
     uint64_t columns_ignored; /* header columns not imported (current file) */
 } backblaze_stats_t;
 

@@ -46,10 +46,10 @@ typedef enum {
 const char *failures_strerror(int err);
 
 #define FAILURE_METRIC "augur_failure_event"
-#define FAILURE_MAX_LABELS 7       /* __name__ + kind instance device serial UUID reason */
-#define FAILURE_MAX_FIELD_LEN 256  /* instance, device, serial, uuid */
+#define FAILURE_MAX_LABELS 7      /* __name__ + kind instance device serial UUID reason */
+#define FAILURE_MAX_FIELD_LEN 256 /* instance, device, serial, uuid */
 #define FAILURE_MAX_REASON_LEN 1024
-#define FAILURE_MAX_EVENTS 10000   /* per JSON request */
+#define FAILURE_MAX_EVENTS 10000 /* per JSON request */
 
 /* One event. Strings are borrowed (NULL or "" = absent). */
 typedef struct {

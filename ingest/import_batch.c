@@ -289,7 +289,8 @@ void ingest_time_format(int64_t ms, char *buf, size_t cap)
     unsigned hh = (unsigned)(rem / 3600000), mi = (unsigned)(rem / 60000 % 60),
              ss = (unsigned)(rem / 1000 % 60), msr = (unsigned)(rem % 1000);
     if (msr)
-        snprintf(buf, cap, "%04" PRId64 "-%02u-%02uT%02u:%02u:%02u.%03uZ", y, m, d, hh, mi, ss, msr);
+        snprintf(buf, cap, "%04" PRId64 "-%02u-%02uT%02u:%02u:%02u.%03uZ", y, m, d, hh, mi, ss,
+                 msr);
     else
         snprintf(buf, cap, "%04" PRId64 "-%02u-%02uT%02u:%02u:%02uZ", y, m, d, hh, mi, ss);
 }

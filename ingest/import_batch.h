@@ -30,9 +30,9 @@ typedef struct {
 
 /* Totals of everything a sink has accepted, summed by ingest_batch_flush(). */
 typedef struct {
-    uint64_t samples;  /* samples handed to the sink */
-    uint64_t stored;   /* new samples stored */
-    uint64_t duplicate; /* identical samples already present (a re-import) */
+    uint64_t samples;                    /* samples handed to the sink */
+    uint64_t stored;                     /* new samples stored */
+    uint64_t duplicate;                  /* identical samples already present (a re-import) */
     uint64_t conflict, too_old, invalid; /* refused by the store */
     uint64_t series_created;
     uint64_t batches;
@@ -46,7 +46,7 @@ typedef struct {
     struct ingest_ser_ {
         uint32_t lab, nlab; /* range in labels */
         tsdb_sample_t s;
-    } *ser;
+    } * ser;
     size_t nser, ser_cap;
     tsdb_series_in_t *out; /* built at flush */
     size_t out_cap;

@@ -198,8 +198,8 @@ static int parse_string(jp_t *j, uint32_t *off, uint32_t *len)
             j->p += 4;
             if (cp >= 0xd800 && cp < 0xdc00) {
                 unsigned lo;
-                if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' ||
-                    hex4(j->p + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
+                if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' || hex4(j->p + 2, &lo) ||
+                    lo < 0xdc00 || lo > 0xdfff)
                     return jp_fail(j, JSON_ESYNTAX, "unpaired UTF-16 surrogate");
                 j->p += 6;
                 cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);

@@ -62,21 +62,21 @@ typedef enum {
 
 typedef struct {
     json_type_t type;
-    uint32_t next;     /* index of the node after this subtree */
-    uint32_t nkids;    /* containers: number of children */
-    uint32_t key;      /* object members: offset of the key in doc.strings; else UINT32_MAX */
-    uint32_t keylen;   /* key length */
-    uint32_t str;      /* strings: offset in doc.strings; numbers: offset of the literal */
-    uint32_t len;      /* string length (bytes, unescaped); numbers: literal length */
-    int is_int;        /* numbers: integral literal that fits int64 exactly (i is valid) */
-    double num;        /* numbers: value (nearest double) */
-    int64_t i;         /* numbers: exact value when is_int */
+    uint32_t next;   /* index of the node after this subtree */
+    uint32_t nkids;  /* containers: number of children */
+    uint32_t key;    /* object members: offset of the key in doc.strings; else UINT32_MAX */
+    uint32_t keylen; /* key length */
+    uint32_t str;    /* strings: offset in doc.strings; numbers: offset of the literal */
+    uint32_t len;    /* string length (bytes, unescaped); numbers: literal length */
+    int is_int;      /* numbers: integral literal that fits int64 exactly (i is valid) */
+    double num;      /* numbers: value (nearest double) */
+    int64_t i;       /* numbers: exact value when is_int */
 } json_node_t;
 
 typedef struct {
     json_node_t *nodes; /* nodes[0] is the root */
     uint32_t n, cap;
-    char *strings;       /* unescaped strings and number literals, NUL-terminated each */
+    char *strings; /* unescaped strings and number literals, NUL-terminated each */
     size_t slen, scap;
     /* Where parsing failed: 1-based line and column, byte offset. */
     uint32_t err_line, err_col;

@@ -194,8 +194,9 @@ static int parse_header(nvsmi_t *p, const char *s, size_t len)
             p->st.columns_ignored++;
     }
     if (!p->have_time || !p->have_index) {
-        report(p, "header: no %s column (want the output of nvidia-smi "
-                  "--query-gpu=timestamp,index,uuid,name,... --format=csv, with its header)",
+        report(p,
+               "header: no %s column (want the output of nvidia-smi "
+               "--query-gpu=timestamp,index,uuid,name,... --format=csv, with its header)",
                !p->have_time ? "timestamp" : "index");
         return TSDB_EINVAL;
     }
@@ -256,8 +257,8 @@ static int cell_value(const char *s, size_t n, double *v)
     static const struct {
         const char *w;
         double v;
-    } words[] = {{"Yes", 1}, {"No", 0},        {"Active", 1},  {"Not Active", 0},
-                 {"Enabled", 1}, {"Disabled", 0}, {"True", 1}, {"False", 0}};
+    } words[] = {{"Yes", 1},     {"No", 0},       {"Active", 1}, {"Not Active", 0},
+                 {"Enabled", 1}, {"Disabled", 0}, {"True", 1},   {"False", 0}};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         if (strlen(words[i].w) == n && !strncasecmp(s, words[i].w, n)) {
             *v = words[i].v;

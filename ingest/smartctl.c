@@ -133,8 +133,8 @@ static int one_document(smartctl_t *p, uint32_t root, size_t idx)
     else if (p->o.default_time_ms != INT64_MIN)
         d.t = p->o.default_time_ms;
     else {
-        report(p, 0, "document %zu (%s): no local_time.time_t; give the time with --time",
-               idx + 1, name);
+        report(p, 0, "document %zu (%s): no local_time.time_t; give the time with --time", idx + 1,
+               name);
         return 1;
     }
     const char *dev = ingest_batch_str(&p->batch, name, strlen(name));
@@ -148,9 +148,9 @@ static int one_document(smartctl_t *p, uint32_t root, size_t idx)
     static const struct {
         const char *label, *path;
     } infos[] = {
-        {"interface", "device.type"},        {"protocol", "device.protocol"},
-        {"model_family", "model_family"},    {"model_name", "model_name"},
-        {"serial_number", "serial_number"},  {"firmware_version", "firmware_version"},
+        {"interface", "device.type"},       {"protocol", "device.protocol"},
+        {"model_family", "model_family"},   {"model_name", "model_name"},
+        {"serial_number", "serial_number"}, {"firmware_version", "firmware_version"},
     };
     for (size_t i = 0; i < sizeof infos / sizeof infos[0]; i++) {
         const char *v = str_at(&d, root, infos[i].path);

@@ -233,16 +233,15 @@ static void test_bb_toshiba(void **state)
     assert_true(value_at(f.db, day("2019-12-31"), NULL, "smartctl_device_power_on_seconds",
                          "device", "17OYTGI0T", NULL) == 18772.0 * 3600);
     assert_true(value_at(f.db, day("2019-12-31"), NULL, "smartctl_device", "device", "17OYTGI0T",
-                         "model_name", "TOSHIBA MQ01ABF050", "instance", "17OYTGI0T",
-                         NULL) == 1.0);
-    assert_true(value_at(f.db, day("2019-12-31"), NULL, "smartctl_device_capacity_bytes",
-                         "device", "17OYTGI0T", NULL) == 500107862016.0);
+                         "model_name", "TOSHIBA MQ01ABF050", "instance", "17OYTGI0T", NULL) == 1.0);
+    assert_true(value_at(f.db, day("2019-12-31"), NULL, "smartctl_device_capacity_bytes", "device",
+                         "17OYTGI0T", NULL) == 500107862016.0);
     /* Failure events: one per failed drive, at its last failure=1 row.
      * 57QEWPXKT failed on 2019-04-05 (then one more 0 row); 66GHS5MMS on
      * 2019-01-05. */
     assert_int_equal(count_events(f.db, NULL), 79);
-    assert_true(value_at(f.db, day("2019-04-05"), &ns, "augur_failure_event", "serial",
-                         "57QEWPXKT", "kind", "disk", NULL) == 1.0);
+    assert_true(value_at(f.db, day("2019-04-05"), &ns, "augur_failure_event", "serial", "57QEWPXKT",
+                         "kind", "disk", NULL) == 1.0);
     assert_int_equal(ns, 1);
     assert_true(value_at(f.db, day("2019-01-05"), NULL, "augur_failure_event", "serial",
                          "66GHS5MMS", NULL) == 1.0);
@@ -363,12 +362,12 @@ static void test_bb_newer_layout(void **state)
     assert_true(isnan(value_at(f.db, t, &ns, "smartctl_device_attribute", "device", "SER1",
                                "attribute_id", "7", NULL)));
     assert_int_equal(ns, 0);
-    assert_true(value_at(f.db, t, NULL, "smartctl_device", "device", "SER1", "slot", "33",
-                         NULL) == 1.0);
+    assert_true(value_at(f.db, t, NULL, "smartctl_device", "device", "SER1", "slot", "33", NULL) ==
+                1.0);
     /* No location columns: the configured instance. */
     assert_true(value_at(f.db, day("2024-01-02"), NULL, "smartctl_device_attribute", "instance",
-                         "unused-here", "device", "SER2", "attribute_name",
-                         "Reallocated_Sector_Ct", NULL) == 3.0);
+                         "unused-here", "device", "SER2", "attribute_name", "Reallocated_Sector_Ct",
+                         NULL) == 3.0);
     assert_int_equal(count_events(f.db, "unused-here"), 1);
     tbuf_free(&h);
     tbuf_free(&row);
@@ -384,17 +383,17 @@ static void test_bb_malformed(void **state)
     backblaze_t *p = bb_new(&f, NULL);
     backblaze_file_begin(p);
     feed_text("date,serial_number,model,capacity_bytes,failure,smart_5_raw,smart_9_raw\n"
-              "2019-01-01,A,M,100,0,1.0,10.0\n"     /* 2: good */
-              "2019-01-01,B,M,100,0,1.0\n"          /* 3: too few fields */
-              "2019-01-01,C,M,100,0,1.0,10.0,9\n"   /* 4: too many */
-              "2019-01-01,D,M,100,0,x,10.0\n"       /* 5: not a number */
-              "2019-13-01,E,M,100,0,1.0,10.0\n"     /* 6: bad date */
-              "2019-01-01,F,M,100,2,1.0,10.0\n"     /* 7: failure not 0/1 */
-              "01/01/2019,G,M,100,0,1.0,10.0\n"     /* 8: bad date */
-              "\n"                                  /* 9: blank: ignored */
+              "2019-01-01,A,M,100,0,1.0,10.0\n"       /* 2: good */
+              "2019-01-01,B,M,100,0,1.0\n"            /* 3: too few fields */
+              "2019-01-01,C,M,100,0,1.0,10.0,9\n"     /* 4: too many */
+              "2019-01-01,D,M,100,0,x,10.0\n"         /* 5: not a number */
+              "2019-13-01,E,M,100,0,1.0,10.0\n"       /* 6: bad date */
+              "2019-01-01,F,M,100,2,1.0,10.0\n"       /* 7: failure not 0/1 */
+              "01/01/2019,G,M,100,0,1.0,10.0\n"       /* 8: bad date */
+              "\n"                                    /* 9: blank: ignored */
               "2019-01-01,\"H,quoted\",M,100,0,1,2\n" /* 10: good, quoted serial */
-              "2019-01-01,I,M,100,0,\"3\n"          /* 11: unterminated quote */
-              "2019-01-01,,M,100,0,1,2\n",          /* 12: empty serial */
+              "2019-01-01,I,M,100,0,\"3\n"            /* 11: unterminated quote */
+              "2019-01-01,,M,100,0,1,2\n",            /* 12: empty serial */
               bb_line, p);
     assert_int_equal(backblaze_finish(p), 0);
     backblaze_stats_t st;
@@ -499,22 +498,22 @@ static void test_smartctl(void **state)
                 36.0);
     assert_true(value_at(f.db, t, NULL, "smartctl_device_power_on_seconds", "device", "sda",
                          NULL) == 36055.0 * 3600);
-    assert_true(value_at(f.db, t, NULL, "smartctl_device_capacity_bytes", "device", "sda",
-                         NULL) == 8001563222016.0);
+    assert_true(value_at(f.db, t, NULL, "smartctl_device_capacity_bytes", "device", "sda", NULL) ==
+                8001563222016.0);
     /* NVMe */
     int64_t tn = INT64_C(1709294460000);
-    assert_true(value_at(f.db, tn, NULL, "smartctl_device_media_errors", "device", "nvme0",
-                         NULL) == 2.0);
+    assert_true(value_at(f.db, tn, NULL, "smartctl_device_media_errors", "device", "nvme0", NULL) ==
+                2.0);
     assert_true(value_at(f.db, tn, NULL, "smartctl_device_percentage_used", "device", "nvme0",
                          NULL) == 3.0);
     assert_true(value_at(f.db, tn, NULL, "smartctl_device_available_spare_threshold", "device",
                          "nvme0", NULL) == 10.0);
-    assert_true(value_at(f.db, tn, NULL, "smartctl_device_num_err_log_entries", "device",
-                         "nvme0", NULL) == 15.0);
+    assert_true(value_at(f.db, tn, NULL, "smartctl_device_num_err_log_entries", "device", "nvme0",
+                         NULL) == 15.0);
     assert_true(value_at(f.db, tn, NULL, "smartctl_device_bytes_written", "device", "nvme0",
                          NULL) == 98765432.0 * 512000);
-    assert_true(value_at(f.db, tn, NULL, "smartctl_device_temperature", "device", "nvme0",
-                         NULL) == 41.0);
+    assert_true(value_at(f.db, tn, NULL, "smartctl_device_temperature", "device", "nvme0", NULL) ==
+                41.0);
     assert_true(value_at(f.db, tn, NULL, "smartctl_device", "device", "nvme0", "model_name",
                          "SAMSUNG MZQL21T9HCJR-00A07", NULL) == 1.0);
     /* Failing disk */
@@ -609,14 +608,12 @@ static void test_nvsmi(void **state)
     assert_true(value_at(f.db, t1, NULL, "DCGM_FI_DEV_FB_USED", "gpu", "1", NULL) == 40600.0);
     assert_true(value_at(f.db, t1, NULL, "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "gpu", "1", NULL) ==
                 15.0);
-    assert_true(value_at(f.db, t1, NULL, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "gpu", "1", NULL) ==
-                1.0);
+    assert_true(value_at(f.db, t1, NULL, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "gpu", "1", NULL) == 1.0);
     assert_true(value_at(f.db, t1, NULL, "DCGM_FI_DEV_RETIRED_SBE", "gpu", "1", NULL) == 1.0);
     assert_true(value_at(f.db, t1, NULL, "DCGM_FI_DEV_RETIRED_DBE", "gpu", "1", NULL) == 1.0);
     assert_true(value_at(f.db, t1, NULL, "DCGM_FI_DEV_RETIRED_PENDING", "gpu", "1", NULL) == 1.0);
     assert_true(value_at(f.db, t0, NULL, "DCGM_FI_DEV_RETIRED_PENDING", "gpu", "1", NULL) == 0.0);
-    assert_true(value_at(f.db, t0, NULL, "DCGM_FI_DEV_ROW_REMAP_FAILURE", "gpu", "0", NULL) ==
-                0.0);
+    assert_true(value_at(f.db, t0, NULL, "DCGM_FI_DEV_ROW_REMAP_FAILURE", "gpu", "0", NULL) == 0.0);
     value_at(f.db, t0, &ns, "DCGM_FI_DEV_FAN_SPEED", NULL);
     assert_int_equal(ns, 0); /* [N/A] and [Not Supported] everywhere */
     assert_int_equal(st.missing, 4 + 1);
@@ -723,7 +720,8 @@ static void test_rw_encode(void **state)
 {
     (void)state;
     tsdb_label_t l1[] = {{{"job", 3}, {"a", 1}}, {{"__name__", 8}, {"up", 2}}};
-    tsdb_label_t l2[] = {{{"zz", 2}, {"1", 1}}, {{"instance", 8}, {"h:9100", 6}},
+    tsdb_label_t l2[] = {{{"zz", 2}, {"1", 1}},
+                         {{"instance", 8}, {"h:9100", 6}},
                          {{"__name__", 8}, {"node_load1", 10}}};
     tsdb_sample_t s1[] = {{1000, 1.0}};
     tsdb_sample_t s2[] = {{-5, -0.5}, {INT64_C(1709294400000), 1e300}, {0, 0.0}};
@@ -734,8 +732,8 @@ static void test_rw_encode(void **state)
     assert_int_equal(rw_encode_v1(in, 2, pb, bound, &len), 0);
     assert_true(len <= bound);
     /* The worked example of rw_encode.h. */
-    static const uint8_t head[] = {0x0a, 0x28, 0x0a, 0x0e, 0x0a, 0x08, '_', '_', 'n', 'a', 'm',
-                                   'e',  '_',  '_',  0x12, 0x02, 'u',  'p'};
+    static const uint8_t head[] = {0x0a, 0x28, 0x0a, 0x0e, 0x0a, 0x08, '_',  '_', 'n',
+                                   'a',  'm',  'e',  '_',  '_',  0x12, 0x02, 'u', 'p'};
     assert_memory_equal(pb, head, sizeof head);
     assert_int_equal(rw_encode_v1(in, 2, pb, len - 1, &zl), RW_EINVAL);
     assert_int_equal(rw_snappy_compress(pb, len, z, rw_snappy_bound(len), &zl), 0);
@@ -782,13 +780,13 @@ static void test_time(void **state)
         assert_int_equal(ingest_time_parse(ok[i].s, strlen(ok[i].s), &ms), 0);
         assert_true(ms == ok[i].ms);
     }
-    static const char *const bad[] = {"",           "2023-02-29",          "2024-13-01",
-                                      "2024-03-01T12:00:00", "2024-03-01T25:00:00Z", "12ab",
-                                      "2024/03/01", "1e9",                 "2024-03-01T12:00Z",
-                                      "."};
+    static const char *const bad[] = {
+        "",     "2023-02-29", "2024-13-01", "2024-03-01T12:00:00", "2024-03-01T25:00:00Z",
+        "12ab", "2024/03/01", "1e9",        "2024-03-01T12:00Z",   "."};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t ms;
-        if (!ingest_time_parse(bad[i], strlen(bad[i]), &ms)) fprintf(stderr, "accepted %s\n", bad[i]);
+        if (!ingest_time_parse(bad[i], strlen(bad[i]), &ms))
+            fprintf(stderr, "accepted %s\n", bad[i]);
         assert_int_not_equal(ingest_time_parse(bad[i], strlen(bad[i]), &ms), 0);
     }
     char buf[40];
@@ -881,11 +879,16 @@ static void test_binary(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_time),          cmocka_unit_test(test_json),
-        cmocka_unit_test(test_rw_encode),     cmocka_unit_test(test_bb_malformed),
-        cmocka_unit_test(test_bb_newer_layout), cmocka_unit_test(test_bb_toshiba),
-        cmocka_unit_test(test_bb_st8000),     cmocka_unit_test(test_smartctl),
-        cmocka_unit_test(test_nvsmi),         cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_time),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_rw_encode),
+        cmocka_unit_test(test_bb_malformed),
+        cmocka_unit_test(test_bb_newer_layout),
+        cmocka_unit_test(test_bb_toshiba),
+        cmocka_unit_test(test_bb_st8000),
+        cmocka_unit_test(test_smartctl),
+        cmocka_unit_test(test_nvsmi),
+        cmocka_unit_test(test_binary),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     tsdb_thread_cleanup();

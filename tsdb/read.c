@@ -44,7 +44,7 @@ void tsdb_reader_close(tsdb_reader_t *r)
     }
     free(r->labels.v);
     tbuf_free(&r->labels_buf);
-    block_reader_free(&r->cache);
+    for (size_t i = 0; i < sizeof r->cache / sizeof *r->cache; i++) block_reader_free(&r->cache[i].br);
     tbuf_free(&r->frag);
     free(r);
 }
@@ -57,7 +57,7 @@ static int reader_sync_locked(tsdb_reader_t *r)
     int rc = mdb_txn_renew(r->txn);
     if (rc) return db_lmdb_err(rc, "renew read txn");
     r->gen = r->db->gen;
-    r->cache_valid = 0;
+    for (size_t i = 0; i < sizeof r->cache / sizeof *r->cache; i++) r->cache[i].valid = 0;
     return 0;
 }
 
@@ -309,23 +309,31 @@ int tsdb_iter_open(tsdb_reader_t *r, tsdb_sid_t sid, int64_t mint, int64_t maxt,
 static int add_block(tsdb_iter_t *it, const uint8_t *k, const MDB_val *val)
 {
     tsdb_reader_t *r = it->r;
-    if (!r->cache_valid || memcmp(r->cache_key, k, 16)) {
-        r->cache_valid = 0;
+    const size_t nc = sizeof r->cache / sizeof *r->cache;
+    struct reader_cache *c = NULL, *lru = &r->cache[0];
+    for (size_t i = 0; i < nc && !c; i++) {
+        if (r->cache[i].valid && !memcmp(r->cache[i].key, k, 16)) c = &r->cache[i];
+        else if (!r->cache[i].valid || r->cache[i].used < lru->used) lru = &r->cache[i];
+    }
+    if (!c) {
+        c = lru;
+        c->valid = 0;
         const uint8_t *bp;
         size_t bl;
         int rc = db_block_read(r->db, r->txn, val, &r->frag, &bp, &bl);
-        if (!rc) rc = block_open(&r->cache, bp, bl);
+        if (!rc) rc = block_open(&c->br, bp, bl);
         if (rc) return rc;
-        memcpy(r->cache_key, k, 16);
-        r->cache_valid = 1;
+        memcpy(c->key, k, 16);
+        c->valid = 1;
     }
-    long i = block_find(&r->cache, it->sid);
+    c->used = ++r->cache_clock;
+    long i = block_find(&c->br, it->sid);
     if (i < 0) return 0;
-    size_t cnt = r->cache.counts[i], got;
+    size_t cnt = c->br.counts[i], got;
     if (out_reserve(it, cnt)) return TSDB_ENOMEM;
-    int rc = block_decode_series(&r->cache, (uint32_t)i, it->out + it->nout, cnt, &got);
+    int rc = block_decode_series(&c->br, (uint32_t)i, it->out + it->nout, cnt, &got);
     if (rc) {
-        r->cache_valid = 0;
+        c->valid = 0;
         return rc;
     }
     it->nout += got;

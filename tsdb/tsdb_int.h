@@ -161,10 +161,15 @@ struct tsdb_reader {
     uint64_t gen;
     idx_labels_t labels;
     tbuf_t labels_buf;
-    /* last decoded block, reused by iterators */
-    uint8_t cache_key[16];
-    int cache_valid;
-    block_reader_t cache;
+    /* recently decoded blocks (LRU), reused by iterators: a query reads the
+     * series of a group one after the other, each across several partitions */
+    struct reader_cache {
+        uint8_t key[16];
+        int valid;
+        uint64_t used;
+        block_reader_t br;
+    } cache[8];
+    uint64_t cache_clock;
     tbuf_t frag;          /* fragments of a multi-fragment block, concatenated */
 };
 

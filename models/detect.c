@@ -97,15 +97,19 @@ static void spot_learn(detect_spot_t *sp, float q, float x, float step, float w)
 
 /* ---- helpers ----------------------------------------------------------- */
 
+static inline float minf_(float a, float b)
+{
+    return a < b ? a : b;
+}
+
+static inline float maxf_(float a, float b)
+{
+    return a > b ? a : b;
+}
+
 static inline float clampf(float x, float lo, float hi)
 {
     return x < lo ? lo : x > hi ? hi : x;
-}
-
-static inline int64_t floordiv(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
 static double score_of(double s)
@@ -148,10 +152,14 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     }
     R->x = x;
 
-    int64_t hour = floordiv(t_ms, 3600000);
-    int h = (int)(hour - floordiv(hour, 24) * 24);
-    int64_t day = floordiv(hour, 24);
-    int d = (int)((day + 3) - floordiv(day + 3, 7) * 7); /* 0 = Monday */
+    /* Hour of day and day of week (UTC) in double arithmetic: exact for
+     * any ms timestamp below 2^53 and far cheaper than 64-bit divisions. */
+    double hour = floor((double)t_ms * (1.0 / 3600000.0));
+    double day = floor(hour * (1.0 / 24.0));
+    int h = (int)(hour - day * 24.0);
+    int d = (int)((day + 3.0) - floor((day + 3.0) * (1.0 / 7.0)) * 7.0); /* 0 = Monday */
+    if (h < 0 || h > 23) h = 0; /* rounding at the edges of the range */
+    if (d < 0 || d > 6) d = 0;
     float k = cfg->huber_k, q = cfg->spot_q;
 
     if (st->n == 0) {
@@ -192,8 +200,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     gp = gp > 0 ? gp : 0;
     gn = gn > 0 ? gn : 0;
     float g = gp > gn ? gp : gn;
-    float ssh = st->sshort + (st->n < 10 ? 1.0f / (float)(st->n + 1) : 0.1f) * (fminf(fabsf((float)r), 6.0f * scale) - st->sshort);
-    float vr = logf((ssh + floor_) / (scale + floor_)); /* variance increase only */
+    float ssh = st->sshort + (st->n < 10 ? 1.0f / (float)(st->n + 1) : 0.1f) * (minf_(fabsf((float)r), 6.0f * scale) - st->sshort);
+    float vr = (ssh + floor_) / (scale + floor_) - 1.0f; /* variance increase only */
     if (!(vr > 0)) vr = 0;
     float stat[4] = {z > 0 ? z : 0, z < 0 ? -z : 0, g, vr};
     int warm = st->n < cfg->warmup;
@@ -220,19 +228,19 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     float mem = st->mem;
     double out = s;
     if (s <= mem) out = s * 0.02;
-    st->mem = fmaxf(mem * cfg->refractory, (float)s);
+    st->mem = maxf_(mem * cfg->refractory, (float)s);
     if (warm) {
         out = 0;
         R->events |= DETECT_EV_WARMUP;
     }
 
     /* Learn. Tails first (they judged this sample already). */
-    float w = 1.0f / (1.0f + (float)st->n * (1.0f - q));
-    if (w < 0.02f) w = 0.02f;
+    float w = 0.02f; /* running mean of the first excesses, then an EWMA */
+    if ((float)st->n * (1.0f - q) < 49.0f) w = maxf_(w, 1.0f / (1.0f + (float)st->n * (1.0f - q)));
     if (st->n >= 20) /* the scale must have settled first */
         for (int c = 0; c < 4; c++) {
             float step = 0.05f * (st->spot[c].m1 + 0.05f);
-            spot_learn(&st->spot[c], q, fminf(stat[c], 100.0f), step, w);
+            spot_learn(&st->spot[c], q, minf_(stat[c], 100.0f), step, w);
         }
     /* Level shift confirmed by the CUSUM: move the baselines to the new
      * level instead of crawling there one clipped step at a time. */
@@ -244,8 +252,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         st->ls += rs; /* the seasonal baseline now predicts x */
         gp = gn = 0;
     } else {
-        st->lf += cfg->alpha_fast * clampf((float)(rf / ef), -k, k) * ef;
-        double cl = clampf((float)(rs / es), -k, k) * es;
+        st->lf += cfg->alpha_fast * clampf((float)rf, -k * ef, k * ef);
+        double cl = clampf((float)rs, -k * es, k * es);
         st->ls += cfg->alpha_fast * cl;
         if (st->seen >> h & 1u)
             st->season[h] += cfg->alpha_season * (1.0f - cfg->alpha_fast) * (float)cl;
@@ -258,13 +266,13 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     }
     st->seen |= (1u << h) | (1u << (24 + d));
     float af = cfg->alpha_slow * 2.0f;
-    if (af < 1.0f / (float)(st->n + 1)) af = 1.0f / (float)(st->n + 1); /* running mean at first */
+    if ((float)st->n * af < 1.0f) af = maxf_(af, 1.0f / (float)(st->n + 1)); /* mean at first */
     float kc = st->n < 30 ? 1e30f : 2.0f * k; /* no clipping before the scale exists */
-    st->ef += af * (fminf(fabsf((float)rf), kc * ef) - st->ef);
+    st->ef += af * (minf_(fabsf((float)rf), kc * ef) - st->ef);
     if (have_s)
-        st->es += af * (fminf(fabsf((float)rs), kc * es) - st->es);
+        st->es += af * (minf_(fabsf((float)rs), kc * es) - st->es);
     else
-        st->es += af * (fminf(fabsf((float)rf), kc * ef) * 1.2f - st->es);
+        st->es += af * (minf_(fabsf((float)rf), kc * ef) * 1.2f - st->es);
     st->sshort = ssh;
     st->gp = gp;
     st->gn = gn;

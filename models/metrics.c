@@ -134,7 +134,7 @@ int64_t metrics_lead_times(const int32_t *dev, const int32_t *day, const float *
         int32_t f = fail_day[d];
         if (f == INT32_MIN || score[k] < thr) continue;
         int64_t l = (int64_t)f - day[k];
-        if (l <= 0 || l > max_lead) continue;
+        if (l < 0 || l > max_lead) continue;
         if (l > lead[d]) lead[d] = (int32_t)l;
     }
     int64_t hit = 0;

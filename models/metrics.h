@@ -50,8 +50,9 @@ int64_t metrics_pr_curve(const float *score, const uint8_t *label, size_t n, voi
 
 /* Lead times. Every example is a device-day: device dev[k] (0 ≤ dev < n_dev), day day[k],
  * score score[k]. fail_day[d] is the day device d failed, or INT32_MIN if it did not. For each
- * failed device the first alarm is the earliest day t with fail_day − max_lead ≤ t < fail_day
- * and score ≥ thr; lead[d] gets fail_day − t in days, or -1 (not detected or not failed).
+ * failed device the first alarm is the earliest day t with fail_day − max_lead ≤ t ≤ fail_day
+ * and score ≥ thr; lead[d] gets fail_day − t in days (0: alarm on the failure day itself), or
+ * -1 (not detected or not failed).
  * Returns the number of failed devices detected, or METRICS_EINVAL. */
 int64_t metrics_lead_times(const int32_t *dev, const int32_t *day, const float *score, size_t n,
                            const int32_t *fail_day, int32_t n_dev, float thr, int32_t max_lead,

@@ -115,7 +115,7 @@ int64_t ntam_bundle_encode(const ntam_bundle_t *b, uint8_t *buf, size_t cap)
     put32(p + 20, (uint32_t)b->folds);
     put32(p + 24, (uint32_t)b->fold);
     put32(p + 28, (uint32_t)b->holdout_days);
-    put32(p + 32, 0);
+    put32(p + 32, b->flags);
     put64(p + 36, np);
     p += MID_FIXED;
     const float *w = ntam_params_const(b->model);
@@ -158,6 +158,7 @@ int ntam_bundle_decode(const uint8_t *buf, size_t len, uint64_t expect_schema, n
     out->folds = (int32_t)get32(p + 20);
     out->fold = (int32_t)get32(p + 24);
     out->holdout_days = (int32_t)get32(p + 28);
+    out->flags = get32(p + 32);
     uint64_t np = get64(p + 36);
     p += MID_FIXED;
     out->schema_hash = get64(buf + 24);
@@ -165,7 +166,8 @@ int ntam_bundle_decode(const uint8_t *buf, size_t len, uint64_t expect_schema, n
     out->horizon = (int32_t)get32(buf + 36);
     out->n_features = F;
     if (out->kind != NTAM_KIND_DISK && out->kind != NTAM_KIND_GPU) return NTAM_EFORMAT;
-    if (out->folds < 0 || out->fold < 0 || (out->folds && out->fold >= out->folds))
+    if (out->folds < 0 || out->fold < 0 || (out->folds && out->fold >= out->folds) ||
+        out->holdout_days < 0 || (out->flags & ~NTAM_FLAG_NEG_NEVER_FAILED))
         return NTAM_EFORMAT;
     if (np > (total - (size_t)(p - buf) - 8) / 4 || file_len(F, (size_t)np) != total)
         return NTAM_EFORMAT;

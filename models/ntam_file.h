@@ -24,7 +24,7 @@
  *   92+56F      4      folds (device folds of the split)
  *   96+56F      4      fold held out for validation/test
  *   100+56F     4      holdout days (time split; 0 = devices only)
- *   104+56F     4      reserved (0)
+ *   104+56F     4      protocol flags: bit 0 = negatives only from never-failed devices
  *   108+56F     8      P = number of parameters
  *   116+56F     P×4    parameters (f32), in ntam_tensor_info order
  *   116+56F+4P  8      FNV-1a 64 of every byte before it
@@ -49,6 +49,7 @@
 #define NTAM_FEATURE_NAME 48
 
 enum { NTAM_KIND_DISK = 0, NTAM_KIND_GPU = 1 };
+#define NTAM_FLAG_NEG_NEVER_FAILED 1u
 
 typedef struct {
     ntam_t *model;                                       /* owned; ntam_bundle_clear frees */
@@ -64,6 +65,7 @@ typedef struct {
     uint64_t split_seed;                                 /* device-fold hash seed */
     int32_t folds, fold;                                 /* device folds, held-out fold */
     int32_t holdout_days;                                /* time split (0: devices only) */
+    uint32_t flags;                                      /* NTAM_FLAG_* (protocol) */
 } ntam_bundle_t;
 
 /* Hash of an ordered list of feature names (FNV-1a 64 over names and NULs). */

@@ -8,6 +8,7 @@ const cli_command_t cli_commands[] = {
     {"detect", cli_detect},
     {"simulate", cli_simulate},
     {"tsdb", cli_tsdb},
+    {"train", cli_train},
     {"import", cli_import},
     {"label", cli_label},
     {NULL, NULL},

@@ -16,6 +16,7 @@ extern const cli_command_t cli_commands[];
 int cli_tsdb(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_train(int argc, char **argv); /* cmd_train.c */
+int cli_eval(int argc, char **argv);  /* cmd_eval.c */
 int cli_simulate(int argc, char **argv);
 
 /* `augur serve --demo` (cli/cmd_simulate.c): a simulated fleet written into

@@ -9,6 +9,7 @@ const cli_command_t cli_commands[] = {
     {"simulate", cli_simulate},
     {"tsdb", cli_tsdb},
     {"train", cli_train},
+    {"eval", cli_eval},
     {"import", cli_import},
     {"label", cli_label},
     {NULL, NULL},

@@ -178,8 +178,8 @@ static void NT(softmax_masked)(REAL *v, int n, const uint8_t *keep)
 }
 
 /* Layer norm of rows of x (rows × d, in place → gain·xhat + bias), keeping xhat and 1/σ. */
-static void NT(layernorm_fwd)(REAL *x, size_t rows, int d, const REAL *g, const REAL *b,
-                              REAL *xh, REAL *rstd)
+static void NT(layernorm_fwd)(REAL *restrict x, size_t rows, int d, const REAL *restrict g,
+                              const REAL *restrict b, REAL *restrict xh, REAL *restrict rstd)
 {
     for (size_t r = 0; r < rows; r++) {
         REAL *row = x + r * (size_t)d, *h = xh + r * (size_t)d;
@@ -201,8 +201,9 @@ static void NT(layernorm_fwd)(REAL *x, size_t rows, int d, const REAL *g, const 
 }
 
 /* Layer-norm backward: dx from dy; accumulates dgain, dbias. */
-static void NT(layernorm_bwd)(const REAL *dy, size_t rows, int d, const REAL *g, const REAL *xh,
-                              const REAL *rstd, REAL *dx, REAL *dg, REAL *db)
+static void NT(layernorm_bwd)(const REAL *restrict dy, size_t rows, int d, const REAL *restrict g,
+                              const REAL *restrict xh, const REAL *restrict rstd, REAL *restrict dx,
+                              REAL *restrict dg, REAL *restrict db)
 {
     for (size_t r = 0; r < rows; r++) {
         const REAL *y = dy + r * (size_t)d, *h = xh + r * (size_t)d;
@@ -275,9 +276,9 @@ static void NT(forward)(const ntam_hparams_t *hp, const NT(par_t) * P, const BAT
     /* E = X·We (GEMM M×d×F) + be + PE */
     NT(gemm)(0, 0, M, d, F, 1, b->x, F, P->we, d, 0, w->E, d);
     for (int r = 0; r < M; r++) {
-        REAL *row = w->E + (size_t)r * d;
-        const REAL *pe = w->pe + (size_t)(r % W) * d;
-        for (int c = 0; c < d; c++) row[c] += P->be[c] + pe[c];
+        REAL *restrict row = w->E + (size_t)r * d;
+        const REAL *restrict pe = w->pe + (size_t)(r % W) * d, *restrict be = P->be;
+        for (int c = 0; c < d; c++) row[c] += be[c] + pe[c];
     }
     const REAL *zin = w->E;
     for (int l = 0; l < hp->n_blocks; l++) {
@@ -296,23 +297,28 @@ static void NT(forward)(const ntam_hparams_t *hp, const NT(par_t) * P, const BAT
         }
         /* R1 = Zin + ctx·Wo (GEMM M×d×d), N1 = LN(R1) */
         NT(gemm)(0, 0, M, d, d, 1, k->ctx, d, q->wo, d, 0, k->n1, d);
-        for (size_t r = 0; r < (size_t)M * d; r++) k->n1[r] += zin[r];
+        {
+            REAL *restrict n1 = k->n1;
+            const REAL *restrict zi = zin;
+            for (size_t r = 0; r < (size_t)M * d; r++) n1[r] += zi[r];
+        }
         NT(layernorm_fwd)(k->n1, (size_t)M, d, q->ln1g, q->ln1b, k->xh1, k->rstd1);
         /* H1 = relu(N1·W1 + b1) (GEMM M×dff×d) */
         NT(gemm)(0, 0, M, dff, d, 1, k->n1, d, q->w1, dff, 0, k->h1, dff);
         for (int r = 0; r < M; r++) {
-            REAL *row = k->h1 + (size_t)r * dff;
+            REAL *restrict row = k->h1 + (size_t)r * dff;
+            const REAL *restrict b1 = q->b1;
             for (int c = 0; c < dff; c++) {
-                REAL v = row[c] + q->b1[c];
+                REAL v = row[c] + b1[c];
                 row[c] = v > 0 ? v : 0;
             }
         }
         /* R2 = N1 + H1·W2 + b2 (GEMM M×d×dff), N2 = LN(R2) */
         NT(gemm)(0, 0, M, d, dff, 1, k->h1, dff, q->w2, d, 0, k->n2, d);
         for (int r = 0; r < M; r++) {
-            REAL *row = k->n2 + (size_t)r * d;
-            const REAL *n1 = k->n1 + (size_t)r * d;
-            for (int c = 0; c < d; c++) row[c] += n1[c] + q->b2[c];
+            REAL *restrict row = k->n2 + (size_t)r * d;
+            const REAL *restrict n1 = k->n1 + (size_t)r * d, *restrict b2 = q->b2;
+            for (int c = 0; c < d; c++) row[c] += n1[c] + b2[c];
         }
         NT(layernorm_fwd)(k->n2, (size_t)M, d, q->ln2g, q->ln2b, k->xh2, k->rstd2);
         zin = k->n2;
@@ -366,11 +372,14 @@ static void NT(forward)(const ntam_hparams_t *hp, const NT(par_t) * P, const BAT
     }
     /* head: G = relu([h;c]·Wh1 + bh1) (GEMM B×dh×2d), logit = G·w2 + b2 (GEMV) */
     NT(gemm)(0, 0, B, dh, 2 * d, 1, w->zc, 2 * d, P->hw1, dh, 0, w->G, dh);
-    for (int i = 0; i < B; i++)
+    for (int i = 0; i < B; i++) {
+        REAL *restrict g = w->G + (size_t)i * dh;
+        const REAL *restrict hb1 = P->hb1;
         for (int c = 0; c < dh; c++) {
-            REAL v = w->G[(size_t)i * dh + c] + P->hb1[c];
-            w->G[(size_t)i * dh + c] = v > 0 ? v : 0;
+            REAL v = g[c] + hb1[c];
+            g[c] = v > 0 ? v : 0;
         }
+    }
     NT(gemv)(0, B, dh, 1, w->G, dh, P->hw2, 0, w->logit);
     for (int i = 0; i < B; i++) w->logit[i] += P->hb2[0];
 }

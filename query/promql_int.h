@@ -300,6 +300,10 @@ static inline int pq_is_stale(double v)
 /* Go's strconv.FormatFloat(v, 'f', -1, 64) with Prometheus' "NaN", "+Inf",
  * "-Inf". buf needs >= 400 bytes. Returns the length. */
 size_t pq_fmt_float(char *buf, double v);
+/* Shortest digits that parse back to v (finite, > 0), closest to v among
+ * the shortest: digits (NUL-terminated, no trailing zeros, <= 17) and
+ * *exp10 with v = 0.d1d2... * 10^exp10. Returns the digit count. */
+int pq_shortest_digits(double v, char *digits, int *exp10);
 /* Prometheus' JSON timestamp of vector and matrix points: seconds and, if
  * any, three decimals ("1.500"). Scalar and string results print
  * float64(t)/1000 instead ("1.5"): pq_fmt_float((double)t / 1000). */

@@ -202,37 +202,29 @@ int pq_labels_cmp(const pq_labels_t *a, const pq_labels_t *b)
 
 /* ---- float formatting ---------------------------------------------------- */
 
-/* Shortest decimal digits that round-trip: digits[] and the decimal
- * exponent such that v = 0.d1d2d3... * 10^exp. */
-static int shortest_digits(double v, char *digits, int *exp10)
+static size_t fmt_u64(char *o, uint64_t u)
 {
-    /* Round-tripping is monotonic in the precision (p + 1 correctly rounded
-     * digits are at least as close as p), so binary-search the shortest. */
-    char tmp[64];
-    int lo = 1, hi = 17;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        snprintf(tmp, sizeof tmp, "%.*e", mid - 1, v);
-        if (strtod(tmp, NULL) == v) hi = mid;
-        else lo = mid + 1;
-    }
-    snprintf(tmp, sizeof tmp, "%.*e", lo - 1, v);
-    /* tmp: d[.ddd]e[+-]XX */
-    int nd = 0;
-    const char *p = tmp;
-    for (; *p && *p != 'e'; p++)
-        if (isdigit((unsigned char)*p)) digits[nd++] = *p;
-    int e = atoi(p + 1);
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
-    digits[nd] = 0;
-    *exp10 = e + 1;
-    return nd;
+    char t[24];
+    size_t n = 0;
+    do {
+        t[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    for (size_t i = 0; i < n; i++) o[i] = t[n - 1 - i];
+    o[n] = 0;
+    return n;
 }
 
 size_t pq_fmt_float(char *buf, double v)
 {
-    if (isnan(v)) return (size_t)sprintf(buf, "NaN");
-    if (isinf(v)) return (size_t)sprintf(buf, v > 0 ? "+Inf" : "-Inf");
+    if (isnan(v)) {
+        memcpy(buf, "NaN", 4);
+        return 3;
+    }
+    if (isinf(v)) {
+        memcpy(buf, v > 0 ? "+Inf" : "-Inf", 5);
+        return 4;
+    }
     char *o = buf;
     if (v == 0) {
         if (signbit(v)) *o++ = '-';
@@ -245,10 +237,10 @@ size_t pq_fmt_float(char *buf, double v)
         v = -v;
     }
     if (v < 9007199254740992.0 && v == floor(v)) /* integers: exact, the common case */
-        return (size_t)(o - buf) + (size_t)sprintf(o, "%lld", (long long)v);
+        return (size_t)(o - buf) + fmt_u64(o, (uint64_t)v);
     char d[32];
     int e;
-    int nd = shortest_digits(v, d, &e);
+    int nd = pq_shortest_digits(v, d, &e);
     if (e <= 0) {
         *o++ = '0';
         *o++ = '.';
@@ -280,9 +272,15 @@ size_t pq_fmt_time(char *buf, int64_t t)
     } else {
         u = (uint64_t)t;
     }
-    o += sprintf(o, "%llu", (unsigned long long)(u / 1000));
+    o += fmt_u64(o, u / 1000);
     unsigned f = (unsigned)(u % 1000);
-    if (f) o += sprintf(o, ".%03u", f);
+    if (f) {
+        *o++ = '.';
+        *o++ = (char)('0' + f / 100);
+        *o++ = (char)('0' + f / 10 % 10);
+        *o++ = (char)('0' + f % 10);
+        *o = 0;
+    }
     return (size_t)(o - buf);
 }
 

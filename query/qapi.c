@@ -557,9 +557,14 @@ static int handle_labels(tsdb_t *db, const char *name, qapi_param_fn get, void *
     size_t n = 0, cap = 0;
     int oom = 0;
     int bounded = get(ctx, "start", 0) || get(ctx, "end", 0);
-    if (s.n == 0 && !bounded) {
+    if (s.n == 0) {
+        /* without match[]: from the index directly; with a time range, a
+         * value counts once one series of its postings is in range */
         tsdb_strings_t st = {0};
-        rc = name ? tsdb_label_values(r, name, NULL, 0, &st) : tsdb_label_names(r, NULL, 0, &st);
+        if (bounded && mint > maxt) rc = 0;
+        else if (bounded) rc = name ? tsdb_label_values_range(r, name, mint, maxt, &st)
+                                    : tsdb_label_names_range(r, mint, maxt, &st);
+        else rc = name ? tsdb_label_values(r, name, NULL, 0, &st) : tsdb_label_names(r, NULL, 0, &st);
         if (!rc) {
             size_t lim = param_limit(get, ctx);
             rc = write_strings(out, status, st.v, st.n, lim);
@@ -571,21 +576,7 @@ static int handle_labels(tsdb_t *db, const char *name, qapi_param_fn get, void *
         tsdb_strings_free(&st);
     } else {
         tsdb_sids_t ids = {0};
-        if (s.n == 0) {
-            /* a time range without match[]: every series with samples in it */
-            sels_t all = {0};
-            char err[64];
-            all.e = calloc(1, sizeof *all.e);
-            if (!all.e || promql_parse("{__name__=~\".+\"}", 16, &all.e[0], err, sizeof err)) {
-                oom = 1;
-            } else {
-                all.n = 1;
-                rc = select_union(r, &all, mint, maxt, &ids);
-            }
-            sels_free(&all);
-        } else {
-            rc = select_union(r, &s, mint, maxt, &ids);
-        }
+        rc = select_union(r, &s, mint, maxt, &ids);
         for (size_t i = 0; !rc && !oom && i < ids.n; i++) {
             const tsdb_label_t *l;
             size_t nl;

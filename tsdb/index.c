@@ -1469,6 +1469,100 @@ out:
     return rc;
 }
 
+/* Does fn accept some series of pair pid's postings? Reads the postings a
+ * page at a time (MDB_GET_MULTIPLE) and stops at the first page fn accepts. */
+static int postings_any(MDB_cursor *c, uint32_t pid, idx_sids_any_fn fn, void *ctx)
+{
+    uint8_t kb[4];
+    be32_put(kb, pid);
+    MDB_val k = {4, kb}, v;
+    size_t count;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return idx_lmdb_err(rc, "postings get");
+    if ((rc = mdb_cursor_count(c, &count))) return idx_lmdb_err(rc, "postings count");
+    uint32_t buf[512];
+    if (count == 1) {
+        if (v.mv_size != 4) return idx_corrupt("postings of pair", pid);
+        buf[0] = be32_get(v.mv_data);
+        return fn(ctx, buf, 1);
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_GET_MULTIPLE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_MULTIPLE)) {
+        if (v.mv_size % 4) return idx_corrupt("postings of pair", pid);
+        const uint8_t *p = v.mv_data;
+        size_t n = v.mv_size / 4;
+        for (size_t off = 0; off < n;) {
+            size_t m = n - off < 512 ? n - off : 512;
+            for (size_t i = 0; i < m; i++) buf[i] = be32_get(p + 4 * (off + i));
+            int r = fn(ctx, buf, m);
+            if (r) return r;
+            off += m;
+        }
+    }
+    if (rc != MDB_NOTFOUND) return idx_lmdb_err(rc, "postings read");
+    return 0;
+}
+
+int idx_label_values_any(MDB_txn *txn, const idx_dbis_t *d, const char *name, idx_sids_any_fn fn,
+                         void *ctx, tsdb_strings_t *out)
+{
+    if (!txn || !d || !fn || !out) return TSDB_EINVAL;
+    size_t nl = name ? strlen(name) : 0;
+    if (name && (nl == 0 || nl + 1 > idx_key_max(txn))) return 0;
+    uint8_t kb[IDX_KEY_MAX + 1] = {1};
+    MDB_val k = {1, kb}, v;
+    if (name) pair_key(kb, name, nl, "", 0, &k);
+    MDB_cursor *c, *pc;
+    int rc = mdb_cursor_open(txn, d->pairs, &c);
+    if (rc) return idx_lmdb_err(rc, "cursor open");
+    if ((rc = mdb_cursor_open(txn, d->postings, &pc))) {
+        mdb_cursor_close(c);
+        return idx_lmdb_err(rc, "cursor open");
+    }
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;) {
+        const char *z = memchr(k.mv_data, 0, k.mv_size);
+        size_t kl = z ? (size_t)(z - (const char *)k.mv_data) : 0;
+        if (name && (kl != nl || memcmp(k.mv_data, name, nl) != 0)) break;
+        if (kl == 0 || kl >= IDX_KEY_MAX) {
+            rc = idx_corrupt("pair key of length", (uint32_t)k.mv_size);
+            break;
+        }
+        if (v.mv_size != 4) {
+            rc = idx_corrupt("pair id of name", 0);
+            break;
+        }
+        int hit = postings_any(pc, be32_get(v.mv_data), fn, ctx);
+        if (hit < 0) {
+            rc = hit;
+            break;
+        }
+        if (hit && name) {
+            rc = strings_push(out, (const char *)k.mv_data + nl + 1, k.mv_size - nl - 1);
+            if (rc) break;
+        }
+        if (hit && !name) {
+            /* one live value is enough for a name: jump to the next name */
+            if ((rc = strings_push(out, k.mv_data, kl))) break;
+            memcpy(kb, k.mv_data, kl);
+            kb[kl] = 1;
+            k.mv_data = kb;
+            k.mv_size = kl + 1;
+            rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+            continue;
+        }
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(pc);
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    else if (rc > 0)
+        rc = idx_lmdb_err(rc, "pairs scan");
+    if (!rc) strings_sort_unique(out);
+    return rc;
+}
+
 /* ---- list helpers ------------------------------------------------------- */
 
 int sids_push(tsdb_sids_t *s, tsdb_sid_t id)

@@ -85,6 +85,15 @@ int idx_label_names(MDB_txn *txn, const idx_dbis_t *d, const tsdb_sids_t *restri
 int idx_label_values(MDB_txn *txn, const idx_dbis_t *d, const char *name,
                      const tsdb_sids_t *restrict_to, tsdb_strings_t *out);
 
+/* Values of label `name` (or, name == NULL, label names) with at least one
+ * series that fn accepts. fn gets postings a batch at a time (ascending) and
+ * returns 1 when it accepts one of them (the scan of that value stops), 0 for
+ * none, or a negative error that ends the call. Results are appended sorted
+ * and unique to out. The reserved "\0next" key sorts before every name. */
+typedef int (*idx_sids_any_fn)(void *ctx, const uint32_t *sids, size_t n);
+int idx_label_values_any(MDB_txn *txn, const idx_dbis_t *d, const char *name, idx_sids_any_fn fn,
+                         void *ctx, tsdb_strings_t *out);
+
 /* Helpers on the public list types (defined in index.c). */
 int sids_push(tsdb_sids_t *s, tsdb_sid_t id);
 int strings_push(tsdb_strings_t *s, const char *p, size_t len);

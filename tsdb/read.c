@@ -230,6 +230,84 @@ int tsdb_label_values(tsdb_reader_t *r, const char *name, const tsdb_matcher_t *
     return rc;
 }
 
+/* ---- label names and values over a time range ----------------------------------- */
+
+typedef struct {
+    tsdb_t *db;
+    int64_t mint, maxt;
+} live_ctx_t;
+
+static int series_live(const series_t *s, int64_t mint, int64_t maxt)
+{
+    return s && !s->deleted && s->maxt != INT64_MIN && s->mint <= maxt && s->maxt >= mint;
+}
+
+/* Postings batch callback: does one of the series have samples in range?
+ * The lock is taken per batch (at most a few hundred lookups), so appenders
+ * never wait for a whole index scan. */
+static int live_any(void *ctx, const uint32_t *sids, size_t n)
+{
+    live_ctx_t *lc = ctx;
+    int hit = 0;
+    pthread_mutex_lock(&lc->db->mu);
+    for (size_t i = 0; i < n && !hit; i++) hit = series_live(db_sid_get(lc->db, sids[i]), lc->mint, lc->maxt);
+    pthread_mutex_unlock(&lc->db->mu);
+    return hit;
+}
+
+/* Label names (name == NULL) or values of `name` of the head-only series
+ * with samples in [mint, maxt]. */
+static int add_head_labels_range(tsdb_reader_t *r, const char *name, int64_t mint, int64_t maxt,
+                                 tsdb_strings_t *out)
+{
+    tsdb_t *db = r->db;
+    idx_labels_t il = {0};
+    int rc = 0;
+    size_t nl = name ? strlen(name) : 0;
+    pthread_mutex_lock(&db->mu);
+    for (size_t f = 0; !rc && f < db->nfresh; f++) {
+        series_t *s = db->fresh[f];
+        if (!s->labels || !series_live(s, mint, maxt)) continue;
+        if (labels_parse(s->labels, s->labels_len, &il)) continue;
+        for (size_t i = 0; i < il.n && !rc; i++) {
+            if (!name) {
+                if (strings_push(out, il.v[i].name.ptr, il.v[i].name.len)) rc = TSDB_ENOMEM;
+            } else if (il.v[i].name.len == nl && !memcmp(il.v[i].name.ptr, name, nl)) {
+                if (strings_push(out, il.v[i].value.ptr, il.v[i].value.len)) rc = TSDB_ENOMEM;
+            }
+        }
+    }
+    pthread_mutex_unlock(&db->mu);
+    free(il.v);
+    return rc;
+}
+
+static int labels_range(tsdb_reader_t *r, const char *name, int64_t mint, int64_t maxt,
+                        tsdb_strings_t *out)
+{
+    if (!r || !out || mint > maxt) return TSDB_EINVAL;
+    pthread_mutex_lock(&r->db->mu);
+    int rc = reader_sync_locked(r);
+    pthread_mutex_unlock(&r->db->mu);
+    live_ctx_t lc = {r->db, mint, maxt};
+    if (!rc) rc = idx_label_values_any(r->txn, &r->db->idx, name, live_any, &lc, out);
+    if (!rc) rc = add_head_labels_range(r, name, mint, maxt, out);
+    if (!rc) strings_sort_unique(out);
+    return rc;
+}
+
+int tsdb_label_names_range(tsdb_reader_t *r, int64_t mint, int64_t maxt, tsdb_strings_t *out)
+{
+    return labels_range(r, NULL, mint, maxt, out);
+}
+
+int tsdb_label_values_range(tsdb_reader_t *r, const char *name, int64_t mint, int64_t maxt,
+                            tsdb_strings_t *out)
+{
+    if (!name) return TSDB_EINVAL;
+    return labels_range(r, name, mint, maxt, out);
+}
+
 /* ---- iterator ----------------------------------------------------------------- */
 
 struct tsdb_iter {

@@ -235,6 +235,16 @@ int tsdb_label_names(tsdb_reader_t *r, const tsdb_matcher_t *m, size_t nm, tsdb_
 int tsdb_label_values(tsdb_reader_t *r, const char *name, const tsdb_matcher_t *m, size_t nm,
                       tsdb_strings_t *out);
 
+/* Label names / values of `name` over the series with at least one sample
+ * in [mint, maxt] (by the series' stored time ranges, as tsdb_select), the
+ * same as collecting the labels of every series tsdb_select would return for
+ * that range, but without visiting each series: a value is kept as soon as
+ * one series of its postings is in range. Appended to out (sorted, unique).
+ * Errors: TSDB_EINVAL (mint > maxt), TSDB_ENOMEM, TSDB_ELMDB, TSDB_ECORRUPT. */
+int tsdb_label_names_range(tsdb_reader_t *r, int64_t mint, int64_t maxt, tsdb_strings_t *out);
+int tsdb_label_values_range(tsdb_reader_t *r, const char *name, int64_t mint, int64_t maxt,
+                            tsdb_strings_t *out);
+
 /* Sample iterator over one series and [mint, maxt], in time order. */
 typedef struct tsdb_iter tsdb_iter_t;
 

@@ -103,7 +103,7 @@ static int url_parse(url_sink_t *u, const char *url)
     const char *h = url + 7;
     const char *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-    char hp[300];
+    char hp[256];
     if (!hl || hl >= sizeof hp) return -1;
     memcpy(hp, h, hl);
     hp[hl] = 0;
@@ -112,7 +112,7 @@ static int url_parse(url_sink_t *u, const char *url)
         char *rb = strchr(hp, ']');
         if (!rb) return -1;
         *rb = 0;
-        snprintf(u->host, sizeof u->host, "%s", hp + 1);
+        snprintf(u->host, sizeof u->host, "%.200s", hp + 1);
         colon = rb[1] == ':' ? rb + 1 : NULL;
     } else {
         snprintf(u->host, sizeof u->host, "%.*s", (int)(colon ? (size_t)(colon - hp) : hl), hp);
@@ -556,7 +556,7 @@ int cli_import(int argc, char **argv)
         char enc[700];
         if (token) snprintf(us->auth, sizeof us->auth, "Authorization: Bearer %.400s\r\n", token);
         if (basic)
-            snprintf(us->auth, sizeof us->auth, "Authorization: Basic %s\r\n",
+            snprintf(us->auth, sizeof us->auth, "Authorization: Basic %.400s\r\n",
                      b64(basic, enc, sizeof enc));
         sink = (ingest_sink_t){url_append, us};
     }

@@ -351,6 +351,7 @@ static int parse_row(nvsmi_t *p, const char *s, size_t len)
             return 1;
         }
     }
+    if (!idx) return 1; /* have_index: cannot happen */
     ingest_batch_t *b = &p->batch;
     char devbuf[16];
     int dl = snprintf(devbuf, sizeof devbuf, "nvidia%.*s", (int)il, idx);

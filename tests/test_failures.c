@@ -392,7 +392,9 @@ static void test_import_url(void **state)
     fclose(fp);
     snprintf(cmd, sizeof cmd, "'%s' import backblaze --url http://127.0.0.1:%u '%s' 2>&1", bin,
              port, csv);
-    assert_int_equal(run(cmd, out, sizeof out), 0);
+    int st0 = run(cmd, out, sizeof out);
+    if (st0) fprintf(stderr, "%s", out);
+    assert_int_equal(st0, 0);
     resp_t r;
     assert_int_equal(http(port, "GET",
                           "/api/v1/query?query=DCGM_FI_DEV_POWER_USAGE&time=1709294405", NULL, NULL,

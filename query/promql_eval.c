@@ -196,9 +196,72 @@ int64_t pq_sel_eval_time(pq_ctx_t *c, pq_at_kind_t at, int64_t at_ms, int64_t ts
     }
 }
 
+/* Hash map from interned label set to a small index (insertion ordered). */
+typedef struct {
+    const pq_labels_t **keys;
+    size_t *vals;
+    size_t cap, n;
+    pq_arena_t *arena;
+} lmap_t;
+
+static void lmap_init_in(pq_ctx_t *c, pq_arena_t *a, lmap_t *m, size_t hint)
+{
+    size_t cap = 16;
+    while (cap < hint * 2) cap *= 2;
+    m->arena = a;
+    m->keys = pq_arena_alloc(a, cap * sizeof *m->keys);
+    m->vals = pq_arena_alloc(a, cap * sizeof *m->vals);
+    if (!m->keys || !m->vals) pq_fail(c, PQ_ENOMEM, "out of memory");
+    memset(m->keys, 0, cap * sizeof *m->keys);
+    m->cap = cap;
+    m->n = 0;
+}
+
+static void lmap_init(pq_ctx_t *c, lmap_t *m, size_t hint)
+{
+    lmap_init_in(c, &c->tmp, m, hint);
+}
+
+/* Returns the slot's value pointer; *found tells whether it existed. */
+static size_t *lmap_get(pq_ctx_t *c, lmap_t *m, const pq_labels_t *k, int *found)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        lmap_t nm;
+        lmap_init_in(c, m->arena, &nm, m->cap);
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->keys[i]) continue;
+            size_t j = m->keys[i]->hash & (nm.cap - 1);
+            while (nm.keys[j]) j = (j + 1) & (nm.cap - 1);
+            nm.keys[j] = m->keys[i];
+            nm.vals[j] = m->vals[i];
+        }
+        nm.n = m->n;
+        *m = nm;
+    }
+    size_t j = k->hash & (m->cap - 1);
+    while (m->keys[j]) {
+        if (m->keys[j] == k) {
+            *found = 1;
+            return &m->vals[j];
+        }
+        j = (j + 1) & (m->cap - 1);
+    }
+    m->keys[j] = k;
+    m->n++;
+    *found = 0;
+    return &m->vals[j];
+}
+
 /* ---- loading --------------------------------------------------------------- */
 
-static void load_selector(pq_ctx_t *c, pq_node_t *n, int64_t mint, int64_t maxt)
+static void free_sbuf(void *p)
+{
+    tbuf_free(p);
+    free(p);
+}
+
+/* Series ids of a selector over [mint, maxt], copied into the arena. */
+static tsdb_sid_t *select_ids(pq_ctx_t *c, const pq_node_t *n, int64_t mint, int64_t maxt, size_t *ns)
 {
     size_t nm = n->u.sel.nm;
     tsdb_matcher_t *m = pq_palloc(c, (nm ? nm : 1) * sizeof *m);
@@ -207,10 +270,6 @@ static void load_selector(pq_ctx_t *c, pq_node_t *n, int64_t mint, int64_t maxt)
         m[i].name = n->u.sel.m[i].name;
         m[i].value = n->u.sel.m[i].value;
     }
-    pq_loaded_t *d = pq_palloc(c, sizeof *d);
-    memset(d, 0, sizeof *d);
-    n->u.sel.data = d;
-    if (mint > maxt) return;
     tsdb_sids_t sids = {0};
     int rc = tsdb_select(c->reader, m, nm, mint, maxt, &sids);
     if (rc) {
@@ -221,67 +280,96 @@ static void load_selector(pq_ctx_t *c, pq_node_t *n, int64_t mint, int64_t maxt)
         pq_fail(c, PQ_ESTORE, "store: %s (%s)", tsdb_strerror(rc), tsdb_last_error_detail());
     }
     /* copy the ids into the arena so that a failure below cannot leak them */
-    size_t ns = sids.n;
-    tsdb_sid_t *ids = pq_arena_alloc(&c->perm, (ns ? ns : 1) * sizeof *ids);
+    *ns = sids.n;
+    tsdb_sid_t *ids = pq_arena_alloc(&c->perm, (sids.n ? sids.n : 1) * sizeof *ids);
     if (!ids) {
         tsdb_sids_free(&sids);
         pq_fail(c, PQ_ENOMEM, "out of memory");
     }
-    if (ns) memcpy(ids, sids.ids, ns * sizeof *ids);
+    if (sids.n) memcpy(ids, sids.ids, sids.n * sizeof *ids);
     tsdb_sids_free(&sids);
+    return ids;
+}
+
+/* Labels and samples of one series over [mint, maxt]: the samples are in
+ * c->sbuf (reused from series to series), counted against max_samples.
+ * Returns the sample count; 0 (and *ls NULL) for a deleted series. */
+static size_t load_one(pq_ctx_t *c, tsdb_sid_t sid, int64_t mint, int64_t maxt, const pq_labels_t **ls,
+                       tsdb_sample_t **out)
+{
+    pq_check_deadline(c);
+    *ls = NULL;
+    const tsdb_label_t *tl;
+    size_t ntl;
+    int rc = tsdb_series_labels(c->reader, sid, &tl, &ntl);
+    if (rc == TSDB_ENOTFOUND) return 0;
+    if (rc) pq_fail(c, PQ_ESTORE, "store: %s", tsdb_strerror(rc));
+    pq_label_t tmp[64];
+    pq_label_t *pl = ntl <= 64 ? tmp : pq_palloc(c, ntl * sizeof *pl);
+    for (size_t j = 0; j < ntl; j++) {
+        char *nm_ = pq_arena_strndup(&c->perm, tl[j].name.ptr, tl[j].name.len);
+        char *vl = pq_arena_strndup(&c->perm, tl[j].value.ptr, tl[j].value.len);
+        if (!nm_ || !vl) pq_fail(c, PQ_ENOMEM, "out of memory");
+        pl[j].name = nm_;
+        pl[j].value = vl;
+    }
+    *ls = pq_cintern(c, pl, ntl, 0);
+    if (!c->sbuf) {
+        tbuf_t *b = calloc(1, sizeof *b);
+        if (!b) pq_fail(c, PQ_ENOMEM, "out of memory");
+        pq_defer(c, free_sbuf, b);
+        c->sbuf = b;
+    }
+    tbuf_t *buf = c->sbuf;
+    buf->len = 0;
+    tsdb_iter_t *it = NULL;
+    rc = tsdb_iter_open(c->reader, sid, mint, maxt, &it);
+    if (rc) pq_fail(c, rc == TSDB_ENOMEM ? PQ_ENOMEM : PQ_ESTORE, "store: %s", tsdb_strerror(rc));
+    const tsdb_sample_t *s;
+    size_t sn;
+    int fail = 0;
+    for (;;) {
+        rc = tsdb_iter_next(it, &s, &sn);
+        if (rc == 0) break;
+        if (rc == TSDB_ECORRUPT) continue;
+        if (rc < 0) {
+            fail = rc;
+            break;
+        }
+        if (tbuf_put(buf, s, sn * sizeof *s)) {
+            fail = TSDB_ENOMEM;
+            break;
+        }
+    }
+    tsdb_iter_close(it);
+    if (fail) pq_fail(c, fail == TSDB_ENOMEM ? PQ_ENOMEM : PQ_ESTORE, "store: %s", tsdb_strerror(fail));
+    size_t cnt = buf->len / sizeof(tsdb_sample_t);
+    pq_count_samples(c, cnt);
+    *out = (tsdb_sample_t *)buf->p;
+    return cnt;
+}
+
+static void load_selector(pq_ctx_t *c, pq_node_t *n, int64_t mint, int64_t maxt)
+{
+    pq_loaded_t *d = pq_palloc(c, sizeof *d);
+    memset(d, 0, sizeof *d);
+    n->u.sel.data = d;
+    if (mint > maxt) return;
+    size_t ns;
+    tsdb_sid_t *ids = select_ids(c, n, mint, maxt, &ns);
     d->labels = pq_palloc(c, (ns ? ns : 1) * sizeof *d->labels);
     d->samples = pq_palloc(c, (ns ? ns : 1) * sizeof *d->samples);
     d->nsamples = pq_palloc(c, (ns ? ns : 1) * sizeof *d->nsamples);
     d->has_stale = pq_palloc(c, ns ? ns : 1);
     size_t k = 0;
     for (size_t i = 0; i < ns; i++) {
-        pq_check_deadline(c);
-        const tsdb_label_t *tl;
-        size_t ntl;
-        rc = tsdb_series_labels(c->reader, ids[i], &tl, &ntl);
-        if (rc == TSDB_ENOTFOUND) continue;
-        if (rc) pq_fail(c, PQ_ESTORE, "store: %s", tsdb_strerror(rc));
-        pq_label_t *pl = pq_palloc(c, (ntl ? ntl : 1) * sizeof *pl);
-        for (size_t j = 0; j < ntl; j++) {
-            char *nm_ = pq_arena_strndup(&c->perm, tl[j].name.ptr, tl[j].name.len);
-            char *vl = pq_arena_strndup(&c->perm, tl[j].value.ptr, tl[j].value.len);
-            if (!nm_ || !vl) pq_fail(c, PQ_ENOMEM, "out of memory");
-            pl[j].name = nm_;
-            pl[j].value = vl;
-        }
-        const pq_labels_t *ls = pq_cintern(c, pl, ntl, 0);
-        tsdb_iter_t *it = NULL;
-        rc = tsdb_iter_open(c->reader, ids[i], mint, maxt, &it);
-        if (rc) pq_fail(c, rc == TSDB_ENOMEM ? PQ_ENOMEM : PQ_ESTORE, "store: %s", tsdb_strerror(rc));
-        tbuf_t buf = {0};
-        const tsdb_sample_t *s;
-        size_t sn;
-        int stale = 0, fail = 0;
-        for (;;) {
-            rc = tsdb_iter_next(it, &s, &sn);
-            if (rc == 0) break;
-            if (rc == TSDB_ECORRUPT) continue;
-            if (rc < 0) {
-                fail = rc;
-                break;
-            }
-            if (tbuf_put(&buf, s, sn * sizeof *s)) {
-                fail = TSDB_ENOMEM;
-                break;
-            }
-        }
-        tsdb_iter_close(it);
-        size_t cnt = buf.len / sizeof(tsdb_sample_t);
-        tsdb_sample_t *arr = NULL;
-        if (!fail && cnt) {
-            arr = pq_arena_alloc(&c->perm, buf.len);
-            if (!arr) fail = TSDB_ENOMEM;
-            else memcpy(arr, buf.p, buf.len);
-        }
-        tbuf_free(&buf);
-        if (fail) pq_fail(c, fail == TSDB_ENOMEM ? PQ_ENOMEM : PQ_ESTORE, "store: %s", tsdb_strerror(fail));
+        const pq_labels_t *ls;
+        tsdb_sample_t *s;
+        size_t cnt = load_one(c, ids[i], mint, maxt, &ls, &s);
         if (!cnt) continue;
-        pq_count_samples(c, cnt);
+        tsdb_sample_t *arr = pq_palloc(c, cnt * sizeof *arr);
+        memcpy(arr, s, cnt * sizeof *arr);
+        int stale = 0;
         for (size_t j = 0; j < cnt; j++)
             if (pq_is_stale(arr[j].v)) stale = 1;
         d->labels[k] = ls;
@@ -293,9 +381,114 @@ static void load_selector(pq_ctx_t *c, pq_node_t *n, int64_t mint, int64_t maxt)
     d->n = k;
 }
 
+/* Sweep a range function over a selector for every top-level step: each
+ * series is loaded, evaluated at all steps and dropped before the next, so
+ * memory is one series' samples plus the values. */
+static void load_sweep(pq_ctx_t *c, pq_node_t *call, pq_node_t *sel, int64_t mint, int64_t maxt)
+{
+    int id = call->u.call.fn->id;
+    pq_sweep_t *sw = pq_palloc(c, sizeof *sw);
+    memset(sw, 0, sizeof *sw);
+    sw->nsteps = c->nsteps;
+    call->u.call.sweep = sw;
+    /* the selector itself keeps no data */
+    pq_loaded_t *d = pq_palloc(c, sizeof *d);
+    memset(d, 0, sizeof *d);
+    sel->u.sel.data = d;
+    if (mint > maxt) return;
+    size_t ns;
+    tsdb_sid_t *ids = select_ids(c, sel, mint, maxt, &ns);
+    size_t cells = ns * sw->nsteps;
+    if (ns && cells / ns != sw->nsteps) pq_fail(c, PQ_ENOMEM, "out of memory");
+    sw->labels = pq_palloc(c, (ns ? ns : 1) * sizeof *sw->labels);
+    sw->vals = pq_palloc(c, (cells ? cells : 1) * sizeof *sw->vals);
+    sw->present = pq_palloc(c, cells ? cells : 1);
+    memset(sw->present, 0, cells);
+    sw->n = ns;
+    size_t k = 0;
+    for (size_t i = 0; i < ns; i++) {
+        const pq_labels_t *ls;
+        tsdb_sample_t *s;
+        size_t cnt = load_one(c, ids[i], mint, maxt, &ls, &s);
+        if (!cnt) continue;
+        size_t w = 0; /* staleness markers never enter a range vector */
+        for (size_t j = 0; j < cnt; j++)
+            if (!pq_is_stale(s[j].v)) s[w++] = s[j];
+        if (!w) continue;
+        pq_sweep_series(c, id, s, w, c->start - sel->u.sel.offset_ms, c->step, sw->nsteps,
+                        sel->u.sel.range_ms, sw->vals + k, sw->present + k, ns);
+        sw->labels[k] = id == PQ_F_LAST_OVER_TIME ? ls : pq_drop_name(c, ls);
+        k++;
+    }
+    /* columns k..ns-1 stay absent (present was zeroed) */
+    sw->n = ns;
+    for (size_t j = k; j < ns; j++) sw->labels[j] = c->empty;
+    /* series that share output labels: the per-step duplicate check applies */
+    if (k > 1) {
+        pq_arena_mark_t mk = pq_arena_mark(&c->tmp);
+        lmap_t m;
+        lmap_init(c, &m, k);
+        for (size_t j = 0; j < k && !sw->maybe_dup; j++) {
+            int found;
+            lmap_get(c, &m, sw->labels[j], &found);
+            if (found) sw->maybe_dup = 1;
+        }
+        pq_arena_reset(&c->tmp, mk);
+    }
+}
+
+static pq_node_t *unparen(pq_node_t *n)
+{
+    while (n->kind == PQ_N_PAREN) n = n->u.un.expr;
+    return n;
+}
+
+/* The vector of a swept call at top-level time ts; idx (if not NULL)
+ * receives each sample's series column. */
+pq_value_t pq_sweep_vector(pq_ctx_t *c, pq_node_t *n, int64_t ts, const uint32_t **idx)
+{
+    const pq_sweep_t *sw = n->u.call.sweep;
+    pq_value_t r = {.type = PQ_T_VECTOR};
+    size_t i = c->nsteps > 1 ? (size_t)((ts - c->start) / c->step) : 0;
+    if (i >= sw->nsteps || c->start + (int64_t)i * c->step != ts)
+        pq_fail(c, PQ_EEXEC, "internal error: swept function evaluated off its step grid");
+    r.vec.s = pq_talloc(c, (sw->n ? sw->n : 1) * sizeof *r.vec.s);
+    uint32_t *ix = idx ? pq_talloc(c, (sw->n ? sw->n : 1) * sizeof *ix) : NULL;
+    const uint8_t *pr = sw->present + i * sw->n;
+    const double *vv = sw->vals + i * sw->n;
+    for (size_t j = 0; j < sw->n; j++) {
+        if (!pr[j]) continue;
+        if (ix) ix[r.vec.n] = (uint32_t)j;
+        r.vec.s[r.vec.n++] = (pq_sample_t){sw->labels[j], vv[j], ts};
+    }
+    if (sw->maybe_dup) pq_vec_check_dups(c, &r.vec);
+    if (idx) *idx = ix;
+    return r;
+}
+
+static const pq_labels_t *signature_memo(pq_ctx_t *c, const void *node, const pq_labels_t *m, int on,
+                                         char **names, size_t nn);
+
+/* Can this call be swept on the top-level grid? A sweepable function of a
+ * plain range selector (no @), with no overflow in its time arithmetic. */
+static pq_node_t *sweep_selector(pq_ctx_t *c, pq_node_t *n)
+{
+    if (n->kind != PQ_N_CALL || n->u.call.nargs != 1 || !pq_sweepable(n->u.call.fn->id)) return NULL;
+    pq_node_t *a = unparen(n->u.call.args[0]);
+    if (a->kind != PQ_N_MSEL || a->u.sel.at != PQ_AT_NONE) return NULL;
+    int64_t x;
+    if (__builtin_sub_overflow(c->start, a->u.sel.offset_ms, &x) ||
+        __builtin_sub_overflow(x, a->u.sel.range_ms, &x) ||
+        __builtin_sub_overflow(c->end, a->u.sel.offset_ms, &x))
+        return NULL;
+    return a;
+}
+
 /* Walk the tree with the interval [s, e] of evaluation times each node will
- * see, and load every selector for the window it needs. */
-static void preload(pq_ctx_t *c, pq_node_t *n, int64_t s, int64_t e)
+ * see, and load every selector for the window it needs. `grid`: the node is
+ * evaluated exactly at the top-level steps (not inside a subquery), so a
+ * range function over a selector can be swept (load_sweep). */
+static void preload(pq_ctx_t *c, pq_node_t *n, int64_t s, int64_t e, int grid)
 {
     switch (n->kind) {
     case PQ_N_VSEL:
@@ -310,21 +503,54 @@ static void preload(pq_ctx_t *c, pq_node_t *n, int64_t s, int64_t e)
     case PQ_N_SUBQ:
         if (n->u.subq.at != PQ_AT_NONE) s = e = pq_sel_eval_time(c, n->u.subq.at, n->u.subq.at_ms, s);
         preload(c, n->u.subq.expr, sat_sub(sat_sub(s, n->u.subq.offset_ms), n->u.subq.range_ms),
-                sat_sub(e, n->u.subq.offset_ms));
+                sat_sub(e, n->u.subq.offset_ms), 0);
         break;
-    case PQ_N_CALL:
-        for (size_t i = 0; i < n->u.call.nargs; i++) preload(c, n->u.call.args[i], s, e);
+    case PQ_N_CALL: {
+        n->u.call.sweep = NULL;
+        pq_node_t *sel = grid ? sweep_selector(c, n) : NULL;
+        if (sel) {
+            int64_t maxt = e - sel->u.sel.offset_ms;
+            int64_t mint = s - sel->u.sel.offset_ms - sel->u.sel.range_ms;
+            load_sweep(c, n, sel, mint, maxt);
+            break;
+        }
+        for (size_t i = 0; i < n->u.call.nargs; i++) preload(c, n->u.call.args[i], s, e, grid);
         break;
-    case PQ_N_AGG:
-        preload(c, n->u.agg.expr, s, e);
-        if (n->u.agg.param) preload(c, n->u.agg.param, s, e);
+    }
+    case PQ_N_AGG: {
+        n->u.agg.gid = NULL;
+        n->u.agg.ngid = 0;
+        preload(c, n->u.agg.expr, s, e, grid);
+        if (n->u.agg.param) preload(c, n->u.agg.param, s, e, grid);
+        pq_node_t *ch = unparen(n->u.agg.expr);
+        if (ch->kind == PQ_N_CALL && ch->u.call.sweep && n->u.agg.op != PQ_AGG_COUNT_VALUES) {
+            /* group of each swept series, once for the query */
+            const pq_sweep_t *sw = ch->u.call.sweep;
+            uint32_t *gid = pq_palloc(c, (sw->n ? sw->n : 1) * sizeof *gid);
+            pq_arena_mark_t mk = pq_arena_mark(&c->tmp);
+            lmap_t m;
+            lmap_init(c, &m, sw->n);
+            size_t ng = 0;
+            for (size_t j = 0; j < sw->n; j++) {
+                const pq_labels_t *key = signature_memo(c, n, sw->labels[j], !n->u.agg.without,
+                                                        n->u.agg.grouping, n->u.agg.ngrouping);
+                int found;
+                size_t *slot = lmap_get(c, &m, key, &found);
+                if (!found) *slot = ng++;
+                gid[j] = (uint32_t)*slot;
+            }
+            pq_arena_reset(&c->tmp, mk);
+            n->u.agg.gid = gid;
+            n->u.agg.ngid = ng;
+        }
         break;
+    }
     case PQ_N_BIN:
-        preload(c, n->u.bin.lhs, s, e);
-        preload(c, n->u.bin.rhs, s, e);
+        preload(c, n->u.bin.lhs, s, e, grid);
+        preload(c, n->u.bin.rhs, s, e, grid);
         break;
     case PQ_N_NEG:
-    case PQ_N_PAREN: preload(c, n->u.un.expr, s, e); break;
+    case PQ_N_PAREN: preload(c, n->u.un.expr, s, e, grid); break;
     default: break;
     }
 }
@@ -409,62 +635,6 @@ static pq_value_t eval_msel(pq_ctx_t *c, pq_node_t *n, int64_t ts)
         r.mat.s[r.mat.n++] = (pq_mseries_t){d->labels[i], s, cnt};
     }
     return r;
-}
-
-/* Hash map from interned label set to a small index (insertion ordered). */
-typedef struct {
-    const pq_labels_t **keys;
-    size_t *vals;
-    size_t cap, n;
-    pq_arena_t *arena;
-} lmap_t;
-
-static void lmap_init_in(pq_ctx_t *c, pq_arena_t *a, lmap_t *m, size_t hint)
-{
-    size_t cap = 16;
-    while (cap < hint * 2) cap *= 2;
-    m->arena = a;
-    m->keys = pq_arena_alloc(a, cap * sizeof *m->keys);
-    m->vals = pq_arena_alloc(a, cap * sizeof *m->vals);
-    if (!m->keys || !m->vals) pq_fail(c, PQ_ENOMEM, "out of memory");
-    memset(m->keys, 0, cap * sizeof *m->keys);
-    m->cap = cap;
-    m->n = 0;
-}
-
-static void lmap_init(pq_ctx_t *c, lmap_t *m, size_t hint)
-{
-    lmap_init_in(c, &c->tmp, m, hint);
-}
-
-/* Returns the slot's value pointer; *found tells whether it existed. */
-static size_t *lmap_get(pq_ctx_t *c, lmap_t *m, const pq_labels_t *k, int *found)
-{
-    if ((m->n + 1) * 2 > m->cap) {
-        lmap_t nm;
-        lmap_init_in(c, m->arena, &nm, m->cap);
-        for (size_t i = 0; i < m->cap; i++) {
-            if (!m->keys[i]) continue;
-            size_t j = m->keys[i]->hash & (nm.cap - 1);
-            while (nm.keys[j]) j = (j + 1) & (nm.cap - 1);
-            nm.keys[j] = m->keys[i];
-            nm.vals[j] = m->vals[i];
-        }
-        nm.n = m->n;
-        *m = nm;
-    }
-    size_t j = k->hash & (m->cap - 1);
-    while (m->keys[j]) {
-        if (m->keys[j] == k) {
-            *found = 1;
-            return &m->vals[j];
-        }
-        j = (j + 1) & (m->cap - 1);
-    }
-    m->keys[j] = k;
-    m->n++;
-    *found = 0;
-    return &m->vals[j];
 }
 
 static pq_value_t eval_subq(pq_ctx_t *c, pq_node_t *n, int64_t ts)
@@ -913,7 +1083,11 @@ static int valid_label_name(const char *s)
 static pq_value_t eval_agg(pq_ctx_t *c, pq_node_t *n, int64_t ts)
 {
     pq_aggop_t op = n->u.agg.op;
-    pq_value_t in = pq_eval_node(c, n->u.agg.expr, ts);
+    /* over a swept call, each series' group is known (n->u.agg.gid): no
+     * signature or hash lookups per sample */
+    const uint32_t *gid = n->u.agg.gid, *sidx = NULL;
+    pq_value_t in = gid ? pq_sweep_vector(c, unparen(n->u.agg.expr), ts, &sidx)
+                        : pq_eval_node(c, n->u.agg.expr, ts);
     pq_vector_t v = in.vec;
     double param = 0;
     const char *vlabel = NULL;
@@ -945,7 +1119,13 @@ static pq_value_t eval_agg(pq_ctx_t *c, pq_node_t *n, int64_t ts)
         gl = ng;
     }
     lmap_t map;
-    lmap_init(c, &map, v.n);
+    size_t *gslot = NULL;
+    if (gid) {
+        gslot = pq_talloc(c, (n->u.agg.ngid ? n->u.agg.ngid : 1) * sizeof *gslot);
+        memset(gslot, 0xff, n->u.agg.ngid * sizeof *gslot);
+    } else {
+        lmap_init(c, &map, v.n);
+    }
     group_t *groups = pq_talloc(c, (v.n ? v.n : 1) * sizeof *groups);
     size_t ng = 0;
     for (size_t i = 0; i < v.n; i++) {
@@ -957,16 +1137,17 @@ static pq_value_t eval_agg(pq_ctx_t *c, pq_node_t *n, int64_t ts)
             pq_fmt_float(buf, sv);
             metric = pq_labels_set(c, metric, vlabel, buf);
         }
-        const pq_labels_t *key;
-        if (n->u.agg.without) {
-            char *extra[1] = {"__name__"};
-            (void)extra;
-            key = signature_memo(c, n, metric, 0, gl, ngl);
-        } else {
-            key = signature_memo(c, n, metric, 1, gl, ngl);
-        }
+        const pq_labels_t *key = NULL;
         int found;
-        size_t *slot = lmap_get(c, &map, key, &found);
+        size_t *slot;
+        if (gid) {
+            slot = &gslot[gid[sidx[i]]];
+            found = *slot != SIZE_MAX;
+            if (!found) key = signature_memo(c, n, metric, !n->u.agg.without, gl, ngl);
+        } else {
+            key = signature_memo(c, n, metric, !n->u.agg.without, gl, ngl);
+            slot = lmap_get(c, &map, key, &found);
+        }
         if (!found) {
             *slot = ng;
             group_t *g = &groups[ng++];
@@ -1210,7 +1391,8 @@ static int eval_body(pq_ctx_t *c, result_priv_t *rp, pq_node_t *root, const pq_o
                      pq_type_t rt)
 {
     c->empty = pq_cintern(c, NULL, 0, 0);
-    preload(c, root, c->start, c->end);
+    c->nsteps = range ? (size_t)((c->end - c->start) / c->step) + 1 : 1;
+    preload(c, root, c->start, c->end, 1);
     lmap_t map;
     lmap_init_in(c, &c->perm, &map, 64); /* survives the per-step reset */
     rp->res.type = range ? PQ_T_MATRIX : rt;

@@ -165,11 +165,11 @@ static void linreg(const tsdb_sample_t *s, size_t n, int64_t icept, double *slop
 
 /* rate/increase/delta with Prometheus' extrapolation. Returns 0 if no value. */
 static int extrapolated(const tsdb_sample_t *s, size_t n, int64_t rstart, int64_t rend, int64_t range,
-                        int counter, int rate, double *out)
+                        int resets, int rate, double *out, int counter)
 {
     if (n < 2) return 0;
     double result = s[n - 1].v - s[0].v;
-    if (counter) {
+    if (resets) {
         double last = 0;
         for (size_t i = 0; i < n; i++) {
             if (s[i].v < last) result += last;
@@ -337,6 +337,83 @@ static int over_time(pq_ctx_t *c, int id, const tsdb_sample_t *s, size_t n, doub
     }
 }
 
+int pq_sweepable(int id)
+{
+    switch (id) {
+    case PQ_F_RATE:
+    case PQ_F_INCREASE:
+    case PQ_F_DELTA:
+    case PQ_F_IRATE:
+    case PQ_F_IDELTA:
+    case PQ_F_DERIV:
+    case PQ_F_CHANGES:
+    case PQ_F_RESETS:
+    case PQ_F_COUNT_OVER_TIME:
+    case PQ_F_SUM_OVER_TIME:
+    case PQ_F_AVG_OVER_TIME:
+    case PQ_F_MIN_OVER_TIME:
+    case PQ_F_MAX_OVER_TIME:
+    case PQ_F_STDDEV_OVER_TIME:
+    case PQ_F_STDVAR_OVER_TIME:
+    case PQ_F_LAST_OVER_TIME:
+    case PQ_F_PRESENT_OVER_TIME: return 1;
+    default: return 0;
+    }
+}
+
+static int64_t sat_sub64(int64_t a, int64_t b)
+{
+    if (b > 0 && a < INT64_MIN + b) return INT64_MIN;
+    if (b < 0 && a > INT64_MAX + b) return INT64_MAX;
+    return a - b;
+}
+
+/* `start` is the first step's time minus the selector's offset (the caller
+ * made sure nothing overflows). The windows move forward with the steps, so two indexes that only grow
+ * replace the per-step binary searches; each window is computed by the same
+ * code as eval_matrix_func (same operations in the same order, so the same
+ * bits). For rate/increase the counter-reset correction loop is skipped when
+ * a sliding count says the window holds no reset. */
+void pq_sweep_series(pq_ctx_t *c, int id, const tsdb_sample_t *s, size_t n, int64_t start, int64_t step,
+                     size_t nsteps, int64_t range, double *vals, uint8_t *present, size_t stride)
+{
+    (void)c;
+    size_t lo = 0, hi = 0, nres = 0; /* window s[lo, hi); nres: k in (lo, hi) with s[k] < s[k-1] */
+    int counter = id == PQ_F_RATE || id == PQ_F_INCREASE;
+    for (size_t i = 0; i < nsteps; i++) {
+        int64_t ts = start + (int64_t)i * step;
+        int64_t maxt = ts, mint = sat_sub64(ts, range);
+        while (hi < n && s[hi].t <= maxt) {
+            if (counter && hi > lo && s[hi].v < s[hi - 1].v) nres++;
+            hi++;
+        }
+        while (lo < hi && s[lo].t < mint) {
+            if (counter && lo + 1 < hi && s[lo + 1].v < s[lo].v) nres--;
+            lo++;
+        }
+        uint8_t *pr = &present[i * stride];
+        size_t cnt = hi - lo;
+        if (!cnt) {
+            *pr = 0;
+            continue;
+        }
+        const tsdb_sample_t *w = s + lo;
+        double v;
+        int ok;
+        switch (id) {
+        case PQ_F_RATE:
+        case PQ_F_INCREASE:
+        case PQ_F_DELTA:
+            ok = extrapolated(w, cnt, ts - range, ts, range, counter && nres > 0, id == PQ_F_RATE, &v,
+                              counter);
+            break;
+        default: ok = over_time(c, id, w, cnt, 0, &v);
+        }
+        *pr = (uint8_t)ok;
+        if (ok) vals[i * stride] = v;
+    }
+}
+
 static pq_value_t eval_matrix_func(pq_ctx_t *c, pq_node_t *n, int64_t ts)
 {
     int id = n->u.call.fn->id;
@@ -383,7 +460,8 @@ static pq_value_t eval_matrix_func(pq_ctx_t *c, pq_node_t *n, int64_t ts)
         case PQ_F_RATE:
         case PQ_F_INCREASE:
         case PQ_F_DELTA:
-            ok = extrapolated(s, cnt, rend - range, rend, range, id != PQ_F_DELTA, id == PQ_F_RATE, &v);
+            ok = extrapolated(s, cnt, rend - range, rend, range, id != PQ_F_DELTA, id == PQ_F_RATE, &v,
+                              id != PQ_F_DELTA);
             break;
         case PQ_F_PREDICT_LINEAR: {
             if (cnt < 2) {
@@ -787,6 +865,7 @@ static double simple(int id, double v)
 
 pq_value_t pq_eval_call(pq_ctx_t *c, pq_node_t *n, int64_t ts)
 {
+    if (n->u.call.sweep) return pq_sweep_vector(c, n, ts, NULL);
     int id = n->u.call.fn->id;
     pq_node_t **a = n->u.call.args;
     pq_value_t r = {.type = PQ_T_NONE};

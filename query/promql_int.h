@@ -156,6 +156,7 @@ struct pq_node {
             const pq_func_t *fn;
             pq_node_t **args;
             size_t nargs;
+            struct pq_sweep *sweep; /* filled by the evaluator: values on the step grid */
         } call;
         struct { /* AGG */
             pq_aggop_t op;
@@ -163,6 +164,8 @@ struct pq_node {
             char **grouping;
             size_t ngrouping;
             int without;
+            uint32_t *gid;  /* filled by the evaluator: group of each series of a swept input */
+            size_t ngid;    /* number of distinct groups */
         } agg;
         struct { /* BIN */
             pq_binop_t op;
@@ -246,6 +249,18 @@ struct pq_loaded {
     uint8_t *has_stale;
 };
 
+/* A range function over a selector, evaluated for every step of the
+ * top-level grid while the selector's series are streamed one by one (the
+ * samples are not kept): values and presence, step-major. */
+typedef struct pq_sweep {
+    size_t n;                   /* series (columns) */
+    size_t nsteps;              /* rows: c->start + i * c->step */
+    const pq_labels_t **labels; /* output labels of each series */
+    double *vals;               /* [i * n + j] */
+    uint8_t *present;           /* [i * n + j] */
+    int maybe_dup;              /* two series share output labels: check each step */
+} pq_sweep_t;
+
 typedef struct pq_ctx {
     tsdb_reader_t *reader;
     pq_arena_t perm;  /* interned labels, loaded samples */
@@ -264,6 +279,8 @@ typedef struct pq_ctx {
     size_t memo_cap, memo_n;
     struct pq_defer { void (*fn)(void *); void *p; } *defer; /* released at the end */
     size_t ndefer, capdefer;
+    size_t nsteps; /* top-level evaluation steps */
+    tbuf_t *sbuf;  /* samples of the series being streamed (reused) */
 } pq_ctx_t;
 
 /* Run fn(p) when the evaluation ends (success or failure). */
@@ -287,6 +304,16 @@ pq_value_t pq_eval_call(pq_ctx_t *c, pq_node_t *n, int64_t ts);
 void pq_loaded_slice(pq_ctx_t *c, const pq_loaded_t *d, size_t i, int64_t mint, int64_t maxt,
                      const tsdb_sample_t **s, size_t *n);
 double pq_quantile(double q, double *v, size_t n); /* sorts v */
+/* The vector of a swept call (n->u.call.sweep) at top-level time ts; idx,
+ * if not NULL, receives each sample's series column. */
+pq_value_t pq_sweep_vector(pq_ctx_t *c, pq_node_t *n, int64_t ts, const uint32_t **idx);
+/* Can function `id` be swept (a range function with no parameter)? */
+int pq_sweepable(int id);
+/* Values of range function `id` over the windows [t - range, t] for
+ * t = t0 + i * step, i < nsteps, of one series' samples s[0..n) (time order,
+ * no stale markers): vals[i * stride], present[i * stride]. */
+void pq_sweep_series(pq_ctx_t *c, int id, const tsdb_sample_t *s, size_t n, int64_t t0, int64_t step,
+                     size_t nsteps, int64_t range, double *vals, uint8_t *present, size_t stride);
 void pq_vec_check_dups(pq_ctx_t *c, const pq_vector_t *v);
 int64_t pq_sel_eval_time(pq_ctx_t *c, pq_at_kind_t at, int64_t at_ms, int64_t ts);
 

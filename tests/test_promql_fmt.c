@@ -2,7 +2,7 @@
  * (query/promql_fmt.c) against a reference that searches the shortest
  * precision with printf("%.*e") + strtod: random bit patterns (subnormals,
  * huge, tiny), random decimal-looking values, rates, and edge cases.
- * AUGUR_TEST_SEED replays; AUGUR_FMT_N sets the random count (default 3 M). */
+ * AUGUR_TEST_SEED replays; AUGUR_FMT_N sets the random count (default 1 M). */
 #include <float.h>
 #include <math.h>
 #include <setjmp.h>
@@ -136,7 +136,7 @@ static void test_random(void **state)
 {
     (void)state;
     rng_state = tu_seed("test_promql_fmt", 20260101);
-    long n = tu_env_long("AUGUR_FMT_N", 3000000);
+    long n = tu_env_long("AUGUR_FMT_N", 1000000);
     int bad = 0;
     for (long i = 0; i < n && bad < 10; i++) {
         uint64_t r = rnd();

@@ -9,6 +9,13 @@ and server, the ratio augur/best-peer, and the peak RSS of each server after
 the queries.
 
   /usr/bin/python3 bench/query_peers.py /tmp/wl-100 [--reps 30] [--augur build-rel/cli/augur]
+                                       [--vm-cache on|off|both]
+
+VictoriaMetrics caches rollup results between identical queries, so its
+repeated-query median reflects that cache. --vm-cache off starts it with
+-search.disableCache (engine against engine); both (the default) runs a second
+VictoriaMetrics with the cache off on the same data and prints both columns.
+Prometheus has no result cache; augur has none either.
 
 The workload comes from ../shared/bench/rwgen.py (2026-01-01T00:00Z, 1 h, 15 s).
 Answers are compared too (same series count and values within 1e-9), so a fast
@@ -133,11 +140,15 @@ def main():
     ap.add_argument("workload")
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--augur", default=os.path.join(HERE, "..", "build-rel", "cli", "augur"))
+    ap.add_argument("--vm-cache", choices=("on", "off", "both"), default="both")
+    ap.add_argument("--dump", help="write each server's first answer per query into this directory")
     a = ap.parse_args()
+    vms = {"on": ["vm"], "off": ["vm-nocache"], "both": ["vm", "vm-nocache"]}[a.vm_cache]
+    servers = ["augur"] + vms + ["prom"]
     tmp = tempfile.mkdtemp(prefix="augur-qbench-")
     procs = {}
     try:
-        ports = {k: free_port() for k in ("augur", "vm", "prom")}
+        ports = {k: free_port() for k in servers}
         cmds = {
             "augur": [a.augur, "serve", f"--web.listen-address=127.0.0.1:{ports['augur']}",
                       f"--storage.path={tmp}/augur", "--storage.retention=0", "--log.level=warn"],
@@ -149,18 +160,25 @@ def main():
                      "--web.enable-admin-api", f"--config.file={tmp}/prom.yml",
                      "--query.max-samples=1000000000", "--log.level=error"],
         }
+        if "vm-nocache" in servers:
+            cmds["vm-nocache"] = ["/usr/bin/victoria-metrics", f"-httpListenAddr=127.0.0.1:{ports['vm-nocache']}",
+                                  f"-storageDataPath={tmp}/vm-nocache", "-retentionPeriod=100y",
+                                  "-search.maxSeries=1000000", "-search.maxUniqueTimeseries=1000000",
+                                  "-loggerLevel=ERROR"]
+            cmds["vm-nocache"].append("-search.disableCache")
         with open(f"{tmp}/prom.yml", "w") as f:
             f.write("global:\n  scrape_interval: 1h\n")
         flush = {
             "augur": ("POST", "/internal/force_flush"),
             "vm": ("GET", "/internal/force_flush"),
+            "vm-nocache": ("GET", "/internal/force_flush"),
             "prom": None,
         }
-        for name in ("augur", "vm", "prom"):
+        for name in servers:
             procs[name] = subprocess.Popen(cmds[name], stdout=subprocess.DEVNULL,
                                            stderr=open(f"{tmp}/{name}.log", "w"))
             base = f"http://127.0.0.1:{ports[name]}"
-            ready = base + ("/-/ready" if name != "vm" else "/health")
+            ready = base + ("/health" if name.startswith("vm") else "/-/ready")
             if not wait_ready(ready):
                 sys.exit(f"{name} did not start; see {tmp}/{name}.log")
             print(f"{name}: loading {a.workload}", file=sys.stderr)
@@ -179,22 +197,29 @@ def main():
                     lat[qname][name].append(dt)
                     if rep == 0:
                         answers[(qname, name)] = summarize(ans)
-        print(f"reps: {a.reps}; latency in ms, median / p99; 'match' compares augur's answer to Prometheus'")
-        print("| query | augur | vm | prom | augur / fastest peer | match |")
-        print("|---|---|---|---|---|---|")
+                        if a.dump:
+                            os.makedirs(a.dump, exist_ok=True)
+                            fn = "".join(ch if ch.isalnum() else "_" for ch in qname)
+                            with open(os.path.join(a.dump, f"{fn}.{name}.json"), "w") as f:
+                                json.dump(ans, f, sort_keys=True)
+        cols = servers
+        print(f"reps: {a.reps}; latency in ms, median / p99; 'match' compares augur's answer to Prometheus'; "
+              "vm-nocache = VictoriaMetrics with -search.disableCache")
+        print("| query | " + " | ".join(cols) + " | augur / fastest peer | match |")
+        print("|---" * (len(cols) + 3) + "|")
         for qname, _, _ in QUERIES:
             cells = []
             med = {}
-            for name in ("augur", "vm", "prom"):
+            for name in cols:
                 v = sorted(lat[qname][name])
                 med[name] = statistics.median(v)
                 p99 = v[min(len(v) - 1, int(math.ceil(0.99 * len(v))) - 1)]
                 cells.append(f"{med[name]*1e3:.2f} / {p99*1e3:.2f}")
-            ratio = med["augur"] / min(med["vm"], med["prom"])
+            ratio = med["augur"] / min(med[n] for n in cols if n != "augur")
             match = "yes" if same(answers[(qname, "augur")], answers[(qname, "prom")]) else "NO"
-            print(f"| {qname} | {cells[0]} | {cells[1]} | {cells[2]} | {ratio:.2f} | {match} |")
+            print(f"| {qname} | " + " | ".join(cells) + f" | {ratio:.2f} | {match} |")
         print("| peak RSS MiB after queries | " + " | ".join(
-            f"{rss_hwm_mib(procs[n].pid):.0f}" for n in ("augur", "vm", "prom")) + " | | |")
+            f"{rss_hwm_mib(procs[n].pid):.0f}" for n in cols) + " | | |")
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGTERM)

@@ -291,18 +291,14 @@ static tsdb_sid_t *select_ids(pq_ctx_t *c, const pq_node_t *n, int64_t mint, int
     return ids;
 }
 
-/* Labels and samples of one series over [mint, maxt]: the samples are in
- * c->sbuf (reused from series to series), counted against max_samples.
- * Returns the sample count; 0 (and *ls NULL) for a deleted series. */
-static size_t load_one(pq_ctx_t *c, tsdb_sid_t sid, int64_t mint, int64_t maxt, const pq_labels_t **ls,
-                       tsdb_sample_t **out)
+/* Labels of one series, interned; NULL for a deleted series. */
+static const pq_labels_t *load_labels(pq_ctx_t *c, tsdb_sid_t sid)
 {
     pq_check_deadline(c);
-    *ls = NULL;
     const tsdb_label_t *tl;
     size_t ntl;
     int rc = tsdb_series_labels(c->reader, sid, &tl, &ntl);
-    if (rc == TSDB_ENOTFOUND) return 0;
+    if (rc == TSDB_ENOTFOUND) return NULL;
     if (rc) pq_fail(c, PQ_ESTORE, "store: %s", tsdb_strerror(rc));
     pq_label_t tmp[64];
     pq_label_t *pl = ntl <= 64 ? tmp : pq_palloc(c, ntl * sizeof *pl);
@@ -313,7 +309,53 @@ static size_t load_one(pq_ctx_t *c, tsdb_sid_t sid, int64_t mint, int64_t maxt, 
         pl[j].name = nm_;
         pl[j].value = vl;
     }
-    *ls = pq_cintern(c, pl, ntl, 0);
+    return pq_cintern(c, pl, ntl, 0);
+}
+
+typedef struct {
+    const pq_labels_t *m;
+    tsdb_sid_t sid;
+    size_t pos; /* after select_sorted: the position in label order of the i-th series by id */
+} lsid_t;
+
+static int cmp_lsid(const void *a, const void *b)
+{
+    return pq_labels_cmp(((const lsid_t *)a)->m, ((const lsid_t *)b)->m);
+}
+
+/* The selected series with their labels, in Prometheus' order (sorted by
+ * label set): the order of a selector's vector, which decides ties in
+ * topk/bottomk, the order of groups, and the order of float additions.
+ * Samples should still be read in id order (v[v[i].pos].sid for i = 0, 1,
+ * ...): series of one block have neighbouring ids, so the reader's block
+ * cache is hit instead of decompressing a block once per series. */
+static lsid_t *select_sorted(pq_ctx_t *c, const pq_node_t *n, int64_t mint, int64_t maxt, size_t *ns)
+{
+    size_t nids;
+    tsdb_sid_t *ids = select_ids(c, n, mint, maxt, &nids);
+    lsid_t *v = pq_palloc(c, (nids ? nids : 1) * sizeof *v);
+    size_t k = 0;
+    for (size_t i = 0; i < nids; i++) {
+        const pq_labels_t *m = load_labels(c, ids[i]);
+        if (m) {
+            v[k] = (lsid_t){m, ids[i], k};
+            k++;
+        }
+    }
+    if (k > 1) qsort(v, k, sizeof *v, cmp_lsid);
+    size_t *inv = pq_palloc(c, (k ? k : 1) * sizeof *inv);
+    for (size_t p = 0; p < k; p++) inv[v[p].pos] = p;
+    for (size_t i = 0; i < k; i++) v[i].pos = inv[i];
+    *ns = k;
+    return v;
+}
+
+/* Samples of one series over [mint, maxt] in c->sbuf (reused from series
+ * to series), counted against max_samples. Returns the count. */
+static size_t load_samples(pq_ctx_t *c, tsdb_sid_t sid, int64_t mint, int64_t maxt, tsdb_sample_t **out)
+{
+    pq_check_deadline(c);
+    int rc;
     if (!c->sbuf) {
         tbuf_t *b = calloc(1, sizeof *b);
         if (!b) pq_fail(c, PQ_ENOMEM, "out of memory");
@@ -356,26 +398,33 @@ static void load_selector(pq_ctx_t *c, pq_node_t *n, int64_t mint, int64_t maxt)
     n->u.sel.data = d;
     if (mint > maxt) return;
     size_t ns;
-    tsdb_sid_t *ids = select_ids(c, n, mint, maxt, &ns);
+    lsid_t *ids = select_sorted(c, n, mint, maxt, &ns);
     d->labels = pq_palloc(c, (ns ? ns : 1) * sizeof *d->labels);
     d->samples = pq_palloc(c, (ns ? ns : 1) * sizeof *d->samples);
     d->nsamples = pq_palloc(c, (ns ? ns : 1) * sizeof *d->nsamples);
     d->has_stale = pq_palloc(c, ns ? ns : 1);
-    size_t k = 0;
     for (size_t i = 0; i < ns; i++) {
-        const pq_labels_t *ls;
+        size_t p = ids[i].pos;
         tsdb_sample_t *s;
-        size_t cnt = load_one(c, ids[i], mint, maxt, &ls, &s);
+        size_t cnt = load_samples(c, ids[p].sid, mint, maxt, &s);
+        d->labels[p] = ids[p].m;
+        d->nsamples[p] = cnt;
         if (!cnt) continue;
         tsdb_sample_t *arr = pq_palloc(c, cnt * sizeof *arr);
         memcpy(arr, s, cnt * sizeof *arr);
         int stale = 0;
         for (size_t j = 0; j < cnt; j++)
             if (pq_is_stale(arr[j].v)) stale = 1;
-        d->labels[k] = ls;
-        d->samples[k] = arr;
-        d->nsamples[k] = cnt;
-        d->has_stale[k] = (uint8_t)stale;
+        d->samples[p] = arr;
+        d->has_stale[p] = (uint8_t)stale;
+    }
+    size_t k = 0; /* drop series without samples, keeping the order */
+    for (size_t p = 0; p < ns; p++) {
+        if (!d->nsamples[p]) continue;
+        d->labels[k] = d->labels[p];
+        d->samples[k] = d->samples[p];
+        d->nsamples[k] = d->nsamples[p];
+        d->has_stale[k] = d->has_stale[p];
         k++;
     }
     d->n = k;
@@ -397,7 +446,7 @@ static void load_sweep(pq_ctx_t *c, pq_node_t *call, pq_node_t *sel, int64_t min
     sel->u.sel.data = d;
     if (mint > maxt) return;
     size_t ns;
-    tsdb_sid_t *ids = select_ids(c, sel, mint, maxt, &ns);
+    lsid_t *ids = select_sorted(c, sel, mint, maxt, &ns);
     size_t cells = ns * sw->nsteps;
     if (ns && cells / ns != sw->nsteps) pq_fail(c, PQ_ENOMEM, "out of memory");
     sw->labels = pq_palloc(c, (ns ? ns : 1) * sizeof *sw->labels);
@@ -405,24 +454,20 @@ static void load_sweep(pq_ctx_t *c, pq_node_t *call, pq_node_t *sel, int64_t min
     sw->present = pq_palloc(c, cells ? cells : 1);
     memset(sw->present, 0, cells);
     sw->n = ns;
-    size_t k = 0;
+    for (size_t j = 0; j < ns; j++) sw->labels[j] = NULL; /* NULL: no value at any step */
     for (size_t i = 0; i < ns; i++) {
-        const pq_labels_t *ls;
+        size_t p = ids[i].pos;
         tsdb_sample_t *s;
-        size_t cnt = load_one(c, ids[i], mint, maxt, &ls, &s);
-        if (!cnt) continue;
+        size_t cnt = load_samples(c, ids[p].sid, mint, maxt, &s);
         size_t w = 0; /* staleness markers never enter a range vector */
         for (size_t j = 0; j < cnt; j++)
             if (!pq_is_stale(s[j].v)) s[w++] = s[j];
-        if (!w) continue;
+        if (!w) continue; /* column p stays absent (present was zeroed) */
         pq_sweep_series(c, id, s, w, c->start - sel->u.sel.offset_ms, c->step, sw->nsteps,
-                        sel->u.sel.range_ms, sw->vals + k, sw->present + k, ns);
-        sw->labels[k] = id == PQ_F_LAST_OVER_TIME ? ls : pq_drop_name(c, ls);
-        k++;
+                        sel->u.sel.range_ms, sw->vals + p, sw->present + p, ns);
+        sw->labels[p] = id == PQ_F_LAST_OVER_TIME ? ids[p].m : pq_drop_name(c, ids[p].m);
     }
-    /* columns k..ns-1 stay absent (present was zeroed) */
-    sw->n = ns;
-    for (size_t j = k; j < ns; j++) sw->labels[j] = c->empty;
+    size_t k = ns;
     /* series that share output labels: the per-step duplicate check applies */
     if (k > 1) {
         pq_arena_mark_t mk = pq_arena_mark(&c->tmp);
@@ -430,6 +475,7 @@ static void load_sweep(pq_ctx_t *c, pq_node_t *call, pq_node_t *sel, int64_t min
         lmap_init(c, &m, k);
         for (size_t j = 0; j < k && !sw->maybe_dup; j++) {
             int found;
+            if (!sw->labels[j]) continue;
             lmap_get(c, &m, sw->labels[j], &found);
             if (found) sw->maybe_dup = 1;
         }
@@ -532,6 +578,10 @@ static void preload(pq_ctx_t *c, pq_node_t *n, int64_t s, int64_t e, int grid)
             lmap_init(c, &m, sw->n);
             size_t ng = 0;
             for (size_t j = 0; j < sw->n; j++) {
+                if (!sw->labels[j]) { /* never present */
+                    gid[j] = 0;
+                    continue;
+                }
                 const pq_labels_t *key = signature_memo(c, n, sw->labels[j], !n->u.agg.without,
                                                         n->u.agg.grouping, n->u.agg.ngrouping);
                 int found;

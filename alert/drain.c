@@ -567,7 +567,7 @@ int drain_open(tsdb_t *db, const char *dir, const drain_policy_t *p, drain_t **o
 void drain_close(drain_t *d)
 {
     if (!d) return;
-    if (d->state_path && d->audit_fd >= 0 && d->dirty) state_save(d);
+    if (d->state_path && d->audit_fd >= 0) state_save(d);
     if (d->audit_fd >= 0) close(d->audit_fd);
     for (size_t i = 0; i < d->n; i++)
         node_free(&d->nodes[i]);
@@ -985,7 +985,9 @@ int drain_tick(drain_t *d, int64_t now)
         for (int k = 0; k < DRAIN_KINDS; k++) {
             dkind_t *dk = &x->k[k];
             const drain_kind_policy_t *kp = &p->kinds[k];
+            int64_t a0 = dk->above_since, b0 = dk->below_since;
             if (isnan(dk->risk) || !kp->enabled) {
+                if (a0 || b0) d->dirty = 1;
                 dk->above_since = dk->below_since = 0;
                 continue;
             }
@@ -998,6 +1000,7 @@ int drain_tick(drain_t *d, int64_t now)
                 if (!dk->below_since) dk->below_since = now;
             } else
                 dk->below_since = 0;
+            if (dk->above_since != a0 || dk->below_since != b0) d->dirty = 1;
         }
         if (!above && x->cancelled) {
             x->cancelled = 0;

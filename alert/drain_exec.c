@@ -65,7 +65,12 @@ int drain_argv_build(const char *tmpl, const char *node, const char *kind, const
             p++;
         if (!*p) break;
         while (*p && *p != ' ' && *p != '\t' && *p != '\n') {
-            if (*p == '\'' || *p == '"') {
+            if (p[0] == '{' && p[1] == '{' && strstr(p, "}}")) {
+                /* A placeholder is one unit, spaces inside included. */
+                const char *e = strstr(p, "}}") + 2;
+                if (tbuf_put(&words, p, (size_t)(e - p))) rc = DRAIN_ENOMEM;
+                p = e;
+            } else if (*p == '\'' || *p == '"') {
                 char q = *p++;
                 const char *e = strchr(p, q);
                 if (!e) {

@@ -133,7 +133,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     if (st->flags & DETECT_F_COUNTER) {
         int first = st->t_last == INT64_MIN;
         double prev = st->v_last;
-        int64_t dt = t_ms - st->t_last;
+        int64_t dt = first ? 0 : t_ms - st->t_last;
         st->v_last = v;
         st->t_last = t_ms;
         if (first) {

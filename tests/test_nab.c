@@ -138,9 +138,9 @@ static void test_csv_and_labels(void **state)
     assert_int_equal(w.hi, 2);
     assert_int_equal(nab_labels_find(&l, "b.csv")->nwin, 0);
     nab_labels_free(&l);
+    nab_csv_free(&c);
     assert_int_equal(nab_csv_parse("t,v\nxx,1\n", 9, &c), NAB_EPARSE);
     assert_int_equal(nab_labels_parse("{\"a\": [[\"x\"", 11, &l), NAB_EPARSE);
-    nab_csv_free(&c);
 }
 
 /* ---- scorer_checks.json --------------------------------------------------- */

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,7 +193,7 @@ static int http_post(const rw_target_t *t, const uint8_t *body, size_t len, char
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(t->host, t->port, &hints, &ai) || !ai) {
-        snprintf(err, errn, "cannot resolve %s", t->host);
+        snprintf(err, errn, "cannot resolve %.100s", t->host);
         return -1;
     }
     int fd = -1;
@@ -208,7 +209,8 @@ static int http_post(const rw_target_t *t, const uint8_t *body, size_t len, char
     }
     freeaddrinfo(ai);
     if (fd < 0) {
-        snprintf(err, errn, "cannot connect to %s:%s: %s", t->host, t->port, strerror(errno));
+        snprintf(err, errn, "cannot connect to %.100s:%.20s: %.100s", t->host, t->port,
+                 strerror(errno));
         return -1;
     }
     char head[1400];
@@ -459,6 +461,12 @@ int cli_simulate(int argc, char **argv)
         if (nl >= sizeof name) nl = sizeof name - 1;
         memcpy(name, a, nl);
         name[nl] = 0;
+        sim_opts_t probe = o;
+        if (sim_flag(&probe, name, "1") == -2) {
+            fprintf(stderr, "augur simulate: unknown flag '--%s' (see augur simulate --help)\n",
+                    name);
+            return 2;
+        }
         if (eq) {
             v = eq + 1;
         } else {
@@ -607,7 +615,7 @@ out:
 struct cli_demo {
     pthread_t th;
     int started;
-    volatile int stop;
+    atomic_int stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     tsdb_t *db;

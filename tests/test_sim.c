@@ -472,9 +472,9 @@ static void stat_config(sim_config_t *c, uint64_t seed)
 {
     sim_config_init(c);
     c->seed = seed;
-    c->nodes = 200;
+    c->nodes = 100;
     c->interval_ms = 6 * 3600000;
-    c->hazard_scale = 8;
+    c->hazard_scale = 16;
 }
 
 /* Realised hazard firings match the integrated hazard; with a flat hazard
@@ -533,8 +533,8 @@ static void test_stat_precursors(void **state)
     sim_config_t c;
     stat_config(&c, g_seed);
     c.node_stressor_rate = c.rack_stressor_rate = 0;
-    c.hazard_scale = 15;
-    c.nodes = 150;
+    c.hazard_scale = 30;
+    c.nodes = 75;
     c.disk_background_frac = 0;
     uint32_t steps = 4 * 100;
     run_t r;
@@ -587,7 +587,7 @@ static void test_stat_neighbourhood(void **state)
     c.node_stressor_rate = 6;
     c.rack_stressor_rate = 2;
     c.stressor_hazard_mult = 25;
-    c.hazard_scale = 15;
+    c.hazard_scale = 30;
     run_t r;
     run_fleet(&c, 4 * 120, &r, 0);
     double hs = r.st.disk_stressed_hours + r.st.gpu_stressed_hours;

@@ -69,8 +69,11 @@ static int run(uint32_t nodes, uint32_t days, int csv, const char *store)
     sim_stats(s, &st);
     printf("%-6s %5u nodes x 8 disks x 8 GPUs x %3u days @1h: %8u series, %11" PRIu64
            " samples, %6.2f s, %6.1f M samples/s; failures %" PRIu64 " disks, %" PRIu64 " GPUs\n",
-           store ? "store" : csv ? "csv" : "core", nodes, days, sim_series_count(s), st.samples, el,
-           (double)st.samples / el / 1e6, st.disk_failures, st.gpu_failures);
+           store ? "store"
+           : csv ? "csv"
+                 : "core",
+           nodes, days, sim_series_count(s), st.samples, el, (double)st.samples / el / 1e6,
+           st.disk_failures, st.gpu_failures);
     sim_csv_destroy(cv);
     if (dn) fclose(dn);
     sim_store_writer_destroy(w);

@@ -74,7 +74,7 @@ static const char simulate_usage[] =
     "  --out.events-json=FILE     ground-truth failures as JSON lines\n"
     "  --quiet                    no summary on stderr\n"
     "\n"
-    "The store also gets augur_failure_event{kind,instance,device,serial|uuid,\n"
+    "The store also gets augur_failure_event{kind,instance,device,serial|UUID,\n"
     "reason} = 1 at every failure. Same flags and seed: identical output.\n";
 
 /* ---- small parsers ------------------------------------------------------------- */
@@ -214,13 +214,14 @@ static int http_post(const rw_target_t *t, const uint8_t *body, size_t len, char
         return -1;
     }
     char head[1400];
-    int hn = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: augur-simulate/%s\r\n"
-                      "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n"
-                      "X-Prometheus-Remote-Write-Version: 0.1.0\r\n%s%s%s"
-                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                      t->path, t->host, t->port, AUGUR_VERSION, t->token ? "Authorization: Bearer " : "",
-                      t->token ? t->token : "", t->token ? "\r\n" : "", len);
+    int hn =
+        snprintf(head, sizeof head,
+                 "POST %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: augur-simulate/%s\r\n"
+                 "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n"
+                 "X-Prometheus-Remote-Write-Version: 0.1.0\r\n%s%s%s"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                 t->path, t->host, t->port, AUGUR_VERSION, t->token ? "Authorization: Bearer " : "",
+                 t->token ? t->token : "", t->token ? "\r\n" : "", len);
     const uint8_t *parts[2] = {(const uint8_t *)head, body};
     size_t lens[2] = {(size_t)hn, len};
     for (int k = 0; k < 2; k++) {
@@ -282,7 +283,8 @@ typedef struct {
 static int rw_send(rw_out_t *o)
 {
     if (!o->n) return 0;
-    for (size_t i = 0; i < o->n; i++) o->in[i].samples = &o->smp[i];
+    for (size_t i = 0; i < o->n; i++)
+        o->in[i].samples = &o->smp[i];
     int rc = sim_rw_encode(o->in, o->n, &o->body, &o->blen, &o->bcap);
     if (rc) {
         fprintf(stderr, "augur simulate: remote write encode: %s\n", sim_strerror(rc));
@@ -530,8 +532,9 @@ int cli_simulate(int argc, char **argv)
         }
         if (sim_store_writer_create(db, &sw)) goto out;
     }
-    if ((o.disk_csv && !(fd = open_out(o.disk_csv))) || (o.gpu_csv && !(fg = open_out(o.gpu_csv))) ||
-        (o.ev_csv && !(fe = open_out(o.ev_csv))) || (o.ev_json && !(fj = open_out(o.ev_json))))
+    if ((o.disk_csv && !(fd = open_out(o.disk_csv))) ||
+        (o.gpu_csv && !(fg = open_out(o.gpu_csv))) || (o.ev_csv && !(fe = open_out(o.ev_csv))) ||
+        (o.ev_json && !(fj = open_out(o.ev_json))))
         goto out;
     if (fd || fg || fe || fj) {
         sim_csv_options_t co = {fd, fg, fe, fj, o.gpu_csv_step};
@@ -584,8 +587,8 @@ int cli_simulate(int argc, char **argv)
             fprintf(stderr, "store %s: %" PRIu64 " samples appended\n", o.store,
                     sim_store_writer_samples(sw));
         if (rw)
-            fprintf(stderr, "remote write: %" PRIu64 " samples in %" PRIu64 " requests\n",
-                    rw->sent, rw->requests);
+            fprintf(stderr, "remote write: %" PRIu64 " samples in %" PRIu64 " requests\n", rw->sent,
+                    rw->requests);
     }
     ret = 0;
 out:

@@ -16,35 +16,62 @@
 /* ---- schema ------------------------------------------------------------------------ */
 
 static const char *const disk_names[] = {
-    "log1p_smart_5",        "log1p_smart_187",        "log1p_smart_188",
-    "log1p_smart_197",      "log1p_smart_198",        "log1p_smart_199",
+    "log1p_smart_5",
+    "log1p_smart_187",
+    "log1p_smart_188",
+    "log1p_smart_197",
+    "log1p_smart_198",
+    "log1p_smart_199",
     "log1p_nvme_media_errors",
-    "log1p_inc_smart_5",    "log1p_inc_smart_187",    "log1p_inc_smart_188",
-    "log1p_inc_smart_197",  "log1p_inc_smart_198",    "log1p_inc_smart_199",
+    "log1p_inc_smart_5",
+    "log1p_inc_smart_187",
+    "log1p_inc_smart_188",
+    "log1p_inc_smart_197",
+    "log1p_inc_smart_198",
+    "log1p_inc_smart_199",
     "log1p_inc_nvme_media_errors",
-    "nvme_spare_used",      "temp_c_minus_40_div_10", "temp_minus_window_mean_div_5",
-    "is_nvme",              "missing",
+    "nvme_spare_used",
+    "temp_c_minus_40_div_10",
+    "temp_minus_window_mean_div_5",
+    "is_nvme",
+    "missing",
 };
 #define DISK_F (sizeof disk_names / sizeof disk_names[0])
 #define DISK_NCTR 7 /* counters: raw channels 0..6 */
 
 static const char *const gpu_names[] = {
-    "log1p_step_inc_ecc_sbe",     "log1p_step_inc_ecc_dbe",
-    "log1p_step_inc_retired_sbe", "log1p_step_inc_retired_dbe",
-    "log1p_step_inc_unc_remapped_rows", "log1p_step_inc_pcie_replay",
-    "log1p_step_inc_nvlink_crc",  "log1p_step_inc_thermal_violation_s",
-    "log1p_inc_ecc_sbe",          "log1p_inc_ecc_dbe",
-    "log1p_inc_retired_sbe",      "log1p_inc_retired_dbe",
-    "log1p_inc_unc_remapped_rows", "log1p_inc_pcie_replay",
-    "log1p_inc_nvlink_crc",       "log1p_inc_thermal_violation_s",
-    "log1p_ecc_dbe",              "log1p_retired_pages",
-    "log1p_unc_remapped_rows",    "retired_pending",
-    "row_remap_failure",          "xid_memory",
-    "xid_nvlink",                 "xid_off_bus",
-    "xid_other",                  "xid_new",
-    "temp_c_minus_60_div_15",     "mem_temp_c_minus_70_div_15",
-    "temp_minus_window_mean_div_5", "power_rel_window_mean",
-    "sm_clock_rel_window_max",    "util_frac",
+    "log1p_step_inc_ecc_sbe",
+    "log1p_step_inc_ecc_dbe",
+    "log1p_step_inc_retired_sbe",
+    "log1p_step_inc_retired_dbe",
+    "log1p_step_inc_unc_remapped_rows",
+    "log1p_step_inc_pcie_replay",
+    "log1p_step_inc_nvlink_crc",
+    "log1p_step_inc_thermal_violation_s",
+    "log1p_inc_ecc_sbe",
+    "log1p_inc_ecc_dbe",
+    "log1p_inc_retired_sbe",
+    "log1p_inc_retired_dbe",
+    "log1p_inc_unc_remapped_rows",
+    "log1p_inc_pcie_replay",
+    "log1p_inc_nvlink_crc",
+    "log1p_inc_thermal_violation_s",
+    "log1p_ecc_dbe",
+    "log1p_retired_pages",
+    "log1p_unc_remapped_rows",
+    "retired_pending",
+    "row_remap_failure",
+    "xid_memory",
+    "xid_nvlink",
+    "xid_off_bus",
+    "xid_other",
+    "xid_new",
+    "temp_c_minus_60_div_15",
+    "mem_temp_c_minus_70_div_15",
+    "temp_minus_window_mean_div_5",
+    "power_rel_window_mean",
+    "sm_clock_rel_window_max",
+    "util_frac",
     "missing",
 };
 #define GPU_F (sizeof gpu_names / sizeof gpu_names[0])
@@ -74,7 +101,8 @@ uint64_t feat_schema_hash(feat_kind_t kind)
     uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)FEAT_TRANSFORM_VERSION ^ ((uint64_t)kind << 8);
     for (uint32_t f = 0; f < feat_count(kind); f++) {
         const char *n = feat_name(kind, f);
-        for (; *n; n++) h = (h ^ (uint8_t)*n) * 0x100000001b3ULL;
+        for (; *n; n++)
+            h = (h ^ (uint8_t)*n) * 0x100000001b3ULL;
         h = (h ^ 0xff) * 0x100000001b3ULL;
     }
     return h;
@@ -142,7 +170,8 @@ static void disk_compute(uint32_t W, const double *raw, float *x, uint8_t *mask)
     uint32_t started = 0;
     for (uint32_t w = 0; w < W; w++) {
         int obs = 0;
-        for (uint32_t c = 0; c < C; c++) obs |= isnum(raw[(size_t)w * C + c]);
+        for (uint32_t c = 0; c < C; c++)
+            obs |= isnum(raw[(size_t)w * C + c]);
         if (obs) started = 1;
         mask[w] = (uint8_t)started;
         memset(x + (size_t)w * F, 0, F * sizeof *x);
@@ -186,7 +215,8 @@ static void gpu_compute(uint32_t W, const double *raw, float *x, uint8_t *mask)
     uint32_t started = 0;
     for (uint32_t w = 0; w < W; w++) {
         int obs = 0;
-        for (uint32_t c = 0; c < C; c++) obs |= isnum(raw[(size_t)w * C + c]);
+        for (uint32_t c = 0; c < C; c++)
+            obs |= isnum(raw[(size_t)w * C + c]);
         if (obs) started = 1;
         mask[w] = (uint8_t)started;
         memset(x + (size_t)w * F, 0, F * sizeof *x);
@@ -315,7 +345,8 @@ static void dev_free_strings(feat_device_t *d)
 void feat_devices_destroy(feat_devices_t *d)
 {
     if (!d) return;
-    for (uint32_t i = 0; i < d->n; i++) dev_free_strings(&d->v[i]);
+    for (uint32_t i = 0; i < d->n; i++)
+        dev_free_strings(&d->v[i]);
     free(d->v);
     free(d);
 }
@@ -403,7 +434,8 @@ size_t feat_neighbours_bound(const feat_devices_t *d, feat_scope_t scope)
     size_t total = 0;
     for (uint32_t a = 0; a < d->n;) {
         uint32_t b = a;
-        while (b < d->n && !strcmp(g[b].key, g[a].key)) b++;
+        while (b < d->n && !strcmp(g[b].key, g[a].key))
+            b++;
         total += (size_t)(b - a) * (b - a - 1);
         a = b;
     }
@@ -429,7 +461,8 @@ int feat_neighbours(const feat_devices_t *d, feat_scope_t scope, uint32_t *off, 
     }
     for (uint32_t a = 0; a < d->n;) {
         uint32_t b = a;
-        while (b < d->n && !strcmp(g[b].key, g[a].key)) b++;
+        while (b < d->n && !strcmp(g[b].key, g[a].key))
+            b++;
         for (uint32_t k = a; k < b; k++) {
             gs[2 * g[k].i] = a;
             gs[2 * g[k].i + 1] = b;
@@ -488,8 +521,8 @@ static const char *label_get(const tsdb_label_t *l, size_t n, const char *name, 
 }
 
 /* First and last sample times of a series in [mint, maxt]; 0 if none. */
-static int series_span(tsdb_reader_t *r, tsdb_sid_t sid, int64_t mint, int64_t maxt,
-                       int64_t *first, int64_t *last)
+static int series_span(tsdb_reader_t *r, tsdb_sid_t sid, int64_t mint, int64_t maxt, int64_t *first,
+                       int64_t *last)
 {
     tsdb_iter_t *it = NULL;
     int rc = tsdb_iter_open(r, sid, mint, maxt, &it);
@@ -535,8 +568,8 @@ int feat_devices_from_store(tsdb_reader_t *r, const feat_config_t *cfg, int64_t 
     int disk = cfg->kind == FEAT_KIND_DISK;
     int64_t wmin = t - (int64_t)cfg->window * cfg->step_ms + 1;
     tsdb_sids_t sids = {0};
-    int rc = select_name(r, disk ? "smartctl_device" : "DCGM_FI_DEV_GPU_TEMP",
-                         t - cfg->step_ms + 1, t, &sids);
+    int rc = select_name(r, disk ? "smartctl_device" : "DCGM_FI_DEV_GPU_TEMP", t - cfg->step_ms + 1,
+                         t, &sids);
     if (rc) return store_err(rc);
     cand_t *c = calloc(sids.n + 1, sizeof *c);
     feat_devices_t *d = NULL;
@@ -582,10 +615,10 @@ int feat_devices_from_store(tsdb_reader_t *r, const feat_config_t *cfg, int64_t 
         int keep = 1;
         for (size_t j = 0; j < nc && keep; j++) {
             if (i == j) continue;
-            int same = disk ? !strcmp(c[i].d.instance, c[j].d.instance) &&
-                                  !strcmp(c[i].d.device, c[j].d.device)
-                            : !strcmp(c[i].d.id, c[j].d.id) &&
-                                  !strcmp(c[i].d.instance, c[j].d.instance);
+            int same =
+                disk ? !strcmp(c[i].d.instance, c[j].d.instance) &&
+                           !strcmp(c[i].d.device, c[j].d.device)
+                     : !strcmp(c[i].d.id, c[j].d.id) && !strcmp(c[i].d.instance, c[j].d.instance);
             if (!same) continue;
             if (c[j].last > c[i].last ||
                 (c[j].last == c[i].last && strcmp(c[j].d.id, c[i].d.id) > 0) ||
@@ -639,14 +672,22 @@ static const chan_src_t disk_src[] = {
 };
 
 static const char *const gpu_src[FEAT_RG_N] = {
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",   "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
-    "DCGM_FI_DEV_RETIRED_SBE",         "DCGM_FI_DEV_RETIRED_DBE",
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "DCGM_FI_DEV_THERMAL_VIOLATION",
-    "DCGM_FI_DEV_RETIRED_PENDING",     "DCGM_FI_DEV_ROW_REMAP_FAILURE",
-    "DCGM_FI_DEV_XID_ERRORS",          "DCGM_FI_DEV_GPU_TEMP",
-    "DCGM_FI_DEV_MEMORY_TEMP",         "DCGM_FI_DEV_POWER_USAGE",
-    "DCGM_FI_DEV_SM_CLOCK",            "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    "DCGM_FI_DEV_RETIRED_SBE",
+    "DCGM_FI_DEV_RETIRED_DBE",
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+    "DCGM_FI_DEV_THERMAL_VIOLATION",
+    "DCGM_FI_DEV_RETIRED_PENDING",
+    "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+    "DCGM_FI_DEV_XID_ERRORS",
+    "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_MEMORY_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE",
+    "DCGM_FI_DEV_SM_CLOCK",
+    "DCGM_FI_DEV_GPU_UTIL",
 };
 
 /* Read one series' samples into raw[i][w][ch] (last sample per step). */
@@ -687,7 +728,8 @@ int feat_read_store(tsdb_reader_t *r, const feat_config_t *cfg, const feat_devic
     int disk = cfg->kind == FEAT_KIND_DISK;
     uint32_t W = cfg->window, C = feat_raw_count(cfg->kind);
     size_t total = (size_t)d->n * W * C;
-    for (size_t i = 0; i < total; i++) raw[i] = NAN;
+    for (size_t i = 0; i < total; i++)
+        raw[i] = NAN;
     if (!d->n) return 0;
     key_t_ *keys = malloc(d->n * sizeof *keys);
     if (!keys) return FEAT_ENOMEM;
@@ -748,8 +790,8 @@ int feat_read_store(tsdb_reader_t *r, const feat_config_t *cfg, const feat_devic
             if (!hit) continue;
             uint32_t i = hit->i;
             uint32_t ch = disk ? (uint32_t)disk_src[k].channel : (uint32_t)k;
-            rc = read_series(r, sids.ids[j], cfg, t, d->v[i].first_ms, raw + (size_t)i * W * C,
-                             C, ch);
+            rc = read_series(r, sids.ids[j], cfg, t, d->v[i].first_ms, raw + (size_t)i * W * C, C,
+                             ch);
             if (rc) ret = store_err(rc);
         }
     }
@@ -761,7 +803,8 @@ int feat_read_store(tsdb_reader_t *r, const feat_config_t *cfg, const feat_devic
             for (uint32_t w = 0; w < W; w++) {
                 double *row = raw + ((size_t)i * W + w) * C;
                 int obs = 0;
-                for (uint32_t c = 0; c < C; c++) obs |= isnum(row[c]);
+                for (uint32_t c = 0; c < C; c++)
+                    obs |= isnum(row[c]);
                 if (obs) row[FEAT_RD_NVME] = d->v[i].nvme ? 1 : 0;
             }
     return 0;

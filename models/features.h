@@ -52,18 +52,35 @@ typedef enum {
 
 /* Raw channels (C), in order. */
 enum {
-    FEAT_RD_5 = 0, FEAT_RD_187, FEAT_RD_188, FEAT_RD_197, FEAT_RD_198, FEAT_RD_199,
-    FEAT_RD_MEDIA,  /* NVMe media errors */
-    FEAT_RD_SPARE,  /* NVMe available spare (%) */
-    FEAT_RD_TEMP,   /* smartctl_device_temperature */
-    FEAT_RD_NVME,   /* 1 for NVMe devices, 0 for ATA (set by the reader) */
+    FEAT_RD_5 = 0,
+    FEAT_RD_187,
+    FEAT_RD_188,
+    FEAT_RD_197,
+    FEAT_RD_198,
+    FEAT_RD_199,
+    FEAT_RD_MEDIA, /* NVMe media errors */
+    FEAT_RD_SPARE, /* NVMe available spare (%) */
+    FEAT_RD_TEMP,  /* smartctl_device_temperature */
+    FEAT_RD_NVME,  /* 1 for NVMe devices, 0 for ATA (set by the reader) */
     FEAT_RD_N
 };
 enum {
-    FEAT_RG_SBE = 0, FEAT_RG_DBE, FEAT_RG_RET_SBE, FEAT_RG_RET_DBE, FEAT_RG_UNC_REMAP,
-    FEAT_RG_PCIE, FEAT_RG_NVLINK, FEAT_RG_THERMAL, /* counters */
-    FEAT_RG_RET_PEND, FEAT_RG_REMAP_FAIL, FEAT_RG_XID, FEAT_RG_TEMP, FEAT_RG_MEM_TEMP,
-    FEAT_RG_POWER, FEAT_RG_CLOCK, FEAT_RG_UTIL,
+    FEAT_RG_SBE = 0,
+    FEAT_RG_DBE,
+    FEAT_RG_RET_SBE,
+    FEAT_RG_RET_DBE,
+    FEAT_RG_UNC_REMAP,
+    FEAT_RG_PCIE,
+    FEAT_RG_NVLINK,
+    FEAT_RG_THERMAL, /* counters */
+    FEAT_RG_RET_PEND,
+    FEAT_RG_REMAP_FAIL,
+    FEAT_RG_XID,
+    FEAT_RG_TEMP,
+    FEAT_RG_MEM_TEMP,
+    FEAT_RG_POWER,
+    FEAT_RG_CLOCK,
+    FEAT_RG_UTIL,
     FEAT_RG_N
 };
 
@@ -88,9 +105,9 @@ typedef struct {
     const char *id;       /* disk serial_number or GPU UUID ("" if unknown) */
     const char *model;
     const char *rack, *pod; /* "" without */
-    int64_t first_ms;     /* first sample of this device identity in the window
-                           * (INT64_MIN: unknown, the whole window counts) */
-    int nvme;             /* disks: 1 for NVMe */
+    int64_t first_ms;       /* first sample of this device identity in the window
+                             * (INT64_MIN: unknown, the whole window counts) */
+    int nvme;               /* disks: 1 for NVMe */
 } feat_device_t;
 
 typedef struct feat_devices feat_devices_t;
@@ -115,8 +132,8 @@ int feat_neighbours(const feat_devices_t *d, feat_scope_t scope, uint32_t *off, 
 
 typedef struct {
     feat_kind_t kind;
-    uint32_t window;  /* W >= 1 */
-    int64_t step_ms;  /* > 0: disks typically 1 day, GPUs 1 hour */
+    uint32_t window; /* W >= 1 */
+    int64_t step_ms; /* > 0: disks typically 1 day, GPUs 1 hour */
 } feat_config_t;
 
 /* The devices present at t (a sample of smartctl_device / DCGM_FI_DEV_GPU_TEMP

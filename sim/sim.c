@@ -18,7 +18,8 @@ const char *sim_strerror(int err)
 {
     switch (err) {
 #define SIM_ERR_STR_(name, code, msg)                                                              \
-    case code: return msg;
+    case code:                                                                                     \
+        return msg;
         SIM_ERRNO_MAP(SIM_ERR_STR_)
 #undef SIM_ERR_STR_
     }
@@ -27,8 +28,8 @@ const char *sim_strerror(int err)
 
 const int sim_attr_id[SIM_NATTR] = {5, 9, 12, 187, 188, 194, 197, 198, 199};
 const char *const sim_attr_name[SIM_NATTR] = {
-    "Reallocated_Sector_Ct", "Power_On_Hours",   "Power_Cycle_Count",
-    "Reported_Uncorrect",    "Command_Timeout",  "Temperature_Celsius",
+    "Reallocated_Sector_Ct",  "Power_On_Hours",        "Power_Cycle_Count",
+    "Reported_Uncorrect",     "Command_Timeout",       "Temperature_Celsius",
     "Current_Pending_Sector", "Offline_Uncorrectable", "UDMA_CRC_Error_Count",
 };
 
@@ -298,7 +299,8 @@ static int disk_series_build(sim_t *s, sim_disk_t *d)
     static const char b36[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     const char *pre = d->nvme ? "S64H" : d->model == 0 ? "ZJV" : d->model == 1 ? "8CK" : "Y9K";
     size_t p = (size_t)snprintf(buf, sizeof buf, "%s", pre);
-    for (int i = 0; i < 8; i++) buf[p++] = b36[trng_below(r, 36)];
+    for (int i = 0; i < 8; i++)
+        buf[p++] = b36[trng_below(r, 36)];
     buf[p] = 0;
     d->serial = arena_str(s, buf);
     if (!d->serial) return SIM_ENOMEM;
@@ -355,7 +357,8 @@ static int gpu_series_build(sim_t *s, sim_gpu_t *g)
     size_t p = (size_t)snprintf(buf, sizeof buf, "GPU-");
     for (int k = 0; k < 5; k++) {
         if (k) buf[p++] = '-';
-        for (int i = 0; i < grp[k]; i++) buf[p++] = hexd[trng_below(r, 16)];
+        for (int i = 0; i < grp[k]; i++)
+            buf[p++] = hexd[trng_below(r, 16)];
     }
     buf[p] = 0;
     g->uuid = arena_str(s, buf);
@@ -434,10 +437,10 @@ static int config_check(const sim_config_t *c)
     const double fr[] = {c->disk_precursor_frac, c->disk_background_frac, c->gpu_precursor_frac};
     for (size_t i = 0; i < sizeof fr / sizeof fr[0]; i++)
         if (!(fr[i] >= 0 && fr[i] <= 1)) return SIM_EINVAL;
-    const double pos[] = {c->time_scale, c->hazard_scale + 1, c->disk_afr + 1, c->gpu_afr + 1,
-                          c->node_stressor_rate + 1, c->rack_stressor_rate + 1,
-                          c->stressor_hazard_mult, c->disk_age_max_years + 1,
-                          c->replace_days + 1};
+    const double pos[] = {
+        c->time_scale,           c->hazard_scale + 1,       c->disk_afr + 1,
+        c->gpu_afr + 1,          c->node_stressor_rate + 1, c->rack_stressor_rate + 1,
+        c->stressor_hazard_mult, c->disk_age_max_years + 1, c->replace_days + 1};
     for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
         if (!(pos[i] > 0) || !isfinite(pos[i])) return SIM_EINVAL;
     if (c->hazard_scale < 0 || c->disk_afr < 0 || c->gpu_afr < 0) return SIM_EINVAL;
@@ -495,10 +498,13 @@ int sim_create(const sim_config_t *cfg, sim_t **out)
         snprintf(buf, sizeof buf, "%u", g);
         if (!(s->gpu_idx[g] = arena_str(s, buf))) goto nomem;
     }
-    for (uint32_t k = 0; k < s->nracks; k++) rng_for(&s->racks[k].rng, c->seed, 2, k);
+    for (uint32_t k = 0; k < s->nracks; k++)
+        rng_for(&s->racks[k].rng, c->seed, 2, k);
     double hddw[NHDD_MODELS], gpuw[NGPU_MODELS];
-    for (int i = 0; i < NHDD_MODELS; i++) hddw[i] = sim_disk_models[i].weight;
-    for (int i = 0; i < NGPU_MODELS; i++) gpuw[i] = sim_gpu_models[i].weight;
+    for (int i = 0; i < NHDD_MODELS; i++)
+        hddw[i] = sim_disk_models[i].weight;
+    for (int i = 0; i < NGPU_MODELS; i++)
+        gpuw[i] = sim_gpu_models[i].weight;
     for (uint32_t i = 0; i < N; i++) {
         sim_node_t *n = &s->nodes[i];
         rng_for(&n->rng, c->seed, 1, i);
@@ -529,7 +535,8 @@ int sim_create(const sim_config_t *cfg, sim_t **out)
         n->base_load = unif(r, 0.2, 0.7);
         n->inlet_off = 1.5 * gauss(r);
         n->mem_total = (double)(256ULL << 30) * (double)(1 + trng_below(r, 4));
-        for (int m = 0; m < 4; m++) n->cpu[m] = unif(r, 1e5, 1e6);
+        for (int m = 0; m < 4; m++)
+            n->cpu[m] = unif(r, 1e5, 1e6);
         n->busy = trng_unit(r) < 0.7;
         n->job_left_h = unif(r, 0, 8);
         if (node_series_build(s, i)) goto nomem;
@@ -661,13 +668,13 @@ static int event_push(sim_t *s, sim_event_t *e)
 
 typedef struct {
     int64_t t;
-    double dt_s;  /* wall seconds since the previous step */
-    double dt_h;  /* physics hours */
+    double dt_s; /* wall seconds since the previous step */
+    double dt_h; /* physics hours */
     double diurnal;
 } step_ctx_t;
 
-static void stressor_update(trng_t *r, uint8_t *kind, double *left, double rate, const step_ctx_t *x,
-                            const sim_config_t *c, uint64_t *count)
+static void stressor_update(trng_t *r, uint8_t *kind, double *left, double rate,
+                            const step_ctx_t *x, const sim_config_t *c, uint64_t *count)
 {
     if (*kind) {
         *left -= x->dt_h;
@@ -698,7 +705,8 @@ static void node_step(sim_t *s, sim_node_t *n, uint8_t stress, const step_ctx_t 
     n->cpu[1] += x->dt_s * io;
     n->cpu[2] += x->dt_s * sy;
     n->cpu[3] += x->dt_s * us;
-    for (int m = 0; m < 4; m++) v[SN_CPU_IDLE + m] = floor(n->cpu[m] * 100.0) / 100.0;
+    for (int m = 0; m < 4; m++)
+        v[SN_CPU_IDLE + m] = floor(n->cpu[m] * 100.0) / 100.0;
     double avail = n->mem_total * clampd(0.65 - 0.45 * u + 0.02 * gauss(r), 0.03, 0.95);
     v[SN_MEM_AVAIL] = floor(avail / 4096.0) * 4096.0;
     v[SN_MEM_TOTAL] = n->mem_total;
@@ -752,7 +760,8 @@ static int disk_step(sim_t *s, sim_disk_t *d, sim_node_t *n, uint8_t stress, con
     if (d->state == DEV_FAILED) {
         if (!d->blanked) {
             uint32_t k = d->nvme ? SD_NVME_N : SD_ATA_N;
-            for (uint32_t i = 0; i < k; i++) s->v[d->base + i] = NAN;
+            for (uint32_t i = 0; i < k; i++)
+                s->v[d->base + i] = NAN;
             d->blanked = 1;
         }
         d->replace_h -= x->dt_h;
@@ -854,14 +863,26 @@ static int disk_step(sim_t *s, sim_disk_t *d, sim_node_t *n, uint8_t stress, con
         for (int a = 0; a < SIM_NATTR; a++) {
             double raw = d->raw[a], val;
             switch (a) {
-            case A9: val = floor(clampd(100.0 - raw / 876.6, 1, 100)); break;
-            case A12: val = floor(clampd(100.0 - raw / 100.0, 1, 100)); break;
-            case A194: val = raw; break;
+            case A9:
+                val = floor(clampd(100.0 - raw / 876.6, 1, 100));
+                break;
+            case A12:
+                val = floor(clampd(100.0 - raw / 100.0, 1, 100));
+                break;
+            case A194:
+                val = raw;
+                break;
             case A5:
             case A197:
-            case A198: val = floor(clampd(100.0 - raw / 8.0, 1, 100)); break;
-            case A188: val = floor(clampd(100.0 - raw / 10.0, 1, 100)); break;
-            default: val = floor(clampd(100.0 - raw, 1, 100)); break;
+            case A198:
+                val = floor(clampd(100.0 - raw / 8.0, 1, 100));
+                break;
+            case A188:
+                val = floor(clampd(100.0 - raw / 10.0, 1, 100));
+                break;
+            default:
+                val = floor(clampd(100.0 - raw, 1, 100));
+                break;
             }
             v[SD_ATTR0 + 2 * a] = raw;
             v[SD_ATTR0 + 2 * a + 1] = val;
@@ -912,7 +933,8 @@ static int gpu_step(sim_t *s, sim_gpu_t *g, sim_node_t *n, uint8_t stress, const
     trng_t *r = &n->rng;
     if (g->state == DEV_FAILED) {
         if (!g->blanked) {
-            for (uint32_t i = 0; i < SG_N; i++) s->v[g->base + i] = NAN;
+            for (uint32_t i = 0; i < SG_N; i++)
+                s->v[g->base + i] = NAN;
             g->blanked = 1;
         }
         g->replace_h -= x->dt_h;
@@ -1039,7 +1061,8 @@ static int gpu_step(sim_t *s, sim_gpu_t *g, sim_node_t *n, uint8_t stress, const
     v[SG_PCIE_REPLAY] = g->pcie;
     v[SG_NVLINK_CRC] = g->nvlink;
     v[SG_THERMAL_VIOL] = floor(g->thermal_us);
-    if (sudden) return gpu_fail(s, g, x, g->trig_stress ? "stress_sudden" : "sudden", 0, g->trig_stress);
+    if (sudden)
+        return gpu_fail(s, g, x, g->trig_stress ? "stress_sudden" : "sudden", 0, g->trig_stress);
     if (failing_now) {
         return gpu_fail(s, g, x,
                         g->trig_stress ? (g->ptype == GP_MEMORY    ? "stress_memory"
@@ -1085,7 +1108,8 @@ int sim_step_to(sim_t *s, int64_t t, sim_frame_t *f)
         }
     }
     uint64_t live = 0;
-    for (uint32_t i = 0; i < s->nseries; i++) live += s->v[i] == s->v[i];
+    for (uint32_t i = 0; i < s->nseries; i++)
+        live += s->v[i] == s->v[i];
     s->st.samples += live;
     s->t = t;
     s->nstep++;

@@ -67,39 +67,39 @@ const char *sim_strerror(int err);
 /* ---- configuration ------------------------------------------------------ */
 
 typedef struct {
-    uint64_t seed;             /* every random draw follows from it */
-    uint32_t nodes;            /* default 10 */
-    uint32_t disks_per_node;   /* default 8; the first nvme_per_node are NVMe */
-    uint32_t nvme_per_node;    /* default 1 (<= disks_per_node) */
-    uint32_t gpus_per_node;    /* default 8 */
-    uint32_t nodes_per_rack;   /* default 16; 0 = no racks, no rack label */
-    uint32_t racks_per_pod;    /* default 8; 0 = no pod label */
-    int rack_labels;           /* put rack/pod labels on every series (default 1) */
-    int64_t start_ms;          /* time of the first step (default 2024-01-01T00:00:00Z) */
-    int64_t interval_ms;       /* step (default 1 h) */
+    uint64_t seed;           /* every random draw follows from it */
+    uint32_t nodes;          /* default 10 */
+    uint32_t disks_per_node; /* default 8; the first nvme_per_node are NVMe */
+    uint32_t nvme_per_node;  /* default 1 (<= disks_per_node) */
+    uint32_t gpus_per_node;  /* default 8 */
+    uint32_t nodes_per_rack; /* default 16; 0 = no racks, no rack label */
+    uint32_t racks_per_pod;  /* default 8; 0 = no pod label */
+    int rack_labels;         /* put rack/pod labels on every series (default 1) */
+    int64_t start_ms;        /* time of the first step (default 2024-01-01T00:00:00Z) */
+    int64_t interval_ms;     /* step (default 1 h) */
     /* Physics clock: device ageing, hazards, precursor growth and stressor
      * durations advance time_scale times faster than the sample timestamps
      * (1 = real time; `serve --demo` accelerates). Rate counters such as CPU
      * seconds follow the timestamps. */
-    double time_scale;         /* default 1 */
-    double hazard_scale;       /* multiplies every failure hazard (default 1) */
+    double time_scale;   /* default 1 */
+    double hazard_scale; /* multiplies every failure hazard (default 1) */
     /* Disks. */
-    double disk_afr;           /* fleet-average annual failure rate at age-multiplier 1 (0.015) */
-    int disk_bathtub;          /* age-dependent hazard (1) or constant (0) */
-    double disk_age_max_years; /* initial ages uniform in [0, this] (default 4) */
+    double disk_afr;            /* fleet-average annual failure rate at age-multiplier 1 (0.015) */
+    int disk_bathtub;           /* age-dependent hazard (1) or constant (0) */
+    double disk_age_max_years;  /* initial ages uniform in [0, this] (default 4) */
     double disk_precursor_frac; /* failures with SMART precursors (default 0.6) */
     double disk_lead_min_days, disk_lead_max_days; /* precursor lead (3, 21) */
     double disk_background_frac; /* healthy disks with a small, stable SMART 5 count (0.03) */
     /* GPUs. */
-    double gpu_afr;            /* annual failure rate (default 0.02) */
-    double gpu_precursor_frac; /* failures with precursors (default 0.55) */
+    double gpu_afr;                              /* annual failure rate (default 0.02) */
+    double gpu_precursor_frac;                   /* failures with precursors (default 0.55) */
     double gpu_lead_min_days, gpu_lead_max_days; /* (1, 10) */
     /* Neighbourhood stressors. */
     double node_stressor_rate; /* node stressor starts per node-year (default 3) */
     double rack_stressor_rate; /* rack stressor starts per rack-year (default 2) */
     double stressor_min_days, stressor_max_days; /* duration (0.5, 4) */
     double stressor_hazard_mult; /* hazard multiplier on every device under stress (8) */
-    double replace_days;       /* a failed device is replaced after this long (1) */
+    double replace_days;         /* a failed device is replaced after this long (1) */
 } sim_config_t;
 
 /* Fill *c with the defaults above. */
@@ -116,9 +116,9 @@ typedef enum {
 typedef struct {
     const tsdb_label_t *labels; /* sorted by name (remote-write order), __name__ included */
     uint32_t nlabels;
-    uint8_t source;             /* sim_source_t */
-    uint32_t node;              /* node index */
-    uint32_t dev;               /* disk or GPU index within the node */
+    uint8_t source; /* sim_source_t */
+    uint32_t node;  /* node index */
+    uint32_t dev;   /* disk or GPU index within the node */
 } sim_series_t;
 
 /* ---- events and frames --------------------------------------------------- */
@@ -134,18 +134,18 @@ typedef enum {
 
 /* One ground-truth failure. Strings are valid until sim_destroy(). */
 typedef struct {
-    int64_t t_ms;          /* the failure: the device stops reporting after this step */
-    int64_t trigger_ms;    /* when the hazard fired (= t_ms when there was no precursor) */
-    uint8_t kind;          /* sim_kind_t */
-    uint8_t precursor;     /* 1 if telemetry announced it (SMART / ECC / thermal ...) */
-    uint8_t stress;        /* sim_stress_t active on the device's node when it fired */
+    int64_t t_ms;       /* the failure: the device stops reporting after this step */
+    int64_t trigger_ms; /* when the hazard fired (= t_ms when there was no precursor) */
+    uint8_t kind;       /* sim_kind_t */
+    uint8_t precursor;  /* 1 if telemetry announced it (SMART / ECC / thermal ...) */
+    uint8_t stress;     /* sim_stress_t active on the device's node when it fired */
     uint32_t node, dev;
-    const char *instance;  /* node name */
-    const char *device;    /* "sda", "nvme0", "nvidia3" */
-    const char *serial;    /* disk serial number or GPU UUID */
+    const char *instance; /* node name */
+    const char *device;   /* "sda", "nvme0", "nvidia3" */
+    const char *serial;   /* disk serial number or GPU UUID */
     const char *model;
-    const char *reason;    /* short cause: "smart_precursor", "sudden", "memory", ... */
-    const char *rack;      /* "" without racks */
+    const char *reason; /* short cause: "smart_precursor", "sudden", "memory", ... */
+    const char *rack;   /* "" without racks */
 } sim_event_t;
 
 /* The output of one step. `v` has sim_series_count() entries; NaN means the
@@ -170,7 +170,7 @@ typedef struct {
     uint64_t disk_failures, disk_failures_precursor;
     uint64_t gpu_failures, gpu_failures_precursor;
     uint64_t node_stressors, rack_stressors;
-    uint64_t samples;      /* non-NaN values produced */
+    uint64_t samples;              /* non-NaN values produced */
     double expected_disk_triggers; /* integrated hazard (sum of h*dt) */
     double expected_gpu_triggers;
 } sim_stats_t;
@@ -233,7 +233,8 @@ int sim_store_writer_tsdb_error(const sim_store_writer_t *w);
 void sim_store_writer_destroy(sim_store_writer_t *w); /* accepts NULL; does not flush */
 
 /* The failure-event series of one event: augur_failure_event{kind, instance,
- * device, serial (disks) | uuid (GPUs), reason} = 1 at t_ms. Fills the 6
+ * device, serial (disks) | UUID (GPUs), reason} = 1 at t_ms, as
+ * ingest/failures.h stores events. Fills the 6
  * labels into `labels` (sorted by name) and returns the count. */
 #define SIM_EVENT_NLABELS 6
 uint32_t sim_event_labels(const sim_event_t *e, tsdb_label_t labels[SIM_EVENT_NLABELS]);
@@ -256,8 +257,8 @@ int sim_rw_encode(const tsdb_series_in_t *series, size_t nseries, uint8_t **body
  * csv step starts. Errors: SIM_EIO. */
 typedef struct sim_csv sim_csv_t;
 typedef struct {
-    void *disk;     /* FILE *, or NULL */
-    void *gpu;      /* FILE *, or NULL */
+    void *disk; /* FILE *, or NULL */
+    void *gpu;  /* FILE *, or NULL */
     void *events_csv;
     void *events_json;
     int64_t gpu_step_ms; /* GPU CSV row spacing (default 1 day) */

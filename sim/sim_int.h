@@ -12,8 +12,14 @@
 enum {
     /* node block */
     SN_LOAD1 = 0,
-    SN_CPU_IDLE, SN_CPU_IOWAIT, SN_CPU_SYSTEM, SN_CPU_USER,
-    SN_MEM_AVAIL, SN_MEM_TOTAL, SN_TEMP_CPU, SN_TEMP_INLET,
+    SN_CPU_IDLE,
+    SN_CPU_IOWAIT,
+    SN_CPU_SYSTEM,
+    SN_CPU_USER,
+    SN_MEM_AVAIL,
+    SN_MEM_TOTAL,
+    SN_TEMP_CPU,
+    SN_TEMP_INLET,
     SN_IO_TIME0, /* + disk index: node_disk_io_time_seconds_total{device} */
 };
 
@@ -25,18 +31,39 @@ enum { A5 = 0, A9, A12, A187, A188, A194, A197, A198, A199 };
 
 enum {
     /* disk block (ATA and NVMe) */
-    SD_INFO = 0, SD_TEMP, SD_POWER_ON, SD_STATUS,
+    SD_INFO = 0,
+    SD_TEMP,
+    SD_POWER_ON,
+    SD_STATUS,
     SD_ATTR0 = 4, /* ATA: raw/value pairs: SD_ATTR0 + 2*a (raw), + 2*a + 1 (value) */
     SD_ATA_N = SD_ATTR0 + 2 * SIM_NATTR,
-    SD_NVME_MEDIA = 4, SD_NVME_USED, SD_NVME_SPARE, SD_NVME_CRIT, SD_NVME_ERRLOG,
+    SD_NVME_MEDIA = 4,
+    SD_NVME_USED,
+    SD_NVME_SPARE,
+    SD_NVME_CRIT,
+    SD_NVME_ERRLOG,
     SD_NVME_N,
 };
 
 /* GPU block: the DCGM fields in this order. */
 enum {
-    SG_GPU_TEMP = 0, SG_MEM_TEMP, SG_POWER, SG_SM_CLOCK, SG_UTIL, SG_FB_USED, SG_XID,
-    SG_SBE, SG_DBE, SG_RET_SBE, SG_RET_DBE, SG_RET_PEND, SG_REMAP_FAIL, SG_UNC_REMAP,
-    SG_PCIE_REPLAY, SG_NVLINK_CRC, SG_THERMAL_VIOL,
+    SG_GPU_TEMP = 0,
+    SG_MEM_TEMP,
+    SG_POWER,
+    SG_SM_CLOCK,
+    SG_UTIL,
+    SG_FB_USED,
+    SG_XID,
+    SG_SBE,
+    SG_DBE,
+    SG_RET_SBE,
+    SG_RET_DBE,
+    SG_RET_PEND,
+    SG_REMAP_FAIL,
+    SG_UNC_REMAP,
+    SG_PCIE_REPLAY,
+    SG_NVLINK_CRC,
+    SG_THERMAL_VIOL,
     SG_N,
 };
 extern const char *const sim_dcgm_name[SG_N];
@@ -68,20 +95,20 @@ enum { GP_NONE = 0, GP_MEMORY = 1, GP_THERMAL = 2, GP_LINK = 3 };
 typedef struct {
     uint32_t node, slot;
     uint8_t model, nvme, state, blanked;
-    uint8_t prec_mask;   /* bit a: attribute a grows (A5 ...); NVMe: bit 0 media, bit 1 spare */
+    uint8_t prec_mask; /* bit a: attribute a grows (A5 ...); NVMe: bit 0 media, bit 1 spare */
     uint8_t background;
     uint8_t trig_stress;
-    uint32_t base;       /* series block */
+    uint32_t base; /* series block */
     uint32_t gen;
     const char *serial;
-    double age_h;        /* power-on hours (physics clock) */
+    double age_h; /* power-on hours (physics clock) */
     double cycles;
     double temp_off, wl_mult;
     double raw[SIM_NATTR]; /* ATA raw counters (A9/A194 unused here) */
     double media, used, spare, errlog;
     double lead_h, left_h; /* precursor lead and time to failure (DOOMED) */
     double amp[SIM_NATTR];
-    double replace_h;    /* FAILED: time left until the replacement */
+    double replace_h; /* FAILED: time left until the replacement */
     int64_t trigger_ms;
     double io_time;
 } sim_disk_t;
@@ -129,7 +156,7 @@ typedef struct sim_arena_blk {
 
 struct sim {
     sim_config_t cfg;
-    int64_t t;        /* time of the last step */
+    int64_t t; /* time of the last step */
     uint64_t nstep;
     sim_arena_blk_t *arena;
     sim_series_t *series;

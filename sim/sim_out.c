@@ -72,23 +72,27 @@ static void lab(tsdb_label_t *l, const char *n, const char *v)
 
 uint32_t sim_event_labels(const sim_event_t *e, tsdb_label_t l[SIM_EVENT_NLABELS])
 {
-    /* Sorted by name: __name__, device, instance, kind, reason, serial|uuid. */
-    lab(&l[0], "__name__", "augur_failure_event");
-    lab(&l[1], "device", e->device);
-    lab(&l[2], "instance", e->instance);
-    lab(&l[3], "kind", e->kind == SIM_KIND_DISK ? "disk" : "gpu");
-    lab(&l[4], "reason", e->reason);
-    lab(&l[5], e->kind == SIM_KIND_DISK ? "serial" : "uuid", e->serial);
-    return SIM_EVENT_NLABELS;
+    /* The representation of ingest/failures.h: serial for disks, UUID (as
+     * dcgm-exporter spells it) for GPUs. Sorted by name: "UUID" sorts
+     * before "__name__". */
+    uint32_t n = 0;
+    if (e->kind == SIM_KIND_GPU) lab(&l[n++], "UUID", e->serial);
+    lab(&l[n++], "__name__", "augur_failure_event");
+    lab(&l[n++], "device", e->device);
+    lab(&l[n++], "instance", e->instance);
+    lab(&l[n++], "kind", e->kind == SIM_KIND_DISK ? "disk" : "gpu");
+    lab(&l[n++], "reason", e->reason);
+    if (e->kind == SIM_KIND_DISK) lab(&l[n++], "serial", e->serial);
+    return n;
 }
 
 /* ---- store writer ------------------------------------------------------------------- */
 
 struct sim_store_writer {
     tsdb_t *db;
-    uint32_t k;       /* steps buffered per series */
-    uint32_t steps;   /* steps in the buffer */
-    uint32_t cap;     /* series capacity of buf/cnt */
+    uint32_t k;         /* steps buffered per series */
+    uint32_t steps;     /* steps in the buffer */
+    uint32_t cap;       /* series capacity of buf/cnt */
     tsdb_sample_t *buf; /* cap * k */
     uint32_t *cnt;
     const sim_t *sim;
@@ -443,11 +447,10 @@ static void gpu_row_write(sim_csv_t *c, const sim_t *s, uint32_t i, const sim_fr
     ts[10] = ' ';
     ts[23] = 0;
     fprintf(c->gpu, "%s,%s,%u,%s,%s", ts, di.instance, di.slot, di.serial, di.model);
-    static const int order[] = {SG_GPU_TEMP,  SG_MEM_TEMP, SG_POWER,      SG_SM_CLOCK,
-                                SG_UTIL,      SG_FB_USED,  SG_SBE,        SG_DBE,
-                                SG_RET_SBE,   SG_RET_DBE,  SG_RET_PEND,   SG_REMAP_FAIL,
-                                SG_UNC_REMAP, SG_PCIE_REPLAY, SG_NVLINK_CRC, SG_THERMAL_VIOL,
-                                SG_XID};
+    static const int order[] = {
+        SG_GPU_TEMP,  SG_MEM_TEMP,    SG_POWER,      SG_SM_CLOCK,     SG_UTIL,     SG_FB_USED,
+        SG_SBE,       SG_DBE,         SG_RET_SBE,    SG_RET_DBE,      SG_RET_PEND, SG_REMAP_FAIL,
+        SG_UNC_REMAP, SG_PCIE_REPLAY, SG_NVLINK_CRC, SG_THERMAL_VIOL, SG_XID};
     for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
         fputc(',', c->gpu);
         put_num(c->gpu, v[order[k]]);
@@ -472,8 +475,8 @@ static void json_str(FILE *f, const char *s)
 
 static const char *stress_str(int k)
 {
-    return k == SIM_STRESS_COOLING ? "cooling"
-           : k == SIM_STRESS_POWER ? "power"
+    return k == SIM_STRESS_COOLING     ? "cooling"
+           : k == SIM_STRESS_POWER     ? "power"
            : k == SIM_STRESS_VIBRATION ? "vibration"
                                        : "";
 }
@@ -559,7 +562,8 @@ int sim_csv_add(sim_csv_t *c, const sim_t *s, const sim_frame_t *f)
             gpu_row_write(c, s, i, f, 0);
         }
         if (c->next_gpu == INT64_MIN) c->next_gpu = f->t_ms;
-        while (c->next_gpu <= f->t_ms) c->next_gpu += c->gpu_step;
+        while (c->next_gpu <= f->t_ms)
+            c->next_gpu += c->gpu_step;
     }
     FILE *fs[4] = {c->disk, c->gpu, c->evc, c->evj};
     for (int k = 0; k < 4; k++)

@@ -43,8 +43,8 @@ static int http_get(unsigned port, const char *path, char *buf, size_t cap)
         return -1;
     }
     char req[1024];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-                     path);
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
     if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
         close(fd);
         return -1;
@@ -121,17 +121,18 @@ static void test_serve_demo(void **state)
     fprintf(stderr, "[demo] node, disk and GPU series visible after %.2f s\n", secs);
     assert_true(secs < 10);
     /* Labels are the exporters' (rack too); history is there. */
-    assert_int_equal(http_get(port, "/api/v1/query?query=DCGM_FI_DEV_GPU_TEMP%7Bgpu%3D%220%22,"
-                                    "instance%3D%22node-0000%22%7D",
+    assert_int_equal(http_get(port,
+                              "/api/v1/query?query=DCGM_FI_DEV_GPU_TEMP%7Bgpu%3D%220%22,"
+                              "instance%3D%22node-0000%22%7D",
                               body, sizeof body),
                      200);
     assert_non_null(strstr(body, "\"UUID\":\"GPU-"));
     assert_non_null(strstr(body, "\"modelName\":"));
     assert_non_null(strstr(body, "\"rack\":\"rack-000\""));
-    assert_int_equal(
-        http_get(port, "/api/v1/query?query=count(count_over_time(node_load1%5B5h%5D)%3E30)", body,
-                 sizeof body),
-        200);
+    assert_int_equal(http_get(port,
+                              "/api/v1/query?query=count(count_over_time(node_load1%5B5h%5D)%3E30)",
+                              body, sizeof body),
+                     200);
     assert_non_null(strstr(body, "\"4\""));
     kill(pid, SIGTERM);
     int status = 0;
@@ -142,7 +143,8 @@ static void test_serve_demo(void **state)
     assert_non_null(f);
     char line[1024];
     int backfilled = 0;
-    while (fgets(line, sizeof line, f)) backfilled |= strstr(line, "demo fleet backfilled") != NULL;
+    while (fgets(line, sizeof line, f))
+        backfilled |= strstr(line, "demo fleet backfilled") != NULL;
     fclose(f);
     assert_true(backfilled);
     tu_rmrf(dir);

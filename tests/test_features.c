@@ -57,7 +57,8 @@ static void test_disk_window_by_hand(void **state)
     enum { W = 5, C = FEAT_RD_N };
     double raw[W][C];
     for (int w = 0; w < W; w++)
-        for (int c = 0; c < C; c++) raw[w][c] = NA;
+        for (int c = 0; c < C; c++)
+            raw[w][c] = NA;
     /* step 0: no data (padding). */
     /* step 1 */
     raw[1][FEAT_RD_5] = 2;
@@ -81,7 +82,8 @@ static void test_disk_window_by_hand(void **state)
     const feat_kind_t K = FEAT_KIND_DISK;
     uint8_t want_mask[W] = {0, 1, 1, 1, 1};
     assert_memory_equal(m, want_mask, W);
-    for (uint32_t f = 0; f < feat_count(K); f++) assert_true(x[f] == 0.0f); /* padding is 0 */
+    for (uint32_t f = 0; f < feat_count(K); f++)
+        assert_true(x[f] == 0.0f); /* padding is 0 */
     assert_float_equal(X(x, K, 1, "log1p_smart_5"), log1p(2), 1e-6);
     assert_float_equal(X(x, K, 2, "log1p_smart_5"), log1p(10), 1e-6);
     assert_float_equal(X(x, K, 3, "log1p_smart_5"), log1p(10), 1e-6); /* carried */
@@ -104,7 +106,8 @@ static void test_disk_window_by_hand(void **state)
     assert_float_equal(X(x, K, 4, "is_nvme"), 0, 0);
     /* An NVMe device: media errors and spare. */
     for (int w = 0; w < W; w++)
-        for (int c = 0; c < C; c++) raw[w][c] = NA;
+        for (int c = 0; c < C; c++)
+            raw[w][c] = NA;
     for (int w = 0; w < W; w++) {
         raw[w][FEAT_RD_MEDIA] = w < 3 ? 0 : 4;
         raw[w][FEAT_RD_SPARE] = w < 3 ? 100 : 60;
@@ -122,8 +125,9 @@ static void test_gpu_window_by_hand(void **state)
     enum { W = 4, C = FEAT_RG_N };
     double raw[W][C];
     for (int w = 0; w < W; w++) {
-        for (int c = 0; c < C; c++) raw[w][c] = 0;
-        raw[w][FEAT_RG_TEMP] = 60 + 10 * w;          /* 60 70 80 90: mean 75 */
+        for (int c = 0; c < C; c++)
+            raw[w][c] = 0;
+        raw[w][FEAT_RG_TEMP] = 60 + 10 * w; /* 60 70 80 90: mean 75 */
         raw[w][FEAT_RG_MEM_TEMP] = 70;
         raw[w][FEAT_RG_POWER] = w == 3 ? 500 : 300;  /* mean 350 */
         raw[w][FEAT_RG_CLOCK] = w == 3 ? 705 : 1410; /* throttled at the end */
@@ -135,7 +139,7 @@ static void test_gpu_window_by_hand(void **state)
     raw[2][FEAT_RG_DBE] = 1;
     raw[3][FEAT_RG_DBE] = 1;
     raw[2][FEAT_RG_XID] = 48;
-    raw[3][FEAT_RG_XID] = 48; /* held, not new */
+    raw[3][FEAT_RG_XID] = 48;      /* held, not new */
     raw[3][FEAT_RG_THERMAL] = 2e6; /* 2 s */
     raw[3][FEAT_RG_REMAP_FAIL] = 1;
     float x[W * 40];
@@ -158,7 +162,8 @@ static void test_gpu_window_by_hand(void **state)
     assert_float_equal(X(x, K, 3, "power_rel_window_mean"), 150.0 / 351.0, 1e-6);
     assert_float_equal(X(x, K, 3, "sm_clock_rel_window_max"), -0.5, 1e-6);
     assert_float_equal(X(x, K, 0, "util_frac"), 1, 0);
-    for (int w = 0; w < W; w++) assert_int_equal(m[w], 1);
+    for (int w = 0; w < W; w++)
+        assert_int_equal(m[w], 1);
 }
 
 static void add_dev(feat_devices_t *d, const char *inst, const char *dev, const char *rack,
@@ -253,40 +258,73 @@ static void test_store_tiny_by_hand(void **state)
     assert_non_null(tu_mkdtemp(dir, sizeof dir));
     tsdb_t *db = open_store(dir);
     int64_t T[6];
-    for (int i = 0; i < 6; i++) T[i] = 1700000000000LL + i * DAY;
-    const char *info_old[] = {"__name__", "smartctl_device", "instance", "a", "device", "sda",
-                              "serial_number", "OLD1", "model_name", "M", "rack", "r1", NULL};
-    const char *info_new[] = {"__name__", "smartctl_device", "instance", "a", "device", "sda",
-                              "serial_number", "NEW1", "model_name", "M", "rack", "r1", NULL};
-    const char *info_nv[] = {"__name__", "smartctl_device", "instance", "a", "device", "nvme0",
-                             "serial_number", "NV1", "protocol", "NVMe", "rack", "r1", NULL};
+    for (int i = 0; i < 6; i++)
+        T[i] = 1700000000000LL + i * DAY;
+    const char *info_old[] = {
+        "__name__", "smartctl_device", "instance", "a",    "device", "sda", "serial_number",
+        "OLD1",     "model_name",      "M",        "rack", "r1",     NULL};
+    const char *info_new[] = {
+        "__name__", "smartctl_device", "instance", "a",    "device", "sda", "serial_number",
+        "NEW1",     "model_name",      "M",        "rack", "r1",     NULL};
+    const char *info_nv[] = {
+        "__name__", "smartctl_device", "instance", "a",    "device", "nvme0", "serial_number",
+        "NV1",      "protocol",        "NVMe",     "rack", "r1",     NULL};
     double ones[6] = {1, 1, 1, 1, 1, 1};
     put(db, info_old, T, ones, 3);     /* days 0..2 */
     put(db, info_new, T + 3, ones, 3); /* days 3..5 */
     put(db, info_nv, T, ones, 6);
-    const char *a5[] = {"__name__", "smartctl_device_attribute", "instance", "a", "device", "sda",
-                        "attribute_id", "5", "attribute_name", "Reallocated_Sector_Ct",
-                        "attribute_value_type", "raw", NULL};
+    const char *a5[] = {"__name__",
+                        "smartctl_device_attribute",
+                        "instance",
+                        "a",
+                        "device",
+                        "sda",
+                        "attribute_id",
+                        "5",
+                        "attribute_name",
+                        "Reallocated_Sector_Ct",
+                        "attribute_value_type",
+                        "raw",
+                        NULL};
     double v5[6] = {100, 120, 150, 0, 3, 9}; /* old drive bad, new one from 0 */
     put(db, a5, T, v5, 6);
-    const char *a5v[] = {"__name__", "smartctl_device_attribute", "instance", "a", "device", "sda",
-                         "attribute_id", "5", "attribute_name", "Reallocated_Sector_Ct",
-                         "attribute_value_type", "value", NULL};
+    const char *a5v[] = {"__name__",
+                         "smartctl_device_attribute",
+                         "instance",
+                         "a",
+                         "device",
+                         "sda",
+                         "attribute_id",
+                         "5",
+                         "attribute_name",
+                         "Reallocated_Sector_Ct",
+                         "attribute_value_type",
+                         "value",
+                         NULL};
     double v5v[6] = {90, 90, 80, 100, 100, 100};
     put(db, a5v, T, v5v, 6);
-    const char *a187[] = {"__name__", "smartctl_device_attribute", "instance", "a", "device", "sda",
-                          "id", "187", "name", "Reported_Uncorrect", "value_type", "raw", NULL};
+    const char *a187[] = {
+        "__name__", "smartctl_device_attribute", "instance",   "a",   "device", "sda", "id", "187",
+        "name",     "Reported_Uncorrect",        "value_type", "raw", NULL};
     double v187[6] = {7, 7, 7, 0, 0, 2};
     put(db, a187, T, v187, 6);
-    const char *tmp[] = {"__name__", "smartctl_device_temperature", "instance", "a", "device",
-                         "sda", "temperature_type", "current", NULL};
+    const char *tmp[] = {"__name__",
+                         "smartctl_device_temperature",
+                         "instance",
+                         "a",
+                         "device",
+                         "sda",
+                         "temperature_type",
+                         "current",
+                         NULL};
     double vt[6] = {30, 31, 32, 33, 34, 35};
     put(db, tmp, T, vt, 6);
-    const char *med[] = {"__name__", "smartctl_device_media_errors", "instance", "a", "device",
-                         "nvme0", NULL};
+    const char *med[] = {
+        "__name__", "smartctl_device_media_errors", "instance", "a", "device", "nvme0", NULL};
     double vm[6] = {0, 0, 0, 1, 1, 5};
     int64_t tm[6];
-    for (int i = 0; i < 6; i++) tm[i] = T[i] - 3600000; /* an hour before each day mark */
+    for (int i = 0; i < 6; i++)
+        tm[i] = T[i] - 3600000; /* an hour before each day mark */
     put(db, med, tm, vm, 6);
     tsdb_reader_t *r = NULL;
     assert_int_equal(tsdb_reader_open(db, &r), 0);
@@ -305,8 +343,10 @@ static void test_store_tiny_by_hand(void **state)
     double raw[2][W][C];
     assert_int_equal(feat_read_store(r, &cfg, d, T[5], &raw[0][0][0]), 0);
     /* Steps are days 2..5. sda: day 2 belongs to the old serial -> padding. */
-    for (int c = 0; c < C; c++) assert_true(isnan(raw[1][0][c]));
-    assert_true(raw[1][1][FEAT_RD_5] == 0 && raw[1][2][FEAT_RD_5] == 3 && raw[1][3][FEAT_RD_5] == 9);
+    for (int c = 0; c < C; c++)
+        assert_true(isnan(raw[1][0][c]));
+    assert_true(raw[1][1][FEAT_RD_5] == 0 && raw[1][2][FEAT_RD_5] == 3 &&
+                raw[1][3][FEAT_RD_5] == 9);
     assert_true(raw[1][3][FEAT_RD_187] == 2); /* old label names */
     assert_true(raw[1][3][FEAT_RD_TEMP] == 35);
     assert_true(raw[1][3][FEAT_RD_NVME] == 0);
@@ -376,14 +416,22 @@ static void test_store_matches_simulator(void **state)
     assert_int_equal(feat_devices_count(d), sim_gpu_count(s));
     double *raw = malloc((size_t)feat_devices_count(d) * W * FEAT_RG_N * sizeof *raw);
     assert_int_equal(feat_read_store(r, &cfg, d, tlast, raw), 0);
-    static const char *names[FEAT_RG_N] = {
-        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
-        "DCGM_FI_DEV_RETIRED_SBE", "DCGM_FI_DEV_RETIRED_DBE",
-        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-        "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "DCGM_FI_DEV_THERMAL_VIOLATION",
-        "DCGM_FI_DEV_RETIRED_PENDING", "DCGM_FI_DEV_ROW_REMAP_FAILURE", "DCGM_FI_DEV_XID_ERRORS",
-        "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_MEMORY_TEMP", "DCGM_FI_DEV_POWER_USAGE",
-        "DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_GPU_UTIL"};
+    static const char *names[FEAT_RG_N] = {"DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+                                           "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+                                           "DCGM_FI_DEV_RETIRED_SBE",
+                                           "DCGM_FI_DEV_RETIRED_DBE",
+                                           "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+                                           "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+                                           "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+                                           "DCGM_FI_DEV_THERMAL_VIOLATION",
+                                           "DCGM_FI_DEV_RETIRED_PENDING",
+                                           "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+                                           "DCGM_FI_DEV_XID_ERRORS",
+                                           "DCGM_FI_DEV_GPU_TEMP",
+                                           "DCGM_FI_DEV_MEMORY_TEMP",
+                                           "DCGM_FI_DEV_POWER_USAGE",
+                                           "DCGM_FI_DEV_SM_CLOCK",
+                                           "DCGM_FI_DEV_GPU_UTIL"};
     size_t checked = 0;
     for (uint32_t g = 0; g < sim_gpu_count(s); g++) {
         sim_device_info_t gi;
@@ -435,7 +483,8 @@ static void test_store_matches_simulator(void **state)
     float *x = malloc((size_t)feat_devices_count(d) * W * feat_count(FEAT_KIND_DISK) * sizeof *x);
     uint8_t *m = malloc((size_t)feat_devices_count(d) * W);
     assert_int_equal(feat_compute(FEAT_KIND_DISK, feat_devices_count(d), W, raw, x, m), 0);
-    for (size_t i = 0; i < (size_t)feat_devices_count(d) * W; i++) assert_int_equal(m[i], 1);
+    for (size_t i = 0; i < (size_t)feat_devices_count(d) * W; i++)
+        assert_int_equal(m[i], 1);
     free(x);
     free(m);
     free(raw);

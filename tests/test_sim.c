@@ -28,7 +28,8 @@ static uint64_t g_seed;
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
     const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
     return h;
 }
 
@@ -110,12 +111,14 @@ static void run_csv(const sim_config_t *c, uint32_t steps, csv_bufs_t *out)
     assert_int_equal(sim_csv_finish(csv, s), 0);
     sim_csv_destroy(csv);
     sim_destroy(s);
-    for (int k = 0; k < 4; k++) fclose(f[k]);
+    for (int k = 0; k < 4; k++)
+        fclose(f[k]);
 }
 
 static void csv_free(csv_bufs_t *b)
 {
-    for (int k = 0; k < 4; k++) free(b->p[k]);
+    for (int k = 0; k < 4; k++)
+        free(b->p[k]);
 }
 
 /* Same seed, same bytes; and the Backblaze file's invariants: one
@@ -182,7 +185,8 @@ static void test_csv_identical_and_backblaze_invariants(void **state)
     assert_int_equal(fails, ata_events);
     /* JSON lines: one per event. */
     size_t jl = 0;
-    for (size_t i = 0; i < a.n[3]; i++) jl += a.p[3][i] == '\n';
+    for (size_t i = 0; i < a.n[3]; i++)
+        jl += a.p[3][i] == '\n';
     assert_int_equal(jl, all_events);
     fprintf(stderr, "[csv] %zu disk rows, %zu serials, %zu failure rows, %zu events\n", rows, ns,
             fails, all_events);
@@ -383,7 +387,7 @@ typedef struct {
     size_t nev, evcap;
     int64_t end_ms;
     sim_stats_t st;
-    sim_t *sim; /* kept: event strings live in it */
+    sim_t *sim;            /* kept: event strings live in it */
     uint64_t cofail_pairs; /* failures on the same node within 3 days of each other */
     uint64_t time_pairs;   /* failures anywhere within 3 days of each other */
 } run_t;
@@ -568,8 +572,9 @@ static void test_stat_precursors(void **state)
     assert_true(dn >= 30 && gn >= 30);
     assert_true(binom_ok(dk, dn, c.disk_precursor_frac, "disk precursor fraction"));
     assert_true(binom_ok(gk, gn, c.gpu_precursor_frac, "gpu precursor fraction"));
-    fprintf(stderr, "[precursors] SMART grew before %zu/%zu precursor failures; flat for 3 days "
-                    "before %zu/%zu sudden ones\n",
+    fprintf(stderr,
+            "[precursors] SMART grew before %zu/%zu precursor failures; flat for 3 days "
+            "before %zu/%zu sudden ones\n",
             grow_ok, grow_n, flat_ok, flat_n);
     assert_true(grow_n > 0 && grow_ok >= grow_n * 9 / 10);
     assert_true(flat_n > 0 && flat_ok >= flat_n * 9 / 10);

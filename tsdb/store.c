@@ -593,7 +593,10 @@ static void wal_lead(tsdb_t *db, int force_sync)
         db->fsync_ns += dt;
     }
     if (rc) {
-        if (!db->failed) db->failed = rc;
+        if (!db->failed) {
+            db->failed = rc;
+            snprintf(db->failed_detail, sizeof db->failed_detail, "%s", tsdb_last_error_detail());
+        }
     } else if (upto > db->lsn_durable) {
         db->lsn_durable = upto;
     }
@@ -750,8 +753,10 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
 
     pthread_mutex_lock(&db->mu);
     int rc = 0;
-    if (db->failed) rc = db->failed;
-    else if (db->closing) rc = TSDB_ECLOSED;
+    if (db->failed) {
+        rc = db->failed;
+        tsdb_set_detail("store refuses writes after an earlier failure: %s", db->failed_detail);
+    } else if (db->closing) rc = TSDB_ECLOSED;
     while (!rc && db->head_samples >= 2 * db->opt.head_max_samples) {
         if (db->last_flush_err) {
             rc = db->last_flush_err;
@@ -886,6 +891,7 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
         else pthread_cond_wait(&db->cv, &db->mu);
     }
     rc = db->lsn_durable >= my ? 0 : db->failed;
+    if (rc) tsdb_set_detail("%s", db->failed_detail);
     if (!rc && db->head_samples >= db->opt.head_max_samples && !db->bg_wake) {
         db->bg_wake = 1;
         pthread_cond_broadcast(&db->cv);

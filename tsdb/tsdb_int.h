@@ -119,6 +119,7 @@ struct tsdb {
     uint64_t sealed_samples;
     uint64_t gen;                /* bumped when a flush commits */
     int failed;                  /* sticky write error */
+    char failed_detail[256];     /* its detail, repeated to every caller */
     int closing;
     int last_flush_err;
 

@@ -125,6 +125,15 @@ static int load_rule(lctx_t *c, alert_yaml_t *y, yaml_node_t *rn, const char *gn
         return -1;
     }
     int bad = 0;
+    /* Name the rule in every message, whatever the key order. */
+    for (yaml_node_pair_t *p = rn->data.mapping.pairs.start; p < rn->data.mapping.pairs.top; p++) {
+        const char *ks = alert_yaml_str(alert_yaml_node(y, p->key));
+        const char *vs = alert_yaml_str(alert_yaml_node(y, p->value));
+        if (ks && vs && *vs && (!strcmp(ks, "alert") || !strcmp(ks, "record"))) {
+            snprintf(ctx + strlen(ctx), sizeof ctx - strlen(ctx), ", \"%s\"", vs);
+            break;
+        }
+    }
     yaml_node_t *expr = NULL, *fornode = NULL, *kff = NULL, *labels = NULL, *ann = NULL;
     yaml_node_t *namenode = NULL;
     for (yaml_node_pair_t *p = rn->data.mapping.pairs.start; p < rn->data.mapping.pairs.top; p++) {
@@ -171,7 +180,6 @@ static int load_rule(lctx_t *c, alert_yaml_t *y, yaml_node_t *rn, const char *gn
         }
     }
     const char *name = r->alert ? r->alert : r->record;
-    if (name) snprintf(ctx + strlen(ctx), sizeof ctx - strlen(ctx), ", \"%s\"", name);
     if (!name) {
         lerr(c, rn, "%s: one of 'record' or 'alert' must be set", ctx);
         bad = 1;

@@ -51,6 +51,7 @@ struct api_server {
     api_ws_t *ws_free;        /* idle workspaces */
     pthread_mutex_t admin_mu; /* one admin operation at a time */
     _Atomic(api_detect_t *) det; /* anomaly detection (api/anomaly.c); NULL = off */
+    _Atomic(struct alert_runner *) alerting; /* rules + drains (api/alerts.c); NULL = off */
 };
 
 /* Route families: which handler, which methods, which role. */
@@ -67,6 +68,10 @@ typedef enum {
     API_R_FLUSH,
     API_R_ANOMALIES,
     API_R_FAILURES, /* failures.c */
+    API_R_RELOAD,   /* alerts.c: POST /-/reload */
+    API_R_RULES,    /* alerts.c: GET /api/v1/rules */
+    API_R_ALERTS,   /* alerts.c: GET /api/v1/alerts */
+    API_R_DRAINS,   /* drains.c: /api/v1/drains[/...] */
 } api_route_t;
 
 typedef struct {
@@ -142,6 +147,11 @@ int api_import_precheck(api_req_t *r, struct MHD_Connection *c, api_resp_t *rs);
 /* ---- failures.c ---- */
 /* POST (write role) records events; GET (read role) lists them. */
 void api_handle_failures(api_req_t *r, tsdb_t *db, api_resp_t *rs);
+
+/* ---- alerts.c, drains.c ---- */
+void api_handle_alerting(api_req_t *r, api_resp_t *rs); /* rules, alerts, reload */
+void api_handle_drains(api_req_t *r, api_resp_t *rs);
+int api_alerting_metrics_render(api_server_t *s, tbuf_t *out);
 
 /* ---- admin.c ---- */
 void api_handle_delete_series(api_req_t *r, tsdb_t *db, api_resp_t *rs);

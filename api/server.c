@@ -330,7 +330,14 @@ static const route_def_t routes[] = {
     {"/api/v1/anomalies", API_R_ANOMALIES, API_H_API_OTHER, "GET", API_ROLE_READ, 1},
     /* GET needs only the read role: see precheck(). */
     {"/api/v1/failures", API_R_FAILURES, API_H_API_OTHER, "GET, POST", API_ROLE_WRITE, 1},
+    {"/-/reload", API_R_RELOAD, API_H_API_OTHER, "POST, PUT", API_ROLE_ADMIN, 0},
+    {"/api/v1/rules", API_R_RULES, API_H_API_OTHER, "GET", API_ROLE_READ, 1},
+    {"/api/v1/alerts", API_R_ALERTS, API_H_API_OTHER, "GET", API_ROLE_READ, 1},
 };
+
+/* /api/v1/drains and /api/v1/drains/...: admin (drains.c). */
+static const route_def_t drains_route = {"",          API_R_DRAINS,   API_H_API_OTHER,
+                                         "GET, POST", API_ROLE_ADMIN, 1};
 
 static const route_def_t qapi_route = {"",          API_R_QAPI,    API_H_API_OTHER,
                                        "GET, POST", API_ROLE_READ, 1};
@@ -358,6 +365,7 @@ static const route_def_t *route_find(const char *url, const char **qpath)
 {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].path)) return &routes[i];
+    if (!strncmp(url, "/api/v1/drains", 14) && (!url[14] || url[14] == '/')) return &drains_route;
     if (!strncmp(url, "/api/v1/", 8) && qapi_handles(url + 8)) {
         *qpath = url + 8;
         return &qapi_route;
@@ -472,7 +480,8 @@ static void handle_metrics(api_server_t *s, api_resp_t *rs)
     rs->ctype = "text/plain; version=0.0.4; charset=utf-8";
     if (api_metrics_render(&s->m, atomic_load(&s->db), atomic_load(&s->db) != NULL,
                            (int64_t)s->cfg.max_inflight_bytes, &rs->body) ||
-        api_detect_metrics_render(atomic_load(&s->det), &rs->body))
+        api_detect_metrics_render(atomic_load(&s->det), &rs->body) ||
+        api_alerting_metrics_render(s, &rs->body))
         api_resp_error(rs, 500, "internal", "out of memory");
 }
 
@@ -531,6 +540,9 @@ static void dispatch(api_req_t *r, struct MHD_Connection *c, api_resp_t *rs)
     case API_R_METRICS:
         handle_metrics(s, rs);
         return;
+    case API_R_RELOAD:
+        api_handle_alerting(r, rs);
+        return;
     default:
         break;
     }
@@ -575,6 +587,13 @@ static void dispatch(api_req_t *r, struct MHD_Connection *c, api_resp_t *rs)
             return;
         }
         api_handle_failures(r, db, rs);
+        return;
+    case API_R_RULES:
+    case API_R_ALERTS:
+        api_handle_alerting(r, rs);
+        return;
+    case API_R_DRAINS:
+        api_handle_drains(r, rs);
         return;
     case API_R_DELETE_SERIES:
     case API_R_SNAPSHOT:

@@ -109,6 +109,13 @@ int api_server_shutdown(api_server_t *s, int64_t timeout_ms);
 /* Stop the daemon and free everything. Accepts NULL. */
 void api_server_destroy(api_server_t *s);
 
+/* Attach the alerting runner (alert/alert.h: rules, Alertmanager sender,
+ * drain controller): serves /api/v1/rules, /api/v1/alerts, POST /-/reload
+ * and /api/v1/drains*, and adds its metrics to /metrics. Borrowed: attach
+ * NULL before stopping it. (api/alerts.c) */
+struct alert_runner;
+void api_server_set_alerting(api_server_t *s, struct alert_runner *r);
+
 /* ---- flag values (shared by the serve command and tests) ---------------- */
 
 /* Prometheus-style duration: one or more <integer><unit> with units ms, s,

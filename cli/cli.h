@@ -43,6 +43,8 @@ void cli_demo_stop(cli_demo_t *d); /* accepts NULL */
 int cli_import(int argc, char **argv); /* cmd_import.c */
 int cli_label(int argc, char **argv);  /* cmd_label.c */
 int cli_detect(int argc, char **argv); /* cmd_detect.c */
+int cli_check(int argc, char **argv);  /* cmd_check.c */
+int cli_drain(int argc, char **argv);  /* cmd_drain.c */
 
 /* Parse a Prometheus-style duration ("15d", "90s", "1.5h") into ms. 0 or -1. */
 int cli_parse_duration_ms(const char *s, int64_t *out);

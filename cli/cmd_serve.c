@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alert/alert.h"
 #include "api/anomaly.h"
 #include "api/auth.h"
 #include "api/log.h"
@@ -114,14 +115,40 @@ static const char serve_usage[] =
     "                                 <storage.path>/detect.state this often and\n"
     "                                 at shutdown (default 5m)\n"
     "\n"
+    "Alerting (docs/alerting.md): Prometheus rule files evaluated over this store;\n"
+    "ALERTS/ALERTS_FOR_STATE written back; alerts sent to Alertmanager (v2 API).\n"
+    "SIGHUP or POST /-/reload (admin) re-reads the files.\n"
+    "  --rules.file=PATH              rule file or glob; repeatable\n"
+    "  --config.file=PATH             Prometheus-style config: global\n"
+    "                                 evaluation_interval and external_labels,\n"
+    "                                 rule_files, alerting.alertmanagers (static)\n"
+    "  --rules.defaults=true|false    load the built-in rules\n"
+    "                                 (rules/augur-defaults.yml) (default true)\n"
+    "  --rules.evaluation-interval=DURATION  groups without an interval (default 1m)\n"
+    "  --rules.alert.resend-delay=DURATION  resend firing alerts this often (default 1m)\n"
+    "  --alertmanager.url=URL         http://host:9093; repeatable (every one gets\n"
+    "                                 every alert)\n"
+    "  --alertmanager.queue-capacity=N  alerts queued per Alertmanager; the oldest\n"
+    "                                 are dropped beyond it (default 10000)\n"
+    "  --alertmanager.timeout=DURATION  per POST (default 10s)\n"
+    "  --web.external-url=URL         base of the alerts' generatorURL\n"
+    "                                 (default http://<listen address>)\n"
+    "\n"
+    "Draining (docs/draining.md): cordon and drain nodes whose predicted risk stays\n"
+    "high, within safety budgets. DRY RUN and manual approval by default.\n"
+    "  --drain.enabled=true|false     run the drain controller (default true)\n"
+    "  --drain.config=PATH            YAML drain policy (default: built-in, dry run)\n"
+    "  --drain.interval=DURATION      control loop period (default 30s)\n"
+    "\n"
     "Logging:\n"
     "  --log.level=debug|info|warn|error  logfmt on stderr; debug adds an access log\n"
     "                                 line per request (default info)\n"
     "\n"
     "Endpoints: POST /api/v1/write, POST /api/v1/import/prometheus, /api/v1/query,\n"
     "query_range, series, labels, label/<name>/values, metadata, status/*, export,\n"
-    "GET /metrics, /-/healthy, /-/ready; admin: POST /api/v1/admin/tsdb/delete_series,\n"
-    "POST /api/v1/admin/tsdb/snapshot, POST /internal/force_flush.\n"
+    "GET /api/v1/rules, /api/v1/alerts, GET /metrics, /-/healthy, /-/ready; admin:\n"
+    "POST /api/v1/admin/tsdb/delete_series, POST /api/v1/admin/tsdb/snapshot,\n"
+    "POST /internal/force_flush, POST /-/reload, GET|POST /api/v1/drains[/...].\n"
     "\n"
     "SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush and close the\n"
     "store, exit 0. A second signal exits at once (status 1); the write-ahead log\n"
@@ -145,6 +172,13 @@ static void on_signal(int sig)
     (void)w;
 }
 
+static void on_sighup(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    ssize_t w = write(sig_pipe[1], &b, 1);
+    (void)w;
+}
+
 static int signals_install(void)
 {
     if (pipe(sig_pipe)) return -1;
@@ -157,6 +191,8 @@ static int signals_install(void)
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL)) return -1;
+    sa.sa_handler = on_sighup; /* reload: not counted as a stop signal */
+    if (sigaction(SIGHUP, &sa, NULL)) return -1;
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }
@@ -180,6 +216,20 @@ typedef struct {
     const char *detect_enabled;
     const char *detect_threshold;
     api_detect_config_t detect;
+    const char *rule_files[64];  /* --rules.file, repeatable */
+    size_t nrule_files;
+    const char *am_urls[16];     /* --alertmanager.url, repeatable */
+    size_t nam_urls;
+    const char *config_file;
+    const char *rules_defaults;
+    int64_t eval_interval_ms;
+    int64_t resend_delay_ms;
+    unsigned am_queue;
+    int64_t am_timeout_ms;
+    const char *external_url;
+    const char *drain_enabled;
+    const char *drain_config;
+    int64_t drain_interval_ms;
 } serve_opts_t;
 
 typedef enum { F_STR, F_DUR, F_BYTES, F_U32, F_UINT, F_SYNC } ftype_t;
@@ -226,6 +276,16 @@ static const flag_t flags[] = {
     {"detect.threshold", F_STR, O(detect_threshold)},
     {"detect.queue-size", F_BYTES, O(detect.queue_bytes)},
     {"detect.persist-interval", F_DUR, O(detect.persist_interval_ms)},
+    {"config.file", F_STR, O(config_file)},
+    {"rules.defaults", F_STR, O(rules_defaults)},
+    {"rules.evaluation-interval", F_DUR, O(eval_interval_ms)},
+    {"rules.alert.resend-delay", F_DUR, O(resend_delay_ms)},
+    {"alertmanager.queue-capacity", F_UINT, O(am_queue)},
+    {"alertmanager.timeout", F_DUR, O(am_timeout_ms)},
+    {"web.external-url", F_STR, O(external_url)},
+    {"drain.enabled", F_STR, O(drain_enabled)},
+    {"drain.config", F_STR, O(drain_config)},
+    {"drain.interval", F_DUR, O(drain_interval_ms)},
 };
 
 static int flag_set(serve_opts_t *o, const flag_t *f, const char *v)
@@ -297,6 +357,26 @@ static int parse_flags(int argc, char **argv, serve_opts_t *o)
             continue;
         }
         if (!strncmp(a, "--storage.path", 14)) o->storage_path_set = 1;
+        /* Repeatable flags. */
+        if (!strncmp(a, "--rules.file", 12) || !strncmp(a, "--alertmanager.url", 18)) {
+            int rf = a[2] == 'r';
+            size_t pl = rf ? 12 : 18;
+            if (a[pl] == '=' || a[pl] == 0) {
+                const char *v = a[pl] == '=' ? a + pl + 1 : (i + 1 < argc ? argv[++i] : NULL);
+                size_t *n = rf ? &o->nrule_files : &o->nam_urls;
+                size_t cap = rf ? 64 : 16;
+                if (!v || !*v || *n >= cap) {
+                    fprintf(stderr, "augur serve: %s needs a value (at most %zu)\n",
+                            rf ? "--rules.file" : "--alertmanager.url", cap);
+                    return 2;
+                }
+                if (rf)
+                    o->rule_files[(*n)++] = v;
+                else
+                    o->am_urls[(*n)++] = v;
+                continue;
+            }
+        }
         a += 2;
         const char *eq = strchr(a, '=');
         size_t nl = eq ? (size_t)(eq - a) : strlen(a);
@@ -380,6 +460,19 @@ int cli_serve(int argc, char **argv)
         }
     }
     if (o.detect.persist_interval_ms == 0) o.detect.persist_interval_ms = -1; /* 0: at exit only */
+    int rules_defaults = 1, drain_enabled = 1;
+    const char *const bools[2] = {o.rules_defaults, o.drain_enabled};
+    int *const bdst[2] = {&rules_defaults, &drain_enabled};
+    for (int i = 0; i < 2; i++) {
+        if (!bools[i]) continue;
+        if (!strcmp(bools[i], "true") || !strcmp(bools[i], "false"))
+            *bdst[i] = bools[i][0] == 't';
+        else {
+            fprintf(stderr, "augur serve: --%s wants true or false\n",
+                    i ? "drain.enabled" : "rules.defaults");
+            return 2;
+        }
+    }
     if (!o.api.tls_cert_file != !o.api.tls_key_file) {
         fprintf(stderr, "augur serve: --web.tls-cert-file and --web.tls-key-file go together\n");
         return 2;
@@ -485,6 +578,49 @@ int cli_serve(int argc, char **argv)
             return 1;
         }
     }
+    alert_runner_config_t ac;
+    memset(&ac, 0, sizeof ac);
+    ac.rule_files = o.rule_files;
+    ac.nrule_files = o.nrule_files;
+    ac.config_file = o.config_file;
+    ac.load_defaults = rules_defaults;
+    ac.am_urls = o.am_urls;
+    ac.nam_urls = o.nam_urls;
+    alert_engine_config_init(&ac.engine);
+    ac.engine.eval_interval_ms = o.eval_interval_ms;
+    ac.engine.resend_delay_ms = o.resend_delay_ms;
+    ac.engine.lookback_ms = o.api.query.lookback_ms;
+    char ext_url[300];
+    if (!o.external_url) {
+        snprintf(ext_url, sizeof ext_url, "http://%s%s",
+                 o.api.listen_address[0] == ':' ? "localhost" : "", o.api.listen_address);
+        o.external_url = ext_url;
+    }
+    ac.engine.external_url = o.external_url;
+    alert_notifier_config_init(&ac.notifier);
+    ac.notifier.queue_capacity = o.am_queue;
+    ac.notifier.timeout_ms = o.am_timeout_ms;
+    ac.drain_enabled = drain_enabled;
+    ac.drain_config = o.drain_config;
+    ac.drain_interval_ms = o.drain_interval_ms;
+    ac.state_dir = o.api.storage_path;
+    alert_runner_t *alerting = NULL;
+    {
+        char aerr[2048] = "";
+        if (alert_runner_start(db, &ac, &alerting, aerr, sizeof aerr)) {
+            api_log(API_LOG_ERROR, "cannot start alerting", "err=%s",
+                    api_log_quote(q, sizeof q, aerr, strlen(aerr)));
+            api_server_shutdown(srv, 1000);
+            api_server_destroy(srv);
+            tsdb_close(db);
+            api_auth_destroy(auth);
+            return 1;
+        }
+        api_server_set_alerting(srv, alerting);
+        api_log(API_LOG_INFO, "alerting started", "rule_files=%zu alertmanagers=%zu drain=%s",
+                o.nrule_files, o.nam_urls,
+                !drain_enabled ? "off" : o.drain_config ? "policy file" : "defaults (dry run)");
+    }
     cli_demo_t *demo = NULL;
     if (cli_demo_start(db, &o.demo, &demo))
         api_log(API_LOG_ERROR, "cannot start the demo simulator", NULL);
@@ -493,6 +629,15 @@ int cli_serve(int argc, char **argv)
     unsigned char sig = 0;
     for (;;) {
         ssize_t n = read(sig_pipe[0], &sig, 1);
+        if (n == 1 && sig == SIGHUP) {
+            char rerr[2048] = "";
+            if (alert_runner_reload(alerting, rerr, sizeof rerr))
+                api_log(API_LOG_ERROR, "reload failed, previous configuration kept", "err=%s",
+                        api_log_quote(q, sizeof q, rerr, strlen(rerr)));
+            else
+                api_log(API_LOG_INFO, "configuration reloaded", "via=%s", "SIGHUP");
+            continue;
+        }
         if (n == 1) break;
         if (n < 0 && errno == EINTR) continue;
         sleep_ms(100);
@@ -502,6 +647,8 @@ int cli_serve(int argc, char **argv)
     if (api_server_shutdown(srv, o.shutdown_timeout_ms))
         api_log(API_LOG_WARN, "in-flight requests cut off at the shutdown timeout", NULL);
     cli_demo_stop(demo);
+    api_server_set_alerting(srv, NULL);
+    alert_runner_stop(alerting);
     api_server_destroy(srv);
     rc = tsdb_close(db);
     if (rc) {

@@ -12,5 +12,7 @@ const cli_command_t cli_commands[] = {
     {"eval", cli_eval},
     {"import", cli_import},
     {"label", cli_label},
+    {"check", cli_check},
+    {"drain", cli_drain},
     {NULL, NULL},
 };

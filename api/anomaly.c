@@ -81,16 +81,6 @@ static uint64_t hash_bytes(const void *p, size_t n, uint64_t seed)
     return mix64(h ^ w ^ ((uint64_t)n << 56));
 }
 
-/* Order-independent hash of a label set (senders need not sort). */
-static uint64_t labels_hash(const tsdb_label_t *l, size_t n)
-{
-    uint64_t h = 0;
-    for (size_t i = 0; i < n; i++)
-        h += mix64(hash_bytes(l[i].name.ptr, l[i].name.len, 1) ^
-                   hash_bytes(l[i].value.ptr, l[i].value.len, 2) * 3);
-    return mix64(h + n);
-}
-
 /* ---- per-series and per-instance state (worker) ---------------------- */
 
 typedef struct {
@@ -113,6 +103,7 @@ typedef struct {
     tsdb_label_t lab[2];
     uint32_t total, active;
     int64_t t;   /* latest sample time seen for the instance */
+    int64_t t_emitted; /* time of the last rate sample written */
     int touched; /* emit a rate sample after this batch */
 } inst_t;
 
@@ -221,7 +212,7 @@ void api_detect_observe(api_detect_t *d, const tsdb_series_in_t *series, size_t 
                                     ? (uint32_t)DETECT_F_COUNTER << 16
                                     : 0)};
         uint32_t h32b[2] = {ns, 0};
-        uint64_t h = labels_hash(s->labels, s->nlabels);
+        uint64_t h = 0; /* the worker hashes the label bytes */
         memcpy(p, h32, 8);
         memcpy(p + 8, h32b, 8);
         memcpy(p + 16, &h, 8);
@@ -292,6 +283,7 @@ static int32_t inst_get(api_detect_t *d, const char *v)
     }
     inst_t *in = &d->inst[d->ninst];
     memset(in, 0, sizeof *in);
+    in->t_emitted = INT64_MIN;
     in->value = strdup(v);
     if (!in->value) return -1;
     in->lab[0] = (tsdb_label_t){{"__name__", 8}, {"augur_node_anomaly_rate", 23}};
@@ -403,6 +395,8 @@ static void out_flush(api_detect_t *d)
         inst_t *in = &d->inst[i];
         if (!in->touched) continue;
         in->touched = 0;
+        if (in->t <= in->t_emitted) continue; /* one rate sample per instance timestamp */
+        in->t_emitted = in->t;
         if (out_reserve(d, 1, 1)) break;
         d->os_off[d->os_n] = d->osamp_n;
         d->os[d->os_n++] = (tsdb_series_in_t){in->lab, 2, NULL, 1};
@@ -433,6 +427,15 @@ static void process(api_detect_t *d, const uint8_t *p, size_t len)
         size_t rl = h32[0];
         uint32_t nl = h32[1] & 0xffff, flags = h32[1] >> 16, ns = h32b[0];
         const uint8_t *samp = p + off + 24;
+        /* Series identity: a hash of the label bytes as sent (senders send
+         * them sorted, as Prometheus does). */
+        const uint8_t *lb = samp + (size_t)ns * 16, *le = lb;
+        for (uint32_t k = 0; k < nl; k++) {
+            uint32_t ln[2];
+            memcpy(ln, le, 8);
+            le += 8 + ln[0] + ln[1];
+        }
+        h = hash_bytes(lb, (size_t)(le - lb), 5);
         off += rl;
         slot_t *s = slot_find(d, h);
         if (!s) {
@@ -618,7 +621,6 @@ static int state_load(api_detect_t *d)
         uint32_t nl = (uint32_t)p[0] | (uint32_t)p[1] << 8;
         p += 2;
         if (nl > 256) goto out;
-        tsdb_label_t ls[256];
         for (uint32_t k = 0; k < nl; k++) {
             for (int j = 0; j < 2; j++) {
                 if (end - p < 4) goto out;
@@ -634,13 +636,20 @@ static int state_load(api_detect_t *d)
                 }
                 p += l;
             }
-            ls[k] = (tsdb_label_t){{nm[k], nlen[k]}, {vl[k], vlen[k]}};
         }
         if ((size_t)(end - p) < DETECT_STATE_BYTES + 28) goto out;
         detect_state_t st;
         if (detect_state_decode(&st, p, DETECT_STATE_BYTES) < 0) goto out;
         p += DETECT_STATE_BYTES;
-        uint64_t h = labels_hash(ls, nl);
+        tbuf_t kb = {0}; /* the label bytes as queued, for the same hash */
+        for (uint32_t k = 0; k < nl; k++) {
+            uint32_t ln[2] = {nlen[k], vlen[k]};
+            tbuf_put(&kb, ln, 8);
+            tbuf_put(&kb, nm[k], nlen[k]);
+            tbuf_put(&kb, vl[k], vlen[k]);
+        }
+        uint64_t h = hash_bytes(kb.p, kb.len, 5);
+        tbuf_free(&kb);
         slot_t *s = slot_find(d, h) ? NULL : slot_add(d, h, nl, nm, nlen, vl, vlen, st.flags);
         if (s) {
             s->st = st;

@@ -222,8 +222,8 @@ struct alert_runner {
     pcfg_t pc;
     alert_kv_t *ext; /* external labels in effect (engine borrows) */
     size_t next;
-    pthread_t th;
-    int started;
+    pthread_t th, dth; /* rules; drain (its commands may take minutes) */
+    int started, dstarted;
     pthread_mutex_t mu; /* reload vs thread */
     pthread_cond_t cv;
     int stop, kick;
@@ -238,12 +238,49 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void timed_wait(alert_runner_t *r, int64_t wait)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += wait / 1000;
+    ts.tv_nsec += (wait % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+}
+
+/* The drain controller's own loop: a 10-minute `kubectl drain` must not
+ * hold up rule evaluation. */
+static void *drain_thread(void *arg)
+{
+    alert_runner_t *r = arg;
+    int64_t drain_iv = r->cfg.drain_interval_ms > 0 ? r->cfg.drain_interval_ms : 30000;
+    int64_t next = 0;
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop) {
+        int64_t now = wall_ms();
+        if (now >= next || r->kick) {
+            r->kick = 0;
+            drain_t *d = r->drain;
+            pthread_mutex_unlock(&r->mu);
+            drain_tick(d, now);
+            pthread_mutex_lock(&r->mu);
+            next = now + drain_iv;
+        }
+        int64_t wait = next - wall_ms();
+        if (wait > 1000) wait = 1000;
+        if (wait > 0 && !r->stop && !r->kick) timed_wait(r, wait);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
 static void *runner_thread(void *arg)
 {
     alert_runner_t *r = arg;
     alert_outbox_t ob = {0};
-    int64_t next_drain = 0;
-    int64_t drain_iv = r->cfg.drain_interval_ms > 0 ? r->cfg.drain_interval_ms : 30000;
     pthread_mutex_lock(&r->mu);
     while (!r->stop) {
         int64_t now = wall_ms();
@@ -258,29 +295,9 @@ static void *runner_thread(void *arg)
             alert_notifier_send(r->notif, &ob);
             alert_outbox_clear(&ob);
         }
-        if (r->drain && (now >= next_drain || r->kick)) {
-            r->kick = 0;
-            drain_t *d = r->drain;
-            pthread_mutex_unlock(&r->mu); /* commands may take minutes */
-            drain_tick(d, now);
-            pthread_mutex_lock(&r->mu);
-            next_drain = now + drain_iv;
-        }
-        int64_t due = alert_engine_next_due(r->eng);
-        if (r->drain && next_drain < due) due = next_drain;
-        int64_t wait = due - wall_ms();
+        int64_t wait = alert_engine_next_due(r->eng) - wall_ms();
         if (wait > 1000) wait = 1000;
-        if (wait > 0 && !r->stop && !r->kick) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-        }
+        if (wait > 0 && !r->stop) timed_wait(r, wait);
     }
     pthread_mutex_unlock(&r->mu);
     alert_outbox_free(&ob);
@@ -410,6 +427,13 @@ int alert_runner_start(tsdb_t *db, const alert_runner_config_t *cfg, alert_runne
         return ALERT_ETHREAD;
     }
     r->started = 1;
+    if (r->drain) {
+        if (pthread_create(&r->dth, NULL, drain_thread, r)) {
+            alert_runner_stop(r);
+            return ALERT_ETHREAD;
+        }
+        r->dstarted = 1;
+    }
     *out = r;
     return 0;
 }
@@ -446,6 +470,7 @@ void alert_runner_stop(alert_runner_t *r)
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
         pthread_join(r->th, NULL);
+        if (r->dstarted) pthread_join(r->dth, NULL);
     }
     alert_notifier_stop(r->notif, 2000);
     drain_close(r->drain);

@@ -64,8 +64,8 @@ typedef struct {
 typedef struct {
     const alert_kv_t *labels; /* $labels (the alert's labels) */
     size_t nlabels;
-    double value;             /* $value */
-    const alert_kv_t *ext;    /* $externalLabels */
+    double value;          /* $value */
+    const alert_kv_t *ext; /* $externalLabels */
     size_t next;
 } alert_tmpl_data_t;
 
@@ -151,16 +151,16 @@ typedef struct {
 } alert_t;
 
 typedef struct {
-    int64_t eval_interval_ms;      /* group default; 0 = 1 m */
-    int64_t resend_delay_ms;       /* 0 = 1 m */
-    int64_t resolved_retention_ms; /* resolved alerts resent this long; 0 = 15 m */
-    int64_t outage_tolerance_ms;   /* restore looks back this far; 0 = 1 h */
-    int64_t for_grace_period_ms;   /* min pending left after a restore; 0 = 10 m */
-    int64_t lookback_ms;           /* PromQL lookback; 0 = 5 m */
-    const char *external_url;      /* generatorURL base; NULL = "http://localhost:9201" */
+    int64_t eval_interval_ms;          /* group default; 0 = 1 m */
+    int64_t resend_delay_ms;           /* 0 = 1 m */
+    int64_t resolved_retention_ms;     /* resolved alerts resent this long; 0 = 15 m */
+    int64_t outage_tolerance_ms;       /* restore looks back this far; 0 = 1 h */
+    int64_t for_grace_period_ms;       /* min pending left after a restore; 0 = 10 m */
+    int64_t lookback_ms;               /* PromQL lookback; 0 = 5 m */
+    const char *external_url;          /* generatorURL base; NULL = "http://localhost:9201" */
     const alert_kv_t *external_labels; /* added to sent alerts (borrowed) */
     size_t nexternal_labels;
-    int no_series;                 /* 1 = do not append ALERTS/ALERTS_FOR_STATE */
+    int no_series; /* 1 = do not append ALERTS/ALERTS_FOR_STATE */
 } alert_engine_config_t;
 
 void alert_engine_config_init(alert_engine_config_t *c);
@@ -219,13 +219,13 @@ int alert_engine_alerts_json(alert_engine_t *e, tbuf_t *out);
 /* ---- Alertmanager sender -------------------------------------------------- */
 
 typedef struct {
-    const char *const *urls;  /* Alertmanager base URLs ("http://host:9093[/prefix]") */
+    const char *const *urls; /* Alertmanager base URLs ("http://host:9093[/prefix]") */
     size_t nurls;
-    size_t queue_capacity;    /* alerts queued per Alertmanager; 0 = 10,000 */
-    size_t max_batch;         /* alerts per POST; 0 = 64 */
-    int64_t timeout_ms;       /* per POST; 0 = 10 s */
-    int max_attempts;         /* per batch; 0 = 3 */
-    int64_t backoff_ms;       /* first retry delay, doubled each time; 0 = 500 ms */
+    size_t queue_capacity; /* alerts queued per Alertmanager; 0 = 10,000 */
+    size_t max_batch;      /* alerts per POST; 0 = 64 */
+    int64_t timeout_ms;    /* per POST; 0 = 10 s */
+    int max_attempts;      /* per batch; 0 = 3 */
+    int64_t backoff_ms;    /* first retry delay, doubled each time; 0 = 500 ms */
 } alert_notifier_config_t;
 
 void alert_notifier_config_init(alert_notifier_config_t *c);
@@ -252,8 +252,6 @@ typedef struct {
 /* Totals over every Alertmanager. */
 void alert_notifier_stats(alert_notifier_t *n, alert_notifier_stats_t *st);
 
-
-
 /* ---- the serve glue ---------------------------------------------------------- */
 
 #include "alert/drain.h"
@@ -261,19 +259,19 @@ void alert_notifier_stats(alert_notifier_t *n, alert_notifier_stats_t *st);
 typedef struct {
     const char *const *rule_files; /* paths or globs (--rules.file) */
     size_t nrule_files;
-    const char *config_file;       /* Prometheus-style: global.evaluation_interval,
-                                      global.external_labels, rule_files,
-                                      alerting.alertmanagers[].static_configs[].targets,
-                                      scheme, path_prefix; other keys ignored */
-    int load_defaults;             /* the compiled-in rules/augur-defaults.yml */
-    const char *const *am_urls;    /* --alertmanager.url */
+    const char *config_file;    /* Prometheus-style: global.evaluation_interval,
+                                   global.external_labels, rule_files,
+                                   alerting.alertmanagers[].static_configs[].targets,
+                                   scheme, path_prefix; other keys ignored */
+    int load_defaults;          /* the compiled-in rules/augur-defaults.yml */
+    const char *const *am_urls; /* --alertmanager.url */
     size_t nam_urls;
     alert_engine_config_t engine;
     alert_notifier_config_t notifier; /* urls ignored: am_urls + config file */
-    int drain_enabled;             /* run the drain controller */
-    const char *drain_config;      /* YAML policy; NULL = defaults (dry run) */
-    int64_t drain_interval_ms;     /* 0 = 30 s */
-    const char *state_dir;         /* drain state and audit log */
+    int drain_enabled;                /* run the drain controller */
+    const char *drain_config;         /* YAML policy; NULL = defaults (dry run) */
+    int64_t drain_interval_ms;        /* 0 = 30 s */
+    const char *state_dir;            /* drain state and audit log */
 } alert_runner_config_t;
 
 typedef struct alert_runner alert_runner_t;

@@ -42,8 +42,14 @@ int alert_yaml_load(alert_yaml_t *y, const char *text, size_t len, char *err, si
 void alert_yaml_free(alert_yaml_t *y);
 yaml_node_t *alert_yaml_root(alert_yaml_t *y);
 yaml_node_t *alert_yaml_node(alert_yaml_t *y, int idx);
-static inline int alert_yaml_line(const yaml_node_t *n) { return n ? (int)n->start_mark.line + 1 : 0; }
-static inline int alert_yaml_col(const yaml_node_t *n) { return n ? (int)n->start_mark.column + 1 : 0; }
+static inline int alert_yaml_line(const yaml_node_t *n)
+{
+    return n ? (int)n->start_mark.line + 1 : 0;
+}
+static inline int alert_yaml_col(const yaml_node_t *n)
+{
+    return n ? (int)n->start_mark.column + 1 : 0;
+}
 /* Scalar value (NUL-terminated) or NULL for a non-scalar. */
 const char *alert_yaml_str(const yaml_node_t *n);
 /* A scalar that is YAML null (~, null, empty plain). */

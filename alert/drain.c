@@ -28,11 +28,11 @@ typedef struct {
 } dkind_t;
 
 typedef struct {
-    char *instance; /* the node label's value: the key */
-    char *node;     /* for commands: port stripped */
+    char *instance;     /* the node label's value: the key */
+    char *node;         /* for commands: port stripped */
     char *dom[MAX_DOM]; /* failure-domain label values (NULL = absent) */
     int state;
-    int kind;       /* kind it is flagged / drained for; -1 = none */
+    int kind; /* kind it is flagged / drained for; -1 = none */
     int64_t state_since;
     int64_t cordoned_at;
     int64_t cooldown_until;
@@ -747,8 +747,8 @@ static const char *check_rules(drain_t *d, const dnode_t *x, int64_t now, const 
                 !strcmp(d->nodes[i].dom[k], x->dom[k]))
                 c++;
         if (c >= p->max_per_domain) {
-            snprintf(why, wl, "%zu nodes cordoned in %s=%s, limit %" PRIu32, c,
-                     p->domain_labels[k], x->dom[k], p->max_per_domain);
+            snprintf(why, wl, "%zu nodes cordoned in %s=%s, limit %" PRIu32, c, p->domain_labels[k],
+                     x->dom[k], p->max_per_domain);
             return "max_per_domain";
         }
     }
@@ -845,8 +845,8 @@ static int run_one(drain_t *d, const drain_policy_t *p, int64_t now, const actio
         tbuf_free(&body);
     } else {
         char **argv = NULL;
-        int rc = drain_argv_build(tmpl, a->node, a->kind >= 0 ? drain_kind_name(a->kind) : "",
-                                  tmo, &argv);
+        int rc = drain_argv_build(tmpl, a->node, a->kind >= 0 ? drain_kind_name(a->kind) : "", tmo,
+                                  &argv);
         tbuf_put(&b, ",\"argv\":[", 9);
         for (size_t i = 0; argv && argv[i]; i++) {
             if (i) tbuf_put(&b, ",", 1);
@@ -1012,7 +1012,8 @@ int drain_tick(drain_t *d, int64_t now)
             for (int k = 0; k < DRAIN_KINDS; k++)
                 if (x->k[k].above_since && (x->kind < 0 || x->k[k].risk > x->k[x->kind].risk))
                     x->kind = k;
-            decide(d, now, x, "flag", 1, "risk_above_threshold", "risk reached the drain threshold");
+            decide(d, now, x, "flag", 1, "risk_above_threshold",
+                   "risk reached the drain threshold");
             if (grow((void **)&d->flags, &d->capflags, d->nflags, sizeof *d->flags)) {
                 rc = DRAIN_ENOMEM;
                 break;
@@ -1054,12 +1055,12 @@ int drain_tick(drain_t *d, int64_t now)
         audit_kv(&b, "action", "trip");
         alert_printf(&b, ",\"flagged_in_window\":%zu,\"fleet\":%zu,\"max_flagged_percent\":%g",
                      distinct, d->fleet, p->breaker_percent);
-        audit_kv(&b, "reason", "more nodes flagged within the window than the policy allows: "
-                               "likely a model or telemetry fault; all automatic action stopped");
+        audit_kv(&b, "reason",
+                 "more nodes flagged within the window than the policy allows: "
+                 "likely a model or telemetry fault; all automatic action stopped");
         audit_end(d, &b);
         tbuf_free(&b);
-        fprintf(stderr,
-                "level=error msg=\"drain circuit breaker tripped\" flagged=%zu fleet=%zu\n",
+        fprintf(stderr, "level=error msg=\"drain circuit breaker tripped\" flagged=%zu fleet=%zu\n",
                 distinct, d->fleet);
     }
 
@@ -1393,9 +1394,12 @@ static void outcomes_locked(drain_t *d, drain_outcomes_t *o)
 {
     memset(o, 0, sizeof *o);
     for (size_t i = 0; i < d->noutc; i++) {
-        if (d->outc[i].result == 1) o->true_positive++;
-        else if (d->outc[i].result == 2) o->false_positive++;
-        else o->pending++;
+        if (d->outc[i].result == 1)
+            o->true_positive++;
+        else if (d->outc[i].result == 2)
+            o->false_positive++;
+        else
+            o->pending++;
     }
     o->precision = o->true_positive + o->false_positive
                        ? (double)o->true_positive / (double)(o->true_positive + o->false_positive)
@@ -1514,9 +1518,9 @@ int drain_metrics_render(drain_t *d, tbuf_t *b)
     size_t st[NS_COUNT] = {0};
     for (size_t i = 0; i < d->n; i++)
         st[d->nodes[i].state]++;
-    int rc = alert_printf(b,
-                          "# HELP augur_drain_nodes Nodes known to the drain controller by state.\n"
-                          "# TYPE augur_drain_nodes gauge\n");
+    int rc =
+        alert_printf(b, "# HELP augur_drain_nodes Nodes known to the drain controller by state.\n"
+                        "# TYPE augur_drain_nodes gauge\n");
     for (int s = 0; s < NS_COUNT && !rc; s++)
         rc = alert_printf(b, "augur_drain_nodes{state=\"%s\"} %zu\n", ns_names[s], st[s]);
     if (!rc)

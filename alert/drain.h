@@ -63,7 +63,12 @@ typedef enum {
 
 const char *drain_strerror(int err);
 
-typedef enum { DRAIN_KIND_DISK = 0, DRAIN_KIND_GPU, DRAIN_KIND_NODE_ANOMALY, DRAIN_KINDS } drain_kind_t;
+typedef enum {
+    DRAIN_KIND_DISK = 0,
+    DRAIN_KIND_GPU,
+    DRAIN_KIND_NODE_ANOMALY,
+    DRAIN_KINDS
+} drain_kind_t;
 const char *drain_kind_name(int k); /* "disk", "gpu", "node_anomaly" */
 
 typedef struct {
@@ -76,41 +81,41 @@ typedef struct {
 } drain_kind_policy_t;
 
 typedef struct {
-    uint8_t days;      /* bit d = weekday d (0 = Sunday); 0x7f = every day */
-    int start_min;     /* minutes after 00:00 UTC */
-    int end_min;       /* end <= start: the window runs past midnight */
+    uint8_t days;  /* bit d = weekday d (0 = Sunday); 0x7f = every day */
+    int start_min; /* minutes after 00:00 UTC */
+    int end_min;   /* end <= start: the window runs past midnight */
 } drain_window_t;
 
 typedef struct {
-    int dry_run;           /* default 1 */
-    int manual_approval;   /* default 1 */
-    char *node_label;      /* default "instance" */
-    int strip_port;        /* "host:9100" -> "host" for {{node}}; default 1 */
-    char **domain_labels;  /* default rack, pod */
+    int dry_run;          /* default 1 */
+    int manual_approval;  /* default 1 */
+    char *node_label;     /* default "instance" */
+    int strip_port;       /* "host:9100" -> "host" for {{node}}; default 1 */
+    char **domain_labels; /* default rack, pod */
     size_t ndomain_labels;
     char *cordon_cmd, *drain_cmd, *uncordon_cmd; /* templates, split into argv (no shell) */
-    int64_t command_timeout_ms; /* kill a command after; default 15m */
-    int64_t drain_timeout_ms;   /* {{timeout}} in the templates; default 10m */
-    char *webhook_url;          /* set: POST {action,node,...} instead of commands */
+    int64_t command_timeout_ms;                  /* kill a command after; default 15m */
+    int64_t drain_timeout_ms;                    /* {{timeout}} in the templates; default 10m */
+    char *webhook_url; /* set: POST {action,node,...} instead of commands */
     drain_kind_policy_t kinds[DRAIN_KINDS];
-    uint32_t max_cordoned;       /* default 2 */
-    double max_cordoned_percent; /* of the fleet; default 5 (at least 1 node) */
-    uint32_t max_per_domain;     /* default 1 */
-    int64_t min_spacing_ms;      /* between drain starts; default 30m */
-    uint32_t max_per_hour;       /* drain starts in any 1 h; default 2 */
-    int64_t cooldown_ms;         /* after an uncordon; default 24h */
-    uint32_t fleet_size;         /* 0 = nodes seen by the risk queries */
-    double breaker_percent;      /* default 10 */
+    uint32_t max_cordoned;        /* default 2 */
+    double max_cordoned_percent;  /* of the fleet; default 5 (at least 1 node) */
+    uint32_t max_per_domain;      /* default 1 */
+    int64_t min_spacing_ms;       /* between drain starts; default 30m */
+    uint32_t max_per_hour;        /* drain starts in any 1 h; default 2 */
+    int64_t cooldown_ms;          /* after an uncordon; default 24h */
+    uint32_t fleet_size;          /* 0 = nodes seen by the risk queries */
+    double breaker_percent;       /* default 10 */
     uint32_t breaker_min_flagged; /* default 3 */
-    int64_t breaker_window_ms;   /* default 1h */
-    char **block_alerts;         /* alert names that block drains while firing */
+    int64_t breaker_window_ms;    /* default 1h */
+    char **block_alerts;          /* alert names that block drains while firing */
     size_t nblock_alerts;
-    drain_window_t *windows;     /* none = any time */
+    drain_window_t *windows; /* none = any time */
     size_t nwindows;
-    char **opt_out;              /* node names (after port stripping) never drained */
+    char **opt_out; /* node names (after port stripping) never drained */
     size_t nopt_out;
-    int64_t horizon_ms;          /* outcome horizon; default 7d */
-    int uncordon_on_failure;     /* default 1 */
+    int64_t horizon_ms;      /* outcome horizon; default 7d */
+    int uncordon_on_failure; /* default 1 */
 } drain_policy_t;
 
 /* Defaults above. */

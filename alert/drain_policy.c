@@ -96,8 +96,8 @@ int drain_policy_init(drain_policy_t *p)
     p->breaker_window_ms = 3600000;
     p->horizon_ms = 7 * 86400000LL;
     p->uncordon_on_failure = 1;
-    int bad = !p->node_label || !p->domain_labels || !p->domain_labels[0] ||
-              !p->domain_labels[1] || !p->cordon_cmd || !p->drain_cmd || !p->uncordon_cmd;
+    int bad = !p->node_label || !p->domain_labels || !p->domain_labels[0] || !p->domain_labels[1] ||
+              !p->cordon_cmd || !p->drain_cmd || !p->uncordon_cmd;
     for (int k = 0; k < DRAIN_KINDS; k++)
         bad |= !p->kinds[k].query;
     if (bad) {
@@ -153,7 +153,8 @@ static int get_u32(pctx_t *c, yaml_node_t *v, const char *key, uint32_t *dst)
     const char *s = alert_yaml_str(v);
     char *e;
     long long x = s ? strtoll(s, &e, 10) : -1;
-    if (!s || !*s || *e || x < 0 || x > 1000000000) return perr(c, v, "%s: want an integer >= 0", key);
+    if (!s || !*s || *e || x < 0 || x > 1000000000)
+        return perr(c, v, "%s: want an integer >= 0", key);
     *dst = (uint32_t)x;
     return 0;
 }
@@ -245,7 +246,8 @@ static int parse_windows(pctx_t *c, yaml_node_t *v, drain_policy_t *p)
         {
             if (!strcmp(ks, "start")) {
                 have_s = 1;
-                if (hhmm(alert_yaml_str(vv), &w[i].start_min)) perr(c, vv, "start: want HH:MM (UTC)");
+                if (hhmm(alert_yaml_str(vv), &w[i].start_min))
+                    perr(c, vv, "start: want HH:MM (UTC)");
             } else if (!strcmp(ks, "end")) {
                 have_e = 1;
                 if (hhmm(alert_yaml_str(vv), &w[i].end_min)) perr(c, vv, "end: want HH:MM (UTC)");
@@ -270,7 +272,8 @@ static int parse_windows(pctx_t *c, yaml_node_t *v, drain_policy_t *p)
             } else
                 perr(c, kk, "maintenance_windows: unknown key '%s'", ks);
         }
-        if (!c->failed && (!have_s || !have_e)) perr(c, it, "maintenance window needs start and end");
+        if (!c->failed && (!have_s || !have_e))
+            perr(c, it, "maintenance window needs start and end");
     }
     if (c->failed) {
         free(w);

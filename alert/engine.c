@@ -28,7 +28,7 @@
 
 typedef struct {
     alert_t a;
-    int written;              /* ALERTS series last written: 0 none, 1 pending, 2 firing */
+    int written;               /* ALERTS series last written: 0 none, 1 pending, 2 firing */
     int64_t restored_fired_at; /* from restore: firing before the restart */
 } ralert_t;
 
@@ -291,7 +291,8 @@ static int sbatch_add(sbatch_t *b, const char *name, const alert_kv_t *kv, size_
         l[k++] = (tsdb_label_t){{kv[i].name, (uint32_t)strlen(kv[i].name)},
                                 {kv[i].value, (uint32_t)strlen(kv[i].value)}};
     if (extra)
-        l[k++] = (tsdb_label_t){{extra, (uint32_t)strlen(extra)}, {extrav, (uint32_t)strlen(extrav)}};
+        l[k++] =
+            (tsdb_label_t){{extra, (uint32_t)strlen(extra)}, {extrav, (uint32_t)strlen(extrav)}};
     b->arena.len += nl * sizeof(tsdb_label_t);
     b->lab_off[b->n] = off;
     b->samples[b->n] = (tsdb_sample_t){t, v};
@@ -323,9 +324,7 @@ static double stale_nan(void)
 static int write_alert_series(sbatch_t *b, ralert_t *ra, int64_t ts, int gone)
 {
     alert_t *a = &ra->a;
-    int now = gone || a->state == ALERT_STATE_INACTIVE ? 0
-              : a->state == ALERT_STATE_FIRING         ? 2
-                                                       : 1;
+    int now = gone || a->state == ALERT_STATE_INACTIVE ? 0 : a->state == ALERT_STATE_FIRING ? 2 : 1;
     if (ra->written && ra->written != now &&
         sbatch_add(b, "ALERTS", a->labels, a->nlabels, "alertstate",
                    ra->written == 2 ? "firing" : "pending", ts, stale_nan()))
@@ -433,9 +432,9 @@ static int build_alert_labels(alert_engine_t *e, rule_rt_t *r, const pq_series_t
     for (size_t i = 0; i < r->def.nannotations; i++) {
         tb.len = 0;
         char terr[256];
-        int trc = alert_template_expand(r->def.annotations[i].value,
-                                        strlen(r->def.annotations[i].value), &d, &tb, terr,
-                                        sizeof terr);
+        int trc =
+            alert_template_expand(r->def.annotations[i].value, strlen(r->def.annotations[i].value),
+                                  &d, &tb, terr, sizeof terr);
         if (trc == ALERT_ENOMEM) goto out;
         if (trc) {
             tb.len = 0;
@@ -469,7 +468,8 @@ static int render_send(alert_engine_t *e, group_rt_t *g, rule_rt_t *r, ralert_t 
     if (alert_printf(&url, "%s/graph?g0.expr=", e->external_url) ||
         alert_url_escape(&url, r->def.expr) || tbuf_put(&url, "&g0.tab=1", 10))
         goto out;
-    int64_t delta = g->interval_ms > e->cfg.resend_delay_ms ? g->interval_ms : e->cfg.resend_delay_ms;
+    int64_t delta =
+        g->interval_ms > e->cfg.resend_delay_ms ? g->interval_ms : e->cfg.resend_delay_ms;
     a->last_sent_at = ts;
     a->valid_until = ts + 4 * delta;
     if (alert_render_postable(a, (const char *)url.p, e->cfg.external_labels,
@@ -495,8 +495,8 @@ int alert_render_postable(const alert_t *a, const char *generator_url, const ale
             return -1;
     for (size_t i = 0; i < next; i++) {
         if (alert_kv_get(a->labels, a->nlabels, ext[i].name)) continue;
-        if ((k++ && tbuf_put(b, ",", 1)) || alert_json_str(b, ext[i].name) ||
-            tbuf_put(b, ":", 1) || alert_json_str(b, ext[i].value))
+        if ((k++ && tbuf_put(b, ",", 1)) || alert_json_str(b, ext[i].name) || tbuf_put(b, ":", 1) ||
+            alert_json_str(b, ext[i].value))
             return -1;
     }
     if (tbuf_put(b, "},\"annotations\":{", 17)) return -1;
@@ -663,7 +663,8 @@ static int eval_rule(alert_engine_t *e, group_rt_t *g, rule_rt_t *r, tsdb_reader
         int drop = 0;
         if (!seen[i]) {
             if (a->state == ALERT_STATE_PENDING ||
-                (a->resolved_at && a->state == ALERT_STATE_INACTIVE && ts - a->resolved_at > keep)) {
+                (a->resolved_at && a->state == ALERT_STATE_INACTIVE &&
+                 ts - a->resolved_at > keep)) {
                 drop = 1;
             } else if (a->state == ALERT_STATE_FIRING && r->def.keep_firing_for_ms > 0 &&
                        (a->keep_firing_since == 0 ||
@@ -689,8 +690,8 @@ static int eval_rule(alert_engine_t *e, group_rt_t *g, rule_rt_t *r, tsdb_reader
         }
         if (out && (a->state == ALERT_STATE_FIRING ||
                     (a->state == ALERT_STATE_INACTIVE && a->resolved_at))) {
-            int needs = a->resolved_at > a->last_sent_at ||
-                        a->last_sent_at + e->cfg.resend_delay_ms < ts;
+            int needs =
+                a->resolved_at > a->last_sent_at || a->last_sent_at + e->cfg.resend_delay_ms < ts;
             if (needs && render_send(e, g, r, ra, ts, out)) ret = ALERT_ENOMEM;
         }
         if (w != i) r->alerts[w] = *ra;
@@ -710,8 +711,7 @@ static int eval_rule(alert_engine_t *e, group_rt_t *g, rule_rt_t *r, tsdb_reader
 done:
     promql_result_free(res);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    r->eval_seconds =
-        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    r->eval_seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     return ret;
 }
 
@@ -743,8 +743,7 @@ static int eval_groups(alert_engine_t *e, int64_t now, alert_outbox_t *out, int 
             if (!rc && !e->cfg.no_series && sbatch_flush(&sb, e->db)) rc = ALERT_ESTORE;
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        g->eval_seconds =
-            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        g->eval_seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
         g->last_eval_ms = now;
         if (g->next_due == INT64_MIN || all)
             g->next_due = now + g->interval_ms;
@@ -989,9 +988,9 @@ int alert_engine_rules_json(alert_engine_t *e, tbuf_t *b)
                     rc = -1;
             }
             if (!rc && (alert_printf(b, ",\"health\":\"%s\",\"lastError\":",
-                                     !r->evaluated       ? "unknown"
+                                     !r->evaluated      ? "unknown"
                                      : r->last_error[0] ? "err"
-                                                         : "ok") ||
+                                                        : "ok") ||
                         alert_json_str(b, r->last_error) ||
                         alert_printf(b, ",\"evaluationTime\":%.6f,\"lastEvaluation\":\"%s\"}",
                                      r->eval_seconds, t)))

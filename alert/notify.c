@@ -20,9 +20,9 @@
 
 typedef struct {
     struct alert_notifier *n;
-    char *url; /* full POST URL */
+    char *url;  /* full POST URL */
     char *base; /* as configured, for the metric label */
-    char **q;  /* ring of JSON objects */
+    char **q;   /* ring of JSON objects */
     size_t head, len;
     int busy; /* a batch is in flight */
     pthread_t th;
@@ -96,7 +96,8 @@ static int post_once(am_t *a, const char *body, size_t len, char *why, size_t wh
         snprintf(why, whylen, "%s", curl_easy_strerror(rc));
         ret = -1;
     } else if (code / 100 != 2) {
-        snprintf(why, whylen, "HTTP %ld: %.*s", code, (int)resp.len, resp.len ? (char *)resp.p : "");
+        snprintf(why, whylen, "HTTP %ld: %.*s", code, (int)resp.len,
+                 resp.len ? (char *)resp.p : "");
         ret = -1;
     }
     tbuf_free(&resp);
@@ -155,8 +156,10 @@ static void *am_thread(void *arg)
             }
             int stop = 0;
             while (!stop) {
-                if (n->stopping && mono_ns() > n->stop_deadline_ns) stop = 1;
-                else if (pthread_cond_timedwait(&n->cv, &n->mu, &dl)) break;
+                if (n->stopping && mono_ns() > n->stop_deadline_ns)
+                    stop = 1;
+                else if (pthread_cond_timedwait(&n->cv, &n->mu, &dl))
+                    break;
             }
             pthread_mutex_unlock(&n->mu);
             if (stop) break;
@@ -349,8 +352,8 @@ int alert_notifier_metrics_render(alert_notifier_t *n, tbuf_t *out)
                          : k == 1 ? atomic_load(&a->errors)
                          : k == 2 ? atomic_load(&a->dropped)
                                   : a->len;
-            rc = alert_printf(out, "%s{alertmanager=", m[k].name) ||
-                 alert_json_str(out, a->url) || alert_printf(out, "} %llu\n", (unsigned long long)v);
+            rc = alert_printf(out, "%s{alertmanager=", m[k].name) || alert_json_str(out, a->url) ||
+                 alert_printf(out, "} %llu\n", (unsigned long long)v);
         }
     }
     if (!rc)

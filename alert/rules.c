@@ -207,7 +207,8 @@ static int load_rule(lctx_t *c, alert_yaml_t *y, yaml_node_t *rn, const char *gn
         if (rc) {
             lerr(c, expr, "%s: could not parse expression: %s", ctx, perr);
             bad = 1;
-        } else if (promql_expr_type(r->pq) != PQ_T_VECTOR && promql_expr_type(r->pq) != PQ_T_SCALAR) {
+        } else if (promql_expr_type(r->pq) != PQ_T_VECTOR &&
+                   promql_expr_type(r->pq) != PQ_T_SCALAR) {
             lerr(c, expr, "%s: invalid expression type \"%s\" (must be vector or scalar)", ctx,
                  promql_type_name(promql_expr_type(r->pq)));
             bad = 1;

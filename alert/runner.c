@@ -85,7 +85,8 @@ static int pcfg_load(const char *path, pcfg_t *c, char *err, size_t errlen)
         dir[0] = 0;
 #define CFAIL(n_, msg_)                                                                            \
     do {                                                                                           \
-        snprintf(err, errlen, "%s:%d:%d: %s", path, alert_yaml_line(n_), alert_yaml_col(n_), msg_); \
+        snprintf(err, errlen, "%s:%d:%d: %s", path, alert_yaml_line(n_), alert_yaml_col(n_),       \
+                 msg_);                                                                            \
         rc = ALERT_ECONFIG;                                                                        \
         goto out;                                                                                  \
     } while (0)
@@ -94,7 +95,8 @@ static int pcfg_load(const char *path, pcfg_t *c, char *err, size_t errlen)
         CFAIL(v, "global.evaluation_interval: not a valid duration");
     if ((v = map_get(&y, g, "external_labels")) && !alert_yaml_is_null(v)) {
         if (v->type != YAML_MAPPING_NODE) CFAIL(v, "global.external_labels: want a mapping");
-        for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+             p++) {
             const char *k = alert_yaml_str(alert_yaml_node(&y, p->key));
             const char *val = alert_yaml_str(alert_yaml_node(&y, p->value));
             if (!k || !val || !alert_label_name_valid(k))
@@ -379,8 +381,8 @@ static int runner_load(alert_runner_t *r, int first, char *err, size_t errlen)
     if (have_pol) {
         if (!r->drain) {
             char derr[400] = "";
-            rc = drain_open(r->db, r->cfg.state_dir ? r->cfg.state_dir : ".", &pol, &r->drain,
-                            derr, sizeof derr);
+            rc = drain_open(r->db, r->cfg.state_dir ? r->cfg.state_dir : ".", &pol, &r->drain, derr,
+                            sizeof derr);
             if (rc) snprintf(err, errlen, "drain controller: %s: %s", drain_strerror(rc), derr);
         } else {
             rc = drain_set_policy(r->drain, &pol);
@@ -419,8 +421,9 @@ int alert_runner_start(tsdb_t *db, const alert_runner_config_t *cfg, alert_runne
         return rc;
     }
     rc = alert_engine_restore(r->eng, wall_ms());
-    if (rc) fprintf(stderr, "level=warn msg=\"alert state not restored\" err=\"%s\"\n",
-                    alert_strerror(rc));
+    if (rc)
+        fprintf(stderr, "level=warn msg=\"alert state not restored\" err=\"%s\"\n",
+                alert_strerror(rc));
     r->last_reload_ok = 1;
     if (pthread_create(&r->th, NULL, runner_thread, r)) {
         alert_runner_stop(r);
@@ -497,21 +500,22 @@ int alert_runner_metrics_render(alert_runner_t *r, tbuf_t *out)
     pthread_mutex_lock(&r->mu);
     int rc = alert_notifier_metrics_render(r->notif, out);
     if (!rc)
-        rc = alert_printf(out,
-                          "# HELP augur_rule_evaluation_rounds_total Rule evaluation rounds.\n"
-                          "# TYPE augur_rule_evaluation_rounds_total counter\n"
-                          "augur_rule_evaluation_rounds_total %llu\n"
-                          "# HELP augur_rule_evaluation_failures_total Rounds that failed.\n"
-                          "# TYPE augur_rule_evaluation_failures_total counter\n"
-                          "augur_rule_evaluation_failures_total %llu\n"
-                          "# HELP augur_alerts Alerts by state.\n# TYPE augur_alerts gauge\n"
-                          "augur_alerts{state=\"pending\"} %zu\naugur_alerts{state=\"firing\"} %zu\n"
-                          "# HELP augur_config_last_reload_successful Whether the last rules "
-                          "reload succeeded.\n# TYPE augur_config_last_reload_successful gauge\n"
-                          "augur_config_last_reload_successful %d\n",
-                          (unsigned long long)r->evals, (unsigned long long)r->eval_failures,
-                          alert_engine_count(r->eng, NULL, ALERT_STATE_PENDING),
-                          alert_engine_count(r->eng, NULL, ALERT_STATE_FIRING), r->last_reload_ok);
+        rc =
+            alert_printf(out,
+                         "# HELP augur_rule_evaluation_rounds_total Rule evaluation rounds.\n"
+                         "# TYPE augur_rule_evaluation_rounds_total counter\n"
+                         "augur_rule_evaluation_rounds_total %llu\n"
+                         "# HELP augur_rule_evaluation_failures_total Rounds that failed.\n"
+                         "# TYPE augur_rule_evaluation_failures_total counter\n"
+                         "augur_rule_evaluation_failures_total %llu\n"
+                         "# HELP augur_alerts Alerts by state.\n# TYPE augur_alerts gauge\n"
+                         "augur_alerts{state=\"pending\"} %zu\naugur_alerts{state=\"firing\"} %zu\n"
+                         "# HELP augur_config_last_reload_successful Whether the last rules "
+                         "reload succeeded.\n# TYPE augur_config_last_reload_successful gauge\n"
+                         "augur_config_last_reload_successful %d\n",
+                         (unsigned long long)r->evals, (unsigned long long)r->eval_failures,
+                         alert_engine_count(r->eng, NULL, ALERT_STATE_PENDING),
+                         alert_engine_count(r->eng, NULL, ALERT_STATE_FIRING), r->last_reload_ok);
     pthread_mutex_unlock(&r->mu);
     if (!rc) rc = drain_metrics_render(r->drain, out);
     return rc;

@@ -149,8 +149,8 @@ static int operand(tctx_t *c, val_t *v)
         c->p = s + 1;
         return 1;
     }
-    if (isdigit((unsigned char)*s) || ((*s == '-' || *s == '+' || *s == '.') && s + 1 < c->end &&
-                                       isdigit((unsigned char)s[1]))) {
+    if (isdigit((unsigned char)*s) ||
+        ((*s == '-' || *s == '+' || *s == '.') && s + 1 < c->end && isdigit((unsigned char)s[1]))) {
         char tmp[64];
         size_t n = 0;
         while (s + n < c->end && n < sizeof tmp - 1 &&
@@ -181,8 +181,8 @@ static int operand(tctx_t *c, val_t *v)
     static const struct {
         const char *pfx;
         int which;
-    } vars[] = {{"$labels", 0},        {".Labels", 0}, {"$value", 1},
-                {".Value", 1},         {"$externalLabels", 2}, {".ExternalLabels", 2}};
+    } vars[] = {{"$labels", 0}, {".Labels", 0},         {"$value", 1},
+                {".Value", 1},  {"$externalLabels", 2}, {".ExternalLabels", 2}};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         size_t pl = strlen(vars[i].pfx);
         if (!strncmp(path, vars[i].pfx, pl) && (path[pl] == 0 || path[pl] == '.')) {
@@ -190,8 +190,11 @@ static int operand(tctx_t *c, val_t *v)
             field = path[pl] == '.' ? path + pl + 1 : NULL;
         }
     }
-    if (which < 0) return terr(c, s, "unknown variable or field %s (the subset knows $labels, "
-                                     "$value, $externalLabels, .Labels, .Value)", path);
+    if (which < 0)
+        return terr(c, s,
+                    "unknown variable or field %s (the subset knows $labels, "
+                    "$value, $externalLabels, .Labels, .Value)",
+                    path);
     if (which == 1) {
         if (field) return terr(c, s, "$value has no fields", NULL);
         v->t = V_NUM;
@@ -391,8 +394,8 @@ static int command(tctx_t *c, val_t *prev, val_t *res)
     memcpy(fn, c->p, fl);
     fn[fl] = 0;
     c->p = e;
-    static const char *const control[] = {"if", "else", "end", "range", "with", "define",
-                                          "template", "block", "break", "continue"};
+    static const char *const control[] = {"if",     "else",     "end",   "range", "with",
+                                          "define", "template", "block", "break", "continue"};
     for (size_t i = 0; i < sizeof control / sizeof control[0]; i++)
         if (!strcmp(fn, control[i])) {
             rc = terr(c, at, "'%s' is not in the template subset (no control structures)", fn);

@@ -35,8 +35,13 @@ int alert_duration_parse(const char *s, int64_t *ms)
     static const struct {
         const char *u;
         int64_t ms;
-    } units[] = {{"y", 365LL * 86400000}, {"w", 7LL * 86400000}, {"d", 86400000}, {"h", 3600000},
-                 {"m", 60000},            {"s", 1000},           {"ms", 1}};
+    } units[] = {{"y", 365LL * 86400000},
+                 {"w", 7LL * 86400000},
+                 {"d", 86400000},
+                 {"h", 3600000},
+                 {"m", 60000},
+                 {"s", 1000},
+                 {"ms", 1}};
     int64_t total = 0;
     int last = -1;
     const char *p = s;
@@ -73,8 +78,13 @@ void alert_duration_format(int64_t ms, char *buf, size_t n)
     static const struct {
         const char *u;
         int64_t ms;
-    } units[] = {{"y", 365LL * 86400000}, {"w", 7LL * 86400000}, {"d", 86400000}, {"h", 3600000},
-                 {"m", 60000},            {"s", 1000},           {"ms", 1}};
+    } units[] = {{"y", 365LL * 86400000},
+                 {"w", 7LL * 86400000},
+                 {"d", 86400000},
+                 {"h", 3600000},
+                 {"m", 60000},
+                 {"s", 1000},
+                 {"ms", 1}};
     size_t o = 0;
     buf[0] = 0;
     for (int i = 0; i < 7 && ms; i++) {
@@ -368,8 +378,7 @@ int alert_yaml_is_null(const yaml_node_t *n)
     if (!n || n->type != YAML_SCALAR_NODE) return 0;
     if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return 0;
     const char *s = (const char *)n->data.scalar.value;
-    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-           !strcmp(s, "NULL");
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
 }
 
 int alert_yaml_bool(const yaml_node_t *n, int *out)

@@ -70,8 +70,10 @@ void api_handle_drains(api_req_t *r, api_resp_t *rs)
         else if (!strcmp(action, "uncordon"))
             rc = drain_uncordon(d, node, who, now);
         else {
-            api_resp_error(rs, 404, "not_found", "unknown drain action %.100s (approve, cancel, "
-                                                 "uncordon)", action);
+            api_resp_error(rs, 404, "not_found",
+                           "unknown drain action %.100s (approve, cancel, "
+                           "uncordon)",
+                           action);
             return;
         }
     }
@@ -94,11 +96,12 @@ void api_handle_drains(api_req_t *r, api_resp_t *rs)
     rs->code = 200;
     rs->ctype = "application/json";
     char head[200];
-    int hl = snprintf(head, sizeof head, "{\"status\":\"success\",\"data\":{\"action\":\"%s\"",
-                      action);
+    int hl =
+        snprintf(head, sizeof head, "{\"status\":\"success\",\"data\":{\"action\":\"%s\"", action);
     if (tbuf_put(&rs->body, head, (size_t)hl) ||
-        (*node && (tbuf_put(&rs->body, ",\"node\":\"", 9) ||
-                   api_json_escape(&rs->body, node, strlen(node)) || tbuf_put(&rs->body, "\"", 1))) ||
+        (*node &&
+         (tbuf_put(&rs->body, ",\"node\":\"", 9) ||
+          api_json_escape(&rs->body, node, strlen(node)) || tbuf_put(&rs->body, "\"", 1))) ||
         tbuf_put(&rs->body, "}}\n", 3))
         api_resp_error(rs, 500, "internal", "out of memory");
 }

@@ -104,8 +104,7 @@ int cli_check(int argc, char **argv)
                    "max_per_domain=%u\n\n",
                    p.dry_run ? "true" : "false", p.manual_approval ? "true" : "false",
                    (unsigned)p.max_cordoned, (unsigned)p.max_per_domain);
-            if (!p.dry_run)
-                printf("  note: dry_run is false: this policy runs commands\n\n");
+            if (!p.dry_run) printf("  note: dry_run is false: this policy runs commands\n\n");
         }
         drain_policy_free(&p);
     } else {

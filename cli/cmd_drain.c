@@ -77,8 +77,8 @@ int cli_drain(int argc, char **argv)
     int post = 1;
     int needs_node = !strcmp(cmd, "approve") || !strcmp(cmd, "cancel") || !strcmp(cmd, "uncordon");
     if (needs_node != (node != NULL) || i + 1 + needs_node != argc) {
-        fprintf(stderr, "augur drain: %s %s\n\n%s", cmd, needs_node ? "needs one NODE" :
-                "takes no argument", drain_usage);
+        fprintf(stderr, "augur drain: %s %s\n\n%s", cmd,
+                needs_node ? "needs one NODE" : "takes no argument", drain_usage);
         return 2;
     }
     if (!strcmp(cmd, "list") || !strcmp(cmd, "status")) {

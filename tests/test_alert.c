@@ -186,14 +186,15 @@ static void test_state_machine(void **state)
     char s1[40], s2[40], want[1024];
     ts(t6, s1);
     ts(t6 + 4 * MIN, s2);
-    snprintf(want, sizeof want,
-             "{\"labels\":{\"alertname\":\"DiskRisk\",\"device\":\"sda\",\"instance\":\"n1:9100\","
-             "\"kind\":\"disk\",\"serial\":\"S123\",\"severity\":\"warning\",\"team\":\"disk-team\"},"
-             "\"annotations\":{\"risk\":\"0.90\",\"summary\":\"sda on n1:9100 (90%%)\"},"
-             "\"startsAt\":\"%s\",\"endsAt\":\"%s\",\"generatorURL\":\"http://augur.example:9201/"
-             "graph?g0.expr=augur_failure_probability%%7Bkind%%3D%%22disk%%22%%7D%%20%%3E%%3D%%200.8"
-             "&g0.tab=1\"}",
-             s1, s2);
+    snprintf(
+        want, sizeof want,
+        "{\"labels\":{\"alertname\":\"DiskRisk\",\"device\":\"sda\",\"instance\":\"n1:9100\","
+        "\"kind\":\"disk\",\"serial\":\"S123\",\"severity\":\"warning\",\"team\":\"disk-team\"},"
+        "\"annotations\":{\"risk\":\"0.90\",\"summary\":\"sda on n1:9100 (90%%)\"},"
+        "\"startsAt\":\"%s\",\"endsAt\":\"%s\",\"generatorURL\":\"http://augur.example:9201/"
+        "graph?g0.expr=augur_failure_probability%%7Bkind%%3D%%22disk%%22%%7D%%20%%3E%%3D%%200.8"
+        "&g0.tab=1\"}",
+        s1, s2);
     assert_string_equal(f.ob.v[0], want);
     assert_true(q1(&f, "ALERTS{alertname=\"DiskRisk\",alertstate=\"firing\"}", t6, NULL) == 1);
     q1(&f, "ALERTS{alertname=\"DiskRisk\",alertstate=\"pending\"}", t6, &ns);
@@ -371,9 +372,10 @@ static void *rcv_thread(void *arg)
             tbuf_put(&r->bodies, "\n", 1);
         }
         pthread_mutex_unlock(&r->mu);
-        const char *ans = fail ? "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n"
-                                 "Connection: close\r\n\r\nfail"
-                               : "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        const char *ans = fail
+                              ? "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n"
+                                "Connection: close\r\n\r\nfail"
+                              : "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         send(fd, ans, strlen(ans), MSG_NOSIGNAL);
         close(fd);
         tbuf_free(&in);
@@ -447,9 +449,10 @@ static void test_notifier(void **state)
     assert_int_equal(alert_notifier_metrics_render(n, &m), 0);
     tbuf_put(&m, "", 1);
     char want[200];
-    snprintf(want, sizeof want,
-             "augur_notifications_sent_total{alertmanager=\"http://127.0.0.1:%u/api/v2/alerts\"} 3\n",
-             r.port);
+    snprintf(
+        want, sizeof want,
+        "augur_notifications_sent_total{alertmanager=\"http://127.0.0.1:%u/api/v2/alerts\"} 3\n",
+        r.port);
     assert_non_null(strstr((char *)m.p, want));
     assert_non_null(strstr((char *)m.p, "augur_notifications_queue_length{"));
     tbuf_free(&m);

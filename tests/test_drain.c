@@ -60,10 +60,8 @@ static void write_risk(fx_t *f, int64_t t)
         char inst[32];
         snprintf(inst, sizeof inst, "n%d:9100", i + 1);
         tsdb_label_t l[6] = {
-            {{"__name__", 8}, {"augur_failure_probability", 25}},
-            {{"kind", 4}, {"disk", 4}},
-            {{"instance", 8}, {inst, (uint32_t)strlen(inst)}},
-            {{"device", 6}, {"sda", 3}},
+            {{"__name__", 8}, {"augur_failure_probability", 25}},      {{"kind", 4}, {"disk", 4}},
+            {{"instance", 8}, {inst, (uint32_t)strlen(inst)}},         {{"device", 6}, {"sda", 3}},
             {{"rack", 4}, {f->rack[i], (uint32_t)strlen(f->rack[i])}},
         };
         tsdb_sample_t s = {t, f->risk[i]};
@@ -121,8 +119,9 @@ static void fx_start(fx_t *f, int nn)
     FILE *s = fopen(p, "w");
     assert_non_null(s);
     /* Records "<fake time in minutes> <args>"; exits 3 for a node named fail*. */
-    fprintf(s, "#!/bin/sh\necho \"$*\" >> '%s'\ncase \"$2\" in fail*) echo boom; exit 3;; esac\n"
-               "echo ok\n",
+    fprintf(s,
+            "#!/bin/sh\necho \"$*\" >> '%s'\ncase \"$2\" in fail*) echo boom; exit 3;; esac\n"
+            "echo ok\n",
             f->calls);
     fclose(s);
     chmod(p, 0755);

@@ -76,9 +76,10 @@ static void test_defaults(void **state)
                                      alert_default_rules_len, &errs, &nerrs);
     if (rc) fprintf(stderr, "%.*s", (int)errs.len, (char *)errs.p);
     assert_int_equal(rc, 0);
-    const char *names[] = {"DiskFailurePredicted", "GPUFailurePredicted", "NodeAnomalous",
-                           "DiskReallocatedSectors", "DiskPendingSectors", "GPUDoubleBitECCErrors",
-                           "GPURowRemapFailure", "GPUXidError", "DrainCircuitBreakerTripped"};
+    const char *names[] = {
+        "DiskFailurePredicted",   "GPUFailurePredicted", "NodeAnomalous",
+        "DiskReallocatedSectors", "DiskPendingSectors",  "GPUDoubleBitECCErrors",
+        "GPURowRemapFailure",     "GPUXidError",         "DrainCircuitBreakerTripped"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_non_null(find_rule(&rs, names[i]));
     /* The shipped file and the compiled-in copy are the same bytes. */
@@ -274,10 +275,13 @@ static void test_templates(void **state)
         {"x{{/* comment */}}y", "xy", 0},
         {"{{ $labels }}", "map[device:sda instance:node-1:9100]", 0},
         {"no actions", "no actions", 0},
-        {"{{ range $labels }}{{ end }}", "ERR col 4: 'range' is not in the template subset (no control structures)", 0},
+        {"{{ range $labels }}{{ end }}",
+         "ERR col 4: 'range' is not in the template subset (no control structures)", 0},
         {"{{ query \"up\" }}", "ERR col 4: function query is not in the template subset", 0},
-        {"{{ $foo }}", "ERR col 4: unknown variable or field $foo (the subset knows $labels, $value, "
-                        "$externalLabels, .Labels, .Value)", 0},
+        {"{{ $foo }}",
+         "ERR col 4: unknown variable or field $foo (the subset knows $labels, $value, "
+         "$externalLabels, .Labels, .Value)",
+         0},
         {"{{ $value ", "ERR col 1: unclosed action", 0},
         {"{{ humanize \"abc\" }}", "ERR col 4: cannot convert \"abc\" to a number", 0},
         {"{{ (1) }}", "ERR col 4: parentheses are not in the template subset", 0},
@@ -303,9 +307,11 @@ static void test_format(void **state)
     static const struct {
         double v;
         const char *s;
-    } f[] = {{0.1, "0.1"},     {1, "1"},          {-2.5, "-2.5"},      {1e20, "100000000000000000000"},
-             {1e21, "1e+21"},  {1.5e-7, "1.5e-07"}, {0.0001, "0.0001"}, {1.0 / 3, "0.3333333333333333"},
-             {NAN, "NaN"},     {INFINITY, "+Inf"}};
+    } f[] = {{0.1, "0.1"},       {1, "1"},
+             {-2.5, "-2.5"},     {1e20, "100000000000000000000"},
+             {1e21, "1e+21"},    {1.5e-7, "1.5e-07"},
+             {0.0001, "0.0001"}, {1.0 / 3, "0.3333333333333333"},
+             {NAN, "NaN"},       {INFINITY, "+Inf"}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         alert_format_float(f[i].v, b, sizeof b);
         assert_string_equal(b, f[i].s);
@@ -329,8 +335,8 @@ static void test_format(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),  cmocka_unit_test(test_good_file),
-        cmocka_unit_test(test_bad_file),  cmocka_unit_test(test_templates),
+        cmocka_unit_test(test_defaults), cmocka_unit_test(test_good_file),
+        cmocka_unit_test(test_bad_file), cmocka_unit_test(test_templates),
         cmocka_unit_test(test_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,7 +60,7 @@ int main(int argc, char **argv)
 {
     const char *dir = getenv("AUGUR_NAB_DIR"), *labels = "combined_windows_dev.json";
     const char *results = NULL, *out = NULL;
-    int verbose = 0;
+    int verbose = 0; /* 1: per-file raw scores; 2: also windows and detections */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--nab") && i + 1 < argc)
             dir = argv[++i];
@@ -72,9 +72,11 @@ int main(int argc, char **argv)
             out = argv[++i];
         else if (!strcmp(argv[i], "-v"))
             verbose = 1;
+        else if (!strcmp(argv[i], "-vv"))
+            verbose = 2;
         else {
             fprintf(stderr, "usage: bench_nab [--nab DIR] [--labels NAME] [--results DIR] "
-                            "[--out DIR] [-v]\n");
+                            "[--out DIR] [-v|-vv]\n");
             return 2;
         }
     }
@@ -172,6 +174,13 @@ int main(int argc, char **argv)
                     det += c.scores[i][k] >= r.threshold;
                 printf("  %-60s raw %8.4f  windows %zu  detections %zu\n", c.keys[i], pfr[i],
                        c.files[i].nwin, det);
+                if (verbose < 2) continue;
+                for (size_t w = 0; w < c.files[i].nwin; w++)
+                    printf("      window %zu..%zu\n", c.files[i].win[w].lo, c.files[i].win[w].hi);
+                for (size_t k = prob; k < c.files[i].n; k++)
+                    if (c.scores[i][k] >= r.threshold)
+                        printf("      det row %zu score %.3f value %+.3f\n", k, c.scores[i][k],
+                               nab_row_value(&c.files[i], &nab_profiles[p], k));
             }
     }
     free(pfr);

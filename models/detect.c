@@ -4,6 +4,7 @@
  * length, and no allocation. */
 #include "models/detect.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -31,6 +32,8 @@ void detect_config_init(detect_config_t *c)
     c->spot_q = 0.95f;
     c->cusum_k = 0.5f;
     c->refractory = 0.999f;
+    c->novelty_k = 0.4f;
+    c->sub_alarm = 0.2f;
 }
 
 /* Initial SPOT thresholds per statistic (in the statistic's units) and the
@@ -131,15 +134,15 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     }
     double x = v;
     if (st->flags & DETECT_F_COUNTER) {
-        int first = st->t_last == INT64_MIN;
         double prev = st->v_last;
-        int64_t dt = first ? 0 : t_ms - st->t_last;
+        int64_t t_prev = st->t_last;
         st->v_last = v;
         st->t_last = t_ms;
-        if (first) {
+        if (t_prev == INT64_MIN) { /* first sample: no rate yet */
             R->events = DETECT_EV_SKIPPED | DETECT_EV_WARMUP;
             return 0.0;
         }
+        int64_t dt = t_ms - t_prev; /* > 0: checked above; no overflow now */
         double d = v - prev;
         if (d < 0) { /* reset: the counter restarted from 0 */
             d = v;
@@ -152,14 +155,11 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     }
     R->x = x;
 
-    /* Hour of day and day of week (UTC) in double arithmetic: exact for
-     * any ms timestamp below 2^53 and far cheaper than 64-bit divisions. */
+    /* Hour of day (UTC) in double arithmetic: exact for any ms timestamp
+     * below 2^53 and far cheaper than 64-bit divisions. */
     double hour = floor((double)t_ms * (1.0 / 3600000.0));
-    double day = floor(hour * (1.0 / 24.0));
-    int h = (int)(hour - day * 24.0);
-    int d = (int)((day + 3.0) - floor((day + 3.0) * (1.0 / 7.0)) * 7.0); /* 0 = Monday */
+    int h = (int)(hour - floor(hour * (1.0 / 24.0)) * 24.0);
     if (h < 0 || h > 23) h = 0; /* rounding at the edges of the range */
-    if (d < 0 || d > 6) d = 0;
     float k = cfg->huber_k, q = cfg->spot_q;
 
     if (st->n == 0) {
@@ -167,8 +167,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         st->x_last = (float)x;
         st->ef = st->es = st->sshort = 0.0f;
         st->season[h] = 0.0f;
-        st->week[d] = 0.0f;
-        st->seen |= (1u << h) | (1u << (24 + d));
+        st->xs = st->hi[0] = st->lo[0] = st->hi[1] = st->lo[1] = (float)x;
+        st->seen |= 1u << h;
         st->n = 1;
         R->events |= DETECT_EV_WARMUP;
         R->expected = x;
@@ -176,9 +176,9 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     }
 
     /* Predictions. */
-    int have_s = (st->seen >> h & 1u) && (st->seen >> (24 + d) & 1u);
+    int have_s = st->seen >> h & 1u;
     double pf = st->lf;
-    double ps = st->ls + st->season[h] + st->week[d];
+    double ps = st->ls + st->season[h];
     /* Holt-Winters-style baseline once every hour of the day has been seen,
      * chosen when it predicts better than the plain level. */
     int use_s = have_s && (st->seen & 0xffffffu) == 0xffffffu && st->n >= cfg->warmup &&
@@ -229,8 +229,41 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     double out = s;
     if (s <= mem) out = s * 0.02;
     st->mem = maxf_(mem * cfg->refractory, (float)s);
+
+    /* Novelty: how far x, or its short EWMA (a sustained level), leaves
+     * the range of everything seen so far, in widths of that range. A
+     * level never seen before is what most labelled incidents look like;
+     * the range forgets very slowly (the ends move in by 1e-5 of the
+     * width per sample) so that one old outlier does not mask everything
+     * for ever. Floats: relative precision is all the ratio needs. */
+    float xf = (float)x;
+    if (!isfinite(xf)) xf = x > 0 ? FLT_MAX : -FLT_MAX;
+    float xs = st->xs + 0.1f * (xf - st->xs);
+    if (!isfinite(xs)) xs = xf;
+    float nov = 0.0f, v2[2] = {xf, xs};
+    for (int j = 0; j < 2; j++) {
+        float wdt = st->hi[j] - st->lo[j];
+        float ex = maxf_(v2[j] - st->hi[j], st->lo[j] - v2[j]);
+        if (ex > 0 && wdt > 0 && isfinite(wdt)) nov = maxf_(nov, ex / wdt);
+        float hi = maxf_(st->hi[j], v2[j]), lo = minf_(st->lo[j], v2[j]);
+        float sh = 1e-5f * (hi - lo);
+        st->hi[j] = isfinite(sh) ? hi - sh : hi;
+        st->lo[j] = isfinite(sh) ? lo + sh : lo;
+    }
+    st->xs = xs;
+    double nscore = (double)nov / ((double)nov + cfg->novelty_k);
+    /* In -log10 p units, for comp[] and explanations. */
+    R->comp[DETECT_C_NOVEL] = (float)(nscore < 0.999 ? nscore * DETECT_HALF / (1.0 - nscore) : 6000.0);
+
+    /* The residual ensemble's scores below the alarm level are shrunk, so
+     * that its many small surprises do not outrank a clear novelty; at and
+     * above it the calibration is unchanged. */
+    double rscore = score_of(out);
+    if (rscore < DETECT_ALARM) rscore *= cfg->sub_alarm;
+    double final = rscore > nscore ? rscore : nscore;
+    if (final > 0.999) final = 0.999;
     if (warm) {
-        out = 0;
+        final = 0;
         R->events |= DETECT_EV_WARMUP;
     }
 
@@ -258,13 +291,9 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         if (st->seen >> h & 1u)
             st->season[h] += cfg->alpha_season * (1.0f - cfg->alpha_fast) * (float)cl;
         else
-            st->season[h] = (float)(x - st->ls - st->week[d]);
-        if (st->seen >> (24 + d) & 1u)
-            st->week[d] += 0.2f * cfg->alpha_slow * (float)cl;
-        else
-            st->week[d] = 0.0f;
+            st->season[h] = (float)(x - st->ls);
     }
-    st->seen |= (1u << h) | (1u << (24 + d));
+    st->seen |= 1u << h;
     float af = cfg->alpha_slow * 2.0f;
     if ((float)st->n * af < 1.0f) af = maxf_(af, 1.0f / (float)(st->n + 1)); /* mean at first */
     float kc = st->n < 30 ? 1e30f : 2.0f * k; /* no clipping before the scale exists */
@@ -280,7 +309,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     st->run = run;
     st->x_last = (float)x;
     if (st->n < UINT32_MAX) st->n++;
-    R->score = score_of(out);
+    R->score = final;
     return R->score;
 }
 
@@ -342,7 +371,7 @@ static const uint8_t *getd(const uint8_t *p, double *f)
 }
 
 /* The float fields in encoding order. */
-#define DETECT_NFLOAT (8 + 24 + 7 + 12)
+#define DETECT_NFLOAT (8 + 24 + 5 + 12)
 static void float_fields(detect_state_t *st, float **f)
 {
     size_t i = 0;
@@ -356,8 +385,11 @@ static void float_fields(detect_state_t *st, float **f)
     f[i++] = &st->x_last;
     for (int k = 0; k < 24; k++)
         f[i++] = &st->season[k];
-    for (int k = 0; k < 7; k++)
-        f[i++] = &st->week[k];
+    f[i++] = &st->xs;
+    for (int k = 0; k < 2; k++) {
+        f[i++] = &st->hi[k];
+        f[i++] = &st->lo[k];
+    }
     for (int k = 0; k < 4; k++) {
         f[i++] = &st->spot[k].u;
         f[i++] = &st->spot[k].m1;

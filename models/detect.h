@@ -15,10 +15,9 @@
  *
  *   baseline    two predictors, chosen per series by their running error:
  *               a robust fast level (Huber-clipped EWMA) and a slow level
- *               plus an hour-of-day profile (24 buckets) and a day-of-week
- *               offset (7), i.e. daily/weekly seasonality found
- *               automatically: the profile is used only once it predicts
- *               better than the plain level.
+ *               plus an hour-of-day profile (24 buckets), i.e. daily
+ *               seasonality found automatically: the profile is used only
+ *               once it predicts better than the plain level.
  *   scale       robust EWMA of |residual| (clipped), floored so that
  *               flat or quantised series do not divide by ~0.
  *   EVT         each statistic's upper tail is modelled as in SPOT/DSPOT
@@ -29,9 +28,15 @@
  *               breaks), two-sided CUSUM of the standardised residual
  *               (level shifts), log ratio of short/long residual scale
  *               (variance shifts), and a run-length test for flatlines.
+ *   novelty     how far the value, or its short EWMA, leaves the range
+ *               of everything seen so far (relative to the range's
+ *               width): a level the series has never been at.
  *   ensemble    s = max over statistics of -log10(p), less log10 of their
  *               number (Bonferroni); zero during warm-up; a short
  *               refractory memory so one event yields one alarm onset.
+ *               Sub-alarm residual scores (below DETECT_ALARM) are
+ *               shrunk, and the score is the larger of that and the
+ *               novelty score (docs/anomaly-detection.md).
  *
  * Inputs: NaN, ±Inf and the Prometheus staleness marker are skipped
  * without touching the state (the score returned is 0). Counters
@@ -64,6 +69,9 @@ const char *detect_strerror(int err);
 /* Score at which p = 1e-6 (the -log10 p that maps to 0.5). */
 #define DETECT_HALF 6.0
 
+/* The score the server and the tests call an alarm (-log10 p = 4). */
+#define DETECT_ALARM 0.4
+
 /* State flags (set at init). */
 #define DETECT_F_COUNTER 1u /* monotonic counter: detect on its rate */
 
@@ -74,6 +82,7 @@ typedef enum {
     DETECT_C_SHIFT,    /* CUSUM: sustained level shift */
     DETECT_C_VAR,      /* variance change */
     DETECT_C_FLAT,     /* flatline (value stopped changing) */
+    DETECT_C_NOVEL,    /* novelty: outside the range seen so far (score units) */
     DETECT_NCOMP
 } detect_comp_t;
 
@@ -93,6 +102,8 @@ typedef struct {
     float spot_q;        /* SPOT initial-threshold quantile (default 0.95) */
     float cusum_k;       /* CUSUM allowance, in scales (default 0.5) */
     float refractory;    /* per-sample decay of the alarm memory (default 0.999) */
+    float novelty_k;     /* range excess (in range widths) that scores 0.5 (default 0.1) */
+    float sub_alarm;     /* factor on residual scores below DETECT_ALARM (default 0.2) */
 } detect_config_t;
 
 void detect_config_init(detect_config_t *c);
@@ -110,11 +121,11 @@ typedef struct {
     uint16_t flags;     /* DETECT_F_* */
     uint32_t n;         /* samples scored (after counter differencing) */
     uint32_t run;       /* consecutive samples equal to the previous one */
-    uint32_t seen;      /* bits 0-23: hours seen; 24-30: weekdays seen */
+    uint32_t seen;      /* bits 0-23: hours seen */
     int64_t t_last;     /* timestamp of the last accepted sample (ms) */
     double v_last;      /* last raw value (counters: last counter value) */
     double lf;          /* fast level */
-    double ls;          /* slow level (seasonal baseline = ls + season + week) */
+    double ls;          /* slow level (seasonal baseline = ls + season) */
     float ef, es;       /* running |error| of the fast and seasonal predictors */
     float sshort;       /* short-run |error| of the chosen predictor (variance) */
     float gp, gn;       /* CUSUM sums (standardised) */
@@ -122,11 +133,16 @@ typedef struct {
     float mem;          /* refractory memory of recent surprise */
     float x_last;       /* last scored value (flatline test, counters' rate) */
     float season[24];   /* hour-of-day deviation from the slow level */
-    float week[7];      /* day-of-week deviation from the slow level */
+    float xs;           /* short EWMA of x (novelty of a sustained level) */
+    float hi[2], lo[2]; /* range seen so far of x [0] and of xs [1] */
+    float spare[2];     /* zero */
     detect_spot_t spot[4]; /* tails of UP, DOWN, SHIFT, VAR */
 } detect_state_t;
 
-#define DETECT_MAGIC 0xDE71u
+/* Magic and layout version in one: 0xDE71 was the first layout (with a
+ * day-of-week profile); 0xDE72 added the novelty range. Decoding refuses
+ * any other value, so an old state file starts the detectors fresh. */
+#define DETECT_MAGIC 0xDE72u
 
 /* The outcome of one update. */
 typedef struct {

@@ -164,6 +164,7 @@ int main(int argc, char **argv)
     tsdb_options_init(&o);
     o.sync_mode = TSDB_SYNC_PERIODIC;
     o.ooo_window_ms = INT64_C(400) * 86400000;
+    o.partition_ms = INT64_C(32) * 86400000; /* as `augur import backblaze --store` */
     tsdb_t *db;
     if (tsdb_open(dir, &o, &db)) return 1;
     memset(&tot, 0, sizeof tot);
@@ -174,6 +175,8 @@ int main(int argc, char **argv)
     tsdb_stats_t st;
     tsdb_stats(db, &st);
     double t1 = now_s();
+    tsdb_flush(db); /* as `augur import --store` */
+    tsdb_stats(db, &st);
     tsdb_close(db);
     el_close = now_s() - t1;
     (void)t0;

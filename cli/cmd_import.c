@@ -536,6 +536,8 @@ int cli_import(int argc, char **argv)
         tsdb_options_init(&o);
         o.sync_mode = TSDB_SYNC_PERIODIC;          /* fsync'd at the end by tsdb_close */
         o.ooo_window_ms = INT64_C(400) * 86400000; /* history arrives in any file order */
+        /* one sample a day: blocks of 32 days instead of 2 h (new groups only) */
+        if (fmt == F_BB) o.partition_ms = INT64_C(32) * 86400000;
         int rc = tsdb_open(store, &o, &ss.db);
         if (rc) {
             const char *d = tsdb_last_error_detail();
@@ -683,7 +685,12 @@ int cli_import(int argc, char **argv)
     }
     double el = secs_since(&ui.t0);
     int close_rc = 0;
-    if (ss.db) close_rc = tsdb_close(ss.db);
+    if (ss.db) {
+        /* merge every partition and give the file its compact size now */
+        close_rc = tsdb_flush(ss.db);
+        int crc = tsdb_close(ss.db);
+        if (!close_rc) close_rc = crc;
+    }
     if (stopped) {
         const char *d = us && us->err[0] ? us->err : tsdb_last_error_detail();
         fprintf(stderr, "augur import: stopped: %s%s%s\n", tsdb_strerror(rc), *d ? ": " : "", d);

@@ -524,6 +524,10 @@ int cli_simulate(int argc, char **argv)
         to.sync_mode = TSDB_SYNC_PERIODIC;
         to.flush_interval_ms = -1;
         to.ooo_window_ms = -1;
+        /* blocks span a few hundred samples per series whatever the step */
+        if (o.c.interval_ms >= 2 * 3600 * 1000) to.partition_ms = INT64_C(32) * 86400000;
+        else if (o.c.interval_ms >= 10 * 60 * 1000) to.partition_ms = INT64_C(8) * 86400000;
+        else if (o.c.interval_ms >= 60 * 1000) to.partition_ms = 86400000;
         rc = tsdb_open(o.store, &to, &db);
         if (rc) {
             fprintf(stderr, "augur simulate: cannot open store %s: %s %s\n", o.store,
@@ -598,6 +602,10 @@ out:
         ret = 1;
     }
     sim_store_writer_destroy(sw);
+    if (db && tsdb_flush(db)) {
+        fprintf(stderr, "augur simulate: sealing the store failed\n");
+        ret = 1;
+    }
     if (db && tsdb_close(db)) {
         fprintf(stderr, "augur simulate: closing the store failed\n");
         ret = 1;

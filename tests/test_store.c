@@ -37,6 +37,19 @@ static tsdb_t *open_store(const char *dir, int64_t flush_interval)
     return db;
 }
 
+static tsdb_t *open_store_pm(const char *dir, int64_t flush_interval, int64_t pm)
+{
+    tsdb_options_t o;
+    tsdb_options_init(&o);
+    o.flush_interval_ms = flush_interval;
+    o.partition_ms = pm;
+    tsdb_t *db = NULL;
+    int rc = tsdb_open(dir, &o, &db);
+    if (rc) fprintf(stderr, "open: %s (%s)\n", tsdb_strerror(rc), tsdb_last_error_detail());
+    assert_int_equal(rc, 0);
+    return db;
+}
+
 /* Read all samples of the single series matching name/id into out. */
 static size_t read_series(tsdb_t *db, const char *name, const char *id, tsdb_sample_t *out,
                           size_t cap, int *found)
@@ -318,7 +331,11 @@ static void test_differential(void **state)
     trng_seed(&g, seed);
     char dir[256];
     assert_non_null(tu_mkdtemp(dir, sizeof dir));
-    tsdb_t *db = open_store(dir, -1);
+    /* the partition length of the series' group: 2 h by default, or another */
+    static const int64_t pms[] = {2 * 3600 * 1000, 3 * 3600 * 1000, 86400 * 1000, 5 * 60 * 1000};
+    int64_t PM = pms[trng_below(&g, 4)];
+    fprintf(stderr, "differential: partition %lld ms\n", (long long)PM);
+    tsdb_t *db = open_store_pm(dir, -1, PM);
     for (int s = 0; s < NSER; s++) {
         ref[s].n = 0;
         ref[s].maxt = INT64_MIN;
@@ -381,7 +398,8 @@ static void test_differential(void **state)
             assert_int_equal(tsdb_flush(db), 0);
         } else if (op < 91) {
             assert_int_equal(tsdb_close(db), 0);
-            db = open_store(dir, -1);
+            /* reopening with another default must not change existing groups */
+            db = open_store_pm(dir, -1, trng_below(&g, 2) ? PM : 0);
         } else if (op < 94) { /* delete one series */
             int s = (int)trng_below(&g, NSER);
             char id[16];
@@ -398,6 +416,7 @@ static void test_differential(void **state)
             tsdb_options_init(&o);
             o.flush_interval_ms = -1;
             o.retention_ms = 4 * 3600 * 1000;
+            o.partition_ms = PM;
             assert_int_equal(tsdb_open(dir, &o, &db), 0);
             assert_int_equal(tsdb_flush(db), 0);
             int64_t cutoff = now - o.retention_ms;
@@ -406,9 +425,9 @@ static void test_differential(void **state)
                 size_t w = 0;
                 for (size_t i = 0; i < ref[s].n; i++) {
                     int64_t t = ref[s].v[i].t;
-                    int64_t p = t / (2 * 3600 * 1000) * (2 * 3600 * 1000);
-                    if (t % (2 * 3600 * 1000) < 0) p -= 2 * 3600 * 1000;
-                    if (p + 2 * 3600 * 1000 > cutoff) ref[s].v[w++] = ref[s].v[i];
+                    int64_t p = t / PM * PM;
+                    if (t % PM < 0) p -= PM;
+                    if (p + PM > cutoff) ref[s].v[w++] = ref[s].v[i];
                 }
                 ref[s].n = w;
             }
@@ -670,6 +689,58 @@ static void test_lock(void **state)
     tu_rmrf(dir);
 }
 
+static void test_partition_length(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    const int64_t DAY = 86400000;
+    tsdb_t *db = open_store_pm(dir, -1, 32 * DAY);
+    /* 300 series, one sample a day for 90 days, appended day by day with flushes */
+    for (int d = 0; d < 90; d++) {
+        for (int s = 0; s < 300; s++) {
+            char id[16];
+            snprintf(id, sizeof id, "%d", s);
+            tsdb_sample_t smp = {T0 + d * DAY, s * 1000.0 + d};
+            assert_int_equal(append1(db, "daily", id, &smp, 1, NULL), 0);
+        }
+        if (d % 7 == 6) assert_int_equal(tsdb_flush(db), 0);
+    }
+    assert_int_equal(tsdb_flush(db), 0);
+    tsdb_stats_t st;
+    assert_int_equal(tsdb_stats(db, &st), 0);
+    /* 3 groups x 4 partitions of 32 days (90 days from an aligned start), merged */
+    fprintf(stderr, "daily: %llu blocks, %.3f bytes/sample\n", (unsigned long long)st.blocks,
+            st.bytes_per_sample);
+    assert_true(st.blocks <= 3 * 4);
+    assert_int_equal(tsdb_close(db), 0);
+    /* the store remembers the groups' length; new groups take the new default */
+    db = open_store(dir, -1);
+    tsdb_sample_t got[128];
+    int found;
+    assert_int_equal(read_series(db, "daily", "123", got, 128, &found), 90);
+    for (int d = 0; d < 90; d++) {
+        assert_int_equal(got[d].t, T0 + d * DAY);
+        assert_true(got[d].v == 123 * 1000.0 + d);
+    }
+    tsdb_sample_t more = {T0 + 90 * DAY, 1};
+    assert_int_equal(append1(db, "other", "1", &more, 1, NULL), 0);
+    assert_int_equal(append1(db, "daily", "123", &more, 1, NULL), 0);
+    assert_int_equal(tsdb_flush(db), 0);
+    assert_int_equal(read_series(db, "daily", "123", got, 128, &found), 91);
+    assert_int_equal(read_series(db, "other", "1", got, 128, &found), 1);
+    uint64_t bad;
+    assert_int_equal(tsdb_check(db, &bad), 0);
+    assert_int_equal(bad, 0);
+    tsdb_close(db);
+    /* out of range */
+    tsdb_options_t o;
+    tsdb_options_init(&o);
+    o.partition_ms = 1000;
+    assert_int_equal(tsdb_open(dir, &o, &db), TSDB_EINVAL);
+    tu_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -677,7 +748,7 @@ int main(void)
         cmocka_unit_test(test_matchers_and_labels), cmocka_unit_test(test_differential),
         cmocka_unit_test(test_concurrent), cmocka_unit_test(test_backup),
         cmocka_unit_test(test_corrupt_block), cmocka_unit_test(test_format_version),
-        cmocka_unit_test(test_lock),
+        cmocka_unit_test(test_lock),        cmocka_unit_test(test_partition_length),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,8 +44,8 @@ int tsdb_stats(tsdb_t *db, tsdb_stats_t *st)
     mdb_env_info(db->env, &info);
     mdb_env_stat(db->env, &ms);
     if (mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn) == 0) {
-        MDB_dbi dbis[] = {db->meta,          db->blocks,      db->bdata,      db->idx.pairs,
-                          db->idx.pairids, db->idx.series, db->idx.postings};
+        MDB_dbi dbis[] = {db->meta,       db->blocks,      db->bdata,      db->groups,
+                          db->idx.pairs, db->idx.pairids, db->idx.series, db->idx.postings};
         for (size_t i = 0; i < sizeof dbis / sizeof *dbis; i++) {
             MDB_stat s;
             if (mdb_stat(txn, dbis[i], &s) == 0) {
@@ -114,7 +114,7 @@ int tsdb_retention_apply(tsdb_t *db, int64_t now_ms)
             uint32_t g, seq;
             int64_t p;
             db_block_key_parse(key.mv_data, &g, &p, &seq);
-            if (db_part_end(p) > cutoff) {
+            if (db_part_end(p, db_group_pm(db, g)) > cutoff) {
                 if (g == UINT32_MAX) break;
                 db_block_key(k, g + 1, INT64_MIN, 0); /* skip to the next group */
                 key.mv_size = 16;
@@ -158,7 +158,7 @@ int tsdb_retention_apply(tsdb_t *db, int64_t now_ms)
         for (uint64_t i = 0; i < (uint64_t)db->npages * TSDB_GROUP_SIDS; i++) {
             series_t *s = db_sid_get(db, i);
             if (s && s->sealed_maxt != INT64_MIN && s->sealed_mint < cutoff) {
-                int64_t nm = db_part_of(cutoff);
+                int64_t nm = db_part_of(cutoff, db_group_pm_locked(db, (uint32_t)(i / TSDB_GROUP_SIDS)));
                 if (nm > s->sealed_mint) s->sealed_mint = nm;
                 if (s->mint < nm) s->mint = nm;
             }
@@ -287,6 +287,7 @@ int tsdb_check(tsdb_t *db, uint64_t *nbad)
             continue;
         }
         db_block_key_parse(key.mv_data, &g, &p, &seq);
+        int64_t gpm = db_group_pm(db, g);
         const uint8_t *bp = NULL;
         size_t bl = 0;
         int bad = db_block_read(db, txn, &val, &fb, &bp, &bl) != 0 || block_open(&br, bp, bl) != 0;
@@ -304,7 +305,7 @@ int tsdb_check(tsdb_t *db, uint64_t *nbad)
             }
             if (!bad && block_decode_series(&br, i, tmp, tcap, &got)) bad = 1;
             for (size_t k = 0; !bad && k < got; k++)
-                if (tmp[k].t < p || (tmp[k].t >= db_part_end(p) && db_part_end(p) != INT64_MAX) ||
+                if (tmp[k].t < p || (tmp[k].t >= db_part_end(p, gpm) && db_part_end(p, gpm) != INT64_MAX) ||
                     (k && tmp[k].t <= tmp[k - 1].t))
                     bad = 1;
             total += got;

@@ -317,6 +317,7 @@ struct tsdb_iter {
     tsdb_sample_t *head; /* head + frozen samples in range, sorted, unique */
     size_t nhead, headpos;
     int64_t next_part;   /* next partition to look at in LMDB */
+    int64_t pm;          /* partition length of the series' group */
     int blocks_done;
     tsdb_sample_t *out;
     size_t nout, outcap;
@@ -351,8 +352,9 @@ int tsdb_iter_open(tsdb_reader_t *r, tsdb_sid_t sid, int64_t mint, int64_t maxt,
     it->group = (uint32_t)(sid / TSDB_GROUP_SIDS);
     it->mint = mint;
     it->maxt = maxt;
-    it->next_part = db_part_of(mint);
     pthread_mutex_lock(&db->mu);
+    it->pm = db_group_pm_locked(db, it->group);
+    it->next_part = db_part_of(mint, it->pm);
     int rc = reader_sync_locked(r);
     series_t *s = db_sid_get(db, sid);
     if (!rc && (!s || s->deleted)) rc = TSDB_ENOTFOUND;
@@ -453,8 +455,8 @@ int tsdb_iter_next(tsdb_iter_t *it, const tsdb_sample_t **samples, size_t *n)
             mdb_cursor_close(cur);
             if (rc && rc != MDB_NOTFOUND) return db_lmdb_err(rc, "read blocks");
             if (part == INT64_MAX) it->blocks_done = 1;
-            else if (db_part_end(part) == INT64_MAX) it->blocks_done = 1;
-            else it->next_part = db_part_end(part);
+            else if (db_part_end(part, it->pm) == INT64_MAX) it->blocks_done = 1;
+            else it->next_part = db_part_end(part, it->pm);
             if (corrupt) {
                 pthread_mutex_lock(&db->mu);
                 db->corrupt_blocks++;

@@ -69,18 +69,49 @@ int db_lmdb_err(int rc, const char *what)
     return rc == EIO ? TSDB_EIO : TSDB_ELMDB;
 }
 
-int64_t db_part_of(int64_t t)
+int64_t db_part_of(int64_t t, int64_t pm)
 {
-    if (t < INT64_MIN + TSDB_PART_MS) return INT64_MIN; /* the first, partial partition */
-    int64_t q = t / TSDB_PART_MS;
-    if (t % TSDB_PART_MS < 0) q--;
-    return q * TSDB_PART_MS;
+    if (t < INT64_MIN + pm) return INT64_MIN; /* the first, partial partition */
+    int64_t q = t / pm;
+    if (t % pm < 0) q--;
+    return q * pm;
 }
 
-int64_t db_part_end(int64_t part)
+int64_t db_part_end(int64_t part, int64_t pm)
 {
-    if (part == INT64_MIN) return db_part_of(INT64_MIN + TSDB_PART_MS);
-    return part > INT64_MAX - TSDB_PART_MS ? INT64_MAX : part + TSDB_PART_MS;
+    if (part == INT64_MIN) return db_part_of(INT64_MIN + pm, pm);
+    return part > INT64_MAX - pm ? INT64_MAX : part + pm;
+}
+
+int64_t db_group_pm_locked(const tsdb_t *db, uint32_t g)
+{
+    if (g < db->nginfo && db->ginfo[g].pm) return db->ginfo[g].pm;
+    return TSDB_PART_MS;
+}
+
+int64_t db_group_pm(tsdb_t *db, uint32_t g)
+{
+    pthread_mutex_lock(&db->mu);
+    int64_t pm = db_group_pm_locked(db, g);
+    pthread_mutex_unlock(&db->mu);
+    return pm;
+}
+
+/* Make sure ginfo covers group g; a group first seen in this process gets
+ * the configured partition length. Caller holds mu (or is opening). */
+static int ginfo_touch(tsdb_t *db, uint32_t g)
+{
+    if (g >= db->nginfo) {
+        uint32_t ncap = db->nginfo ? db->nginfo : 64;
+        while (ncap <= g) ncap *= 2;
+        struct group_info *nv = realloc(db->ginfo, ncap * sizeof *nv);
+        if (!nv) return TSDB_ENOMEM;
+        memset(nv + db->nginfo, 0, (ncap - db->nginfo) * sizeof *nv);
+        db->ginfo = nv;
+        db->nginfo = ncap;
+    }
+    if (!db->ginfo[g].pm) db->ginfo[g].pm = db->opt.partition_ms;
+    return 0;
 }
 
 void db_block_key(uint8_t k[16], uint32_t group, int64_t part, uint32_t seq)
@@ -221,6 +252,7 @@ static void options_fill(tsdb_options_t *o)
     if (!o->flush_interval_ms) o->flush_interval_ms = 5 * 60 * 1000;
     if (!o->wal_segment_bytes) o->wal_segment_bytes = UINT64_C(64) << 20;
     if (!o->now_ms) o->now_ms = default_now_ms;
+    if (o->partition_ms <= 0) o->partition_ms = TSDB_PART_MS;
 }
 
 /* ---- series table ---------------------------------------------------------- */
@@ -391,6 +423,7 @@ static int series_add(tsdb_t *db, uint32_t sid, const uint64_t h[2], series_t **
         db->pages[g] = calloc(TSDB_GROUP_SIDS, sizeof(series_t *));
         if (!db->pages[g]) return TSDB_ENOMEM;
     }
+    if (ginfo_touch(db, g)) return TSDB_ENOMEM;
     series_t *s = calloc(1, sizeof *s);
     if (!s) return TSDB_ENOMEM;
     s->sid = sid;
@@ -504,7 +537,7 @@ static int sealed_lookup(tsdb_t *db, series_t *s, int64_t t, uint64_t *bits)
         return db_lmdb_err(rc, "cursor");
     }
     uint32_t g = s->sid / TSDB_GROUP_SIDS;
-    int64_t part = db_part_of(t);
+    int64_t part = db_part_of(t, db_group_pm_locked(db, g));
     uint8_t k[16];
     db_block_key(k, g, part, 0);
     MDB_val key = {16, k}, val;
@@ -1010,9 +1043,12 @@ static int load_series(void *ctx, uint32_t sid, const tsdb_label_t *labels, size
     uint64_t h[2];
     labels_hash(labels, n, h);
     series_t *s;
+    uint32_t g = sid / TSDB_GROUP_SIDS;
+    int known = g < lc->db->nginfo && lc->db->ginfo[g].pm;
     int rc = series_add(lc->db, sid, h, &s);
     if (!rc) rc = ng_note(lc->db, labels_name(labels, n), sid);
     if (rc) return rc;
+    if (!known) lc->db->ginfo[g].pm = TSDB_PART_MS; /* written before per-group lengths */
     s->persisted = 1;
     s->sealed_mint = s->mint = mint;
     s->sealed_maxt = s->maxt = maxt;
@@ -1085,7 +1121,37 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
         goto fail;
     if ((rc = db_lmdb_err(mdb_dbi_open(txn, "bdata", cflag, &db->bdata), "open bdata db")))
         goto fail;
+    if ((rc = db_lmdb_err(mdb_dbi_open(txn, "groups", cflag, &db->groups), "open groups db")))
+        goto fail;
     if ((rc = idx_open(txn, &db->idx))) goto fail;
+    if (db->opt.partition_ms < 60000 || db->opt.partition_ms > INT64_C(400) * 86400000) {
+        tsdb_set_detail("partition length %lld ms out of range (1 min .. 400 d)",
+                        (long long)db->opt.partition_ms);
+        rc = TSDB_EINVAL;
+        goto fail;
+    }
+    {
+        /* partition length of every group that has blocks */
+        MDB_cursor *gc;
+        if ((rc = db_lmdb_err(mdb_cursor_open(txn, db->groups, &gc), "cursor"))) goto fail;
+        MDB_val gk, gv;
+        int gop = MDB_FIRST;
+        while (mdb_cursor_get(gc, &gk, &gv, gop) == 0) {
+            gop = MDB_NEXT;
+            if (gk.mv_size != 4 || gv.mv_size != 8) continue;
+            uint32_t g = be32_get(gk.mv_data);
+            int64_t pm = (int64_t)le64_get(gv.mv_data);
+            if (pm < 60000) continue;
+            if (ginfo_touch(db, g)) {
+                mdb_cursor_close(gc);
+                rc = TSDB_ENOMEM;
+                goto fail;
+            }
+            db->ginfo[g].pm = pm;
+            db->ginfo[g].persisted = 1;
+        }
+        mdb_cursor_close(gc);
+    }
     {
         MDB_stat est;
         mdb_env_stat(db->env, &est);
@@ -1206,6 +1272,7 @@ int tsdb_close(tsdb_t *db)
     }
     free(db->pages);
     free(db->fresh);
+    free(db->ginfo);
     for (size_t i = 0; i < db->ng_cap; i++) free(db->ngroups[i].name);
     free(db->ngroups);
     free(db->table);
@@ -1245,6 +1312,20 @@ static int write_group(tsdb_t *db, MDB_txn *txn, frozen_t *fz, size_t n, uint32_
                        uint32_t *pos)
 {
     uint32_t g = fz[0].s->sid / TSDB_GROUP_SIDS;
+    int64_t pm;
+    int persist_pm;
+    pthread_mutex_lock(&db->mu);
+    pm = db_group_pm_locked(db, g);
+    persist_pm = g < db->nginfo && !db->ginfo[g].persisted;
+    pthread_mutex_unlock(&db->mu);
+    if (persist_pm) {
+        uint8_t gk[4], gv[8];
+        be32_put(gk, g);
+        le64_put(gv, (uint64_t)pm);
+        MDB_val k = {4, gk}, v = {8, gv};
+        int rc = mdb_put(txn, db->groups, &k, &v, 0);
+        if (rc) return db_lmdb_err(rc, "write group");
+    }
     for (size_t i = 0; i < n; i++) pos[i] = 0;
     if (*bscap < n) {
         block_series_t *nb = realloc(*bs, n * sizeof *nb);
@@ -1257,11 +1338,11 @@ static int write_group(tsdb_t *db, MDB_txn *txn, frozen_t *fz, size_t n, uint32_
         int64_t part = INT64_MAX;
         for (size_t i = 0; i < n; i++)
             if (pos[i] < fz[i].n) {
-                int64_t p = db_part_of(fz[i].v[pos[i]].t);
+                int64_t p = db_part_of(fz[i].v[pos[i]].t, pm);
                 if (p < part) part = p;
             }
         if (part == INT64_MAX) break;
-        int64_t pend = db_part_end(part);
+        int64_t pend = db_part_end(part, pm);
         size_t nb = 0;
         for (size_t i = 0; i < n; i++) {
             uint32_t a = pos[i], b = a;
@@ -1371,10 +1452,28 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     idx_labels_t il = {0};
     if (!pos) rc = TSDB_ENOMEM;
     if (!rc) rc = db_txn_begin_write(db, &txn);
+    /* A flush of many new series or groups commits along the way: LMDB's cost
+     * per dirty page grows with the transaction. Everything before the last
+     * commit is idempotent (series puts) or deduplicated (a block written
+     * again by a retried flush is merged away), and the WAL checkpoint is only
+     * in the last transaction, so a crash in between replays the WAL and loses
+     * nothing. */
+    size_t work = 0;
+#define FLUSH_STEP(units)                                                                      \
+    do {                                                                                       \
+        work += (units);                                                                       \
+        if (!rc && work >= 65536) {                                                            \
+            rc = db_lmdb_err(mdb_txn_commit(txn), "commit flush step");                        \
+            txn = NULL;                                                                        \
+            if (!rc) rc = db_txn_begin_write(db, &txn);                                        \
+            work = 0;                                                                          \
+        }                                                                                      \
+    } while (0)
     for (size_t i = 0; i < nnew && !rc; i++) {
         rc = labels_parse(nw[i].labels, nw[i].labels_len, &il);
         if (!rc)
             rc = idx_series_put(txn, &db->idx, nw[i].s->sid, il.v, il.n, nw[i].mint, nw[i].maxt);
+        FLUSH_STEP(1 + il.n);
     }
     for (size_t i = 0; i < nf && !rc;) {
         uint32_t g = fz[i].s->sid / TSDB_GROUP_SIDS;
@@ -1384,8 +1483,10 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         for (size_t k = i; k < j && !rc; k++)
             if (fz[k].s->persisted)
                 rc = idx_series_widen(txn, &db->idx, fz[k].s->sid, fz[k].mint, fz[k].maxt);
+        FLUSH_STEP(4 * (j - i) + out.len / 512);
         i = j;
     }
+#undef FLUSH_STEP
     if (!rc) rc = meta_put_u64(txn, db->meta, "next_sid", next_sid);
     if (!rc) rc = meta_put_u64(txn, db->meta, "block_seq", seq);
     if (!rc) rc = meta_put_u64(txn, db->meta, "wal_ckpt", ckpt);
@@ -1420,6 +1521,8 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     } else {
         for (size_t i = 0; i < nf; i++) {
             series_t *s = fz[i].s;
+            uint32_t g = s->sid / TSDB_GROUP_SIDS;
+            if (g < db->nginfo) db->ginfo[g].persisted = 1;
             if (fz[i].mint < s->sealed_mint) s->sealed_mint = fz[i].mint;
             if (fz[i].maxt > s->sealed_maxt) s->sealed_maxt = fz[i].maxt;
             free(s->frozen);
@@ -1475,6 +1578,7 @@ static int env_open_dbis(tsdb_t *db)
     rc = db_lmdb_err(mdb_dbi_open(txn, "meta", 0, &db->meta), "open meta db");
     if (!rc) rc = db_lmdb_err(mdb_dbi_open(txn, "blocks", 0, &db->blocks), "open blocks db");
     if (!rc) rc = db_lmdb_err(mdb_dbi_open(txn, "bdata", 0, &db->bdata), "open bdata db");
+    if (!rc) rc = db_lmdb_err(mdb_dbi_open(txn, "groups", 0, &db->groups), "open groups db");
     if (!rc) rc = idx_open(txn, &db->idx);
     if (rc) {
         mdb_txn_abort(txn);
@@ -1486,8 +1590,8 @@ static int env_open_dbis(tsdb_t *db)
 /* Pages in use by every database (the rest of the file is free pages). */
 static uint64_t used_pages(tsdb_t *db, MDB_txn *txn)
 {
-    MDB_dbi dbis[] = {0, 1, db->meta, db->blocks, db->bdata, db->idx.pairs, db->idx.pairids,
-                      db->idx.series, db->idx.postings};
+    MDB_dbi dbis[] = {0,          1,           db->meta,          db->blocks,      db->bdata,
+                      db->groups, db->idx.pairs, db->idx.pairids, db->idx.series, db->idx.postings};
     uint64_t used = 2; /* meta pages */
     for (size_t i = 0; i < sizeof dbis / sizeof *dbis; i++) {
         MDB_stat s;
@@ -1777,57 +1881,85 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
 static int rewrite_scan(tsdb_t *db, int closed_only, int force, int64_t part_lt,
                         uint64_t *removed_total)
 {
-    int64_t closed_before = INT64_MAX;
+    int64_t closed_time = INT64_MAX; /* partitions ending before it are closed */
     if (closed_only) {
         pthread_mutex_lock(&db->mu);
         int64_t mt = db->max_time;
         pthread_mutex_unlock(&db->mu);
         if (mt == INT64_MIN) return 0;
-        closed_before = db_part_of(mt - db->opt.ooo_window_ms); /* partitions before it are closed */
+        closed_time = mt - db->opt.ooo_window_ms;
     }
     uint8_t start[16];
     memset(start, 0, sizeof start);
-    int rc = 0;
-    for (;;) {
+    uint8_t (*run)[16] = NULL;
+    size_t runcap = 0;
+    int rc = 0, done = 0;
+    /* Up to 64 merges per transaction: few commits (each costs two fsyncs),
+     * and the pages one transaction frees are reused by the next. */
+    while (!done && !rc) {
         MDB_txn *txn;
         rc = db_txn_begin_write(db, &txn);
-        if (rc) return rc;
-        MDB_cursor *cur;
-        rc = mdb_cursor_open(txn, db->blocks, &cur);
-        if (rc) {
-            mdb_txn_abort(txn);
-            return db_lmdb_err(rc, "cursor");
-        }
-        MDB_val key = {16, start}, val;
-        int op = MDB_SET_RANGE;
-        uint8_t (*run)[16] = NULL;
-        size_t nrun = 0, runcap = 0;
-        int merged = 0, done = 0;
+        if (rc) break;
+        MDB_cursor *cur = NULL;
+        MDB_val key, val;
+        size_t nrun = 0;
+        int merges = 0, reposition = 1;
         uint64_t removed = 0;
-        for (;;) {
-            int r = mdb_cursor_get(cur, &key, &val, op);
-            op = MDB_NEXT;
+        while (merges < 64) {
+            int r;
+            if (reposition) {
+                if (cur) mdb_cursor_close(cur);
+                cur = NULL;
+                r = mdb_cursor_open(txn, db->blocks, &cur);
+                if (r) {
+                    rc = db_lmdb_err(r, "cursor");
+                    break;
+                }
+                key.mv_size = 16;
+                key.mv_data = start;
+                r = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+                reposition = 0;
+            } else {
+                r = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+            }
             int end = r == MDB_NOTFOUND;
             if (r && !end) {
                 rc = db_lmdb_err(r, "scan blocks");
                 break;
             }
-            uint32_t g = 0, s;
+            uint32_t g = 0, sq;
             int64_t p = 0;
-            if (!end) db_block_key_parse(key.mv_data, &g, &p, &s);
-            uint32_t rg = 0;
-            int64_t rp = 0;
-            if (nrun) db_block_key_parse(run[0], &rg, &rp, &s);
-            if (nrun && (end || g != rg || p != rp)) {
-                if ((nrun > 1 || force) && rp < closed_before && rp < part_lt) {
-                    memcpy(start, run[0], 16);
-                    mdb_cursor_close(cur);
-                    cur = NULL;
-                    rc = merge_blocks(db, txn, run, nrun, &removed);
-                    merged = 1;
-                    break;
+            if (!end) db_block_key_parse(key.mv_data, &g, &p, &sq);
+            if (nrun) {
+                uint32_t rg, rs;
+                int64_t rp;
+                db_block_key_parse(run[0], &rg, &rp, &rs);
+                if (end || g != rg || p != rp) {
+                    int64_t rpm = db_group_pm(db, rg);
+                    int closed = closed_time == INT64_MAX || db_part_end(rp, rpm) <= closed_time;
+                    if ((nrun > 1 || force) && closed && rp < part_lt) {
+                        mdb_cursor_close(cur);
+                        cur = NULL;
+                        /* merge_blocks reads everything before it writes: a corrupt
+                         * block leaves the (group, partition) untouched */
+                        int m = merge_blocks(db, txn, run, nrun, &removed);
+                        if (m == TSDB_ECORRUPT) {
+                            pthread_mutex_lock(&db->mu);
+                            db->corrupt_blocks++;
+                            pthread_mutex_unlock(&db->mu);
+                        } else if (m) {
+                            rc = m;
+                            break;
+                        } else {
+                            merges++;
+                        }
+                        db_block_key(start, rg, rp, UINT32_MAX); /* after every block of it */
+                        nrun = 0;
+                        reposition = 1;
+                        continue;
+                    }
+                    nrun = 0;
                 }
-                nrun = 0;
             }
             if (end) {
                 done = 1;
@@ -1844,49 +1976,28 @@ static int rewrite_scan(tsdb_t *db, int closed_only, int force, int64_t part_lt,
             }
             memcpy(run[nrun++], key.mv_data, 16);
         }
-        free(run);
         if (cur) mdb_cursor_close(cur);
-        if (rc == TSDB_ECORRUPT && merged) {
-            /* skip this (group, partition): leave it for tsdb_check to report */
+        if (rc || !merges) {
             mdb_txn_abort(txn);
-            pthread_mutex_lock(&db->mu);
-            db->corrupt_blocks++;
-            pthread_mutex_unlock(&db->mu);
-            uint32_t g, s;
-            int64_t p;
-            db_block_key_parse(start, &g, &p, &s);
-            if (db_part_end(p) == INT64_MAX) return 0;
-            db_block_key(start, g, db_part_end(p), 0);
-            rc = 0;
             continue;
         }
-        if (rc) {
-            mdb_txn_abort(txn);
-            return rc;
-        }
-        if (!merged || done) {
-            mdb_txn_abort(txn);
-            break;
-        }
+        uint64_t ss = 0;
         if (removed) {
-            rc = 0;
             pthread_mutex_lock(&db->mu);
-            db->sealed_samples -= removed < db->sealed_samples ? removed : db->sealed_samples;
-            uint64_t ss = db->sealed_samples;
+            ss = db->sealed_samples - (removed < db->sealed_samples ? removed : db->sealed_samples);
             pthread_mutex_unlock(&db->mu);
             rc = meta_put_u64(txn, db->meta, "samples", ss);
-            if (removed_total) *removed_total += removed;
         }
         if (!rc) rc = db_lmdb_err(mdb_txn_commit(txn), "commit compaction");
         else mdb_txn_abort(txn);
-        if (rc) return rc;
-        /* continue after the merged (group, partition) */
-        uint32_t g, s;
-        int64_t p;
-        db_block_key_parse(start, &g, &p, &s);
-        db_block_key(start, g, p, UINT32_MAX);
-        /* seq UINT32_MAX sorts after every block of (g, p) */
+        if (!rc && removed) {
+            pthread_mutex_lock(&db->mu);
+            db->sealed_samples = ss;
+            pthread_mutex_unlock(&db->mu);
+            if (removed_total) *removed_total += removed;
+        }
     }
+    free(run);
     return rc;
 }
 

@@ -116,6 +116,10 @@ typedef struct {
     uint64_t head_max_samples;  /* flush when the head holds more; 0 = 4 M */
     int64_t flush_interval_ms;  /* background flush period; 0 = 5 min; < 0 = no background thread */
     uint64_t wal_segment_bytes; /* WAL segment size (preallocated); 0 = 64 MiB */
+    int64_t partition_ms;       /* time span of a sealed block for series groups created by this
+                                   process; 0 = 2 h (right for 15 s-1 min scrapes). Daily data
+                                   (imports of Backblaze CSV) wants ~32 d. A group keeps the
+                                   span it was created with. */
     int read_only;              /* open without writing anything (no WAL replay into LMDB) */
     /* Clock for retention and the background thread; NULL = CLOCK_REALTIME.
      * Only the background maintenance uses it. */

@@ -93,7 +93,7 @@ struct tsdb {
     tsdb_options_t opt;
     int lockfd;
     MDB_env *env;
-    MDB_dbi meta, blocks, bdata; /* blocks: index (group, part, seq) -> block ref; bdata: fragments */
+    MDB_dbi meta, blocks, bdata, groups; /* groups: u32 BE group -> i64 LE partition ms */ /* blocks: index (group, part, seq) -> block ref; bdata: fragments */
     uint32_t frag_max;           /* fragment payload size: two fit in one LMDB page */
     uint32_t next_bid;           /* next block id (monotonic: fragments are appended) */
     idx_dbis_t idx;
@@ -109,6 +109,11 @@ struct tsdb {
     struct name_group *ngroups;  /* metric name -> its group being filled (open addressing) */
     size_t ng_cap, ng_n;
     uint32_t next_group;
+    struct group_info {
+        int64_t pm;          /* partition length of this group's blocks, 0 = unknown yet */
+        uint8_t persisted;   /* pm written to "groups" */
+    } *ginfo;                /* indexed by group, parallel to pages */
+    uint32_t nginfo;
     uint64_t nseries;            /* live series */
     int64_t max_time;            /* newest timestamp accepted in any series */
     series_t **table;            /* open addressing on h[0] */
@@ -194,9 +199,13 @@ int db_txn_begin_write(tsdb_t *db, MDB_txn **txn);
 int db_lmdb_err(int rc, const char *what);
 void db_block_key(uint8_t k[16], uint32_t group, int64_t part, uint32_t seq);
 void db_block_key_parse(const uint8_t k[16], uint32_t *group, int64_t *part, uint32_t *seq);
-int64_t db_part_of(int64_t t);
+int64_t db_part_of(int64_t t, int64_t pm);
 /* Start of the partition after `part` (saturates at INT64_MAX). */
-int64_t db_part_end(int64_t part);
+int64_t db_part_end(int64_t part, int64_t pm);
+/* Partition length of group g (ms). Takes mu. */
+int64_t db_group_pm(tsdb_t *db, uint32_t g);
+/* The same with mu held. */
+int64_t db_group_pm_locked(const tsdb_t *db, uint32_t g);
 int db_flush_locked(tsdb_t *db, int compact_all);
 /* Count an LMDB read txn that lives outside mu (the vacuum waits for none). */
 void db_reader_enter(tsdb_t *db);

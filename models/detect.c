@@ -31,7 +31,7 @@ void detect_config_init(detect_config_t *c)
     c->huber_k = 3.0f;
     c->spot_q = 0.95f;
     c->cusum_k = 0.5f;
-    c->refractory = 0.999f;
+    c->refractory = 0.9999f;
     c->novelty_k = 0.4f;
     c->sub_alarm = 0.2f;
 }
@@ -224,8 +224,15 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     R->expected = pred;
     if (use_s) R->events |= DETECT_EV_SEASONAL;
 
-    /* Refractory memory: a long event reports its onset, then fades. */
+    /* Refractory memory: a long event reports its onset, then fades.
+     * The first time the seasonal baseline takes over, the surprises of
+     * the plain level (a daily pattern it could not predict) stop being
+     * the yardstick: the memory starts again. */
     float mem = st->mem;
+    if (use_s && !(st->seen >> 31)) {
+        mem = 0.0f;
+        st->seen |= 1u << 31;
+    }
     double out = s;
     if (s <= mem) out = s * 0.02;
     st->mem = maxf_(mem * cfg->refractory, (float)s);

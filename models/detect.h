@@ -121,7 +121,7 @@ typedef struct {
     uint16_t flags;     /* DETECT_F_* */
     uint32_t n;         /* samples scored (after counter differencing) */
     uint32_t run;       /* consecutive samples equal to the previous one */
-    uint32_t seen;      /* bits 0-23: hours seen */
+    uint32_t seen;      /* bits 0-23: hours seen; bit 31: seasonal baseline used once */
     int64_t t_last;     /* timestamp of the last accepted sample (ms) */
     double v_last;      /* last raw value (counters: last counter value) */
     double lf;          /* fast level */

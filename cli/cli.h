@@ -9,6 +9,7 @@
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv); /* argv[0] is the command name */
+    const char *help;                  /* one line for `augur --help` */
 } cli_command_t;
 
 extern const cli_command_t cli_commands[];

@@ -6,14 +6,10 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: augur <command> [options]\n"
-          "\n"
-          "commands:\n"
-          "  serve      run the server (remote write, queries, detection)\n"
-          "  simulate   simulate a fleet: telemetry and failures into a store, remote\n"
-          "             write or CSV files\n"
-          "  tsdb       inspect and maintain a store directory (stats, check, backup, ...)\n"
-          "  version    print the version\n"
+    fputs("usage: augur <command> [options]\n\ncommands:\n", f);
+    for (const cli_command_t *c = cli_commands; c->name; c++)
+        fprintf(f, "  %-9s %s\n", c->name, c->help ? c->help : "");
+    fputs("  version   print the version\n"
           "\n"
           "Run 'augur <command> --help' for a command's options.\n",
           f);

@@ -283,6 +283,12 @@ static void test_persist_round_trip(void **state)
     buf2[0] ^= 0xff;
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);
     buf2[0] ^= 0xff;
+    /* A state of the first layout (magic 0xDE71, with a day-of-week
+     * profile) is refused, not misread. */
+    buf2[0] = 0x71;
+    assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);
+    buf2[0] = (uint8_t)(DETECT_MAGIC & 0xff);
+    assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_STATE_BYTES);
     double nan = NAN;
     memcpy(buf2 + 32, &nan, 8); /* lf */
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);

@@ -65,11 +65,11 @@ static float spot_surprise(const detect_spot_t *sp, float q, float x)
     double var = (double)sp->m2 - mu * mu;
     if (var < 1e-3 * mu * mu) var = 1e-3 * mu * mu;
     double r = mu * mu / var;
-    double g = 0.5 * (1.0 - r);     /* GPD shape, method of moments */
+    double g = 0.5 * (1.0 - r); /* GPD shape, method of moments */
     double sigma = 0.5 * mu * (1.0 + r);
     if (g > 0.75) g = 0.75;
     if (g < 0.0) g = 0.0; /* no finite endpoint: rank extremes by size */
-    double lp; /* log10 p */
+    double lp;            /* log10 p */
     double base = -log10(1.0 - (double)q);
     if (fabs(g) < 1e-4) {
         lp = -base - y / sigma / 2.302585092994046;
@@ -181,8 +181,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     double ps = st->ls + st->season[h];
     /* Holt-Winters-style baseline once every hour of the day has been seen,
      * chosen when it predicts better than the plain level. */
-    int use_s = have_s && (st->seen & 0xffffffu) == 0xffffffu && st->n >= cfg->warmup &&
-                st->es < st->ef;
+    int use_s =
+        have_s && (st->seen & 0xffffffu) == 0xffffffu && st->n >= cfg->warmup && st->es < st->ef;
     double pred = use_s ? ps : pf;
     float e = use_s ? st->es : st->ef;
     /* Scale floor: relative to the magnitude so flat series do not divide
@@ -200,7 +200,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     gp = gp > 0 ? gp : 0;
     gn = gn > 0 ? gn : 0;
     float g = gp > gn ? gp : gn;
-    float ssh = st->sshort + (st->n < 10 ? 1.0f / (float)(st->n + 1) : 0.1f) * (minf_(fabsf((float)r), 6.0f * scale) - st->sshort);
+    float ssh = st->sshort + (st->n < 10 ? 1.0f / (float)(st->n + 1) : 0.1f) *
+                                 (minf_(fabsf((float)r), 6.0f * scale) - st->sshort);
     float vr = (ssh + floor_) / (scale + floor_) - 1.0f; /* variance increase only */
     if (!(vr > 0)) vr = 0;
     float stat[4] = {z > 0 ? z : 0, z < 0 ? -z : 0, g, vr};
@@ -260,7 +261,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     st->xs = xs;
     double nscore = (double)nov / ((double)nov + cfg->novelty_k);
     /* In -log10 p units, for comp[] and explanations. */
-    R->comp[DETECT_C_NOVEL] = (float)(nscore < 0.999 ? nscore * DETECT_HALF / (1.0 - nscore) : 6000.0);
+    R->comp[DETECT_C_NOVEL] =
+        (float)(nscore < 0.999 ? nscore * DETECT_HALF / (1.0 - nscore) : 6000.0);
 
     /* The residual ensemble's scores below the alarm level are shrunk, so
      * that its many small surprises do not outrank a clear novelty; at and

@@ -52,10 +52,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DETECT_ERRNO_MAP(X)                                                                \
-    X(OK, 0, "success")                                                                    \
-    X(EINVAL, -1, "invalid argument")                                                      \
-    X(ESPACE, -2, "buffer too small")                                                      \
+#define DETECT_ERRNO_MAP(X)                                                                        \
+    X(OK, 0, "success")                                                                            \
+    X(EINVAL, -1, "invalid argument")                                                              \
+    X(ESPACE, -2, "buffer too small")                                                              \
     X(EFORMAT, -3, "not a detector state, or an unsupported state version")
 
 typedef enum {
@@ -77,12 +77,12 @@ const char *detect_strerror(int err);
 
 /* Components, for detect_result_t.comp[] and explanations. */
 typedef enum {
-    DETECT_C_UP = 0,   /* residual above the baseline */
-    DETECT_C_DOWN,     /* residual below the baseline */
-    DETECT_C_SHIFT,    /* CUSUM: sustained level shift */
-    DETECT_C_VAR,      /* variance change */
-    DETECT_C_FLAT,     /* flatline (value stopped changing) */
-    DETECT_C_NOVEL,    /* novelty: outside the range seen so far (score units) */
+    DETECT_C_UP = 0, /* residual above the baseline */
+    DETECT_C_DOWN,   /* residual below the baseline */
+    DETECT_C_SHIFT,  /* CUSUM: sustained level shift */
+    DETECT_C_VAR,    /* variance change */
+    DETECT_C_FLAT,   /* flatline (value stopped changing) */
+    DETECT_C_NOVEL,  /* novelty: outside the range seen so far (score units) */
     DETECT_NCOMP
 } detect_comp_t;
 
@@ -94,16 +94,16 @@ typedef enum {
 
 /* Configuration: one for every series (no per-series tuning). */
 typedef struct {
-    uint32_t warmup;     /* samples before scores are emitted (default 150) */
-    float alpha_fast;    /* fast level EWMA weight (default 0.2) */
-    float alpha_slow;    /* slow level / scale weight (default 0.01) */
-    float alpha_season;  /* hour-of-day bucket weight (default 0.1) */
-    float huber_k;       /* residual clip for updates, in scales (default 3) */
-    float spot_q;        /* SPOT initial-threshold quantile (default 0.95) */
-    float cusum_k;       /* CUSUM allowance, in scales (default 0.5) */
-    float refractory;    /* per-sample decay of the alarm memory (default 0.999) */
-    float novelty_k;     /* range excess (in range widths) that scores 0.5 (default 0.1) */
-    float sub_alarm;     /* factor on residual scores below DETECT_ALARM (default 0.2) */
+    uint32_t warmup;    /* samples before scores are emitted (default 150) */
+    float alpha_fast;   /* fast level EWMA weight (default 0.2) */
+    float alpha_slow;   /* slow level / scale weight (default 0.01) */
+    float alpha_season; /* hour-of-day bucket weight (default 0.1) */
+    float huber_k;      /* residual clip for updates, in scales (default 3) */
+    float spot_q;       /* SPOT initial-threshold quantile (default 0.95) */
+    float cusum_k;      /* CUSUM allowance, in scales (default 0.5) */
+    float refractory;   /* per-sample decay of the alarm memory (default 0.999) */
+    float novelty_k;    /* range excess (in range widths) that scores 0.5 (default 0.1) */
+    float sub_alarm;    /* factor on residual scores below DETECT_ALARM (default 0.2) */
 } detect_config_t;
 
 void detect_config_init(detect_config_t *c);
@@ -117,25 +117,25 @@ typedef struct {
 
 /* The per-series state: 256 bytes of plain data (copy it, store it). */
 typedef struct {
-    uint16_t magic;     /* DETECT_MAGIC once initialised */
-    uint16_t flags;     /* DETECT_F_* */
-    uint32_t n;         /* samples scored (after counter differencing) */
-    uint32_t run;       /* consecutive samples equal to the previous one */
-    uint32_t seen;      /* bits 0-23: hours seen; bit 31: seasonal baseline used once */
-    int64_t t_last;     /* timestamp of the last accepted sample (ms) */
-    double v_last;      /* last raw value (counters: last counter value) */
-    double lf;          /* fast level */
-    double ls;          /* slow level (seasonal baseline = ls + season) */
-    float ef, es;       /* running |error| of the fast and seasonal predictors */
-    float sshort;       /* short-run |error| of the chosen predictor (variance) */
-    float gp, gn;       /* CUSUM sums (standardised) */
-    float pchange;      /* running probability that a sample differs from the last */
-    float mem;          /* refractory memory of recent surprise */
-    float x_last;       /* last scored value (flatline test, counters' rate) */
-    float season[24];   /* hour-of-day deviation from the slow level */
-    float xs;           /* short EWMA of x (novelty of a sustained level) */
-    float hi[2], lo[2]; /* range seen so far of x [0] and of xs [1] */
-    float spare[2];     /* zero */
+    uint16_t magic;        /* DETECT_MAGIC once initialised */
+    uint16_t flags;        /* DETECT_F_* */
+    uint32_t n;            /* samples scored (after counter differencing) */
+    uint32_t run;          /* consecutive samples equal to the previous one */
+    uint32_t seen;         /* bits 0-23: hours seen; bit 31: seasonal baseline used once */
+    int64_t t_last;        /* timestamp of the last accepted sample (ms) */
+    double v_last;         /* last raw value (counters: last counter value) */
+    double lf;             /* fast level */
+    double ls;             /* slow level (seasonal baseline = ls + season) */
+    float ef, es;          /* running |error| of the fast and seasonal predictors */
+    float sshort;          /* short-run |error| of the chosen predictor (variance) */
+    float gp, gn;          /* CUSUM sums (standardised) */
+    float pchange;         /* running probability that a sample differs from the last */
+    float mem;             /* refractory memory of recent surprise */
+    float x_last;          /* last scored value (flatline test, counters' rate) */
+    float season[24];      /* hour-of-day deviation from the slow level */
+    float xs;              /* short EWMA of x (novelty of a sustained level) */
+    float hi[2], lo[2];    /* range seen so far of x [0] and of xs [1] */
+    float spare[2];        /* zero */
     detect_spot_t spot[4]; /* tails of UP, DOWN, SHIFT, VAR */
 } detect_state_t;
 
@@ -146,12 +146,12 @@ typedef struct {
 
 /* The outcome of one update. */
 typedef struct {
-    double score;               /* in [0, 1) */
-    double surprise;            /* -log10 p of the ensemble (before refractory) */
-    float comp[DETECT_NCOMP];   /* -log10 p of each component */
-    uint32_t events;            /* DETECT_EV_* */
-    double x;                   /* the value scored (rate for counters) */
-    double expected;            /* the baseline prediction for x */
+    double score;             /* in [0, 1) */
+    double surprise;          /* -log10 p of the ensemble (before refractory) */
+    float comp[DETECT_NCOMP]; /* -log10 p of each component */
+    uint32_t events;          /* DETECT_EV_* */
+    double x;                 /* the value scored (rate for counters) */
+    double expected;          /* the baseline prediction for x */
 } detect_result_t;
 
 /* Start a state. flags: DETECT_F_*. */

@@ -16,7 +16,7 @@
 #include "models/detect.h"
 #include "testutil.h"
 
-#define ALARM 0.4 /* score the tests call an alarm (-log10 p = 4, the server default) */
+#define ALARM 0.4      /* score the tests call an alarm (-log10 p = 4, the server default) */
 #define STEP_MS 300000 /* 5 minutes */
 #define T0 INT64_C(1396310400000) /* 2014-04-01 00:00 UTC */
 
@@ -209,7 +209,7 @@ static void test_counter_reset(void **state)
     int resets = 0;
     for (int i = 0; i < 3000; i++) {
         int64_t t = T0 + (int64_t)i * 15000;
-        if (i == 2000) ctr = 0; /* process restarted */
+        if (i == 2000) ctr = 0;     /* process restarted */
         ctr += 1500 + 30 * gauss(); /* ~100/s over 15 s */
         detect_result_t r;
         double s = detect_update(&st, &c, t, ctr, &r);

@@ -13,6 +13,7 @@
 #include "api/auth.h"
 #include "api/log.h"
 #include "api/metrics.h"
+#include "api/predictions.h"
 #include "api/server.h"
 #include "ingest/rw.h"
 #include "ingest/textparse.h"
@@ -52,6 +53,7 @@ struct api_server {
     pthread_mutex_t admin_mu; /* one admin operation at a time */
     _Atomic(api_detect_t *) det; /* anomaly detection (api/anomaly.c); NULL = off */
     _Atomic(struct alert_runner *) alerting; /* rules + drains (api/alerts.c); NULL = off */
+    _Atomic(struct api_predict *) pred; /* failure predictor (api/predictions.c); NULL = off */
 };
 
 /* Route families: which handler, which methods, which role. */
@@ -72,6 +74,9 @@ typedef enum {
     API_R_RULES,    /* alerts.c: GET /api/v1/rules */
     API_R_ALERTS,   /* alerts.c: GET /api/v1/alerts */
     API_R_DRAINS,   /* drains.c: /api/v1/drains[/...] */
+    API_R_PREDICTIONS,  /* predictions.c: GET /api/v1/predictions */
+    API_R_MODEL_RELOAD, /* predictions.c: POST /api/v1/admin/reload */
+    API_R_PREDICT_NOW,  /* predictions.c: POST /api/v1/admin/predict */
 } api_route_t;
 
 typedef struct {
@@ -152,6 +157,9 @@ void api_handle_failures(api_req_t *r, tsdb_t *db, api_resp_t *rs);
 void api_handle_alerting(api_req_t *r, api_resp_t *rs); /* rules, alerts, reload */
 void api_handle_drains(api_req_t *r, api_resp_t *rs);
 int api_alerting_metrics_render(api_server_t *s, tbuf_t *out);
+
+/* ---- predictions.c ---- */
+void api_handle_predictions(api_req_t *r, api_resp_t *rs);
 
 /* ---- admin.c ---- */
 void api_handle_delete_series(api_req_t *r, tsdb_t *db, api_resp_t *rs);

@@ -333,6 +333,9 @@ static const route_def_t routes[] = {
     {"/-/reload", API_R_RELOAD, API_H_API_OTHER, "POST, PUT", API_ROLE_ADMIN, 0},
     {"/api/v1/rules", API_R_RULES, API_H_API_OTHER, "GET", API_ROLE_READ, 1},
     {"/api/v1/alerts", API_R_ALERTS, API_H_API_OTHER, "GET", API_ROLE_READ, 1},
+    {"/api/v1/predictions", API_R_PREDICTIONS, API_H_API_OTHER, "GET", API_ROLE_READ, 1},
+    {"/api/v1/admin/reload", API_R_MODEL_RELOAD, API_H_API_OTHER, "POST, PUT", API_ROLE_ADMIN, 1},
+    {"/api/v1/admin/predict", API_R_PREDICT_NOW, API_H_API_OTHER, "POST, PUT", API_ROLE_ADMIN, 1},
 };
 
 /* /api/v1/drains and /api/v1/drains/...: admin (drains.c). */
@@ -481,7 +484,8 @@ static void handle_metrics(api_server_t *s, api_resp_t *rs)
     if (api_metrics_render(&s->m, atomic_load(&s->db), atomic_load(&s->db) != NULL,
                            (int64_t)s->cfg.max_inflight_bytes, &rs->body) ||
         api_detect_metrics_render(atomic_load(&s->det), &rs->body) ||
-        api_alerting_metrics_render(s, &rs->body))
+        api_alerting_metrics_render(s, &rs->body) ||
+        api_predict_metrics_render(atomic_load(&s->pred), &rs->body))
         api_resp_error(rs, 500, "internal", "out of memory");
 }
 
@@ -594,6 +598,15 @@ static void dispatch(api_req_t *r, struct MHD_Connection *c, api_resp_t *rs)
         return;
     case API_R_DRAINS:
         api_handle_drains(r, rs);
+        return;
+    case API_R_PREDICTIONS:
+    case API_R_MODEL_RELOAD:
+    case API_R_PREDICT_NOW:
+        if (MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, r) < 0) {
+            api_resp_error(rs, 500, "internal", "out of memory");
+            return;
+        }
+        api_handle_predictions(r, rs);
         return;
     case API_R_DELETE_SERIES:
     case API_R_SNAPSHOT:

@@ -41,6 +41,11 @@ int cli_demo_flag(cli_demo_opts_t *o, const char *arg, const char *next, int *us
 /* Start the feeder thread (nothing when !o->enabled; *out = NULL). 0 or -1. */
 int cli_demo_start(struct tsdb *db, const cli_demo_opts_t *o, cli_demo_t **out);
 void cli_demo_stop(cli_demo_t *d); /* accepts NULL */
+/* --demo defaults for the predictor (cli/cmd_train.c): the built-in disk model trained on the
+ * simulator (when no --predict.model.disk), window steps in the demo's accelerated time, 30 s
+ * intervals, first evaluation 5 s after the start. */
+struct api_predict_config;
+void cli_predict_demo_defaults(struct api_predict_config *c, const cli_demo_opts_t *demo);
 int cli_import(int argc, char **argv); /* cmd_import.c */
 int cli_label(int argc, char **argv);  /* cmd_label.c */
 int cli_detect(int argc, char **argv); /* cmd_detect.c */

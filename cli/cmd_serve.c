@@ -17,6 +17,7 @@
 #include "api/anomaly.h"
 #include "api/auth.h"
 #include "api/log.h"
+#include "api/predictions.h"
 #include "api/server.h"
 #include "cli/cli.h"
 #include "tsdb/tsdb.h"
@@ -140,6 +141,24 @@ static const char serve_usage[] =
     "  --drain.config=PATH            YAML drain policy (default: built-in, dry run)\n"
     "  --drain.interval=DURATION      control loop period (default 30s)\n"
     "\n"
+    "Failure prediction (docs/model.md): NTAM models score every disk / GPU in\n"
+    "the store on a schedule; augur_failure_probability{kind,instance,device,\n"
+    "serial|UUID} and augur_node_failure_risk{instance} are written back;\n"
+    "GET /api/v1/predictions ranks them with the features and neighbours that\n"
+    "weighed most. SIGHUP or POST /api/v1/admin/reload (admin) re-reads the model\n"
+    "files; a file that fails validation is refused and the old model keeps\n"
+    "serving. POST /api/v1/admin/predict (admin) evaluates at once.\n"
+    "  --predict.enabled=true|false   (default true: on when a model is given, and\n"
+    "                                 with --demo, which has a built-in disk model\n"
+    "                                 trained on the simulator)\n"
+    "  --predict.model.disk=FILE      disk model (augur train --kind disk)\n"
+    "  --predict.model.gpu=FILE       GPU model (augur train --kind gpu)\n"
+    "  --predict.interval.disk=DURATION  (default 1h; 30s with --demo)\n"
+    "  --predict.interval.gpu=DURATION   (default 5m; 30s with --demo)\n"
+    "  --predict.step.disk=DURATION   window step (default 1d; with --demo 1d divided\n"
+    "                                 by --demo.time-scale)\n"
+    "  --predict.step.gpu=DURATION    window step (default 1h)\n"
+    "\n"
     "Logging:\n"
     "  --log.level=debug|info|warn|error  logfmt on stderr; debug adds an access log\n"
     "                                 line per request (default info)\n"
@@ -148,7 +167,9 @@ static const char serve_usage[] =
     "query_range, series, labels, label/<name>/values, metadata, status/*, export,\n"
     "GET /api/v1/rules, /api/v1/alerts, GET /metrics, /-/healthy, /-/ready; admin:\n"
     "POST /api/v1/admin/tsdb/delete_series, POST /api/v1/admin/tsdb/snapshot,\n"
-    "POST /internal/force_flush, POST /-/reload, GET|POST /api/v1/drains[/...].\n"
+    "POST /internal/force_flush, POST /-/reload, GET|POST /api/v1/drains[/...],\n"
+    "POST /api/v1/admin/reload, POST /api/v1/admin/predict; read:\n"
+    "GET /api/v1/predictions?kind=&min_probability=&limit=.\n"
     "\n"
     "SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush and close the\n"
     "store, exit 0. A second signal exits at once (status 1); the write-ahead log\n"
@@ -230,6 +251,8 @@ typedef struct {
     const char *drain_enabled;
     const char *drain_config;
     int64_t drain_interval_ms;
+    const char *predict_enabled;
+    api_predict_config_t predict;
 } serve_opts_t;
 
 typedef enum { F_STR, F_DUR, F_BYTES, F_U32, F_UINT, F_SYNC } ftype_t;
@@ -286,6 +309,13 @@ static const flag_t flags[] = {
     {"drain.enabled", F_STR, O(drain_enabled)},
     {"drain.config", F_STR, O(drain_config)},
     {"drain.interval", F_DUR, O(drain_interval_ms)},
+    {"predict.enabled", F_STR, O(predict_enabled)},
+    {"predict.model.disk", F_STR, O(predict.model_path[0])},
+    {"predict.model.gpu", F_STR, O(predict.model_path[1])},
+    {"predict.interval.disk", F_DUR, O(predict.interval_ms[0])},
+    {"predict.interval.gpu", F_DUR, O(predict.interval_ms[1])},
+    {"predict.step.disk", F_DUR, O(predict.step_ms[0])},
+    {"predict.step.gpu", F_DUR, O(predict.step_ms[1])},
 };
 
 static int flag_set(serve_opts_t *o, const flag_t *f, const char *v)
@@ -427,6 +457,7 @@ int cli_serve(int argc, char **argv)
     cli_demo_opts_init(&o.demo);
     api_detect_config_init(&o.detect);
     o.detect.persist_interval_ms = 5 * 60 * 1000;
+    api_predict_config_init(&o.predict);
     int pr = parse_flags(argc, argv, &o);
     if (pr == 1) {
         fputs(serve_usage, stdout);
@@ -460,16 +491,16 @@ int cli_serve(int argc, char **argv)
         }
     }
     if (o.detect.persist_interval_ms == 0) o.detect.persist_interval_ms = -1; /* 0: at exit only */
-    int rules_defaults = 1, drain_enabled = 1;
-    const char *const bools[2] = {o.rules_defaults, o.drain_enabled};
-    int *const bdst[2] = {&rules_defaults, &drain_enabled};
-    for (int i = 0; i < 2; i++) {
+    int rules_defaults = 1, drain_enabled = 1, predict_enabled = 1;
+    const char *const bools[3] = {o.rules_defaults, o.drain_enabled, o.predict_enabled};
+    int *const bdst[3] = {&rules_defaults, &drain_enabled, &predict_enabled};
+    for (int i = 0; i < 3; i++) {
         if (!bools[i]) continue;
         if (!strcmp(bools[i], "true") || !strcmp(bools[i], "false"))
             *bdst[i] = bools[i][0] == 't';
         else {
             fprintf(stderr, "augur serve: --%s wants true or false\n",
-                    i ? "drain.enabled" : "rules.defaults");
+                    i == 2 ? "predict.enabled" : i ? "drain.enabled" : "rules.defaults");
             return 2;
         }
     }
@@ -621,6 +652,24 @@ int cli_serve(int argc, char **argv)
                 o.nrule_files, o.nam_urls,
                 !drain_enabled ? "off" : o.drain_config ? "policy file" : "defaults (dry run)");
     }
+    api_predict_t *pred = NULL;
+    if (predict_enabled && o.demo.enabled) cli_predict_demo_defaults(&o.predict, &o.demo);
+    if (predict_enabled && (o.predict.model_path[0] || o.predict.model_path[1] ||
+                            o.predict.model_mem[0] || o.predict.model_mem[1])) {
+        char perr[1024] = "";
+        if (api_predict_start(db, &o.predict, &pred, perr, sizeof perr)) {
+            api_log(API_LOG_ERROR, "cannot start failure prediction", "err=%s",
+                    api_log_quote(q, sizeof q, perr, strlen(perr)));
+            api_server_shutdown(srv, 1000);
+            api_server_set_alerting(srv, NULL);
+            alert_runner_stop(alerting);
+            api_server_destroy(srv);
+            tsdb_close(db);
+            api_auth_destroy(auth);
+            return 1;
+        }
+        api_server_set_predictor(srv, pred);
+    }
     cli_demo_t *demo = NULL;
     if (cli_demo_start(db, &o.demo, &demo))
         api_log(API_LOG_ERROR, "cannot start the demo simulator", NULL);
@@ -636,6 +685,10 @@ int cli_serve(int argc, char **argv)
                         api_log_quote(q, sizeof q, rerr, strlen(rerr)));
             else
                 api_log(API_LOG_INFO, "configuration reloaded", "via=%s", "SIGHUP");
+            if (pred) {
+                if (!api_predict_reload(pred, rerr, sizeof rerr))
+                    api_log(API_LOG_INFO, "prediction models reloaded", "via=%s", "SIGHUP");
+            }
             continue;
         }
         if (n == 1) break;
@@ -649,6 +702,8 @@ int cli_serve(int argc, char **argv)
     cli_demo_stop(demo);
     api_server_set_alerting(srv, NULL);
     alert_runner_stop(alerting);
+    api_server_set_predictor(srv, NULL);
+    api_predict_stop(pred);
     api_server_destroy(srv);
     rc = tsdb_close(db);
     if (rc) {

@@ -627,7 +627,7 @@ int feat_devices_from_store(tsdb_reader_t *r, const feat_config_t *cfg, int64_t 
         }
         if (keep && (ret = feat_devices_add(d, &c[i].d))) goto out;
     }
-    qsort(d->v, d->n, sizeof *d->v, dev_cmp);
+    if (d->n) qsort(d->v, d->n, sizeof *d->v, dev_cmp); /* v is NULL when empty (UBSan) */
     ret = 0;
 out:
     tsdb_sids_free(&sids);

@@ -93,6 +93,8 @@ typedef struct {
     int32_t inst;     /* instance index or -1 */
     uint8_t active;   /* counted as anomalous in its instance */
     float score;      /* latest score */
+    float w_score;    /* last score written to the store */
+    int64_t w_t;      /* when (INT64_MIN: never) */
     float alarm_score;
     int64_t last_t, alarm_t;
     double alarm_x, alarm_exp;
@@ -354,6 +356,7 @@ static slot_t *slot_add(api_detect_t *d, uint64_t h, uint32_t nl, const char *co
     if (s->inst >= 0) d->inst[s->inst].total++;
     detect_init(&s->st, flags);
     s->alarm_t = INT64_MIN;
+    s->w_t = INT64_MIN;
     size_t i = h & (d->tab_cap - 1);
     while (d->tab[i])
         i = (i + 1) & (d->tab_cap - 1);
@@ -488,7 +491,16 @@ static void process(api_detect_t *d, const uint8_t *p, size_t len)
                 in->touched = 1;
             }
             s->active = (uint8_t)act;
-            d->osamp[d->osamp_n++] = (tsdb_sample_t){t, sc};
+            /* Write on change: a score sample when the score moves, else one
+             * every 4 minutes so the series stays inside PromQL's 5-minute
+             * lookback. Quiet series (almost all) then cost one store sample
+             * per 4 minutes instead of one per scrape. */
+            if (s->w_t == INT64_MIN || fabs(sc - (double)s->w_score) >= 0.01 ||
+                t - s->w_t >= 240000 || t < s->w_t) {
+                d->osamp[d->osamp_n++] = (tsdb_sample_t){t, sc};
+                s->w_score = (float)sc;
+                s->w_t = t;
+            }
         }
         atomic_fetch_add_explicit(&d->n_samples, ns, memory_order_relaxed);
         if (d->osamp_n > first) {

@@ -467,6 +467,17 @@ static void series_free(series_t *s)
 
 /* ---- head ------------------------------------------------------------------ */
 
+/* Flush threshold: the configured head size, or 16 samples per live series
+ * when that is more. With many series a fixed global threshold would seal a
+ * couple of samples per series at a time (poorly compressed chunks that all
+ * have to be merged again); 16 samples keep the head under ~300 bytes per
+ * series. Caller holds mu. */
+static uint64_t head_limit(const tsdb_t *db)
+{
+    uint64_t per = 16 * db->nseries;
+    return per > db->opt.head_max_samples ? per : db->opt.head_max_samples;
+}
+
 static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
 {
     if (s->n == s->cap) {
@@ -790,7 +801,7 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
         rc = db->failed;
         tsdb_set_detail("store refuses writes after an earlier failure: %s", db->failed_detail);
     } else if (db->closing) rc = TSDB_ECLOSED;
-    while (!rc && db->head_samples >= 2 * db->opt.head_max_samples) {
+    while (!rc && db->head_samples >= 2 * head_limit(db)) {
         if (db->last_flush_err) {
             rc = db->last_flush_err;
             break;
@@ -925,7 +936,7 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
     }
     rc = db->lsn_durable >= my ? 0 : db->failed;
     if (rc) tsdb_set_detail("%s", db->failed_detail);
-    if (!rc && db->head_samples >= db->opt.head_max_samples && !db->bg_wake) {
+    if (!rc && db->head_samples >= head_limit(db) && !db->bg_wake) {
         db->bg_wake = 1;
         pthread_cond_broadcast(&db->cv);
     }
@@ -2040,7 +2051,7 @@ static void *bg_main(void *arg)
             wal_lead(db, 1);
             db->last_sync_ms = now;
         }
-        int want = db->bg_wake || db->head_samples >= db->opt.head_max_samples ||
+        int want = db->bg_wake || db->head_samples >= head_limit(db) ||
                    (db->head_samples && now - last_flush >= db->opt.flush_interval_ms);
         db->bg_wake = 0;
         if (want && !db->failed) {

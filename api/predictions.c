@@ -26,8 +26,8 @@ struct api_predict {
     pthread_t thr;
     int started;
     pthread_mutex_t mu, run_mu;
-    pthread_cond_t cv;     /* wakes the thread (stop, run request) */
-    pthread_cond_t done;   /* a requested run finished */
+    pthread_cond_t cv;   /* wakes the thread (stop, run request) */
+    pthread_cond_t done; /* a requested run finished */
     int stop;
     uint64_t run_req, run_done;
     predict_model_t *model[2];
@@ -192,8 +192,8 @@ static void *job_main(void *arg)
     return NULL;
 }
 
-int api_predict_start(tsdb_t *db, const api_predict_config_t *cfg, api_predict_t **out,
-                      char *err, size_t errcap)
+int api_predict_start(tsdb_t *db, const api_predict_config_t *cfg, api_predict_t **out, char *err,
+                      size_t errcap)
 {
     *out = NULL;
     api_predict_t *p = calloc(1, sizeof *p);
@@ -231,8 +231,7 @@ int api_predict_start(tsdb_t *db, const api_predict_config_t *cfg, api_predict_t
                     "interval_ms=%" PRId64,
                     kind_str[k],
                     api_log_quote(q, sizeof q, p->model[k]->path, strlen(p->model[k]->path)),
-                    p->model[k]->checksum, hp->window, p->model[k]->b.horizon,
-                    interval_of(p, k));
+                    p->model[k]->checksum, hp->window, p->model[k]->b.horizon, interval_of(p, k));
         }
     *out = p;
     return 0;
@@ -322,8 +321,9 @@ int api_predict_metrics_render(api_predict_t *p, tbuf_t *out)
                   "# TYPE augur_predict_runs_total counter\n");
     for (int k = 0; k < 2; k++)
         if (p->model[k])
-            n += snprintf(b + n, sizeof b - (size_t)n, "augur_predict_runs_total{kind=\"%s\"} %" PRIu64 "\n",
-                          kind_str[k], p->runs[k]);
+            n += snprintf(b + n, sizeof b - (size_t)n,
+                          "augur_predict_runs_total{kind=\"%s\"} %" PRIu64 "\n", kind_str[k],
+                          p->runs[k]);
     n += snprintf(b + n, sizeof b - (size_t)n,
                   "# HELP augur_predict_failures_total Predictor evaluations that failed.\n"
                   "# TYPE augur_predict_failures_total counter\n");
@@ -429,8 +429,8 @@ static int device_json(tbuf_t *b, const predict_result_t *r, uint32_t i)
     return jputs(b, "]}");
 }
 
-int api_predict_list_json(api_predict_t *p, const char *kind, const char *min_p,
-                          const char *limit, tbuf_t *body, unsigned *status)
+int api_predict_list_json(api_predict_t *p, const char *kind, const char *min_p, const char *limit,
+                          tbuf_t *body, unsigned *status)
 {
     *status = 400;
     int want[2] = {1, 1};
@@ -479,7 +479,8 @@ int api_predict_list_json(api_predict_t *p, const char *kind, const char *min_p,
     size_t m = 0;
     for (int k = 0; k < 2; k++)
         for (uint32_t i = 0; want[k] && p->last[k] && i < p->last[k]->n; i++)
-            if (p->last[k]->score[i].prob >= minp) rk[m++] = (rank_t){k, i, p->last[k]->score[i].prob};
+            if (p->last[k]->score[i].prob >= minp)
+                rk[m++] = (rank_t){k, i, p->last[k]->score[i].prob};
     qsort(rk, m, sizeof *rk, rank_cmp);
     if (jputs(body, "{\"status\":\"success\",\"data\":{\"models\":[")) goto out;
     int first = 1;
@@ -536,8 +537,10 @@ void api_handle_predictions(api_req_t *r, api_resp_t *rs)
         rc = api_predict_reload(p, err, sizeof err);
         pthread_mutex_unlock(&r->s->admin_mu);
         if (rc) {
-            api_resp_error(rs, 400, "bad_data", "model reload refused, previous models keep "
-                                                "serving: %s", err);
+            api_resp_error(rs, 400, "bad_data",
+                           "model reload refused, previous models keep "
+                           "serving: %s",
+                           err);
             return;
         }
         api_log(API_LOG_INFO, "prediction models reloaded", "via=%s", "http");

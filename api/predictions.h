@@ -29,12 +29,12 @@
 #include "tsdb/tsdb_util.h"
 
 typedef struct api_predict_config {
-    const char *model_path[2];    /* [0] disk, [1] GPU; NULL = none (or the embedded bytes) */
-    const uint8_t *model_mem[2];  /* built-in model bytes used when model_path is NULL */
+    const char *model_path[2];   /* [0] disk, [1] GPU; NULL = none (or the embedded bytes) */
+    const uint8_t *model_mem[2]; /* built-in model bytes used when model_path is NULL */
     size_t model_mem_len[2];
-    int64_t interval_ms[2];       /* evaluation period; 0 = 1 h (disk), 5 min (GPU) */
-    int64_t step_ms[2];           /* window step; 0 = 1 d (disk), 1 h (GPU) */
-    int64_t first_delay_ms;       /* first evaluation this long after the start (0 = at once) */
+    int64_t interval_ms[2]; /* evaluation period; 0 = 1 h (disk), 5 min (GPU) */
+    int64_t step_ms[2];     /* window step; 0 = 1 d (disk), 1 h (GPU) */
+    int64_t first_delay_ms; /* first evaluation this long after the start (0 = at once) */
 } api_predict_config_t;
 
 void api_predict_config_init(api_predict_config_t *c);
@@ -44,8 +44,8 @@ struct api_server;
 
 /* Load and validate the models, start the job. No model at all is an error (nothing to do).
  * Returns 0, or -1 with err filled (a bad model file, out of memory, no thread). */
-int api_predict_start(tsdb_t *db, const api_predict_config_t *cfg, api_predict_t **out,
-                      char *err, size_t errcap);
+int api_predict_start(tsdb_t *db, const api_predict_config_t *cfg, api_predict_t **out, char *err,
+                      size_t errcap);
 /* Stop the thread (waits for an evaluation in progress) and free. Accepts NULL. */
 void api_predict_stop(api_predict_t *p);
 
@@ -64,7 +64,7 @@ int api_predict_metrics_render(api_predict_t *p, tbuf_t *out);
 
 /* JSON of GET /api/v1/predictions into body; *status gets the HTTP status. kind, min_p and
  * limit are the raw query parameters (NULL when absent). 0 or -1 (out of memory). */
-int api_predict_list_json(api_predict_t *p, const char *kind, const char *min_p,
-                          const char *limit, tbuf_t *body, unsigned *status);
+int api_predict_list_json(api_predict_t *p, const char *kind, const char *min_p, const char *limit,
+                          tbuf_t *body, unsigned *status);
 
 #endif

@@ -54,8 +54,10 @@ static const char train_usage[] =
     "is trained on. --holdout-days also splits by time. Never a random row split.\n"
     "\n"
     "Labels: positive iff the device fails 1..H days after the window's last day (H = 0: on that\n"
-    "day); rows after the failure are dropped; a never-failed device's last H days are unlabelled.\n"
-    "Features (leak-free by default): log1p of each SMART raw value and, for W > 1, its change over\n"
+    "day); rows after the failure are dropped; a never-failed device's last H days are "
+    "unlabelled.\n"
+    "Features (leak-free by default): log1p of each SMART raw value and, for W > 1, its change "
+    "over\n"
     "the window; no date, no age/usage counters (1 4 7 9 12 191 192 193 195 222 240 241 242), no\n"
     "temperatures (190 194).\n"
     "\n"
@@ -126,14 +128,14 @@ static void progress_cb(void *ctx, const ntam_progress_t *p)
     if (g->tty) {
         fprintf(stderr, "\r\033[K%s fold %d epoch %d/%d batch %lld/%lld loss %.4f", g->tag, g->fold,
                 p->epoch, p->epochs, (long long)p->batch, (long long)p->batches, p->loss);
-        if (p->end_of_epoch) fprintf(stderr, " val PR-AUC %.3f (best %.3f)", p->val_pr_auc,
-                                     p->best_val_pr_auc);
+        if (p->end_of_epoch)
+            fprintf(stderr, " val PR-AUC %.3f (best %.3f)", p->val_pr_auc, p->best_val_pr_auc);
         fprintf(stderr, " ETA %.0fs (max epochs)", eta);
         if (p->end_of_epoch) fputc('\n', stderr);
     } else if (p->end_of_epoch) {
-        fprintf(stderr, "%s fold %d epoch %d/%d loss %.4f val PR-AUC %.3f best %.3f elapsed %.1fs\n",
-                g->tag, g->fold, p->epoch, p->epochs, p->loss, p->val_pr_auc, p->best_val_pr_auc,
-                el);
+        fprintf(
+            stderr, "%s fold %d epoch %d/%d loss %.4f val PR-AUC %.3f best %.3f elapsed %.1fs\n",
+            g->tag, g->fold, p->epoch, p->epochs, p->loss, p->val_pr_auc, p->best_val_pr_auc, el);
     }
 }
 
@@ -183,12 +185,16 @@ static int parse_args(int argc, char **argv, targs_t *a)
         fprintf(stderr, "augur train: bad value '%s' for %s\n", v, o);                             \
         return 2;                                                                                  \
     } while (0)
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) return 1;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h"))
+            return 1;
         else if (!strcmp(o, "--kind")) {
             NEEDV;
-            if (!strcmp(v, "disk")) a->kind = NTAM_KIND_DISK;
-            else if (!strcmp(v, "gpu")) a->kind = NTAM_KIND_GPU;
-            else BAD;
+            if (!strcmp(v, "disk"))
+                a->kind = NTAM_KIND_DISK;
+            else if (!strcmp(v, "gpu"))
+                a->kind = NTAM_KIND_GPU;
+            else
+                BAD;
         } else if (!strcmp(o, "--source")) {
             NEEDV;
             if (a->n_src == 64) BAD;
@@ -235,14 +241,20 @@ static int parse_args(int argc, char **argv, targs_t *a)
             if (parse_int(v, 0, 100000, &a->pr.holdout_days)) BAD;
         } else if (!strcmp(o, "--negatives")) {
             NEEDV;
-            if (!strcmp(v, "all")) a->pr.negatives = NTAM_NEG_ALL;
-            else if (!strcmp(v, "never-failed")) a->pr.negatives = NTAM_NEG_NEVER_FAILED;
-            else BAD;
+            if (!strcmp(v, "all"))
+                a->pr.negatives = NTAM_NEG_ALL;
+            else if (!strcmp(v, "never-failed"))
+                a->pr.negatives = NTAM_NEG_NEVER_FAILED;
+            else
+                BAD;
         } else if (!strcmp(o, "--features")) {
             NEEDV;
-            if (!strcmp(v, "leakfree")) a->pr.features = NTAM_FEAT_LEAKFREE;
-            else if (!strcmp(v, "all")) a->pr.features = NTAM_FEAT_ALL;
-            else BAD;
+            if (!strcmp(v, "leakfree"))
+                a->pr.features = NTAM_FEAT_LEAKFREE;
+            else if (!strcmp(v, "all"))
+                a->pr.features = NTAM_FEAT_ALL;
+            else
+                BAD;
         } else if (!strcmp(o, "--d-model")) {
             NEEDV;
             if (parse_int(v, 1, 1024, &a->hp.d_model)) BAD;
@@ -268,9 +280,12 @@ static int parse_args(int argc, char **argv, targs_t *a)
             a->tc.opt.weight_decay = fv;
         } else if (!strcmp(o, "--loss")) {
             NEEDV;
-            if (!strcmp(v, "bce")) a->tc.opt.loss = NTAM_LOSS_BCE;
-            else if (!strcmp(v, "focal")) a->tc.opt.loss = NTAM_LOSS_FOCAL;
-            else BAD;
+            if (!strcmp(v, "bce"))
+                a->tc.opt.loss = NTAM_LOSS_BCE;
+            else if (!strcmp(v, "focal"))
+                a->tc.opt.loss = NTAM_LOSS_FOCAL;
+            else
+                BAD;
         } else if (!strcmp(o, "--pos-weight")) {
             NEEDV;
             if (parse_float(v, &fv) || fv <= 0) BAD;
@@ -335,7 +350,6 @@ int cli_ntam_load_sources(const char *cmd, int kind, const char *const *src, int
     return 0;
 }
 
-
 /* ---- simulator sources ("sim:nodes=500,days=90,seed=1,hazard=10") ------------------------
  *
  * The simulator runs in memory at one step per day; each disk's raw channels are read from
@@ -351,8 +365,8 @@ typedef struct {
     uint32_t node;
     int32_t first, last, fail; /* days; fail = INT32_MIN if it did not fail */
     uint8_t nvme;
-    uint64_t h;                /* split hash */
-    double *raw;               /* [n_days][C], NaN = no sample */
+    uint64_t h;  /* split hash */
+    double *raw; /* [n_days][C], NaN = no sample */
 } simdev_t;
 
 typedef struct {
@@ -448,16 +462,26 @@ static int sim_spec_parse(const char *cmd, const char *spec, sim_config_t *c, in
         char *end;
         double v = strtod(eq + 1, &end);
         if (*end || !isfinite(v) || v < 0) goto bad;
-        if (!strcmp(kv, "nodes") && v >= 1 && v <= 100000) c->nodes = (uint32_t)v;
-        else if (!strcmp(kv, "days") && v >= 2 && v <= 3650) *days = (int32_t)v;
-        else if (!strcmp(kv, "seed")) c->seed = (uint64_t)v;
-        else if (!strcmp(kv, "hazard")) c->hazard_scale = v;
-        else if (!strcmp(kv, "disks") && v >= 1 && v <= 64) c->disks_per_node = (uint32_t)v;
-        else if (!strcmp(kv, "nvme") && v <= 64) c->nvme_per_node = (uint32_t)v;
-        else if (!strcmp(kv, "stress")) c->node_stressor_rate = v;
-        else if (!strcmp(kv, "rack-stress")) c->rack_stressor_rate = v;
-        else if (!strcmp(kv, "precursor") && v <= 1) c->disk_precursor_frac = v;
-        else goto bad;
+        if (!strcmp(kv, "nodes") && v >= 1 && v <= 100000)
+            c->nodes = (uint32_t)v;
+        else if (!strcmp(kv, "days") && v >= 2 && v <= 3650)
+            *days = (int32_t)v;
+        else if (!strcmp(kv, "seed"))
+            c->seed = (uint64_t)v;
+        else if (!strcmp(kv, "hazard"))
+            c->hazard_scale = v;
+        else if (!strcmp(kv, "disks") && v >= 1 && v <= 64)
+            c->disks_per_node = (uint32_t)v;
+        else if (!strcmp(kv, "nvme") && v <= 64)
+            c->nvme_per_node = (uint32_t)v;
+        else if (!strcmp(kv, "stress"))
+            c->node_stressor_rate = v;
+        else if (!strcmp(kv, "rack-stress"))
+            c->rack_stressor_rate = v;
+        else if (!strcmp(kv, "precursor") && v <= 1)
+            c->disk_precursor_frac = v;
+        else
+            goto bad;
         p = e ? e + 1 : p + l;
     }
     if (c->nvme_per_node > c->disks_per_node) goto bad;
@@ -587,8 +611,9 @@ static int simtab_build(const char *cmd, const char *spec, int quiet, simtab_t *
         }
     }
     if (!quiet)
-        fprintf(stderr, "simulated %u nodes x %u disks x %d days (seed %llu, hazard x%g): %d disks, "
-                        "%llu failures (%llu with precursors)\n",
+        fprintf(stderr,
+                "simulated %u nodes x %u disks x %d days (seed %llu, hazard x%g): %d disks, "
+                "%llu failures (%llu with precursors)\n",
                 c.nodes, c.disks_per_node, days, (unsigned long long)c.seed, c.hazard_scale,
                 t->n_dev, (unsigned long long)t->failures,
                 (unsigned long long)t->failures_precursor);
@@ -681,15 +706,15 @@ static int sim_data_build(const simtab_t *t, const ntam_protocol_t *pr, int part
         snprintf(err, errlen, "out of memory");
         return NTAM_ENOMEM;
     }
-    int want_fold = part == NTAM_PART_TEST ? pr->fold
+    int want_fold = part == NTAM_PART_TEST  ? pr->fold
                     : part == NTAM_PART_VAL ? (pr->fold + 1) % pr->folds
                                             : -1;
     int32_t end = t->n_days - 1, dmin = W - 1, dmax = end;
     if (pr->holdout_days > 0) {
-        if (part == NTAM_PART_TRAIN) dmax = end - pr->holdout_days - H;
-        else if (part != NTAM_PART_ALL) dmin = end - pr->holdout_days + 1 > dmin
-                                                   ? end - pr->holdout_days + 1
-                                                   : dmin;
+        if (part == NTAM_PART_TRAIN)
+            dmax = end - pr->holdout_days - H;
+        else if (part != NTAM_PART_ALL)
+            dmin = end - pr->holdout_days + 1 > dmin ? end - pr->holdout_days + 1 : dmin;
     }
     /* pass 0 counts, pass 1 fills */
     size_t n = 0, ng = 0;
@@ -709,9 +734,9 @@ static int sim_data_build(const simtab_t *t, const ntam_protocol_t *pr, int part
                     members++;
                     int32_t di = (int32_t)t->node_dev[node][q];
                     int in = part == NTAM_PART_ALL ||
-                             (part == NTAM_PART_TRAIN ? fold[di] != pr->fold &&
-                                                            fold[di] != (pr->fold + 1) % pr->folds
-                                                      : fold[di] == want_fold);
+                             (part == NTAM_PART_TRAIN
+                                  ? fold[di] != pr->fold && fold[di] != (pr->fold + 1) % pr->folds
+                                  : fold[di] == want_fold);
                     int lab = in ? sim_label(t, v, day, H, neg_never) : -1;
                     if (lab >= 0) scored++;
                     if (lab == 1) pos++;
@@ -728,9 +753,9 @@ static int sim_data_build(const simtab_t *t, const ntam_protocol_t *pr, int part
                     const simdev_t *v = &t->dev[di];
                     if (!sim_obs(t, v, day)) continue;
                     int in = part == NTAM_PART_ALL ||
-                             (part == NTAM_PART_TRAIN ? fold[di] != pr->fold &&
-                                                            fold[di] != (pr->fold + 1) % pr->folds
-                                                      : fold[di] == want_fold);
+                             (part == NTAM_PART_TRAIN
+                                  ? fold[di] != pr->fold && fold[di] != (pr->fold + 1) % pr->folds
+                                  : fold[di] == want_fold);
                     int lab = in ? sim_label(t, v, day, H, neg_never) : -1;
                     if (lab == 1) d->n_pos++;
                     if (lab == 0) d->n_neg++;
@@ -738,12 +763,12 @@ static int sim_data_build(const simtab_t *t, const ntam_protocol_t *pr, int part
                         for (int32_t w = 0; w < W; w++) {
                             int32_t dd = day - W + 1 + w;
                             for (uint32_t c = 0; c < C; c++)
-                                raw[(size_t)w * C + c] =
-                                    dd >= v->first && dd <= v->last ? v->raw[(size_t)dd * C + c]
-                                                                    : NAN;
+                                raw[(size_t)w * C + c] = dd >= v->first && dd <= v->last
+                                                             ? v->raw[(size_t)dd * C + c]
+                                                             : NAN;
                         }
-                        feat_compute(FEAT_KIND_DISK, 1, (uint32_t)W, raw,
-                                     d->x + n * (size_t)W * F, d->tmask + n * (size_t)W);
+                        feat_compute(FEAT_KIND_DISK, 1, (uint32_t)W, raw, d->x + n * (size_t)W * F,
+                                     d->tmask + n * (size_t)W);
                         d->y[n] = lab == 1 ? 1.0f : 0.0f;
                         d->w[n] = lab >= 0 ? 1.0f : 0.0f;
                         d->dev[n] = di;
@@ -850,10 +875,14 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
     ntam_data_t tr, va, te;
     char err[256];
     int rc = build_any(t, &pr, NTAM_PART_TRAIN, &tr, err, sizeof err);
-    if (!rc) rc = build_any(t, &pr, NTAM_PART_VAL, &va, err, sizeof err);
-    else memset(&va, 0, sizeof va);
-    if (!rc) rc = build_any(t, &pr, NTAM_PART_TEST, &te, err, sizeof err);
-    else memset(&te, 0, sizeof te);
+    if (!rc)
+        rc = build_any(t, &pr, NTAM_PART_VAL, &va, err, sizeof err);
+    else
+        memset(&va, 0, sizeof va);
+    if (!rc)
+        rc = build_any(t, &pr, NTAM_PART_TEST, &te, err, sizeof err);
+    else
+        memset(&te, 0, sizeof te);
     ntam_t *m = NULL, *ab = NULL;
     float *p_ntam = NULL, *p_ab = NULL, *p_lr = NULL, *p_rule = NULL, *lrw = NULL;
     if (rc) {
@@ -861,8 +890,9 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
         goto out;
     }
     if (!tr.n_pos || !te.n_pos) {
-        fprintf(stderr, "augur train: fold %d has no positive in the %s part (%zu train, %zu test"
-                        " positives): check --horizon and the data\n",
+        fprintf(stderr,
+                "augur train: fold %d has no positive in the %s part (%zu train, %zu test"
+                " positives): check --horizon and the data\n",
                 fold, tr.n_pos ? "test" : "training", tr.n_pos, te.n_pos);
         rc = NTAM_EINVAL;
         goto out;
@@ -934,7 +964,8 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
     }
     if ((rc = ntam_logreg_fit(&tr, pw, 1e-3f, 400, lrw))) goto out;
     ntam_logreg_predict(&te, lrw, p_lr);
-    for (size_t i = 0; i < te.n; i++) p_rule[i] = te.rule[i];
+    for (size_t i = 0; i < te.n; i++)
+        p_rule[i] = te.rule[i];
     int32_t max_lead = pr.window + pr.horizon > 30 ? pr.window + pr.horizon : 30;
     int k = 0;
     ntam_eval_score(&te, p_ntam, thr, max_lead, hp.ablate_neighbours ? "NTAM (ablated)" : "NTAM",
@@ -967,8 +998,9 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
             b.mean[f] = mean[f];
             b.scale[f] = scale[f];
         }
-        b.schema_hash = t->sim ? feat_schema_hash(FEAT_KIND_DISK)
-                                : ntam_schema_hash((const char(*)[NTAM_FEATURE_NAME])b.feature, tr.F);
+        b.schema_hash = t->sim
+                            ? feat_schema_hash(FEAT_KIND_DISK)
+                            : ntam_schema_hash((const char(*)[NTAM_FEATURE_NAME])b.feature, tr.F);
         b.threshold = thr;
         b.seed = a->tc.seed;
         b.split_seed = pr.split_seed;
@@ -1052,8 +1084,9 @@ int cli_train(int argc, char **argv)
             if (!rc) print_fold(f, &all[f]);
         }
         if (!rc) {
-            printf("\n%d-fold cross-validation (split by device, seed %llu): mean ± sd [min, max]\n",
-                   a.pr.folds, (unsigned long long)a.pr.split_seed);
+            printf(
+                "\n%d-fold cross-validation (split by device, seed %llu): mean ± sd [min, max]\n",
+                a.pr.folds, (unsigned long long)a.pr.split_seed);
             printf("%-28s %-30s %-30s\n", "scorer", "PR-AUC", "ROC-AUC");
             for (int r = 0; r < all[0].n_rows; r++) {
                 double s[2] = {0, 0}, s2[2] = {0, 0}, mn[2] = {1e9, 1e9}, mx[2] = {-1e9, -1e9};
@@ -1069,8 +1102,8 @@ int cli_train(int argc, char **argv)
                 printf("%-28s", all[0].rows[r].name);
                 for (int q = 0; q < 2; q++) {
                     double m = s[q] / a.pr.folds;
-                    double sd = sqrt(fmax(0, s2[q] / a.pr.folds - m * m) * a.pr.folds /
-                                     (a.pr.folds - 1));
+                    double sd =
+                        sqrt(fmax(0, s2[q] / a.pr.folds - m * m) * a.pr.folds / (a.pr.folds - 1));
                     char buf[64];
                     snprintf(buf, sizeof buf, "%.3f ± %.3f [%.3f, %.3f]", m, sd, mn[q], mx[q]);
                     printf(" %-30s", buf);
@@ -1102,7 +1135,8 @@ void cli_predict_demo_defaults(struct api_predict_config *c, const cli_demo_opts
     }
     double ts = demo->time_scale > 0 ? demo->time_scale : 1;
     if (!c->step_ms[0]) c->step_ms[0] = (int64_t)(86400000.0 / ts);
-    if (!c->step_ms[1]) c->step_ms[1] = (int64_t)(3600000.0 / ts) > 1 ? (int64_t)(3600000.0 / ts) : 1;
+    if (!c->step_ms[1])
+        c->step_ms[1] = (int64_t)(3600000.0 / ts) > 1 ? (int64_t)(3600000.0 / ts) : 1;
     for (int k = 0; k < 2; k++)
         if (!c->interval_ms[k]) c->interval_ms[k] = 30000;
     if (!c->first_delay_ms) c->first_delay_ms = 5000;

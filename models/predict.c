@@ -179,8 +179,8 @@ static void top_nb(predict_score_t *s, uint32_t d, float w)
     if (n < PREDICT_TOP) s->nnb++;
 }
 
-int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t,
-                const predict_config_t *cfg, predict_result_t **out, char *err, size_t errlen)
+int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t, const predict_config_t *cfg,
+                predict_result_t **out, char *err, size_t errlen)
 {
     if (!m || !r || !out) {
         seterr(err, errlen, "invalid argument");
@@ -191,7 +191,7 @@ int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t,
     feat_config_t fc;
     fc.kind = m->kind;
     fc.window = (uint32_t)hp->window;
-    fc.step_ms = cfg && cfg->step_ms > 0 ? cfg->step_ms
+    fc.step_ms = cfg && cfg->step_ms > 0     ? cfg->step_ms
                  : m->kind == FEAT_KIND_DISK ? 86400000LL
                                              : 3600000LL;
     int32_t batch = cfg && cfg->batch_dev > 0 ? cfg->batch_dev : 1024;
@@ -340,7 +340,10 @@ out:
     return 0;
 }
 
-#define LBL(s) {(s), (uint32_t)strlen(s)}
+#define LBL(s)                                                                                     \
+    {                                                                                              \
+        (s), (uint32_t)strlen(s)                                                                   \
+    }
 
 int predict_result_append(tsdb_t *db, const predict_result_t *res)
 {

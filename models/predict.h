@@ -38,11 +38,11 @@
 
 /* A validated model: the bundle and what serving needs. */
 typedef struct predict_model {
-    ntam_bundle_t b;    /* weights, normalisation, threshold, horizon */
+    ntam_bundle_t b; /* weights, normalisation, threshold, horizon */
     feat_kind_t kind;
-    uint64_t checksum;  /* FNV-1a 64 of the file (identifies the version serving) */
+    uint64_t checksum; /* FNV-1a 64 of the file (identifies the version serving) */
     size_t file_bytes;
-    char path[512];     /* where it came from ("(embedded)" for built-in bytes) */
+    char path[512]; /* where it came from ("(embedded)" for built-in bytes) */
 } predict_model_t;
 
 /* Load and validate `path` for `kind`. On failure *out is NULL and err says why ("model file
@@ -82,17 +82,17 @@ typedef struct {
 typedef struct {
     feat_kind_t kind;
     int64_t t_ms;
-    int32_t horizon;            /* days, from the model */
-    float threshold;            /* the model's alarm threshold */
-    uint32_t n;                 /* devices scored */
-    feat_devices_t *devices;    /* identities (instance, device, id, rack, pod), owned */
-    predict_score_t *score;     /* n entries */
+    int32_t horizon;         /* days, from the model */
+    float threshold;         /* the model's alarm threshold */
+    uint32_t n;              /* devices scored */
+    feat_devices_t *devices; /* identities (instance, device, id, rack, pod), owned */
+    predict_score_t *score;  /* n entries */
 } predict_result_t;
 
 /* Score every device of the model's kind present at t. *out gets a new result (n may be 0).
  * Workspaces are allocated per call and freed before returning. */
-int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t,
-                const predict_config_t *cfg, predict_result_t **out, char *err, size_t errlen);
+int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t, const predict_config_t *cfg,
+                predict_result_t **out, char *err, size_t errlen);
 void predict_result_destroy(predict_result_t *res); /* accepts NULL */
 
 /* Append augur_failure_probability of every device at res->t_ms. 0 or a negative TSDB_E*. */

@@ -96,8 +96,7 @@ static void test_model_validation(void **state)
     fseek(f, 200, SEEK_SET);
     fputc(0x5a, f);
     fclose(f);
-    assert_int_equal(predict_model_load(path, FEAT_KIND_DISK, &m, err, sizeof err),
-                     NTAM_ECHECKSUM);
+    assert_int_equal(predict_model_load(path, FEAT_KIND_DISK, &m, err, sizeof err), NTAM_ECHECKSUM);
     assert_non_null(strstr(err, "corrupted"));
     assert_int_equal(truncate(path, 100), 0);
     assert_int_equal(predict_model_load(path, FEAT_KIND_DISK, &m, err, sizeof err), NTAM_ETRUNC);
@@ -129,17 +128,27 @@ static void fill_store(tsdb_t *db, int64_t T)
     for (int i = 0; i < 3; i++)
         for (int k = 0; k < TW; k++) {
             int64_t t = T - (TW - 1 - k) * HOUR - 60000;
-            const char *d[] = {"__name__", "smartctl_device", "instance", inst[i], "device", dev[i],
-                               "serial_number", ser[i], "model_name", "M", NULL};
+            const char *d[] = {"__name__", "smartctl_device", "instance", inst[i],      "device",
+                               dev[i],     "serial_number",   ser[i],     "model_name", "M",
+                               NULL};
             put(db, d, t, 1);
             char id[8];
             snprintf(id, sizeof id, "5");
-            const char *a[] = {"__name__", "smartctl_device_attribute", "instance", inst[i],
-                               "device", dev[i], "attribute_id", id, "attribute_value_type",
-                               "raw", NULL};
+            const char *a[] = {"__name__",
+                               "smartctl_device_attribute",
+                               "instance",
+                               inst[i],
+                               "device",
+                               dev[i],
+                               "attribute_id",
+                               id,
+                               "attribute_value_type",
+                               "raw",
+                               NULL};
             put(db, a, t, i == 1 ? 10.0 * k * k : 0);
-            const char *tp[] = {"__name__", "smartctl_device_temperature", "instance", inst[i],
-                                "device", dev[i], NULL};
+            const char *tp[] = {
+                "__name__", "smartctl_device_temperature", "instance", inst[i], "device", dev[i],
+                NULL};
             put(db, tp, t, 35 + i);
         }
 }
@@ -186,8 +195,8 @@ static void test_predict_run_store(void **state)
     /* the grown SMART 5 of n1/sdb is among its top features */
     int seen = 0;
     for (int k = 0; k < res->score[1].nfeat; k++)
-        seen |= !strcmp(feat_name(FEAT_KIND_DISK, res->score[1].feat[k].feature),
-                        "log1p_inc_smart_5");
+        seen |=
+            !strcmp(feat_name(FEAT_KIND_DISK, res->score[1].feat[k].feature), "log1p_inc_smart_5");
     assert_true(seen);
     /* series */
     assert_int_equal(predict_result_append(db, res), 0);
@@ -366,8 +375,8 @@ static void test_serve_predictor(void **state)
                 "smartctl_device_attribute{instance=\"%s\",device=\"%s\",attribute_id=\"5\","
                 "attribute_value_type=\"raw\"} %d %lld\n"
                 "smartctl_device_temperature{instance=\"%s\",device=\"%s\"} %d %lld\n",
-                inst[i], dev[i], ser[i], t, inst[i], dev[i], i == 3 ? 50 * k * k : 0, t,
-                inst[i], dev[i], 30 + i, t);
+                inst[i], dev[i], ser[i], t, inst[i], dev[i], i == 3 ? 50 * k * k : 0, t, inst[i],
+                dev[i], 30 + i, t);
         }
     st = http(port, "POST", "/api/v1/import/prometheus", body, buf, sizeof buf);
     if (st != 204) fprintf(stderr, "import: %d %s\n", st, buf);
@@ -382,9 +391,8 @@ static void test_serve_predictor(void **state)
               buf, sizeof buf);
     assert_int_equal(st, 200);
     assert_non_null(strstr(buf, "\"4\""));
-    st = http(port, "GET",
-              "/api/v1/query?query=augur_failure_probability%7Bserial%3D%22S4%22%7D", NULL, buf,
-              sizeof buf);
+    st = http(port, "GET", "/api/v1/query?query=augur_failure_probability%7Bserial%3D%22S4%22%7D",
+              NULL, buf, sizeof buf);
     assert_int_equal(st, 200);
     assert_non_null(strstr(buf, "\"instance\":\"n2\""));
     assert_non_null(strstr(buf, "\"device\":\"sdb\""));
@@ -396,7 +404,8 @@ static void test_serve_predictor(void **state)
     /* the ranked list */
     st = http(port, "GET", "/api/v1/predictions?kind=disk&limit=3", NULL, buf, sizeof buf);
     assert_int_equal(st, 200);
-    assert_non_null(strstr(buf, "{\"status\":\"success\",\"data\":{\"models\":[{\"kind\":\"disk\""));
+    assert_non_null(
+        strstr(buf, "{\"status\":\"success\",\"data\":{\"models\":[{\"kind\":\"disk\""));
     assert_non_null(strstr(buf, "\"total\":4,\"predictions\":["));
     assert_int_equal(count_str(buf, "\"probability\":"), 3 + 3); /* 3 devices + 1 neighbour each */
     assert_int_equal(count_str(buf, "\"features\":["), 3);
@@ -417,9 +426,8 @@ static void test_serve_predictor(void **state)
     const char *cs = strstr(buf, "\"checksum\":\"");
     assert_non_null(cs);
     memcpy(checksum, cs + 12, 16);
-    assert_int_equal(http(port, "GET", "/api/v1/predictions?min_probability=2", NULL, buf,
-                          sizeof buf),
-                     400);
+    assert_int_equal(
+        http(port, "GET", "/api/v1/predictions?min_probability=2", NULL, buf, sizeof buf), 400);
     assert_int_equal(http(port, "GET", "/api/v1/predictions?kind=tape", NULL, buf, sizeof buf),
                      400);
     st = http(port, "GET", "/api/v1/predictions?kind=gpu", NULL, buf, sizeof buf);

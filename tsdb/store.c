@@ -481,7 +481,7 @@ static uint64_t head_limit(const tsdb_t *db)
 static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
 {
     if (s->n == s->cap) {
-        uint32_t ncap = s->cap ? s->cap * 2 : 8;
+        uint32_t ncap = s->cap ? s->cap + s->cap / 2 : 8; /* x1.5: less slack */
         tsdb_sample_t *nh = realloc(s->head, ncap * sizeof *nh);
         if (!nh) return TSDB_ENOMEM;
         db->mem_head_bytes += (ncap - s->cap) * sizeof *nh;

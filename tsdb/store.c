@@ -107,6 +107,7 @@ static int ginfo_touch(tsdb_t *db, uint32_t g)
         struct group_info *nv = realloc(db->ginfo, ncap * sizeof *nv);
         if (!nv) return TSDB_ENOMEM;
         memset(nv + db->nginfo, 0, (ncap - db->nginfo) * sizeof *nv);
+        for (uint32_t i = db->nginfo; i < ncap; i++) nv[i].tmax = INT64_MIN;
         db->ginfo = nv;
         db->nginfo = ncap;
     }
@@ -1060,6 +1061,7 @@ static int load_series(void *ctx, uint32_t sid, const tsdb_label_t *labels, size
     if (!rc) rc = ng_note(lc->db, labels_name(labels, n), sid);
     if (rc) return rc;
     if (!known) lc->db->ginfo[g].pm = TSDB_PART_MS; /* written before per-group lengths */
+    if (maxt > lc->db->ginfo[g].tmax) lc->db->ginfo[g].tmax = maxt;
     s->persisted = 1;
     s->sealed_mint = s->mint = mint;
     s->sealed_maxt = s->maxt = maxt;
@@ -1533,7 +1535,10 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         for (size_t i = 0; i < nf; i++) {
             series_t *s = fz[i].s;
             uint32_t g = s->sid / TSDB_GROUP_SIDS;
-            if (g < db->nginfo) db->ginfo[g].persisted = 1;
+            if (g < db->nginfo) {
+                db->ginfo[g].persisted = 1;
+                if (fz[i].maxt > db->ginfo[g].tmax) db->ginfo[g].tmax = fz[i].maxt;
+            }
             if (fz[i].mint < s->sealed_mint) s->sealed_mint = fz[i].mint;
             if (fz[i].maxt > s->sealed_maxt) s->sealed_maxt = fz[i].maxt;
             free(s->frozen);
@@ -1892,14 +1897,11 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
 static int rewrite_scan(tsdb_t *db, int closed_only, int force, int64_t part_lt,
                         uint64_t *removed_total)
 {
-    int64_t closed_time = INT64_MAX; /* partitions ending before it are closed */
-    if (closed_only) {
-        pthread_mutex_lock(&db->mu);
-        int64_t mt = db->max_time;
-        pthread_mutex_unlock(&db->mu);
-        if (mt == INT64_MIN) return 0;
-        closed_time = mt - db->opt.ooo_window_ms;
-    }
+    /* closed_only: a partition is closed once it ends before its group's
+     * newest sealed sample minus the out-of-order window. Per group, not per
+     * store: series written at the current time (augur's own metrics) must
+     * not make a backfill's partitions look closed and get merged at every
+     * flush. */
     uint8_t start[16];
     memset(start, 0, sizeof start);
     uint8_t (*run)[16] = NULL;
@@ -1946,8 +1948,15 @@ static int rewrite_scan(tsdb_t *db, int closed_only, int force, int64_t part_lt,
                 int64_t rp;
                 db_block_key_parse(run[0], &rg, &rp, &rs);
                 if (end || g != rg || p != rp) {
-                    int64_t rpm = db_group_pm(db, rg);
-                    int closed = closed_time == INT64_MAX || db_part_end(rp, rpm) <= closed_time;
+                    int closed = 1;
+                    if (closed_only) {
+                        pthread_mutex_lock(&db->mu);
+                        int64_t rpm = db_group_pm_locked(db, rg);
+                        int64_t tmax = rg < db->nginfo ? db->ginfo[rg].tmax : INT64_MIN;
+                        pthread_mutex_unlock(&db->mu);
+                        closed = tmax != INT64_MIN && tmax - db->opt.ooo_window_ms > rp &&
+                                 db_part_end(rp, rpm) <= tmax - db->opt.ooo_window_ms;
+                    }
                     if ((nrun > 1 || force) && closed && rp < part_lt) {
                         mdb_cursor_close(cur);
                         cur = NULL;

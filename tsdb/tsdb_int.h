@@ -112,6 +112,7 @@ struct tsdb {
     struct group_info {
         int64_t pm;          /* partition length of this group's blocks, 0 = unknown yet */
         uint8_t persisted;   /* pm written to "groups" */
+        int64_t tmax;        /* newest sealed sample of the group (for closing partitions) */
     } *ginfo;                /* indexed by group, parallel to pages */
     uint32_t nginfo;
     uint64_t nseries;            /* live series */

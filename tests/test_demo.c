@@ -18,6 +18,7 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "testhttp.h"
 #include "testutil.h"
 
 static void sleep_ms(int ms)
@@ -29,40 +30,7 @@ static void sleep_ms(int ms)
 /* GET path; the body (NUL-terminated) into buf. Returns the status or -1. */
 static int http_get(unsigned port, const char *path, char *buf, size_t cap)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        close(fd);
-        return -1;
-    }
-    char req[1024];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
-    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
-        close(fd);
-        return -1;
-    }
-    size_t got = 0;
-    for (;;) {
-        ssize_t r = recv(fd, buf + got, cap - 1 - got, 0);
-        if (r <= 0) break;
-        got += (size_t)r;
-        if (got == cap - 1) break;
-    }
-    close(fd);
-    buf[got] = 0;
-    int status = -1;
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) return -1;
-    char *b = strstr(buf, "\r\n\r\n");
-    if (b) memmove(buf, b + 4, strlen(b + 4) + 1);
-    return status;
+    return th_request_buf(port, "GET", path, NULL, 10, buf, cap);
 }
 
 static void test_serve_demo(void **state)

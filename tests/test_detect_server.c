@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "testhttp.h"
 #include "testutil.h"
 
 typedef struct {
@@ -30,43 +31,10 @@ typedef struct {
 static int http_do(unsigned port, const char *method, const char *path, const char *body,
                    reply_t *r)
 {
-    memset(r, 0, sizeof *r);
-    r->status = -1;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {20, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        close(fd);
-        return -1;
-    }
-    size_t bl = body ? strlen(body) : 0;
-    char head[1024];
-    int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                     "Content-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, bl);
-    if (send(fd, head, (size_t)n, MSG_NOSIGNAL) != n ||
-        (bl && send(fd, body, bl, MSG_NOSIGNAL) != (ssize_t)bl)) {
-        close(fd);
-        return -1;
-    }
-    tbuf_t b = {0};
-    char buf[65536];
-    ssize_t k;
-    while ((k = recv(fd, buf, sizeof buf, 0)) > 0)
-        tbuf_put(&b, buf, (size_t)k);
-    close(fd);
-    tbuf_put(&b, "", 1);
-    sscanf((char *)b.p, "HTTP/1.%*d %d", &r->status);
-    char *e = strstr((char *)b.p, "\r\n\r\n");
-    r->body = strdup(e ? e + 4 : "");
-    tbuf_free(&b);
+    th_reply_t t;
+    th_request(port, method, path, NULL, body, 20, &t);
+    r->status = t.status;
+    r->body = t.body;
     return r->status;
 }
 

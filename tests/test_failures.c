@@ -23,6 +23,7 @@
 #include "api/auth.h"
 #include "api/server.h"
 #include "ingest/failures.h"
+#include "testhttp.h"
 #include "testutil.h"
 #include "tsdb/tsdb.h"
 
@@ -34,40 +35,10 @@ typedef struct {
 static int http(unsigned port, const char *method, const char *path, const char *hdrs,
                 const char *body, resp_t *r)
 {
-    memset(r, 0, sizeof *r);
-    r->status = -1;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {20, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        close(fd);
-        return -1;
-    }
-    size_t bl = body ? strlen(body) : 0;
-    char head[2048];
-    int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %zu\r\n"
-                     "%s\r\n",
-                     method, path, bl, hdrs ? hdrs : "");
-    assert_true(send(fd, head, (size_t)n, MSG_NOSIGNAL) == n);
-    if (bl) assert_true(send(fd, body, bl, MSG_NOSIGNAL) == (ssize_t)bl);
-    tbuf_t b = {0};
-    char buf[65536];
-    ssize_t k;
-    while ((k = recv(fd, buf, sizeof buf, 0)) > 0)
-        tbuf_put(&b, buf, (size_t)k);
-    close(fd);
-    tbuf_put(&b, "", 1);
-    sscanf((char *)b.p, "HTTP/1.%*d %d", &r->status);
-    char *e = strstr((char *)b.p, "\r\n\r\n");
-    r->body = strdup(e ? e + 4 : "");
-    tbuf_free(&b);
+    th_reply_t t;
+    th_request(port, method, path, hdrs, body, 20, &t);
+    r->status = t.status;
+    r->body = t.body;
     return r->status;
 }
 

@@ -33,6 +33,7 @@
 #include "models/ntam.h"
 #include "models/ntam_file.h"
 #include "models/predict.h"
+#include "testhttp.h"
 #include "testutil.h"
 #include "tsdb/tsdb.h"
 
@@ -255,44 +256,7 @@ static void sleep_ms(int ms)
 static int http(unsigned port, const char *method, const char *path, const char *body, char *buf,
                 size_t cap)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {20, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        close(fd);
-        return -1;
-    }
-    size_t bl = body ? strlen(body) : 0;
-    char req[1024];
-    int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                     "Content-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, bl);
-    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n ||
-        (bl && send(fd, body, bl, MSG_NOSIGNAL) != (ssize_t)bl)) {
-        close(fd);
-        return -1;
-    }
-    size_t got = 0;
-    for (;;) {
-        ssize_t r = recv(fd, buf + got, cap - 1 - got, 0);
-        if (r <= 0) break;
-        got += (size_t)r;
-        if (got == cap - 1) break;
-    }
-    close(fd);
-    buf[got] = 0;
-    int status = -1;
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) return -1;
-    char *b = strstr(buf, "\r\n\r\n");
-    if (b) memmove(buf, b + 4, strlen(b + 4) + 1);
-    return status;
+    return th_request_buf(port, method, path, body, 20, buf, cap);
 }
 
 static int count_str(const char *s, const char *needle)

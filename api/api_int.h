@@ -42,6 +42,7 @@ struct api_server {
     struct MHD_Daemon *d;
     _Atomic(tsdb_t *) db; /* NULL until the store is open: not ready */
     _Atomic int stopping; /* shutdown began: refuse new requests */
+    _Atomic int starting; /* store open, components still attaching: not ready yet */
     unsigned port;
     int loopback_only;
     unsigned auth_roles;      /* roles that have at least one credential */

@@ -132,7 +132,7 @@ int api_metrics_render(const api_metrics_t *m, tsdb_t *db, int ready, int64_t in
     rc |= head(out, "augur_build_info", "gauge",
                "A metric with constant value 1 labelled with the build version.");
     rc |= put(out, "augur_build_info{version=\"%s\"} 1\n", m->version);
-    rc |= gauge(out, "augur_ready", "1 once the store is open and recovered.", ready ? 1 : 0);
+    rc |= gauge(out, "augur_ready", "1 when /-/ready answers 200: store open and recovered, every enabled component attached.", ready ? 1 : 0);
 
     rc |= counter(out, "augur_samples_ingested_total",
                   "Samples stored (durable on acknowledgement).", LD(m->samples_ingested));

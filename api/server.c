@@ -481,7 +481,9 @@ static void handle_metrics(api_server_t *s, api_resp_t *rs)
 {
     rs->code = 200;
     rs->ctype = "text/plain; version=0.0.4; charset=utf-8";
-    if (api_metrics_render(&s->m, atomic_load(&s->db), atomic_load(&s->db) != NULL,
+    tsdb_t *db = atomic_load(&s->db);
+    int ready = db && !atomic_load(&s->starting) && !atomic_load(&s->stopping);
+    if (api_metrics_render(&s->m, db, ready,
                            (int64_t)s->cfg.max_inflight_bytes, &rs->body) ||
         api_detect_metrics_render(atomic_load(&s->det), &rs->body) ||
         api_alerting_metrics_render(s, &rs->body) ||
@@ -534,12 +536,14 @@ static void dispatch(api_req_t *r, struct MHD_Connection *c, api_resp_t *rs)
         resp_text(rs, 200, "text/plain; charset=utf-8", "augur is Healthy.\n");
         return;
     case API_R_READY:
-        if (db && !atomic_load(&s->stopping))
+        if (db && !atomic_load(&s->stopping) && !atomic_load(&s->starting))
             resp_text(rs, 200, "text/plain; charset=utf-8", "augur is Ready.\n");
         else
             resp_text(rs, 503, "text/plain; charset=utf-8",
-                      db ? "augur is shutting down.\n"
-                         : "augur is not ready: opening the store.\n");
+                      !db                            ? "augur is not ready: opening the store.\n"
+                      : atomic_load(&s->stopping)   ? "augur is shutting down.\n"
+                                                     : "augur is not ready: starting detection, "
+                                                       "alerting and prediction.\n");
         return;
     case API_R_METRICS:
         handle_metrics(s, rs);
@@ -977,6 +981,11 @@ int api_server_loopback_only(const api_server_t *s)
 void api_server_set_store(api_server_t *s, tsdb_t *db)
 {
     if (s) atomic_store(&s->db, db);
+}
+
+void api_server_set_starting(api_server_t *s, int starting)
+{
+    if (s) atomic_store(&s->starting, starting ? 1 : 0);
 }
 
 int api_server_shutdown(api_server_t *s, int64_t timeout_ms)

@@ -18,7 +18,9 @@
  *
  *   api_server_start()      bind and serve (the store may not be open yet:
  *                           /-/ready and data endpoints answer 503)
- *   api_server_set_store()  the store is open and recovered: ready
+ *   api_server_set_store()  the store is open and recovered: ready, unless
+ *                           api_server_set_starting(s, 1) holds readiness
+ *                           back until the caller's other parts are attached
  *   api_server_shutdown()   stop accepting, finish in-flight requests
  *   api_server_destroy()    stop the daemon, free; the caller closes the store
  *
@@ -100,6 +102,12 @@ int api_server_loopback_only(const api_server_t *s);
 /* Attach the open store and become ready. The store must stay open until
  * api_server_destroy(). */
 void api_server_set_store(api_server_t *s, tsdb_t *db);
+
+/* While starting is 1, /-/ready answers 503 even with the store attached
+ * (ingestion and queries are already served): `augur serve` sets it before
+ * the store opens and clears it once detection, alerting and prediction are
+ * attached, so a load balancer or test waiting for ready sees all of them. */
+void api_server_set_starting(api_server_t *s, int starting);
 
 /* Stop accepting connections and wait up to timeout_ms for requests in
  * flight to finish. Returns 0, or API_ETIMEOUT if some were still running

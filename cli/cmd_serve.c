@@ -540,6 +540,7 @@ int cli_serve(int argc, char **argv)
 
     api_server_t *srv = NULL;
     int rc = api_server_start(&o.api, &srv);
+    if (!rc) api_server_set_starting(srv, 1); /* ready once everything below is attached */
     if (rc) {
         api_log(API_LOG_ERROR, "cannot start HTTP server", "addr=%s err=%s errno=%s",
                 api_log_quote(q, 200, o.api.listen_address, strlen(o.api.listen_address)),
@@ -592,7 +593,7 @@ int cli_serve(int argc, char **argv)
     tsdb_stats_t st;
     memset(&st, 0, sizeof st);
     tsdb_stats(db, &st);
-    api_log(API_LOG_INFO, "store open, ready",
+    api_log(API_LOG_INFO, "store open",
             "duration_ms=%.1f series=%" PRIu64 " samples=%" PRIu64 " head_samples=%" PRIu64,
             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
             st.series, st.samples, st.head_samples);
@@ -674,6 +675,9 @@ int cli_serve(int argc, char **argv)
     cli_demo_t *demo = NULL;
     if (cli_demo_start(db, &o.demo, &demo))
         api_log(API_LOG_ERROR, "cannot start the demo simulator", NULL);
+    api_server_set_starting(srv, 0);
+    api_log(API_LOG_INFO, "ready", "detection=%s alerting=on prediction=%s",
+            o.detect.enabled ? "on" : "off", pred ? "on" : "off");
 
     /* Wait for SIGTERM/SIGINT. */
     unsigned char sig = 0;

@@ -12,9 +12,13 @@
  *                   anomaly_score column, or one score a line) instead of
  *                   running the detector
  *   --out DIR       also write the detector's results there (NAB format)
+ *   --set F=V       override one detect_config_t field (tuning runs)
+ *   --folds         also score the even- and odd-numbered files apart
+ *                   (two-fold check of a tuned setting)
  *   -v              per-file raw scores and detections (standard profile)
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +27,47 @@
 
 #include "models/detect.h"
 #include "models/nab.h"
+
+/* --set NAME=VALUE: override one detect_config_t field (for tuning runs;
+ * the figures in bench/RESULTS.md use the defaults). */
+static int config_set(detect_config_t *cfg, const char *arg)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } fields[] = {
+        {"alpha_fast", offsetof(detect_config_t, alpha_fast)},
+        {"alpha_slow", offsetof(detect_config_t, alpha_slow)},
+        {"alpha_season", offsetof(detect_config_t, alpha_season)},
+        {"huber_k", offsetof(detect_config_t, huber_k)},
+        {"spot_q", offsetof(detect_config_t, spot_q)},
+        {"cusum_k", offsetof(detect_config_t, cusum_k)},
+        {"refractory", offsetof(detect_config_t, refractory)},
+        {"novelty_k", offsetof(detect_config_t, novelty_k)},
+        {"sub_alarm", offsetof(detect_config_t, sub_alarm)},
+        {"onset_margin", offsetof(detect_config_t, onset_margin)},
+        {"novelty_decay", offsetof(detect_config_t, novelty_decay)},
+        {"novelty_repeat", offsetof(detect_config_t, novelty_repeat)},
+    };
+    const char *eq = strchr(arg, '=');
+    if (!eq) return -1;
+    char *end;
+    double v = strtod(eq + 1, &end);
+    if (end == eq + 1 || *end) return -1;
+    if ((size_t)(eq - arg) == 6 && !strncmp(arg, "warmup", 6)) {
+        if (v < 0 || v > 1e9) return -1;
+        cfg->warmup = (uint32_t)v;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (strlen(fields[i].name) == (size_t)(eq - arg) &&
+            !strncmp(arg, fields[i].name, (size_t)(eq - arg))) {
+            float f = (float)v;
+            memcpy((char *)cfg + fields[i].off, &f, sizeof f);
+            return 0;
+        }
+    return -1;
+}
 
 static int mkdirs(const char *path)
 {
@@ -60,6 +105,9 @@ int main(int argc, char **argv)
 {
     const char *dir = getenv("AUGUR_NAB_DIR"), *labels = "combined_windows_dev.json";
     const char *results = NULL, *out = NULL;
+    detect_config_t cfg;
+    detect_config_init(&cfg);
+    int folds = 0;   /* also score the even- and odd-numbered files apart */
     int verbose = 0; /* 1: per-file raw scores; 2: also windows and detections */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--nab") && i + 1 < argc)
@@ -70,13 +118,20 @@ int main(int argc, char **argv)
             results = argv[++i];
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out = argv[++i];
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
+            if (config_set(&cfg, argv[++i])) {
+                fprintf(stderr, "bench_nab: --set %s: unknown field or bad value\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--folds"))
+            folds = 1;
         else if (!strcmp(argv[i], "-v"))
             verbose = 1;
         else if (!strcmp(argv[i], "-vv"))
             verbose = 2;
         else {
             fprintf(stderr, "usage: bench_nab [--nab DIR] [--labels NAME] [--results DIR] "
-                            "[--out DIR] [-v|-vv]\n");
+                            "[--out DIR] [--set FIELD=VALUE] [--folds] [-v|-vv]\n");
             return 2;
         }
     }
@@ -96,8 +151,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_nab: %s: %s\n", err, nab_strerror(rc));
         return 1;
     }
-    detect_config_t cfg;
-    detect_config_init(&cfg);
     size_t rows = 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -117,10 +170,12 @@ int main(int argc, char **argv)
         detect_init(&st, 0);
         const char *dbg = getenv("AUGUR_NAB_DEBUG"); /* file name part: print the alarms */
         int show = dbg && *dbg && strstr(c.keys[i], dbg);
+        const char *dmin = getenv("AUGUR_NAB_DEBUG_MIN"); /* print rows scoring above */
+        double show_min = dmin ? atof(dmin) : 0.15;
         for (size_t r = 0; r < c.csv[i].n; r++) {
             detect_result_t dr;
             c.scores[i][r] = detect_update(&st, &cfg, c.csv[i].ts[r], c.csv[i].v[r], &dr);
-            if (show && dr.score > 0.15)
+            if (show && dr.score >= show_min)
                 printf("%s row %zu x %g exp %g score %.3f s %.2f comp %.1f %.1f %.1f %.1f %.1f "
                        "ev %u\n",
                        c.keys[i], r, dr.x, dr.expected, dr.score, dr.surprise, dr.comp[0],
@@ -183,6 +238,26 @@ int main(int argc, char **argv)
                                nab_row_value(&c.files[i], &nab_profiles[p], k));
             }
     }
+    /* Two-fold check against over-fitting: the files in label order, split
+     * into even and odd positions, each half scored on its own (its own
+     * optimised threshold and normalisation). */
+    nab_file_t *half = malloc(c.n * sizeof *half);
+    for (int h = 0; folds && half && h < 2 && !rc; h++) {
+        size_t m = 0, hw = 0;
+        for (size_t i = (size_t)h; i < c.n; i += 2) {
+            half[m++] = c.files[i];
+            hw += c.files[i].nwin;
+        }
+        printf("fold %d/2 (%zu files, %zu windows):", h, m, hw);
+        for (int p = 0; p < NAB_NPROFILES; p++) {
+            nab_result_t r;
+            rc = nab_score(half, m, &nab_profiles[p], &r, NULL);
+            if (rc) break;
+            printf("  %s %.2f", nab_profiles[p].name, r.score);
+        }
+        printf("\n");
+    }
+    free(half);
     free(pfr);
     nab_corpus_free(&c);
     return rc ? 1 : 0;

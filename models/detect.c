@@ -32,8 +32,11 @@ void detect_config_init(detect_config_t *c)
     c->spot_q = 0.95f;
     c->cusum_k = 0.5f;
     c->refractory = 0.9999f;
+    c->onset_margin = 1.1f;
     c->novelty_k = 0.4f;
     c->sub_alarm = 0.2f;
+    c->novelty_decay = 0.9995f;
+    c->novelty_repeat = 0.5f;
 }
 
 /* Initial SPOT thresholds per statistic (in the statistic's units) and the
@@ -225,7 +228,10 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     R->expected = pred;
     if (use_s) R->events |= DETECT_EV_SEASONAL;
 
-    /* Refractory memory: a long event reports its onset, then fades.
+    /* Refractory memory: a long event reports its onset, then fades. A
+     * new onset has to beat the decayed memory by a margin: without it a
+     * repeat of the same event (a daily jump the baseline cannot learn)
+     * creeps back above the memory as it decays and alarms every day.
      * The first time the seasonal baseline takes over, the surprises of
      * the plain level (a daily pattern it could not predict) stop being
      * the yardstick: the memory starts again. */
@@ -235,7 +241,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         st->seen |= 1u << 31;
     }
     double out = s;
-    if (s <= mem) out = s * 0.02;
+    if (s <= mem * cfg->onset_margin) out = s * 0.02;
     st->mem = maxf_(mem * cfg->refractory, (float)s);
 
     /* Novelty: how far x, or its short EWMA (a sustained level), leaves
@@ -260,6 +266,13 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     }
     st->xs = xs;
     double nscore = (double)nov / ((double)nov + cfg->novelty_k);
+    /* Novelty memory: after an excursion to a new level the range keeps
+     * creeping outwards for a while (the short EWMA is still climbing, a
+     * noisy plateau sets new records); those are repeats of one event
+     * unless they beat the decayed memory of the novelty scores. */
+    float nmem = st->nmem;
+    st->nmem = maxf_(nmem * cfg->novelty_decay, (float)nscore);
+    if (nscore <= nmem) nscore *= cfg->novelty_repeat;
     /* In -log10 p units, for comp[] and explanations. */
     R->comp[DETECT_C_NOVEL] =
         (float)(nscore < 0.999 ? nscore * DETECT_HALF / (1.0 - nscore) : 6000.0);
@@ -380,7 +393,7 @@ static const uint8_t *getd(const uint8_t *p, double *f)
 }
 
 /* The float fields in encoding order. */
-#define DETECT_NFLOAT (8 + 24 + 5 + 12)
+#define DETECT_NFLOAT (8 + 24 + 5 + 1 + 12)
 static void float_fields(detect_state_t *st, float **f)
 {
     size_t i = 0;
@@ -404,6 +417,7 @@ static void float_fields(detect_state_t *st, float **f)
         f[i++] = &st->spot[k].m1;
         f[i++] = &st->spot[k].m2;
     }
+    f[i++] = &st->nmem; /* last: zero in a 0xDE72 record (see decode) */
 }
 
 int detect_state_encode(const detect_state_t *st, uint8_t *buf, size_t cap)
@@ -435,7 +449,11 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
     uint32_t mf;
     uint64_t t;
     p = get32(p, &mf);
-    if ((mf & 0xffff) != DETECT_MAGIC) return DETECT_EFORMAT;
+    /* 0xDE72 differs only by the novelty memory, encoded last, where the
+     * older record has zero padding: it reads as a state with no novelty
+     * memory yet. */
+    int v2 = (mf & 0xffff) == DETECT_MAGIC_V2;
+    if ((mf & 0xffff) != DETECT_MAGIC && !v2) return DETECT_EFORMAT;
     s.magic = DETECT_MAGIC;
     s.flags = (uint16_t)(mf >> 16);
     if (s.flags & ~DETECT_F_COUNTER) return DETECT_EFORMAT;
@@ -454,6 +472,7 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
         p = getf(p, f[i]);
         if (!isfinite(*f[i])) return DETECT_EFORMAT;
     }
+    if (v2 && s.nmem != 0.0f) return DETECT_EFORMAT;
     *st = s;
     return DETECT_STATE_BYTES;
 }

@@ -32,11 +32,16 @@
  *               of everything seen so far (relative to the range's
  *               width): a level the series has never been at.
  *   ensemble    s = max over statistics of -log10(p), less log10 of their
- *               number (Bonferroni); zero during warm-up; a short
- *               refractory memory so one event yields one alarm onset.
+ *               number (Bonferroni); zero during warm-up; a decaying
+ *               memory of recent surprise that a new onset must beat by
+ *               a margin, so one event (or a daily repeat of it) yields
+ *               one alarm.
  *               Sub-alarm residual scores (below DETECT_ALARM) are
  *               shrunk, and the score is the larger of that and the
- *               novelty score (docs/anomaly-detection.md).
+ *               novelty score (docs/anomaly-detection.md). Novelty has
+ *               its own decaying memory: a novelty score that does not
+ *               beat it (the range creeping outwards after an excursion)
+ *               is reported at a fraction of its value.
  *
  * Inputs: NaN, ±Inf and the Prometheus staleness marker are skipped
  * without touching the state (the score returned is 0). Counters
@@ -94,16 +99,19 @@ typedef enum {
 
 /* Configuration: one for every series (no per-series tuning). */
 typedef struct {
-    uint32_t warmup;    /* samples before scores are emitted (default 150) */
-    float alpha_fast;   /* fast level EWMA weight (default 0.2) */
-    float alpha_slow;   /* slow level / scale weight (default 0.01) */
-    float alpha_season; /* hour-of-day bucket weight (default 0.1) */
-    float huber_k;      /* residual clip for updates, in scales (default 3) */
-    float spot_q;       /* SPOT initial-threshold quantile (default 0.95) */
-    float cusum_k;      /* CUSUM allowance, in scales (default 0.5) */
-    float refractory;   /* per-sample decay of the alarm memory (default 0.999) */
-    float novelty_k;    /* range excess (in range widths) that scores 0.5 (default 0.1) */
-    float sub_alarm;    /* factor on residual scores below DETECT_ALARM (default 0.2) */
+    uint32_t warmup;      /* samples before scores are emitted (default 150) */
+    float alpha_fast;     /* fast level EWMA weight (default 0.2) */
+    float alpha_slow;     /* slow level / scale weight (default 0.01) */
+    float alpha_season;   /* hour-of-day bucket weight (default 0.1) */
+    float huber_k;        /* residual clip for updates, in scales (default 3) */
+    float spot_q;         /* SPOT initial-threshold quantile (default 0.95) */
+    float cusum_k;        /* CUSUM allowance, in scales (default 0.5) */
+    float refractory;     /* per-sample decay of the alarm memory (default 0.9999) */
+    float onset_margin;   /* a surprise is a new onset above margin x memory (default 1.1) */
+    float novelty_k;      /* range excess (in range widths) that scores 0.5 (default 0.1) */
+    float sub_alarm;      /* factor on residual scores below DETECT_ALARM (default 0.2) */
+    float novelty_decay;  /* per-sample decay of the novelty memory (default 0.9995) */
+    float novelty_repeat; /* factor on a novelty score not above that memory (default 0.5) */
 } detect_config_t;
 
 void detect_config_init(detect_config_t *c);
@@ -135,14 +143,18 @@ typedef struct {
     float season[24];      /* hour-of-day deviation from the slow level */
     float xs;              /* short EWMA of x (novelty of a sustained level) */
     float hi[2], lo[2];    /* range seen so far of x [0] and of xs [1] */
-    float spare[2];        /* zero */
+    float nmem;            /* memory of recent novelty scores */
+    float spare;           /* zero */
     detect_spot_t spot[4]; /* tails of UP, DOWN, SHIFT, VAR */
 } detect_state_t;
 
 /* Magic and layout version in one: 0xDE71 was the first layout (with a
- * day-of-week profile); 0xDE72 added the novelty range. Decoding refuses
- * any other value, so an old state file starts the detectors fresh. */
-#define DETECT_MAGIC 0xDE72u
+ * day-of-week profile); 0xDE72 added the novelty range; 0xDE73 the
+ * novelty memory (a 0xDE72 state is read as 0xDE73 with no novelty
+ * memory yet: its spare field was zero). Decoding refuses any other value,
+ * so an older state file starts the detectors fresh. */
+#define DETECT_MAGIC 0xDE73u
+#define DETECT_MAGIC_V2 0xDE72u
 
 /* The outcome of one update. */
 typedef struct {

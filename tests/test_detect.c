@@ -257,6 +257,10 @@ static void test_clean_random_walk(void **state)
     sig_free(&g);
 }
 
+/* Encoded offset of the novelty memory: the last of the 50 floats that
+ * follow the 48-byte header. */
+#define NMEM_OFF (48 + 49 * 4)
+
 static void test_persist_round_trip(void **state)
 {
     (void)state;
@@ -289,6 +293,25 @@ static void test_persist_round_trip(void **state)
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);
     buf2[0] = (uint8_t)(DETECT_MAGIC & 0xff);
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_STATE_BYTES);
+    /* A state of the second layout (0xDE72: no novelty memory, which the
+     * third layout encodes last, where the second had zero padding) is
+     * migrated: same state, novelty memory empty. Non-zero padding in a
+     * second-layout record is refused. */
+    {
+        uint8_t v2[DETECT_STATE_BYTES];
+        detect_state_t m, ref = b;
+        memcpy(v2, buf2, sizeof v2);
+        v2[0] = (uint8_t)(DETECT_MAGIC_V2 & 0xff);
+        memset(v2 + NMEM_OFF, 0, 4);
+        assert_int_equal(detect_state_decode(&m, v2, sizeof v2), DETECT_STATE_BYTES);
+        assert_int_equal(m.magic, DETECT_MAGIC);
+        assert_true(m.nmem == 0.0f);
+        ref.nmem = 0.0f;
+        ref.spare = 0.0f;
+        assert_memory_equal(&m, &ref, sizeof m);
+        v2[NMEM_OFF] = 1;
+        assert_int_equal(detect_state_decode(&m, v2, sizeof v2), DETECT_EFORMAT);
+    }
     double nan = NAN;
     memcpy(buf2 + 32, &nan, 8); /* lf */
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);

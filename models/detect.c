@@ -351,11 +351,14 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
             float step = 0.05f * (st->spot[c].m1 + 0.05f);
             spot_learn(&st->spot[c], q, minf_(stat[c], 100.0f), step, w);
         }
-    if (s_learn) {
-        detect_spot_t ssp = {st->su, st->sm1, 0.0f};
-        spot_learn(&ssp, q, minf_(sz, 100.0f), 0.05f * (ssp.m1 + 0.05f), w);
-        st->su = ssp.u;
-        st->sm1 = ssp.m1;
+    if (s_learn) { /* spot_learn() without the second moment */
+        float step = 0.05f * (st->sm1 + 0.05f), y = minf_(sz, 100.0f) - st->su;
+        if (y > 0) {
+            st->sm1 += w * (minf_(y, 8.0f * st->sm1 + 1e-6f) - st->sm1);
+            st->su += step * q;
+        } else {
+            st->su -= step * (1.0f - q);
+        }
     }
     /* Level shift confirmed by the CUSUM: move the baselines to the new
      * level instead of crawling there one clipped step at a time. */

@@ -239,11 +239,10 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
      * that both miss is the residual statistics' business. Its own tail
      * (exponential), learnt whenever the profile is complete and not in
      * use. It scores only while the profile is credible: complete for two
-     * days (midnights, UTC, counted in bits 24-30 of seen), an error
-     * within season_gate times the plain level's, and a prediction inside
-     * the range of levels the series has held (the short EWMA's range,
-     * widened by 15 % of its width each side): a bucket first set by a
-     * start-up spike is not credible. */
+     * days (midnights, UTC, counted in bits 24-30 of seen; a profile that
+     * has just been completed still holds the first day's values, which
+     * are start-up transients in many series) and an error within
+     * season_gate times the plain level's. */
     int full = (st->seen & 0xffffffu) == 0xffffffu;
     uint32_t sdays = st->seen >> 24 & 0x7fu;
     if (full && sdays < 127 && (double)t_prev < day * 86400000.0) { /* a midnight passed */
@@ -256,9 +255,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         float se = st->es > floor_ ? st->es : floor_;
         sz = minf_(fabsf((float)(x - ps)), fabsf((float)(ps - pf))) / se;
         if (!isfinite(sz)) sz = 1e6f;
-        float mid = 0.5f * (st->lo[1] + st->hi[1]), wid = st->hi[1] - st->lo[1];
-        if (sz > st->su && !warm && sdays >= 2 && st->es < cfg->season_gate * st->ef &&
-            fabsf((float)ps - mid) <= 0.65f * wid) {
+        if (sz > st->su && !warm && sdays >= 2 && st->es < cfg->season_gate * st->ef) {
             /* exponential tail: p = (1 - q) exp(-(sz - u) / m1) */
             double ex = ((double)sz - st->su) / ((double)st->sm1 + 1e-6);
             ssur = (float)fmin(-log10(1.0 - (double)q) + ex * 0.4342944819032518, 60.0);

@@ -48,6 +48,7 @@ static int config_set(detect_config_t *cfg, const char *arg)
         {"onset_margin", offsetof(detect_config_t, onset_margin)},
         {"novelty_decay", offsetof(detect_config_t, novelty_decay)},
         {"novelty_repeat", offsetof(detect_config_t, novelty_repeat)},
+        {"season_gate", offsetof(detect_config_t, season_gate)},
     };
     const char *eq = strchr(arg, '=');
     if (!eq) return -1;
@@ -177,9 +178,9 @@ int main(int argc, char **argv)
             c.scores[i][r] = detect_update(&st, &cfg, c.csv[i].ts[r], c.csv[i].v[r], &dr);
             if (show && dr.score >= show_min)
                 printf("%s row %zu x %g exp %g score %.3f s %.2f comp %.1f %.1f %.1f %.1f %.1f "
-                       "ev %u\n",
+                       "nov %.2f ev %u\n",
                        c.keys[i], r, dr.x, dr.expected, dr.score, dr.surprise, dr.comp[0],
-                       dr.comp[1], dr.comp[2], dr.comp[3], dr.comp[4], dr.events);
+                       dr.comp[1], dr.comp[2], dr.comp[3], dr.comp[4], dr.comp[5], dr.events);
         }
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);

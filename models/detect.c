@@ -37,11 +37,16 @@ void detect_config_init(detect_config_t *c)
     c->sub_alarm = 0.2f;
     c->novelty_decay = 0.9995f;
     c->novelty_repeat = 0.5f;
+    c->season_gate = 3.0f;
 }
 
 /* Initial SPOT thresholds per statistic (in the statistic's units) and the
  * step of the quantile tracker relative to the typical excess. */
 static const float spot_u0[4] = {1.5f, 1.5f, 2.0f, 0.3f};
+/* The same for the seasonal channel's tail (an exponential tail: its
+ * running mean excess is its only shape parameter). */
+#define SEASON_U0 2.0f
+#define SEASON_M0 1.0f
 
 void detect_init(detect_state_t *st, uint32_t flags)
 {
@@ -55,6 +60,8 @@ void detect_init(detect_state_t *st, uint32_t flags)
         st->spot[i].m1 = 0.5f * spot_u0[i];
         st->spot[i].m2 = 0.5f * spot_u0[i] * spot_u0[i];
     }
+    st->su = SEASON_U0;
+    st->sm1 = SEASON_M0;
 }
 
 /* ---- SPOT -------------------------------------------------------------- */
@@ -136,9 +143,9 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         return 0.0;
     }
     double x = v;
+    int64_t t_prev = st->t_last; /* INT64_MIN before the first sample */
     if (st->flags & DETECT_F_COUNTER) {
         double prev = st->v_last;
-        int64_t t_prev = st->t_last;
         st->v_last = v;
         st->t_last = t_ms;
         if (t_prev == INT64_MIN) { /* first sample: no rate yet */
@@ -161,7 +168,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     /* Hour of day (UTC) in double arithmetic: exact for any ms timestamp
      * below 2^53 and far cheaper than 64-bit divisions. */
     double hour = floor((double)t_ms * (1.0 / 3600000.0));
-    int h = (int)(hour - floor(hour * (1.0 / 24.0)) * 24.0);
+    double day = floor(hour * (1.0 / 24.0));
+    int h = (int)(hour - day * 24.0);
     if (h < 0 || h > 23) h = 0; /* rounding at the edges of the range */
     float k = cfg->huber_k, q = cfg->spot_q;
 
@@ -221,6 +229,38 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     float flat = run >= 3 ? (float)run * -log10f(1.0f - pc) - 2.0f : 0.0f;
     R->comp[DETECT_C_FLAT] = warm || flat < 0 ? 0.0f : flat;
     if (R->comp[DETECT_C_FLAT] > smax) smax = R->comp[DETECT_C_FLAT];
+
+    /* Seasonal channel. While the plain level is the baseline (it
+     * predicts better on the whole), a daily pattern that fails to happen
+     * is invisible to it: x stays where the fast level is. The profile
+     * still knows what the hour usually looks like, so the channel scores
+     * how far x is from the profile's prediction, but only as far as the
+     * profile and the fast level disagree (the smaller distance): a spike
+     * that both miss is the residual statistics' business. Its own tail
+     * (exponential), learnt whenever the profile is complete and not in
+     * use. It scores only while the profile is credible: complete for two
+     * days (midnights, UTC, counted in bits 24-30 of seen; a profile that
+     * has just been completed still holds the first day's values, which
+     * are start-up transients in many series) and an error within
+     * season_gate times the plain level's. */
+    int full = (st->seen & 0xffffffu) == 0xffffffu;
+    uint32_t sdays = st->seen >> 24 & 0x7fu;
+    if (full && sdays < 127 && (double)t_prev < day * 86400000.0) { /* a midnight passed */
+        sdays++;
+        st->seen = (st->seen & ~(0x7fu << 24)) | sdays << 24;
+    }
+    int s_learn = full && !use_s && st->n >= 20;
+    float sz = 0.0f, ssur = 0.0f;
+    if (s_learn) {
+        float se = st->es > floor_ ? st->es : floor_;
+        sz = minf_(fabsf((float)(x - ps)), fabsf((float)(ps - pf))) / se;
+        if (!isfinite(sz)) sz = 1e6f;
+        if (sz > st->su && !warm && sdays >= 2 && st->es < cfg->season_gate * st->ef) {
+            /* exponential tail: p = (1 - q) exp(-(sz - u) / m1) */
+            double ex = ((double)sz - st->su) / ((double)st->sm1 + 1e-6);
+            ssur = (float)fmin(-log10(1.0 - (double)q) + ex * 0.4342944819032518, 60.0);
+        }
+    }
 
     double s = smax - 0.69897; /* Bonferroni over 5 statistics */
     if (s < 0) s = 0;
@@ -283,6 +323,17 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     double rscore = score_of(out);
     if (rscore < DETECT_ALARM) rscore *= cfg->sub_alarm;
     double final = rscore > nscore ? rscore : nscore;
+    /* The seasonal channel reports alarms only, and only onsets above
+     * the memory of recent surprise, which it shares with the residual
+     * statistics (so it does not repeat their alarms). */
+    double s2 = ssur - 0.69897;
+    if (s2 > 0 && s2 > st->mem * cfg->onset_margin) {
+        double sc2 = score_of(s2);
+        if (sc2 >= DETECT_ALARM) {
+            if (sc2 > final) final = sc2;
+            st->mem = (float)s2;
+        }
+    }
     if (final > 0.999) final = 0.999;
     if (warm) {
         final = 0;
@@ -297,6 +348,15 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
             float step = 0.05f * (st->spot[c].m1 + 0.05f);
             spot_learn(&st->spot[c], q, minf_(stat[c], 100.0f), step, w);
         }
+    if (s_learn) { /* spot_learn() without the second moment */
+        float step = 0.05f * (st->sm1 + 0.05f), y = minf_(sz, 100.0f) - st->su;
+        if (y > 0) {
+            st->sm1 += w * (minf_(y, 8.0f * st->sm1 + 1e-6f) - st->sm1);
+            st->su += step * q;
+        } else {
+            st->su -= step * (1.0f - q);
+        }
+    }
     /* Level shift confirmed by the CUSUM: move the baselines to the new
      * level instead of crawling there one clipped step at a time. */
     int shifted = g > 8.0f * (1.0f + cfg->cusum_k);
@@ -393,7 +453,7 @@ static const uint8_t *getd(const uint8_t *p, double *f)
 }
 
 /* The float fields in encoding order. */
-#define DETECT_NFLOAT (8 + 24 + 5 + 1 + 12)
+#define DETECT_NFLOAT (8 + 24 + 5 + 1 + 12 + 2)
 static void float_fields(detect_state_t *st, float **f)
 {
     size_t i = 0;
@@ -417,7 +477,9 @@ static void float_fields(detect_state_t *st, float **f)
         f[i++] = &st->spot[k].m1;
         f[i++] = &st->spot[k].m2;
     }
-    f[i++] = &st->nmem; /* last: zero in a 0xDE72 record (see decode) */
+    f[i++] = &st->nmem; /* zero in a 0xDE72 record (see decode) */
+    f[i++] = &st->su;   /* these two: zero in 0xDE72 and 0xDE73 records */
+    f[i++] = &st->sm1;
 }
 
 int detect_state_encode(const detect_state_t *st, uint8_t *buf, size_t cap)
@@ -449,11 +511,12 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
     uint32_t mf;
     uint64_t t;
     p = get32(p, &mf);
-    /* 0xDE72 differs only by the novelty memory, encoded last, where the
-     * older record has zero padding: it reads as a state with no novelty
-     * memory yet. */
-    int v2 = (mf & 0xffff) == DETECT_MAGIC_V2;
-    if ((mf & 0xffff) != DETECT_MAGIC && !v2) return DETECT_EFORMAT;
+    /* 0xDE72 and 0xDE73 differ only by fields encoded last (the novelty
+     * memory, then the seasonal tail), where the older records have zero
+     * padding: they read as a state with no novelty memory yet (0xDE72)
+     * and a fresh seasonal tail (both). */
+    int v2 = (mf & 0xffff) == DETECT_MAGIC_V2, v3 = (mf & 0xffff) == DETECT_MAGIC_V3;
+    if ((mf & 0xffff) != DETECT_MAGIC && !v2 && !v3) return DETECT_EFORMAT;
     s.magic = DETECT_MAGIC;
     s.flags = (uint16_t)(mf >> 16);
     if (s.flags & ~DETECT_F_COUNTER) return DETECT_EFORMAT;
@@ -473,6 +536,11 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
         if (!isfinite(*f[i])) return DETECT_EFORMAT;
     }
     if (v2 && s.nmem != 0.0f) return DETECT_EFORMAT;
+    if (v2 || v3) {
+        if (s.su != 0.0f || s.sm1 != 0.0f) return DETECT_EFORMAT;
+        s.su = SEASON_U0;
+        s.sm1 = SEASON_M0;
+    }
     *st = s;
     return DETECT_STATE_BYTES;
 }

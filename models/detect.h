@@ -42,6 +42,13 @@
  *               its own decaying memory: a novelty score that does not
  *               beat it (the range creeping outwards after an excursion)
  *               is reported at a fraction of its value.
+ *   seasonal    while the plain level is the baseline, the hour-of-day
+ *               profile still scores: how far x is from the profile's
+ *               prediction where the profile and the plain level
+ *               disagree (a daily pattern that did not happen), with its
+ *               own EVT tail; it reports alarms only, and only onsets
+ *               above the surprise memory it shares with the residual
+ *               statistics.
  *
  * Inputs: NaN, ±Inf and the Prometheus staleness marker are skipped
  * without touching the state (the score returned is 0). Counters
@@ -112,6 +119,8 @@ typedef struct {
     float sub_alarm;      /* factor on residual scores below DETECT_ALARM (default 0.2) */
     float novelty_decay;  /* per-sample decay of the novelty memory (default 0.9995) */
     float novelty_repeat; /* factor on a novelty score not above that memory (default 0.5) */
+    float season_gate;    /* seasonal channel: scores while the profile's error is below
+                             gate x the plain level's (default 3); 0 turns it off */
 } detect_config_t;
 
 void detect_config_init(detect_config_t *c);
@@ -129,7 +138,8 @@ typedef struct {
     uint16_t flags;        /* DETECT_F_* */
     uint32_t n;            /* samples scored (after counter differencing) */
     uint32_t run;          /* consecutive samples equal to the previous one */
-    uint32_t seen;         /* bits 0-23: hours seen; bit 31: seasonal baseline used once */
+    uint32_t seen;         /* bits 0-23: hours seen; 24-30: days since all were seen
+                              (saturating); bit 31: seasonal baseline used once */
     int64_t t_last;        /* timestamp of the last accepted sample (ms) */
     double v_last;         /* last raw value (counters: last counter value) */
     double lf;             /* fast level */
@@ -144,16 +154,18 @@ typedef struct {
     float xs;              /* short EWMA of x (novelty of a sustained level) */
     float hi[2], lo[2];    /* range seen so far of x [0] and of xs [1] */
     float nmem;            /* memory of recent novelty scores */
-    float spare;           /* zero */
     detect_spot_t spot[4]; /* tails of UP, DOWN, SHIFT, VAR */
+    float su, sm1;         /* seasonal channel's tail: quantile, mean excess (exponential) */
 } detect_state_t;
 
 /* Magic and layout version in one: 0xDE71 was the first layout (with a
  * day-of-week profile); 0xDE72 added the novelty range; 0xDE73 the
- * novelty memory (a 0xDE72 state is read as 0xDE73 with no novelty
- * memory yet: its spare field was zero). Decoding refuses any other value,
- * so an older state file starts the detectors fresh. */
-#define DETECT_MAGIC 0xDE73u
+ * novelty memory; 0xDE74 the seasonal channel's tail. A 0xDE72 or 0xDE73
+ * state is migrated (the fields added since were zero padding in those
+ * records: no novelty memory yet, a fresh seasonal tail). Decoding refuses
+ * any other value, so an older state file starts the detectors fresh. */
+#define DETECT_MAGIC 0xDE74u
+#define DETECT_MAGIC_V3 0xDE73u
 #define DETECT_MAGIC_V2 0xDE72u
 
 /* The outcome of one update. */

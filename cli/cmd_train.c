@@ -351,7 +351,7 @@ int cli_ntam_load_sources(const char *cmd, int kind, const char *const *src, int
             return 1;
         }
         if (kind != NTAM_KIND_DISK) {
-            fprintf(stderr, "augur %s: Backblaze CSV sources hold disks: use --kind disk\n", cmd);
+            fprintf(stderr, "augur %s: Backblaze CSV sources hold disks, not GPUs (--kind disk)\n", cmd);
             return 1;
         }
         char err[512];
@@ -552,7 +552,8 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
     ntam_logreg_predict(&te, lrw, p_lr);
     for (size_t i = 0; i < te.n; i++)
         p_rule[i] = te.rule[i];
-    int32_t max_lead = pr.window + pr.horizon > 30 ? pr.window + pr.horizon : 30;
+    int32_t wdays = t->tl ? (pr.window + t->tl->per_day - 1) / t->tl->per_day : pr.window;
+    int32_t max_lead = wdays + pr.horizon > 30 ? wdays + pr.horizon : 30;
     int k = 0;
     ntam_eval_score(&te, p_ntam, thr, max_lead, hp.ablate_neighbours ? "NTAM (ablated)" : "NTAM",
                     &fr->rows[k++]);

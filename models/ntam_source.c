@@ -496,7 +496,8 @@ int ntam_tl_from_reader(tsdb_reader_t *r, feat_kind_t kind, ntam_tl_t *out, char
         if (last[i] > tmax) tmax = last[i];
     }
     int64_t step = kind == FEAT_KIND_DISK ? 86400000LL : 3600000LL;
-    int64_t steps = (tmax - tmin) / step + 1;
+    /* step k covers (t0 + (k−1)·step, t0 + k·step]: the last holds tmax */
+    int64_t steps = (tmax - tmin + step - 1) / step + 1;
     /* memory: every device's rows at 8 bytes a channel */
     if (steps > 1000000 || (double)steps * n * feat_raw_count(kind) * 8.0 > 16e9) {
         seterr(err, errlen,

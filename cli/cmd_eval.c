@@ -112,7 +112,8 @@ static int build_part(const bbcsv_t *t, const ntam_tl_t *tl, const ntam_bundle_t
     }
     fprintf(stderr, "augur eval: %s: the source's features do not match the model's (%d:",
             ntam_strerror(NTAM_ESCHEMA), b->n_features);
-    for (int f = 0; f < b->n_features; f++) fprintf(stderr, " %s", b->feature[f]);
+    for (int f = 0; f < b->n_features; f++)
+        fprintf(stderr, " %s", b->feature[f]);
     fprintf(stderr, ")\n");
     return 1;
 }
@@ -126,8 +127,7 @@ static const char *kind_str(int k)
 static int tl_schema_ok(const char *path, const ntam_bundle_t *b)
 {
     feat_kind_t k = b->kind == NTAM_KIND_GPU ? FEAT_KIND_GPU : FEAT_KIND_DISK;
-    if (b->schema_hash == feat_schema_hash(k) && (uint32_t)b->n_features == feat_count(k))
-        return 1;
+    if (b->schema_hash == feat_schema_hash(k) && (uint32_t)b->n_features == feat_count(k)) return 1;
     fprintf(stderr,
             "augur eval: %s: %s (trained on other features than the %s features of "
             "docs/features.md, e.g. Backblaze CSV columns): evaluate it on that kind of source, "
@@ -166,11 +166,16 @@ int cli_eval(int argc, char **argv)
         }
         i++;
         char *end;
-        if (!strcmp(o, "--model")) model = v;
-        else if (!strcmp(o, "--ablation")) ablation = v;
-        else if (!strcmp(o, "--plot")) plot = v;
-        else if (!strcmp(o, "--predictions")) preds = v;
-        else if (!strcmp(o, "--model-filter")) filter = v;
+        if (!strcmp(o, "--model"))
+            model = v;
+        else if (!strcmp(o, "--ablation"))
+            ablation = v;
+        else if (!strcmp(o, "--plot"))
+            plot = v;
+        else if (!strcmp(o, "--predictions"))
+            preds = v;
+        else if (!strcmp(o, "--model-filter"))
+            filter = v;
         else if (!strcmp(o, "--source")) {
             if (n_src == 64) {
                 fprintf(stderr, "augur eval: at most 64 sources\n");
@@ -178,8 +183,10 @@ int cli_eval(int argc, char **argv)
             }
             src[n_src++] = v;
         } else if (!strcmp(o, "--kind")) {
-            if (!strcmp(v, "disk")) kind = NTAM_KIND_DISK;
-            else if (!strcmp(v, "gpu")) kind = NTAM_KIND_GPU;
+            if (!strcmp(v, "disk"))
+                kind = NTAM_KIND_DISK;
+            else if (!strcmp(v, "gpu"))
+                kind = NTAM_KIND_GPU;
             else {
                 fprintf(stderr, "augur eval: bad --kind '%s' (disk or gpu)\n", v);
                 return 2;
@@ -192,10 +199,14 @@ int cli_eval(int argc, char **argv)
                 fprintf(stderr, "augur eval: bad value '%s' for %s\n", v, o);
                 return 2;
             }
-            if (!strcmp(o, "--threads")) threads = (int)x;
-            else if (!strcmp(o, "--epochs")) epochs = (int)x;
-            else if (!strcmp(o, "--neg-keep")) neg_keep = (int)x;
-            else seed = x;
+            if (!strcmp(o, "--threads"))
+                threads = (int)x;
+            else if (!strcmp(o, "--epochs"))
+                epochs = (int)x;
+            else if (!strcmp(o, "--neg-keep"))
+                neg_keep = (int)x;
+            else
+                seed = x;
         } else {
             fprintf(stderr, "augur eval: unknown option '%s' (see augur eval --help)\n", o);
             return 2;
@@ -223,9 +234,9 @@ int cli_eval(int argc, char **argv)
         ntam_bundle_clear(&b);
         return 1;
     }
-    if (ablation && (ab.schema_hash != b.schema_hash || ab.horizon != b.horizon ||
-                     ab.kind != b.kind ||
-                     ntam_hparams(ab.model)->window != ntam_hparams(b.model)->window)) {
+    if (ablation &&
+        (ab.schema_hash != b.schema_hash || ab.horizon != b.horizon || ab.kind != b.kind ||
+         ntam_hparams(ab.model)->window != ntam_hparams(b.model)->window)) {
         fprintf(stderr,
                 "augur eval: %s: not trained on the same kind, features, window and horizon\n",
                 ablation);
@@ -275,7 +286,8 @@ int cli_eval(int argc, char **argv)
     ntam_data_apply_norm(&te, b.mean, b.scale);
     ntam_data_apply_norm(&tr, b.mean, b.scale);
     ntam_data_apply_norm(&va, b.mean, b.scale);
-    for (int k = 0; k < 4; k++) p[k] = malloc(te.n * sizeof(float) + 1);
+    for (int k = 0; k < 4; k++)
+        p[k] = malloc(te.n * sizeof(float) + 1);
     lrw = malloc(((size_t)tr.W * tr.F + 1) * sizeof *lrw);
     if (!p[0] || !p[1] || !p[2] || !p[3] || !lrw) goto out;
     int rc = ntam_predict(b.model, &te, 1024, p[0]);
@@ -316,7 +328,8 @@ int cli_eval(int argc, char **argv)
     }
     if (ntam_logreg_fit(&tr, pw, 1e-3f, 400, lrw)) goto out;
     ntam_logreg_predict(&te, lrw, p[2]);
-    for (size_t i = 0; i < te.n; i++) p[3][i] = te.rule[i];
+    for (size_t i = 0; i < te.n; i++)
+        p[3][i] = te.rule[i];
     int32_t wdays = tlp ? (te.W + tlp->per_day - 1) / tlp->per_day : te.W;
     int32_t max_lead = wdays + b.horizon > 30 ? wdays + b.horizon : 30;
     ntam_eval_row_t rows[4];
@@ -331,16 +344,19 @@ int cli_eval(int argc, char **argv)
         float thr = k == 0 ? b.threshold : k == 1 ? ab_thr : 0.5f;
         ntam_eval_score(&te, p[k], thr, max_lead, all_names[k], &rows[n]);
         probs[n] = p[k];
-        names[n] = k == 0 ? "probability" : k == 1 ? "ntam_no_neighbour" : k == 2 ? "logistic"
-                   : b.kind == NTAM_KIND_GPU       ? "gpu_rule"
-                                                   : "smart_rule";
+        names[n] = k == 0                    ? "probability"
+                   : k == 1                  ? "ntam_no_neighbour"
+                   : k == 2                  ? "logistic"
+                   : b.kind == NTAM_KIND_GPU ? "gpu_rule"
+                                             : "smart_rule";
         n++;
     }
     size_t nd = 0;
-    for (size_t i = 0; i < te.n; i++) nd += te.w[i] > 0;
+    for (size_t i = 0; i < te.n; i++)
+        nd += te.w[i] > 0;
     printf("%s: %s, window %d %s, horizon %d days; %zu scored samples (%zu positive) on %s\n",
-           model, kind_str(b.kind), te.W, tlp && tlp->per_day > 1 ? "hours" : "days", b.horizon,
-           nd, te.n_pos,
+           model, kind_str(b.kind), te.W, tlp && tlp->per_day > 1 ? "hours" : "days", b.horizon, nd,
+           te.n_pos,
            all || !b.folds ? "all devices of the source"
                            : "the held-out test fold of the model's device split");
     printf("alarm threshold %.4f (best F1 on the validation fold); lead times look back %d days\n",
@@ -348,7 +364,8 @@ int cli_eval(int argc, char **argv)
     ntam_eval_print(stdout, rows, n);
     if (plot) {
         const char *pn[4];
-        for (int k = 0; k < n; k++) pn[k] = rows[k].name;
+        for (int k = 0; k < n; k++)
+            pn[k] = rows[k].name;
         if (ntam_eval_plot_svg(plot, &te, probs, pn, n)) {
             fprintf(stderr, "augur eval: cannot write %s\n", plot);
             goto out;
@@ -361,7 +378,8 @@ int cli_eval(int argc, char **argv)
     }
     ret = 0;
 out:
-    for (int k = 0; k < 4; k++) free(p[k]);
+    for (int k = 0; k < 4; k++)
+        free(p[k]);
     free(lrw);
     ntam_destroy(abm);
     ntam_data_free(&te);

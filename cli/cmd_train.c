@@ -351,7 +351,8 @@ int cli_ntam_load_sources(const char *cmd, int kind, const char *const *src, int
             return 1;
         }
         if (kind != NTAM_KIND_DISK) {
-            fprintf(stderr, "augur %s: Backblaze CSV sources hold disks, not GPUs (--kind disk)\n", cmd);
+            fprintf(stderr, "augur %s: Backblaze CSV sources hold disks, not GPUs (--kind disk)\n",
+                    cmd);
             return 1;
         }
         char err[512];
@@ -566,8 +567,7 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
     }
     ntam_eval_score(&te, p_lr, 0.5f, max_lead, "logistic regression", &fr->rows[k++]);
     ntam_eval_score(&te, p_rule, 0.5f, max_lead,
-                    a->kind == NTAM_KIND_GPU ? "DBE/row-remap rule" : "SMART rule",
-                    &fr->rows[k++]);
+                    a->kind == NTAM_KIND_GPU ? "DBE/row-remap rule" : "SMART rule", &fr->rows[k++]);
     /* logistic: lead time at its own best-F1 threshold would need validation scores too; 0.5 is
      * its class-weighted decision point */
     fr->n_rows = k;
@@ -587,9 +587,8 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
             b.mean[f] = mean[f];
             b.scale[f] = scale[f];
         }
-        b.schema_hash = t->tl
-                            ? feat_schema_hash(t->tl->kind)
-                            : ntam_schema_hash((const char(*)[NTAM_FEATURE_NAME])b.feature, tr.F);
+        b.schema_hash = t->tl ? feat_schema_hash(t->tl->kind)
+                              : ntam_schema_hash((const char(*)[NTAM_FEATURE_NAME])b.feature, tr.F);
         b.threshold = thr;
         b.seed = a->tc.seed;
         b.split_seed = pr.split_seed;

@@ -944,7 +944,7 @@ int feat_devices_history(tsdb_reader_t *r, feat_kind_t kind, int64_t mint, int64
     last = malloc((nh ? nh : 1) * sizeof *last);
     if (!last) goto out;
     for (size_t i = 0; i < nh; i++) {
-        feat_device_t fd = {h[i].instance, h[i].device, h[i].id,   h[i].model,
+        feat_device_t fd = {h[i].instance, h[i].device, h[i].id,    h[i].model,
                             h[i].rack,     h[i].pod,    h[i].first, h[i].nvme};
         if ((ret = feat_devices_add(d, &fd))) goto out;
         last[i] = h[i].last;

@@ -165,8 +165,7 @@ static uint64_t str_hash(const char *s, uint64_t seed)
 }
 
 /* Label of device v at sample step s: 1 positive, 0 negative, -1 context only. */
-static int tl_label(const ntam_tl_t *t, const ntam_tl_dev_t *v, int32_t s, int32_t H,
-                    int neg_never)
+static int tl_label(const ntam_tl_t *t, const ntam_tl_dev_t *v, int32_t s, int32_t H, int neg_never)
 {
     int64_t hs = (int64_t)H * t->per_day;
     if (v->fail != INT32_MIN) {
@@ -310,8 +309,8 @@ int ntam_tl_build(const ntam_tl_t *t, const ntam_protocol_t *pr, int part, int n
                     if (pass) {
                         for (int32_t w = 0; w < W; w++) {
                             int32_t k = s - W + 1 + w;
-                            const double *row = k >= v->first && k <= v->last ? tl_row(t, v, k)
-                                                                              : NULL;
+                            const double *row =
+                                k >= v->first && k <= v->last ? tl_row(t, v, k) : NULL;
                             for (uint32_t c = 0; c < C; c++)
                                 raw[(size_t)w * C + c] = row ? row[c] : NAN;
                         }
@@ -390,7 +389,8 @@ int ntam_tl_write_predictions(const char *path, const ntam_tl_t *t, const ntam_d
     return fclose(f) == 0 ? 0 : NTAM_EIO;
 }
 
-/* ---- store ------------------------------------------------------------------------------------ */
+/* ---- store ------------------------------------------------------------------------------------
+ */
 
 /* Step holding time x: step k covers (t0 + (k−1)·step, t0 + k·step]. */
 static int64_t step_of(const ntam_tl_t *t, int64_t x)
@@ -621,8 +621,7 @@ out:
     return ret;
 }
 
-int ntam_tl_from_store(const char *dir, feat_kind_t kind, ntam_tl_t *out, char *err,
-                       size_t errlen)
+int ntam_tl_from_store(const char *dir, feat_kind_t kind, ntam_tl_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     struct stat st;
@@ -663,7 +662,8 @@ int ntam_tl_from_store(const char *dir, feat_kind_t kind, ntam_tl_t *out, char *
     return rc;
 }
 
-/* ---- simulator -------------------------------------------------------------------------------- */
+/* ---- simulator --------------------------------------------------------------------------------
+ */
 
 /* Parse "sim:k=v,..." for kind into c and days. 0 or NTAM_EINVAL. */
 static int sim_spec_parse(const char *spec, feat_kind_t kind, sim_config_t *c, int32_t *days,

@@ -49,11 +49,11 @@ typedef struct {
     char *id;       /* serial / UUID (never empty: "instance/device" when the source has none) */
     char *instance; /* node */
     char *device;
-    uint32_t node;             /* index into the timeline's nodes */
-    int32_t first, last;       /* steps with data */
-    int32_t fail;              /* failure step, INT32_MIN if it did not fail */
-    uint8_t nvme;              /* disks */
-    double *raw;               /* [(last − first + 1)][C], row k − first is step k; NaN = none */
+    uint32_t node;       /* index into the timeline's nodes */
+    int32_t first, last; /* steps with data */
+    int32_t fail;        /* failure step, INT32_MIN if it did not fail */
+    uint8_t nvme;        /* disks */
+    double *raw;         /* [(last − first + 1)][C], row k − first is step k; NaN = none */
 } ntam_tl_dev_t;
 
 typedef struct {
@@ -85,8 +85,7 @@ int32_t ntam_tl_days(const ntam_tl_t *t);
  * directory can be read; samples still only in its WAL are not seen). Errors with a sentence:
  * no such directory, not a store, no device of that kind, no failure event of that kind
  * (NTAM_EINVAL), store errors (NTAM_EIO), NTAM_ENOMEM. */
-int ntam_tl_from_store(const char *dir, feat_kind_t kind, ntam_tl_t *out, char *err,
-                       size_t errlen);
+int ntam_tl_from_store(const char *dir, feat_kind_t kind, ntam_tl_t *out, char *err, size_t errlen);
 
 /* The same from an open reader (tests). */
 int ntam_tl_from_reader(tsdb_reader_t *r, feat_kind_t kind, ntam_tl_t *out, char *err,

@@ -192,8 +192,7 @@ static void check_no_skew(tsdb_t *db, const ntam_tl_t *t, int32_t W)
         int32_t s = day * t->per_day + t->per_day - 1;
         predict_result_t *res = NULL;
         assert_int_equal(
-            predict_run(pm, r, t->t0_ms + (int64_t)s * t->step_ms, NULL, &res, err, sizeof err),
-            0);
+            predict_run(pm, r, t->t0_ms + (int64_t)s * t->step_ms, NULL, &res, err, sizeof err), 0);
         uint32_t at_day = 0;
         for (size_t i = 0; i < d.n; i++)
             at_day += d.day[i] == day;

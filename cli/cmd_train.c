@@ -717,12 +717,18 @@ int cli_train(int argc, char **argv)
 
 extern const uint8_t augur_model_disk_sim[]; /* models/data/disk-sim.ntam, compiled in */
 extern const size_t augur_model_disk_sim_len;
+extern const uint8_t augur_model_gpu_sim[]; /* models/data/gpu-sim.ntam, compiled in */
+extern const size_t augur_model_gpu_sim_len;
 
 void cli_predict_demo_defaults(struct api_predict_config *c, const cli_demo_opts_t *demo)
 {
     if (!c->model_path[0]) {
         c->model_mem[0] = augur_model_disk_sim;
         c->model_mem_len[0] = augur_model_disk_sim_len;
+    }
+    if (!c->model_path[1]) {
+        c->model_mem[1] = augur_model_gpu_sim;
+        c->model_mem_len[1] = augur_model_gpu_sim_len;
     }
     double ts = demo->time_scale > 0 ? demo->time_scale : 1;
     if (!c->step_ms[0]) c->step_ms[0] = (int64_t)(86400000.0 / ts);

@@ -259,8 +259,10 @@ int cli_eval(int argc, char **argv)
     int lt = cli_ntam_load_tl("eval", b.kind, src[0], quiet, &tl);
     if (lt == 1) goto out;
     if (!lt) {
-        if (n_src > 1) {
-            fprintf(stderr, "augur eval: a store directory or simulator spec is the only source\n");
+        if (n_src > 1 || filter) {
+            fprintf(stderr, "augur eval: %s\n",
+                    filter ? "--model-filter applies to CSV sources only"
+                           : "a store directory or simulator spec is the only source");
             goto out;
         }
         if (!tl_schema_ok(model, &b) || (ablation && !tl_schema_ok(ablation, &ab))) goto out;

@@ -646,6 +646,11 @@ int cli_train(int argc, char **argv)
     if (tl == 1) return 1;
     if (!tl) {
         src.tl = &st;
+        if (a.model_filter) {
+            fprintf(stderr, "augur train: --model-filter applies to CSV sources only\n");
+            ntam_tl_free(&st);
+            return 2;
+        }
         if (a.n_src > 1) {
             fprintf(stderr, "augur train: a store directory or simulator spec is the only "
                             "source\n");

@@ -499,7 +499,7 @@ int ntam_tl_from_reader(tsdb_reader_t *r, feat_kind_t kind, ntam_tl_t *out, char
     /* step k covers (t0 + (k−1)·step, t0 + k·step]: the last holds tmax */
     int64_t steps = (tmax - tmin + step - 1) / step + 1;
     /* memory: every device's rows at 8 bytes a channel */
-    if (steps > 1000000 || (double)steps * n * feat_raw_count(kind) * 8.0 > 16e9) {
+    if (steps > 1000000 || (double)steps * n * feat_raw_count(kind) * 8.0 > 8e9) {
         seterr(err, errlen,
                "the %s telemetry spans %lld steps of %s for %u devices: too large to hold",
                kind_name(kind), (long long)steps, kind == FEAT_KIND_DISK ? "1 d" : "1 h", n);
@@ -848,6 +848,14 @@ int ntam_tl_from_sim(const char *spec, feat_kind_t kind, ntam_tl_t *out, char *s
         }
     }
     tl_shrink(t);
+    if (!t->failures) {
+        seterr(err, errlen,
+               "simulator spec '%s': no %s failed in %d days: nothing to learn or score (raise "
+               "hazard, nodes or days)",
+               spec, gpu ? "GPU" : "disk", days);
+        ret = NTAM_EINVAL;
+        goto out;
+    }
     if (summary && summary_len)
         snprintf(summary, summary_len,
                  "simulated %u nodes x %u %s x %d days (seed %llu, hazard x%g, %s steps): %d %s, "

@@ -122,6 +122,8 @@ expect_fail gpuonnogpu 'no gpu telemetry' \
   "$AUGUR_BIN" eval --model "$TMP/gpu.ntam" --source "$TMP/nofail"
 expect_fail gpucsv 'Backblaze CSV sources hold disks' \
   "$AUGUR_BIN" eval --model "$TMP/gpu.ntam" --source "$TMP/pred.csv"
+expect_fail simnofail 'no GPU failed in 3 days' \
+  "$AUGUR_BIN" train --kind gpu --source sim:nodes=2,days=3 --out "$TMP/x.ntam"
 expect_fail badspec 'bad simulator spec' \
   "$AUGUR_BIN" train --kind gpu --source sim:nodes=3,bogus=1 --out "$TMP/x.ntam"
 expect_fail mixed 'the only source' \

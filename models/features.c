@@ -690,6 +690,50 @@ static const char *const gpu_src[FEAT_RG_N] = {
     "DCGM_FI_DEV_GPU_UTIL",
 };
 
+/* Label getter over a store's label set. */
+typedef struct {
+    const tsdb_label_t *l;
+    size_t n;
+    char buf[256];
+} lctx_t;
+
+static const char *tsdb_label_fn(void *ctx, const char *name)
+{
+    lctx_t *c = ctx;
+    return label_get(c->l, c->n, name, c->buf, sizeof c->buf);
+}
+
+int feat_series_channel(feat_kind_t kind, const char *(*label)(void *ctx, const char *name),
+                        void *ctx)
+{
+    char nm[128];
+    snprintf(nm, sizeof nm, "%s", label(ctx, "__name__"));
+    if (kind == FEAT_KIND_GPU) {
+        for (int k = 0; k < FEAT_RG_N; k++)
+            if (!strcmp(nm, gpu_src[k])) return k;
+        return -1;
+    }
+    for (size_t k = 0; k < sizeof disk_src / sizeof disk_src[0]; k++) {
+        if (strcmp(nm, disk_src[k].metric)) continue;
+        if (disk_src[k].attr) {
+            /* attribute_id / attribute_value_type, or the older id / value_type */
+            const char *id = label(ctx, "attribute_id");
+            if (!id[0]) id = label(ctx, "id");
+            if (atoi(id) != disk_src[k].attr) continue;
+            const char *vt = label(ctx, "attribute_value_type");
+            if (!vt[0]) vt = label(ctx, "value_type");
+            if (strcmp(vt, "raw")) return -1;
+            return disk_src[k].channel;
+        }
+        if (disk_src[k].channel == FEAT_RD_TEMP) {
+            const char *tt = label(ctx, "temperature_type");
+            if (tt[0] && strcmp(tt, "current")) return -1;
+        }
+        return disk_src[k].channel;
+    }
+    return -1;
+}
+
 /* Read one series' samples into raw[i][w][ch] (last sample per step). */
 static int read_series(tsdb_reader_t *r, tsdb_sid_t sid, const feat_config_t *cfg, int64_t t,
                        int64_t first_ms, double *raw_dev, uint32_t C, uint32_t ch)
@@ -765,23 +809,14 @@ int feat_read_store(tsdb_reader_t *r, const feat_config_t *cfg, const feat_devic
                 ret = store_err(rc);
                 break;
             }
-            char a[256], b[256], tmp[64];
+            char a[256], b[256];
             key_t_ q = {a, b, 0};
             if (disk) {
                 label_get(l, nl, "instance", a, sizeof a);
                 label_get(l, nl, "device", b, sizeof b);
-                if (disk_src[k].attr) {
-                    /* attribute_id / attribute_value_type, or the older id / value_type */
-                    const char *id = label_get(l, nl, "attribute_id", tmp, sizeof tmp);
-                    if (!id[0]) id = label_get(l, nl, "id", tmp, sizeof tmp);
-                    if (atoi(id) != disk_src[k].attr) continue;
-                    const char *vt = label_get(l, nl, "attribute_value_type", tmp, sizeof tmp);
-                    if (!vt[0]) vt = label_get(l, nl, "value_type", tmp, sizeof tmp);
-                    if (strcmp(vt, "raw")) continue;
-                } else if (disk_src[k].channel == FEAT_RD_TEMP) {
-                    const char *tt = label_get(l, nl, "temperature_type", tmp, sizeof tmp);
-                    if (tt[0] && strcmp(tt, "current")) continue;
-                }
+                lctx_t lc = {l, nl, {0}};
+                if (feat_series_channel(FEAT_KIND_DISK, tsdb_label_fn, &lc) != disk_src[k].channel)
+                    continue;
             } else {
                 label_get(l, nl, "UUID", a, sizeof a);
                 b[0] = 0;
@@ -808,4 +843,124 @@ int feat_read_store(tsdb_reader_t *r, const feat_config_t *cfg, const feat_devic
                 if (obs) row[FEAT_RD_NVME] = d->v[i].nvme ? 1 : 0;
             }
     return 0;
+}
+
+/* ---- every identity over a span (training) ------------------------------------------------ */
+
+typedef struct {
+    char *instance, *device, *id, *model, *rack, *pod;
+    int nvme;
+    int64_t first, last;
+} hist_t;
+
+static int hist_cmp(const void *a, const void *b)
+{
+    const hist_t *x = a, *y = b;
+    int c = strcmp(x->instance, y->instance);
+    if (!c) c = strcmp(x->device, y->device);
+    if (!c) c = (x->first > y->first) - (x->first < y->first);
+    if (!c) c = strcmp(x->id, y->id);
+    return c;
+}
+
+static void hist_free(hist_t *h)
+{
+    free(h->instance);
+    free(h->device);
+    free(h->id);
+    free(h->model);
+    free(h->rack);
+    free(h->pod);
+}
+
+int feat_devices_history(tsdb_reader_t *r, feat_kind_t kind, int64_t mint, int64_t maxt,
+                         feat_devices_t **out, int64_t **last_ms)
+{
+    if (!r || !out || !last_ms || mint > maxt || (kind != FEAT_KIND_DISK && kind != FEAT_KIND_GPU))
+        return FEAT_EINVAL;
+    *out = NULL;
+    *last_ms = NULL;
+    int disk = kind == FEAT_KIND_DISK;
+    tsdb_sids_t sids = {0};
+    int rc = select_name(r, disk ? "smartctl_device" : "DCGM_FI_DEV_GPU_TEMP", mint, maxt, &sids);
+    if (rc) return store_err(rc);
+    hist_t *h = calloc(sids.n + 1, sizeof *h);
+    feat_devices_t *d = NULL;
+    int64_t *last = NULL;
+    size_t nh = 0;
+    int ret = FEAT_ENOMEM;
+    if (!h || feat_devices_create(&d)) goto out;
+    for (size_t i = 0; i < sids.n; i++) {
+        const tsdb_label_t *l;
+        size_t nl;
+        rc = tsdb_series_labels(r, sids.ids[i], &l, &nl);
+        if (rc == TSDB_ENOTFOUND) continue;
+        if (rc) {
+            ret = store_err(rc);
+            goto out;
+        }
+        char b[6][256];
+        const char *inst = label_get(l, nl, "instance", b[0], 256);
+        if (!inst[0]) inst = label_get(l, nl, "Hostname", b[0], 256);
+        const char *dev = label_get(l, nl, "device", b[1], 256);
+        const char *id = label_get(l, nl, disk ? "serial_number" : "UUID", b[2], 256);
+        if (!inst[0] || !dev[0] || (!disk && !id[0])) continue;
+        int64_t first = 0, lst = 0;
+        rc = series_span(r, sids.ids[i], mint, maxt, &first, &lst);
+        if (rc < 0) {
+            ret = store_err(rc);
+            goto out;
+        }
+        if (!rc) continue;
+        /* the same identity in several series (a label changed): one entry, the union */
+        size_t k = 0;
+        for (; k < nh; k++)
+            if (!strcmp(h[k].instance, inst) && !strcmp(h[k].id, id) &&
+                (!disk || !strcmp(h[k].device, dev)))
+                break;
+        if (k < nh) {
+            if (first < h[k].first) h[k].first = first;
+            if (lst > h[k].last) h[k].last = lst;
+            continue;
+        }
+        hist_t *o = &h[nh];
+        o->instance = strdup(inst);
+        o->device = strdup(dev);
+        o->id = strdup(id);
+        o->model = strdup(label_get(l, nl, disk ? "model_name" : "modelName", b[3], 256));
+        o->rack = strdup(label_get(l, nl, "rack", b[4], 256));
+        o->pod = strdup(label_get(l, nl, "pod", b[5], 256));
+        nh++;
+        if (!o->instance || !o->device || !o->id || !o->model || !o->rack || !o->pod) goto out;
+        if (disk) {
+            char p[32];
+            o->nvme = !strcmp(label_get(l, nl, "protocol", p, sizeof p), "NVMe") ||
+                      !strcmp(label_get(l, nl, "interface", p, sizeof p), "nvme");
+        }
+        o->first = first;
+        o->last = lst;
+    }
+    if (nh) qsort(h, nh, sizeof *h, hist_cmp);
+    last = malloc((nh ? nh : 1) * sizeof *last);
+    if (!last) goto out;
+    for (size_t i = 0; i < nh; i++) {
+        feat_device_t fd = {h[i].instance, h[i].device, h[i].id,    h[i].model,
+                            h[i].rack,     h[i].pod,    h[i].first, h[i].nvme};
+        if ((ret = feat_devices_add(d, &fd))) goto out;
+        last[i] = h[i].last;
+    }
+    ret = 0;
+out:
+    tsdb_sids_free(&sids);
+    for (size_t i = 0; i < nh; i++)
+        hist_free(&h[i]);
+    free(h);
+    if (ret) {
+        feat_devices_destroy(d);
+        free(last);
+    } else {
+        *out = d;
+        *last_ms = last;
+    }
+    return ret;
 }

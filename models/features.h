@@ -148,6 +148,24 @@ int feat_devices_from_store(tsdb_reader_t *r, const feat_config_t *cfg, int64_t 
 int feat_read_store(tsdb_reader_t *r, const feat_config_t *cfg, const feat_devices_t *d, int64_t t,
                     double *raw);
 
+/* Every device identity of `kind` with a presence sample (smartctl_device /
+ * DCGM_FI_DEV_GPU_TEMP) in [mint, maxt]: one entry per (instance, device,
+ * serial) for disks and per (instance, UUID) for GPUs, replaced devices
+ * included (training needs the failed ones, which are no longer present at
+ * the end). first_ms is the identity's first presence sample; (*last_ms)[i]
+ * (malloc'd, n entries, may be NULL when n = 0) its last. Sorted by
+ * (instance, device, first_ms). Errors as feat_devices_from_store(). */
+int feat_devices_history(tsdb_reader_t *r, feat_kind_t kind, int64_t mint, int64_t maxt,
+                         feat_devices_t **out, int64_t **last_ms);
+
+/* The raw channel a series feeds, exactly as feat_read_store() picks series
+ * (metric name, attribute id and value type with the older label names,
+ * temperature_type), or -1. label(ctx, name) returns the value of a label
+ * ("" when absent; "__name__" is the metric). For sources that hold series
+ * outside a store (the simulator's frames). */
+int feat_series_channel(feat_kind_t kind, const char *(*label)(void *ctx, const char *name),
+                        void *ctx);
+
 /* The last tsdb error of a FEAT_ESTORE in this thread. */
 int feat_store_error(void);
 

@@ -38,6 +38,8 @@ void detect_config_init(detect_config_t *c)
     c->novelty_decay = 0.9995f;
     c->novelty_repeat = 0.5f;
     c->season_gate = 3.0f;
+    c->score_decay = 0.9f;
+    c->score_repeat = 0.1f;
 }
 
 /* Initial SPOT thresholds per statistic (in the statistic's units) and the
@@ -125,6 +127,12 @@ static inline float clampf(float x, float lo, float hi)
     return x < lo ? lo : x > hi ? hi : x;
 }
 
+/* A double as a float, saturated at ±FLT_MAX (the levels are floats). */
+static inline float satf(double x)
+{
+    return x > FLT_MAX ? FLT_MAX : x < -FLT_MAX ? -FLT_MAX : (float)x;
+}
+
 static double score_of(double s)
 {
     return s <= 0 ? 0.0 : s / (s + DETECT_HALF);
@@ -174,7 +182,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     float k = cfg->huber_k, q = cfg->spot_q;
 
     if (st->n == 0) {
-        st->lf = st->ls = x;
+        st->lf = st->ls = satf(x);
         st->x_last = (float)x;
         st->ef = st->es = st->sshort = 0.0f;
         st->season[h] = 0.0f;
@@ -339,6 +347,13 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         final = 0;
         R->events |= DETECT_EV_WARMUP;
     }
+    /* Score memory: a sub-alarm score that does not beat the decayed
+     * memory of the final scores (x 0.9 per sample, the time constant of
+     * the short EWMA whose records make an excursion's tail) is the tail
+     * of the event that set it, not a new one: reported at a fraction. */
+    float fm = st->fmem;
+    st->fmem = maxf_(fm * cfg->score_decay, (float)final);
+    if (final < DETECT_ALARM && final <= fm) final *= cfg->score_repeat;
 
     /* Learn. Tails first (they judged this sample already). */
     float w = 0.02f; /* running mean of the first excesses, then an EWMA */
@@ -363,13 +378,13 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     double rf = x - pf, rs = x - ps;
     float ef = st->ef > floor_ ? st->ef : floor_, es = st->es > floor_ ? st->es : floor_;
     if (shifted) {
-        st->lf = x;
-        st->ls += rs; /* the seasonal baseline now predicts x */
+        st->lf = satf(x);
+        st->ls = satf(st->ls + rs); /* the seasonal baseline now predicts x */
         gp = gn = 0;
     } else {
-        st->lf += cfg->alpha_fast * clampf((float)rf, -k * ef, k * ef);
+        st->lf = satf(st->lf + (double)cfg->alpha_fast * clampf((float)rf, -k * ef, k * ef));
         double cl = clampf((float)rs, -k * es, k * es);
-        st->ls += cfg->alpha_fast * cl;
+        st->ls = satf(st->ls + cfg->alpha_fast * cl);
         if (st->seen >> h & 1u)
             st->season[h] += cfg->alpha_season * (1.0f - cfg->alpha_fast) * (float)cl;
         else
@@ -452,7 +467,9 @@ static const uint8_t *getd(const uint8_t *p, double *f)
     return p;
 }
 
-/* The float fields in encoding order. */
+/* The float fields that every layout since 0xDE72 encodes, in encoding
+ * order (0xDE75 puts the two levels before them and the score memory
+ * after them). */
 #define DETECT_NFLOAT (8 + 24 + 5 + 1 + 12 + 2)
 static void float_fields(detect_state_t *st, float **f)
 {
@@ -482,22 +499,26 @@ static void float_fields(detect_state_t *st, float **f)
     f[i++] = &st->sm1;
 }
 
+/* Layout 0xDE75: magic | flags << 16, n, run, seen (4 bytes each), t_last,
+ * v_last (8 each), lf, ls, the DETECT_NFLOAT floats, fmem (4 each), zero
+ * padding to DETECT_STATE_BYTES. */
 int detect_state_encode(const detect_state_t *st, uint8_t *buf, size_t cap)
 {
     if (cap < DETECT_STATE_BYTES) return DETECT_ESPACE;
     uint8_t *p = buf;
-    p = put32(p, (uint32_t)st->magic | (uint32_t)st->flags << 16);
+    p = put32(p, (uint32_t)DETECT_MAGIC | (uint32_t)st->flags << 16);
     p = put32(p, st->n);
     p = put32(p, st->run);
     p = put32(p, st->seen);
     p = put64(p, (uint64_t)st->t_last);
     p = putd(p, st->v_last);
-    p = putd(p, st->lf);
-    p = putd(p, st->ls);
+    p = putf(p, st->lf);
+    p = putf(p, st->ls);
     float *f[DETECT_NFLOAT];
     float_fields((detect_state_t *)st, f);
     for (size_t i = 0; i < DETECT_NFLOAT; i++)
         p = putf(p, *f[i]);
+    p = putf(p, st->fmem);
     memset(p, 0, (size_t)(buf + DETECT_STATE_BYTES - p));
     return DETECT_STATE_BYTES;
 }
@@ -511,12 +532,15 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
     uint32_t mf;
     uint64_t t;
     p = get32(p, &mf);
-    /* 0xDE72 and 0xDE73 differ only by fields encoded last (the novelty
+    /* 0xDE72-0xDE74 records hold the levels as doubles (read as floats,
+     * saturated) and have no score memory (it starts empty). 0xDE72 and
+     * 0xDE73 differ from 0xDE74 only by fields encoded last (the novelty
      * memory, then the seasonal tail), where the older records have zero
      * padding: they read as a state with no novelty memory yet (0xDE72)
      * and a fresh seasonal tail (both). */
-    int v2 = (mf & 0xffff) == DETECT_MAGIC_V2, v3 = (mf & 0xffff) == DETECT_MAGIC_V3;
-    if ((mf & 0xffff) != DETECT_MAGIC && !v2 && !v3) return DETECT_EFORMAT;
+    unsigned m = mf & 0xffff;
+    int v2 = m == DETECT_MAGIC_V2, v3 = m == DETECT_MAGIC_V3, v4 = m == DETECT_MAGIC_V4;
+    if (m != DETECT_MAGIC && !v2 && !v3 && !v4) return DETECT_EFORMAT;
     s.magic = DETECT_MAGIC;
     s.flags = (uint16_t)(mf >> 16);
     if (s.flags & ~DETECT_F_COUNTER) return DETECT_EFORMAT;
@@ -526,9 +550,19 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
     p = get64(p, &t);
     s.t_last = (int64_t)t;
     p = getd(p, &s.v_last);
-    p = getd(p, &s.lf);
-    p = getd(p, &s.ls);
-    if (!isfinite(s.lf) || !isfinite(s.ls) || (s.n && !isfinite(s.v_last))) return DETECT_EFORMAT;
+    if (s.n && !isfinite(s.v_last)) return DETECT_EFORMAT;
+    if (v2 || v3 || v4) {
+        double lf, ls;
+        p = getd(p, &lf);
+        p = getd(p, &ls);
+        if (!isfinite(lf) || !isfinite(ls)) return DETECT_EFORMAT;
+        s.lf = satf(lf);
+        s.ls = satf(ls);
+    } else {
+        p = getf(p, &s.lf);
+        p = getf(p, &s.ls);
+        if (!isfinite(s.lf) || !isfinite(s.ls)) return DETECT_EFORMAT;
+    }
     float *f[DETECT_NFLOAT];
     float_fields(&s, f);
     for (size_t i = 0; i < DETECT_NFLOAT; i++) {
@@ -540,6 +574,12 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
         if (s.su != 0.0f || s.sm1 != 0.0f) return DETECT_EFORMAT;
         s.su = SEASON_U0;
         s.sm1 = SEASON_M0;
+    }
+    if (!(v2 || v3 || v4)) {
+        p = getf(p, &s.fmem);
+        if (!isfinite(s.fmem)) return DETECT_EFORMAT;
+        for (; p < buf + DETECT_STATE_BYTES; p++) /* padding */
+            if (*p) return DETECT_EFORMAT;
     }
     *st = s;
     return DETECT_STATE_BYTES;

@@ -121,6 +121,9 @@ typedef struct {
     float novelty_repeat; /* factor on a novelty score not above that memory (default 0.5) */
     float season_gate;    /* seasonal channel: scores while the profile's error is below
                              gate x the plain level's (default 3); 0 turns it off */
+    float score_decay;    /* per-sample decay of the final-score memory (default 0.9) */
+    float score_repeat;   /* factor on a sub-alarm score not above that memory (default 0.1);
+                             1 turns it off */
 } detect_config_t;
 
 void detect_config_init(detect_config_t *c);
@@ -142,8 +145,8 @@ typedef struct {
                               (saturating); bit 31: seasonal baseline used once */
     int64_t t_last;        /* timestamp of the last accepted sample (ms) */
     double v_last;         /* last raw value (counters: last counter value) */
-    double lf;             /* fast level */
-    double ls;             /* slow level (seasonal baseline = ls + season) */
+    float lf;              /* fast level */
+    float ls;              /* slow level (seasonal baseline = ls + season) */
     float ef, es;          /* running |error| of the fast and seasonal predictors */
     float sshort;          /* short-run |error| of the chosen predictor (variance) */
     float gp, gn;          /* CUSUM sums (standardised) */
@@ -156,15 +159,20 @@ typedef struct {
     float nmem;            /* memory of recent novelty scores */
     detect_spot_t spot[4]; /* tails of UP, DOWN, SHIFT, VAR */
     float su, sm1;         /* seasonal channel's tail: quantile, mean excess (exponential) */
+    float fmem;            /* memory of recent final scores (repeat suppression) */
+    uint32_t spare;        /* zero: room for the next addition */
 } detect_state_t;
 
 /* Magic and layout version in one: 0xDE71 was the first layout (with a
  * day-of-week profile); 0xDE72 added the novelty range; 0xDE73 the
- * novelty memory; 0xDE74 the seasonal channel's tail. A 0xDE72 or 0xDE73
- * state is migrated (the fields added since were zero padding in those
- * records: no novelty memory yet, a fresh seasonal tail). Decoding refuses
- * any other value, so an older state file starts the detectors fresh. */
-#define DETECT_MAGIC 0xDE74u
+ * novelty memory; 0xDE74 the seasonal channel's tail; 0xDE75 stores the
+ * two levels as floats and adds the final-score memory. 0xDE72-0xDE74
+ * states are migrated (levels converted, an empty score memory; the fields
+ * added since 0xDE72/0xDE73 were zero padding in those records: no novelty
+ * memory yet, a fresh seasonal tail). Decoding refuses any other value, so
+ * an older state file starts the detectors fresh. */
+#define DETECT_MAGIC 0xDE75u
+#define DETECT_MAGIC_V4 0xDE74u
 #define DETECT_MAGIC_V3 0xDE73u
 #define DETECT_MAGIC_V2 0xDE72u
 

@@ -7,6 +7,7 @@
  * Signals come from a seeded generator: AUGUR_TEST_SEED replays one. Each
  * test seeds its own generator from that seed and its name (rng_for()), so
  * the data of one test does not depend on which tests run before it. */
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -281,6 +282,62 @@ static void test_seasonal_missed_peak(void **state)
     sig_free(&g);
 }
 
+/* Score memory: after an excursion to a new level, the short EWMA keeps
+ * setting records for a while (a run of weak novelty scores, one event).
+ * Scores that do not beat the decaying memory of the final scores are
+ * reported at score_repeat of their value; alarms never are. Compared
+ * with the same signal and the memory off (score_repeat 1): the onset is
+ * the same, every other difference is a sub-alarm score x 0.1, and the
+ * run of weak detections after the onset is shorter. */
+static void test_score_memory(void **state)
+{
+    (void)state;
+    rng_for("score_memory");
+    sig_t g;
+    sig_alloc(&g, 2400);
+    noise(&g, 50, 2);
+    for (size_t i = 2000; i < 2200; i++)
+        g.v[i] += 8.0 * (double)(i < 2010 ? i - 1999 : 10) ; /* a ramp to a new level */
+    detect_config_t c;
+    detect_config_init(&c);
+    run_cfg(&g, 0, &c);
+    double *with = malloc(g.n * sizeof *with);
+    assert_non_null(with);
+    memcpy(with, g.s, g.n * sizeof *with);
+    c.score_repeat = 1.0f;
+    run_cfg(&g, 0, &c);
+    int weak_with = 0, weak_without = 0, damped = 0;
+    for (size_t i = 0; i < g.n; i++) {
+        if (with[i] != g.s[i]) {
+            assert_true(g.s[i] < ALARM);
+            assert_true(fabs(with[i] - 0.1 * g.s[i]) < 1e-6 * g.s[i]);
+            damped++;
+        }
+        if (i > 2000 && i < 2100) {
+            weak_with += with[i] >= 0.04;
+            weak_without += g.s[i] >= 0.04;
+        }
+    }
+    size_t first = 2000, first_with = 2000;
+    while (first < g.n && g.s[first] < 0.04)
+        first++;
+    while (first_with < g.n && with[first_with] < 0.04)
+        first_with++;
+    double peak = max_in(&g, 2000, 2100);
+    for (size_t i = 2000; i < 2100; i++)
+        g.s[i] = with[i];
+    fprintf(stderr,
+            "score memory: first score >= 0.04 at %zu (without the memory %zu), peak %.3f (%.3f); "
+            "scores >= 0.04 in the 100 after the onset %d (without %d); %d damped in all\n",
+            first_with, first, max_in(&g, 2000, 2100), peak, weak_with, weak_without, damped);
+    assert_true(peak >= ALARM);
+    assert_true(max_in(&g, 2000, 2100) == peak); /* the alarm is unchanged */
+    assert_true(first < 2010 && first_with == first); /* so is the earliest detection */
+    assert_true(weak_with < weak_without);
+    free(with);
+    sig_free(&g);
+}
+
 static void test_flatline(void **state)
 {
     (void)state;
@@ -360,10 +417,67 @@ static void test_clean_random_walk(void **state)
     sig_free(&g);
 }
 
-/* Encoded offsets of the novelty memory (the 50th of the 52 floats that
- * follow the 48-byte header) and of the seasonal tail (the last two). */
-#define NMEM_OFF (48 + 49 * 4)
-#define STAIL_OFF (48 + 50 * 4)
+/* Older layouts (0xDE72-0xDE74), written here from a state for the
+ * migration checks: a 48-byte header with the levels as doubles, then the
+ * 52 floats that every layout since has, in the same order, then zero
+ * padding. In a 0xDE72/0xDE73 record the fields those layouts lacked (the
+ * novelty memory, the seasonal tail) are zero padding too. */
+#define OLD_NMEM_OFF (48 + 49 * 4)
+#define OLD_STAIL_OFF (48 + 50 * 4)
+
+static uint8_t *le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return p + n;
+}
+
+static uint8_t *lef(uint8_t *p, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return le(p, u, 4);
+}
+
+static uint8_t *led(uint8_t *p, double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    return le(p, u, 8);
+}
+
+static void encode_old(const detect_state_t *st, unsigned magic, uint8_t *buf)
+{
+    memset(buf, 0, DETECT_STATE_BYTES);
+    uint8_t *p = le(buf, magic | (uint32_t)st->flags << 16, 4);
+    p = le(p, st->n, 4);
+    p = le(p, st->run, 4);
+    p = le(p, st->seen, 4);
+    p = le(p, (uint64_t)st->t_last, 8);
+    p = led(p, st->v_last);
+    p = led(p, st->lf);
+    p = led(p, st->ls);
+    const float head[8] = {st->ef, st->es, st->sshort, st->gp, st->gn, st->pchange, st->mem,
+                           st->x_last};
+    for (int i = 0; i < 8; i++)
+        p = lef(p, head[i]);
+    for (int i = 0; i < 24; i++)
+        p = lef(p, st->season[i]);
+    p = lef(p, st->xs);
+    for (int i = 0; i < 2; i++) {
+        p = lef(p, st->hi[i]);
+        p = lef(p, st->lo[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        p = lef(p, st->spot[i].u);
+        p = lef(p, st->spot[i].m1);
+        p = lef(p, st->spot[i].m2);
+    }
+    p = lef(p, magic == DETECT_MAGIC_V2 ? 0.0f : st->nmem);
+    p = lef(p, magic == DETECT_MAGIC_V4 ? st->su : 0.0f);
+    p = lef(p, magic == DETECT_MAGIC_V4 ? st->sm1 : 0.0f);
+    assert_true(p == buf + 256);
+}
 
 static void test_persist_round_trip(void **state)
 {
@@ -379,6 +493,7 @@ static void test_persist_round_trip(void **state)
     assert_int_equal(detect_state_encode(&a, buf, sizeof buf), DETECT_STATE_BYTES);
     assert_int_equal(detect_state_encode(&a, buf, 10), DETECT_ESPACE);
     assert_int_equal(detect_state_decode(&b, buf, sizeof buf), DETECT_STATE_BYTES);
+    assert_memory_equal(&a, &b, sizeof a);
     assert_int_equal(detect_state_encode(&b, buf2, sizeof buf2), DETECT_STATE_BYTES);
     assert_memory_equal(buf, buf2, DETECT_STATE_BYTES); /* encode twice, compare */
     for (int i = 1000; i < 1500; i++) {
@@ -387,55 +502,67 @@ static void test_persist_round_trip(void **state)
         double sa = detect_update(&a, &c, t, v, NULL), sb = detect_update(&b, &c, t, v, NULL);
         assert_memory_equal(&sa, &sb, sizeof sa);
     }
-    /* Refused: short, bad magic, non-finite field. */
+    assert_true(b.fmem > 0.0f); /* the score memory is part of the state */
+    assert_int_equal(detect_state_encode(&b, buf2, sizeof buf2), DETECT_STATE_BYTES);
+    /* Refused: short, bad magic, non-zero padding, non-finite field. */
     assert_int_equal(detect_state_decode(&b, buf, 100), DETECT_ESPACE);
     buf2[0] ^= 0xff;
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);
     buf2[0] ^= 0xff;
+    buf2[DETECT_STATE_BYTES - 1] = 1;
+    assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);
+    buf2[DETECT_STATE_BYTES - 1] = 0;
     /* A state of the first layout (magic 0xDE71, with a day-of-week
      * profile) is refused, not misread. */
     buf2[0] = 0x71;
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);
     buf2[0] = (uint8_t)(DETECT_MAGIC & 0xff);
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_STATE_BYTES);
-    /* States of the second layout (0xDE72: no novelty memory and no
-     * seasonal tail, which later layouts encode last, where it had zero
-     * padding) and of the third (0xDE73: no seasonal tail) are migrated:
-     * same state, novelty memory empty (0xDE72), a fresh seasonal tail
-     * (both). Non-zero padding in an older record is refused. */
+    /* States of the second to fourth layouts (levels as doubles, no score
+     * memory; 0xDE72 and 0xDE73 also without the fields added later, where
+     * they had zero padding) are migrated: the same state with an empty
+     * score memory, no novelty memory (0xDE72), a fresh seasonal tail
+     * (0xDE72, 0xDE73). Non-zero padding in an older record is refused. */
     {
         detect_state_t fresh;
         detect_init(&fresh, 0);
         assert_true(b.su != fresh.su || b.sm1 != fresh.sm1); /* the tail has learnt */
-        uint8_t v2[DETECT_STATE_BYTES];
+        assert_true(b.nmem > 0.0f);
+        uint8_t old[DETECT_STATE_BYTES];
         detect_state_t m, ref = b;
+        ref.fmem = 0.0f;
+        encode_old(&b, DETECT_MAGIC_V4, old);
+        assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_STATE_BYTES);
+        assert_int_equal(m.magic, DETECT_MAGIC);
+        assert_memory_equal(&m, &ref, sizeof m);
         ref.su = fresh.su;
         ref.sm1 = fresh.sm1;
-        memcpy(v2, buf2, sizeof v2);
-        v2[0] = (uint8_t)(DETECT_MAGIC_V3 & 0xff);
-        memset(v2 + STAIL_OFF, 0, 8);
-        assert_int_equal(detect_state_decode(&m, v2, sizeof v2), DETECT_STATE_BYTES);
-        assert_int_equal(m.magic, DETECT_MAGIC);
-        assert_true(m.nmem == b.nmem);
+        encode_old(&b, DETECT_MAGIC_V3, old);
+        assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_STATE_BYTES);
         assert_memory_equal(&m, &ref, sizeof m);
-        v2[STAIL_OFF + 5] = 1;
-        assert_int_equal(detect_state_decode(&m, v2, sizeof v2), DETECT_EFORMAT);
-        v2[STAIL_OFF + 5] = 0;
-        v2[0] = (uint8_t)(DETECT_MAGIC_V2 & 0xff);
-        memset(v2 + NMEM_OFF, 0, 4);
-        assert_int_equal(detect_state_decode(&m, v2, sizeof v2), DETECT_STATE_BYTES);
-        assert_int_equal(m.magic, DETECT_MAGIC);
-        assert_true(m.nmem == 0.0f);
+        old[OLD_STAIL_OFF + 5] = 1;
+        assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_EFORMAT);
         ref.nmem = 0.0f;
+        encode_old(&b, DETECT_MAGIC_V2, old);
+        assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_STATE_BYTES);
         assert_memory_equal(&m, &ref, sizeof m);
-        v2[NMEM_OFF] = 1;
-        assert_int_equal(detect_state_decode(&m, v2, sizeof v2), DETECT_EFORMAT);
-        v2[NMEM_OFF] = 0;
-        v2[STAIL_OFF] = 1;
-        assert_int_equal(detect_state_decode(&m, v2, sizeof v2), DETECT_EFORMAT);
+        old[OLD_NMEM_OFF] = 1;
+        assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_EFORMAT);
+        old[OLD_NMEM_OFF] = 0;
+        old[OLD_STAIL_OFF] = 1;
+        assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_EFORMAT);
+        /* An old record's level beyond float range saturates; NaN is refused. */
+        detect_state_t big = b;
+        encode_old(&big, DETECT_MAGIC_V4, old);
+        double huge = 1e300, nan = NAN;
+        memcpy(old + 32, &huge, 8);
+        assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_STATE_BYTES);
+        assert_true(m.lf == FLT_MAX);
+        memcpy(old + 32, &nan, 8);
+        assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_EFORMAT);
     }
-    double nan = NAN;
-    memcpy(buf2 + 32, &nan, 8); /* lf */
+    float nanf_ = NAN;
+    memcpy(buf2 + 32, &nanf_, 4); /* lf */
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);
 }
 
@@ -515,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_nan_inf_stale),
         cmocka_unit_test(test_seasonal_missed_peak),
+        cmocka_unit_test(test_score_memory),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

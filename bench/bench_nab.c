@@ -51,6 +51,7 @@ static int config_set(detect_config_t *cfg, const char *arg)
         {"season_gate", offsetof(detect_config_t, season_gate)},
         {"score_decay", offsetof(detect_config_t, score_decay)},
         {"score_repeat", offsetof(detect_config_t, score_repeat)},
+        {"score_margin", offsetof(detect_config_t, score_margin)},
     };
     const char *eq = strchr(arg, '=');
     if (!eq) return -1;

@@ -40,6 +40,7 @@ void detect_config_init(detect_config_t *c)
     c->season_gate = 3.0f;
     c->score_decay = 0.9f;
     c->score_repeat = 0.1f;
+    c->score_margin = 2.0f;
 }
 
 /* Initial SPOT thresholds per statistic (in the statistic's units) and the
@@ -348,12 +349,13 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         R->events |= DETECT_EV_WARMUP;
     }
     /* Score memory: a sub-alarm score that does not beat the decayed
-     * memory of the final scores (x 0.9 per sample, the time constant of
-     * the short EWMA whose records make an excursion's tail) is the tail
-     * of the event that set it, not a new one: reported at a fraction. */
+     * memory of the final scores (x 0.9 per sample: an excursion's weight
+     * in the short EWMA, whose records make its tail, decays the same way)
+     * by a margin (2) is the tail of the event that set it, not a new one:
+     * reported at a fraction. Alarms are reported as they are. */
     float fm = st->fmem;
     st->fmem = maxf_(fm * cfg->score_decay, (float)final);
-    if (final < DETECT_ALARM && final <= fm) final *= cfg->score_repeat;
+    if (final < DETECT_ALARM && final <= fm * cfg->score_margin) final *= cfg->score_repeat;
 
     /* Learn. Tails first (they judged this sample already). */
     float w = 0.02f; /* running mean of the first excesses, then an EWMA */

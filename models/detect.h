@@ -122,8 +122,9 @@ typedef struct {
     float season_gate;    /* seasonal channel: scores while the profile's error is below
                              gate x the plain level's (default 3); 0 turns it off */
     float score_decay;    /* per-sample decay of the final-score memory (default 0.9) */
-    float score_repeat;   /* factor on a sub-alarm score not above that memory (default 0.1);
-                             1 turns it off */
+    float score_repeat;   /* factor on a sub-alarm score not above margin x that memory
+                             (default 0.1); 1 turns it off */
+    float score_margin;   /* a sub-alarm score is new above margin x memory (default 2) */
 } detect_config_t;
 
 void detect_config_init(detect_config_t *c);

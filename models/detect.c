@@ -70,7 +70,7 @@ void detect_init(detect_state_t *st, uint32_t flags)
 /* ---- SPOT -------------------------------------------------------------- */
 
 /* -log10 of the tail probability of x under the model (0 at or below u). */
-static float spot_surprise(const detect_spot_t *sp, float q, float x)
+static float spot_surprise(const detect_spot_t *sp, float q, float x, double *base_)
 {
     if (!(x > sp->u)) return 0.0f;
     double y = (double)x - sp->u;
@@ -83,7 +83,8 @@ static float spot_surprise(const detect_spot_t *sp, float q, float x)
     if (g > 0.75) g = 0.75;
     if (g < 0.0) g = 0.0; /* no finite endpoint: rank extremes by size */
     double lp;            /* log10 p */
-    double base = -log10(1.0 - (double)q);
+    if (*base_ < 0) *base_ = -log10(1.0 - (double)q); /* once per update, when needed */
+    double base = *base_;
     if (fabs(g) < 1e-4) {
         lp = -base - y / sigma / 2.302585092994046;
     } else {
@@ -126,12 +127,6 @@ static inline float maxf_(float a, float b)
 static inline float clampf(float x, float lo, float hi)
 {
     return x < lo ? lo : x > hi ? hi : x;
-}
-
-/* A double as a float, saturated at ±FLT_MAX (the levels are floats). */
-static inline float satf(double x)
-{
-    return x > FLT_MAX ? FLT_MAX : x < -FLT_MAX ? -FLT_MAX : (float)x;
 }
 
 static double score_of(double s)
@@ -183,7 +178,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     float k = cfg->huber_k, q = cfg->spot_q;
 
     if (st->n == 0) {
-        st->lf = st->ls = satf(x);
+        st->lf = st->ls = x;
         st->x_last = (float)x;
         st->ef = st->es = st->sshort = 0.0f;
         st->season[h] = 0.0f;
@@ -226,14 +221,15 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     if (!(vr > 0)) vr = 0;
     float stat[4] = {z > 0 ? z : 0, z < 0 ? -z : 0, g, vr};
     int warm = st->n < cfg->warmup;
+    double qbase = -1.0; /* -log10(1 - q), computed on first use */
     float smax = 0.0f;
     for (int c = 0; c < 4; c++) {
-        R->comp[c] = warm ? 0.0f : spot_surprise(&st->spot[c], q, stat[c]);
+        R->comp[c] = warm ? 0.0f : spot_surprise(&st->spot[c], q, stat[c], &qbase);
         if (R->comp[c] > smax) smax = R->comp[c];
     }
     /* Flatline: a run of identical values where values usually change. */
     int same = (float)x == st->x_last;
-    uint32_t run = same ? st->run + 1 : 0;
+    uint32_t run = same ? st->run + (st->run < UINT16_MAX) : 0; /* saturating */
     float pc = clampf(st->pchange, 0.0f, 0.99f);
     float flat = run >= 3 ? (float)run * -log10f(1.0f - pc) - 2.0f : 0.0f;
     R->comp[DETECT_C_FLAT] = warm || flat < 0 ? 0.0f : flat;
@@ -267,7 +263,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         if (sz > st->su && !warm && sdays >= 2 && st->es < cfg->season_gate * st->ef) {
             /* exponential tail: p = (1 - q) exp(-(sz - u) / m1) */
             double ex = ((double)sz - st->su) / ((double)st->sm1 + 1e-6);
-            ssur = (float)fmin(-log10(1.0 - (double)q) + ex * 0.4342944819032518, 60.0);
+            if (qbase < 0) qbase = -log10(1.0 - (double)q);
+            ssur = (float)fmin(qbase + ex * 0.4342944819032518, 60.0);
         }
     }
 
@@ -353,9 +350,10 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
      * in the short EWMA, whose records make its tail, decays the same way)
      * by a margin (2) is the tail of the event that set it, not a new one:
      * reported at a fraction. Alarms are reported as they are. */
-    float fm = st->fmem;
-    st->fmem = maxf_(fm * cfg->score_decay, (float)final);
-    if (final < DETECT_ALARM && final <= fm * cfg->score_margin) final *= cfg->score_repeat;
+    float fm = (float)st->fmem * (1.0f / 65535.0f); /* final < 1: fits 16 bits */
+    st->fmem = (uint16_t)(maxf_(fm * cfg->score_decay, (float)final) * 65535.0f);
+    int damp = (final < DETECT_ALARM) & (final <= fm * cfg->score_margin); /* no short circuit: */
+    final *= damp ? cfg->score_repeat : 1.0f; /* the outcome depends on the data */
 
     /* Learn. Tails first (they judged this sample already). */
     float w = 0.02f; /* running mean of the first excesses, then an EWMA */
@@ -380,13 +378,13 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     double rf = x - pf, rs = x - ps;
     float ef = st->ef > floor_ ? st->ef : floor_, es = st->es > floor_ ? st->es : floor_;
     if (shifted) {
-        st->lf = satf(x);
-        st->ls = satf(st->ls + rs); /* the seasonal baseline now predicts x */
+        st->lf = x;
+        st->ls += rs; /* the seasonal baseline now predicts x */
         gp = gn = 0;
     } else {
-        st->lf = satf(st->lf + (double)cfg->alpha_fast * clampf((float)rf, -k * ef, k * ef));
+        st->lf += cfg->alpha_fast * clampf((float)rf, -k * ef, k * ef);
         double cl = clampf((float)rs, -k * es, k * es);
-        st->ls = satf(st->ls + cfg->alpha_fast * cl);
+        st->ls += cfg->alpha_fast * cl;
         if (st->seen >> h & 1u)
             st->season[h] += cfg->alpha_season * (1.0f - cfg->alpha_fast) * (float)cl;
         else
@@ -405,7 +403,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     st->gp = gp;
     st->gn = gn;
     st->pchange += cfg->alpha_slow * ((same ? 0.0f : 1.0f) - st->pchange);
-    st->run = run;
+    st->run = (uint16_t)run;
     st->x_last = (float)x;
     if (st->n < UINT32_MAX) st->n++;
     R->score = final;
@@ -469,9 +467,7 @@ static const uint8_t *getd(const uint8_t *p, double *f)
     return p;
 }
 
-/* The float fields that every layout since 0xDE72 encodes, in encoding
- * order (0xDE75 puts the two levels before them and the score memory
- * after them). */
+/* The float fields in encoding order. */
 #define DETECT_NFLOAT (8 + 24 + 5 + 1 + 12 + 2)
 static void float_fields(detect_state_t *st, float **f)
 {
@@ -501,26 +497,24 @@ static void float_fields(detect_state_t *st, float **f)
     f[i++] = &st->sm1;
 }
 
-/* Layout 0xDE75: magic | flags << 16, n, run, seen (4 bytes each), t_last,
- * v_last (8 each), lf, ls, the DETECT_NFLOAT floats, fmem (4 each), zero
- * padding to DETECT_STATE_BYTES. */
+/* Layout 0xDE75: magic | flags << 16, n, run | fmem << 16, seen (4 bytes
+ * each), t_last, v_last, lf, ls (8 each), the DETECT_NFLOAT floats. */
 int detect_state_encode(const detect_state_t *st, uint8_t *buf, size_t cap)
 {
     if (cap < DETECT_STATE_BYTES) return DETECT_ESPACE;
     uint8_t *p = buf;
     p = put32(p, (uint32_t)DETECT_MAGIC | (uint32_t)st->flags << 16);
     p = put32(p, st->n);
-    p = put32(p, st->run);
+    p = put32(p, (uint32_t)st->run | (uint32_t)st->fmem << 16);
     p = put32(p, st->seen);
     p = put64(p, (uint64_t)st->t_last);
     p = putd(p, st->v_last);
-    p = putf(p, st->lf);
-    p = putf(p, st->ls);
+    p = putd(p, st->lf);
+    p = putd(p, st->ls);
     float *f[DETECT_NFLOAT];
     float_fields((detect_state_t *)st, f);
     for (size_t i = 0; i < DETECT_NFLOAT; i++)
         p = putf(p, *f[i]);
-    p = putf(p, st->fmem);
     memset(p, 0, (size_t)(buf + DETECT_STATE_BYTES - p));
     return DETECT_STATE_BYTES;
 }
@@ -531,15 +525,15 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
     detect_state_t s;
     memset(&s, 0, sizeof s);
     const uint8_t *p = buf;
-    uint32_t mf;
+    uint32_t mf, run;
     uint64_t t;
     p = get32(p, &mf);
-    /* 0xDE72-0xDE74 records hold the levels as doubles (read as floats,
-     * saturated) and have no score memory (it starts empty). 0xDE72 and
-     * 0xDE73 differ from 0xDE74 only by fields encoded last (the novelty
-     * memory, then the seasonal tail), where the older records have zero
-     * padding: they read as a state with no novelty memory yet (0xDE72)
-     * and a fresh seasonal tail (both). */
+    /* 0xDE72-0xDE74 records hold a 32-bit run length (saturated to 16
+     * bits here) and no score memory (it starts empty). 0xDE72 and 0xDE73
+     * differ from 0xDE74 only by fields encoded last (the novelty memory,
+     * then the seasonal tail), where the older records have zero padding:
+     * they read as a state with no novelty memory yet (0xDE72) and a fresh
+     * seasonal tail (both). */
     unsigned m = mf & 0xffff;
     int v2 = m == DETECT_MAGIC_V2, v3 = m == DETECT_MAGIC_V3, v4 = m == DETECT_MAGIC_V4;
     if (m != DETECT_MAGIC && !v2 && !v3 && !v4) return DETECT_EFORMAT;
@@ -547,24 +541,20 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
     s.flags = (uint16_t)(mf >> 16);
     if (s.flags & ~DETECT_F_COUNTER) return DETECT_EFORMAT;
     p = get32(p, &s.n);
-    p = get32(p, &s.run);
+    p = get32(p, &run);
+    if (v2 || v3 || v4) {
+        s.run = run > UINT16_MAX ? UINT16_MAX : (uint16_t)run;
+    } else {
+        s.run = (uint16_t)run;
+        s.fmem = (uint16_t)(run >> 16);
+    }
     p = get32(p, &s.seen);
     p = get64(p, &t);
     s.t_last = (int64_t)t;
     p = getd(p, &s.v_last);
-    if (s.n && !isfinite(s.v_last)) return DETECT_EFORMAT;
-    if (v2 || v3 || v4) {
-        double lf, ls;
-        p = getd(p, &lf);
-        p = getd(p, &ls);
-        if (!isfinite(lf) || !isfinite(ls)) return DETECT_EFORMAT;
-        s.lf = satf(lf);
-        s.ls = satf(ls);
-    } else {
-        p = getf(p, &s.lf);
-        p = getf(p, &s.ls);
-        if (!isfinite(s.lf) || !isfinite(s.ls)) return DETECT_EFORMAT;
-    }
+    p = getd(p, &s.lf);
+    p = getd(p, &s.ls);
+    if (!isfinite(s.lf) || !isfinite(s.ls) || (s.n && !isfinite(s.v_last))) return DETECT_EFORMAT;
     float *f[DETECT_NFLOAT];
     float_fields(&s, f);
     for (size_t i = 0; i < DETECT_NFLOAT; i++) {
@@ -576,12 +566,6 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
         if (s.su != 0.0f || s.sm1 != 0.0f) return DETECT_EFORMAT;
         s.su = SEASON_U0;
         s.sm1 = SEASON_M0;
-    }
-    if (!(v2 || v3 || v4)) {
-        p = getf(p, &s.fmem);
-        if (!isfinite(s.fmem)) return DETECT_EFORMAT;
-        for (; p < buf + DETECT_STATE_BYTES; p++) /* padding */
-            if (*p) return DETECT_EFORMAT;
     }
     *st = s;
     return DETECT_STATE_BYTES;

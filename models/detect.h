@@ -141,13 +141,14 @@ typedef struct {
     uint16_t magic;        /* DETECT_MAGIC once initialised */
     uint16_t flags;        /* DETECT_F_* */
     uint32_t n;            /* samples scored (after counter differencing) */
-    uint32_t run;          /* consecutive samples equal to the previous one */
+    uint16_t run;          /* consecutive samples equal to the previous one (saturating) */
+    uint16_t fmem;         /* memory of recent final scores, in units of 1/65535 */
     uint32_t seen;         /* bits 0-23: hours seen; 24-30: days since all were seen
                               (saturating); bit 31: seasonal baseline used once */
     int64_t t_last;        /* timestamp of the last accepted sample (ms) */
     double v_last;         /* last raw value (counters: last counter value) */
-    float lf;              /* fast level */
-    float ls;              /* slow level (seasonal baseline = ls + season) */
+    double lf;             /* fast level */
+    double ls;             /* slow level (seasonal baseline = ls + season) */
     float ef, es;          /* running |error| of the fast and seasonal predictors */
     float sshort;          /* short-run |error| of the chosen predictor (variance) */
     float gp, gn;          /* CUSUM sums (standardised) */
@@ -160,18 +161,17 @@ typedef struct {
     float nmem;            /* memory of recent novelty scores */
     detect_spot_t spot[4]; /* tails of UP, DOWN, SHIFT, VAR */
     float su, sm1;         /* seasonal channel's tail: quantile, mean excess (exponential) */
-    float fmem;            /* memory of recent final scores (repeat suppression) */
-    uint32_t spare;        /* zero: room for the next addition */
 } detect_state_t;
 
 /* Magic and layout version in one: 0xDE71 was the first layout (with a
  * day-of-week profile); 0xDE72 added the novelty range; 0xDE73 the
- * novelty memory; 0xDE74 the seasonal channel's tail; 0xDE75 stores the
- * two levels as floats and adds the final-score memory. 0xDE72-0xDE74
- * states are migrated (levels converted, an empty score memory; the fields
- * added since 0xDE72/0xDE73 were zero padding in those records: no novelty
- * memory yet, a fresh seasonal tail). Decoding refuses any other value, so
- * an older state file starts the detectors fresh. */
+ * novelty memory; 0xDE74 the seasonal channel's tail; 0xDE75 the
+ * final-score memory (16 bits, beside a 16-bit run length that used to
+ * take 32). 0xDE72-0xDE74 states are migrated (run length saturated, an
+ * empty score memory; the fields added since 0xDE72/0xDE73 were zero
+ * padding in those records: no novelty memory yet, a fresh seasonal tail).
+ * Decoding refuses any other value, so an older state file starts the
+ * detectors fresh. */
 #define DETECT_MAGIC 0xDE75u
 #define DETECT_MAGIC_V4 0xDE74u
 #define DETECT_MAGIC_V3 0xDE73u

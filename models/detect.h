@@ -49,6 +49,10 @@
  *               own EVT tail; it reports alarms only, and only onsets
  *               above the surprise memory it shares with the residual
  *               statistics.
+ *   memory      last, a decaying memory of the final scores: a sub-alarm
+ *               score that does not beat it by a margin is the tail of the
+ *               event that set it and is reported at a fraction (alarms
+ *               never are).
  *
  * Inputs: NaN, ±Inf and the Prometheus staleness marker are skipped
  * without touching the state (the score returned is 0). Counters

@@ -296,7 +296,7 @@ static void test_score_memory(void **state)
     sig_alloc(&g, 2400);
     noise(&g, 50, 2);
     for (size_t i = 2000; i < 2200; i++)
-        g.v[i] += 8.0 * (double)(i < 2010 ? i - 1999 : 10) ; /* a ramp to a new level */
+        g.v[i] += 8.0 * (double)(i < 2010 ? i - 1999 : 10); /* a ramp to a new level */
     detect_config_t c;
     detect_config_init(&c);
     run_cfg(&g, 0, &c);

@@ -49,6 +49,9 @@ static int config_set(detect_config_t *cfg, const char *arg)
         {"novelty_decay", offsetof(detect_config_t, novelty_decay)},
         {"novelty_repeat", offsetof(detect_config_t, novelty_repeat)},
         {"season_gate", offsetof(detect_config_t, season_gate)},
+        {"score_decay", offsetof(detect_config_t, score_decay)},
+        {"score_repeat", offsetof(detect_config_t, score_repeat)},
+        {"score_margin", offsetof(detect_config_t, score_margin)},
     };
     const char *eq = strchr(arg, '=');
     if (!eq) return -1;

@@ -38,6 +38,9 @@ void detect_config_init(detect_config_t *c)
     c->novelty_decay = 0.9995f;
     c->novelty_repeat = 0.5f;
     c->season_gate = 3.0f;
+    c->score_decay = 0.9f;
+    c->score_repeat = 0.1f;
+    c->score_margin = 2.0f;
 }
 
 /* Initial SPOT thresholds per statistic (in the statistic's units) and the
@@ -67,7 +70,7 @@ void detect_init(detect_state_t *st, uint32_t flags)
 /* ---- SPOT -------------------------------------------------------------- */
 
 /* -log10 of the tail probability of x under the model (0 at or below u). */
-static float spot_surprise(const detect_spot_t *sp, float q, float x)
+static float spot_surprise(const detect_spot_t *sp, float q, float x, double *base_)
 {
     if (!(x > sp->u)) return 0.0f;
     double y = (double)x - sp->u;
@@ -80,7 +83,8 @@ static float spot_surprise(const detect_spot_t *sp, float q, float x)
     if (g > 0.75) g = 0.75;
     if (g < 0.0) g = 0.0; /* no finite endpoint: rank extremes by size */
     double lp;            /* log10 p */
-    double base = -log10(1.0 - (double)q);
+    if (*base_ < 0) *base_ = -log10(1.0 - (double)q); /* once per update, when needed */
+    double base = *base_;
     if (fabs(g) < 1e-4) {
         lp = -base - y / sigma / 2.302585092994046;
     } else {
@@ -217,14 +221,15 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     if (!(vr > 0)) vr = 0;
     float stat[4] = {z > 0 ? z : 0, z < 0 ? -z : 0, g, vr};
     int warm = st->n < cfg->warmup;
+    double qbase = -1.0; /* -log10(1 - q), computed on first use */
     float smax = 0.0f;
     for (int c = 0; c < 4; c++) {
-        R->comp[c] = warm ? 0.0f : spot_surprise(&st->spot[c], q, stat[c]);
+        R->comp[c] = warm ? 0.0f : spot_surprise(&st->spot[c], q, stat[c], &qbase);
         if (R->comp[c] > smax) smax = R->comp[c];
     }
     /* Flatline: a run of identical values where values usually change. */
     int same = (float)x == st->x_last;
-    uint32_t run = same ? st->run + 1 : 0;
+    uint32_t run = same ? st->run + (st->run < UINT16_MAX) : 0; /* saturating */
     float pc = clampf(st->pchange, 0.0f, 0.99f);
     float flat = run >= 3 ? (float)run * -log10f(1.0f - pc) - 2.0f : 0.0f;
     R->comp[DETECT_C_FLAT] = warm || flat < 0 ? 0.0f : flat;
@@ -258,7 +263,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         if (sz > st->su && !warm && sdays >= 2 && st->es < cfg->season_gate * st->ef) {
             /* exponential tail: p = (1 - q) exp(-(sz - u) / m1) */
             double ex = ((double)sz - st->su) / ((double)st->sm1 + 1e-6);
-            ssur = (float)fmin(-log10(1.0 - (double)q) + ex * 0.4342944819032518, 60.0);
+            if (qbase < 0) qbase = -log10(1.0 - (double)q);
+            ssur = (float)fmin(qbase + ex * 0.4342944819032518, 60.0);
         }
     }
 
@@ -339,6 +345,15 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         final = 0;
         R->events |= DETECT_EV_WARMUP;
     }
+    /* Score memory: a sub-alarm score that does not beat the decayed
+     * memory of the final scores (x 0.9 per sample: an excursion's weight
+     * in the short EWMA, whose records make its tail, decays the same way)
+     * by a margin (2) is the tail of the event that set it, not a new one:
+     * reported at a fraction. Alarms are reported as they are. */
+    float fm = (float)st->fmem * (1.0f / 65535.0f); /* final < 1: fits 16 bits */
+    st->fmem = (uint16_t)(maxf_(fm * cfg->score_decay, (float)final) * 65535.0f);
+    int damp = (final < DETECT_ALARM) & (final <= fm * cfg->score_margin); /* no short circuit: */
+    final *= damp ? cfg->score_repeat : 1.0f; /* the outcome depends on the data */
 
     /* Learn. Tails first (they judged this sample already). */
     float w = 0.02f; /* running mean of the first excesses, then an EWMA */
@@ -388,7 +403,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     st->gp = gp;
     st->gn = gn;
     st->pchange += cfg->alpha_slow * ((same ? 0.0f : 1.0f) - st->pchange);
-    st->run = run;
+    st->run = (uint16_t)run;
     st->x_last = (float)x;
     if (st->n < UINT32_MAX) st->n++;
     R->score = final;
@@ -482,13 +497,15 @@ static void float_fields(detect_state_t *st, float **f)
     f[i++] = &st->sm1;
 }
 
+/* Layout 0xDE75: magic | flags << 16, n, run | fmem << 16, seen (4 bytes
+ * each), t_last, v_last, lf, ls (8 each), the DETECT_NFLOAT floats. */
 int detect_state_encode(const detect_state_t *st, uint8_t *buf, size_t cap)
 {
     if (cap < DETECT_STATE_BYTES) return DETECT_ESPACE;
     uint8_t *p = buf;
-    p = put32(p, (uint32_t)st->magic | (uint32_t)st->flags << 16);
+    p = put32(p, (uint32_t)DETECT_MAGIC | (uint32_t)st->flags << 16);
     p = put32(p, st->n);
-    p = put32(p, st->run);
+    p = put32(p, (uint32_t)st->run | (uint32_t)st->fmem << 16);
     p = put32(p, st->seen);
     p = put64(p, (uint64_t)st->t_last);
     p = putd(p, st->v_last);
@@ -508,20 +525,29 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
     detect_state_t s;
     memset(&s, 0, sizeof s);
     const uint8_t *p = buf;
-    uint32_t mf;
+    uint32_t mf, run;
     uint64_t t;
     p = get32(p, &mf);
-    /* 0xDE72 and 0xDE73 differ only by fields encoded last (the novelty
-     * memory, then the seasonal tail), where the older records have zero
-     * padding: they read as a state with no novelty memory yet (0xDE72)
-     * and a fresh seasonal tail (both). */
-    int v2 = (mf & 0xffff) == DETECT_MAGIC_V2, v3 = (mf & 0xffff) == DETECT_MAGIC_V3;
-    if ((mf & 0xffff) != DETECT_MAGIC && !v2 && !v3) return DETECT_EFORMAT;
+    /* 0xDE72-0xDE74 records hold a 32-bit run length (saturated to 16
+     * bits here) and no score memory (it starts empty). 0xDE72 and 0xDE73
+     * differ from 0xDE74 only by fields encoded last (the novelty memory,
+     * then the seasonal tail), where the older records have zero padding:
+     * they read as a state with no novelty memory yet (0xDE72) and a fresh
+     * seasonal tail (both). */
+    unsigned m = mf & 0xffff;
+    int v2 = m == DETECT_MAGIC_V2, v3 = m == DETECT_MAGIC_V3, v4 = m == DETECT_MAGIC_V4;
+    if (m != DETECT_MAGIC && !v2 && !v3 && !v4) return DETECT_EFORMAT;
     s.magic = DETECT_MAGIC;
     s.flags = (uint16_t)(mf >> 16);
     if (s.flags & ~DETECT_F_COUNTER) return DETECT_EFORMAT;
     p = get32(p, &s.n);
-    p = get32(p, &s.run);
+    p = get32(p, &run);
+    if (v2 || v3 || v4) {
+        s.run = run > UINT16_MAX ? UINT16_MAX : (uint16_t)run;
+    } else {
+        s.run = (uint16_t)run;
+        s.fmem = (uint16_t)(run >> 16);
+    }
     p = get32(p, &s.seen);
     p = get64(p, &t);
     s.t_last = (int64_t)t;

@@ -49,6 +49,10 @@
  *               own EVT tail; it reports alarms only, and only onsets
  *               above the surprise memory it shares with the residual
  *               statistics.
+ *   memory      last, a decaying memory of the final scores: a sub-alarm
+ *               score that does not beat it by a margin is the tail of the
+ *               event that set it and is reported at a fraction (alarms
+ *               never are).
  *
  * Inputs: NaN, ±Inf and the Prometheus staleness marker are skipped
  * without touching the state (the score returned is 0). Counters
@@ -121,6 +125,10 @@ typedef struct {
     float novelty_repeat; /* factor on a novelty score not above that memory (default 0.5) */
     float season_gate;    /* seasonal channel: scores while the profile's error is below
                              gate x the plain level's (default 3); 0 turns it off */
+    float score_decay;    /* per-sample decay of the final-score memory (default 0.9) */
+    float score_repeat;   /* factor on a sub-alarm score not above margin x that memory
+                             (default 0.1); 1 turns it off */
+    float score_margin;   /* a sub-alarm score is new above margin x memory (default 2) */
 } detect_config_t;
 
 void detect_config_init(detect_config_t *c);
@@ -137,7 +145,8 @@ typedef struct {
     uint16_t magic;        /* DETECT_MAGIC once initialised */
     uint16_t flags;        /* DETECT_F_* */
     uint32_t n;            /* samples scored (after counter differencing) */
-    uint32_t run;          /* consecutive samples equal to the previous one */
+    uint16_t run;          /* consecutive samples equal to the previous one (saturating) */
+    uint16_t fmem;         /* memory of recent final scores, in units of 1/65535 */
     uint32_t seen;         /* bits 0-23: hours seen; 24-30: days since all were seen
                               (saturating); bit 31: seasonal baseline used once */
     int64_t t_last;        /* timestamp of the last accepted sample (ms) */
@@ -160,11 +169,15 @@ typedef struct {
 
 /* Magic and layout version in one: 0xDE71 was the first layout (with a
  * day-of-week profile); 0xDE72 added the novelty range; 0xDE73 the
- * novelty memory; 0xDE74 the seasonal channel's tail. A 0xDE72 or 0xDE73
- * state is migrated (the fields added since were zero padding in those
- * records: no novelty memory yet, a fresh seasonal tail). Decoding refuses
- * any other value, so an older state file starts the detectors fresh. */
-#define DETECT_MAGIC 0xDE74u
+ * novelty memory; 0xDE74 the seasonal channel's tail; 0xDE75 the
+ * final-score memory (16 bits, beside a 16-bit run length that used to
+ * take 32). 0xDE72-0xDE74 states are migrated (run length saturated, an
+ * empty score memory; the fields added since 0xDE72/0xDE73 were zero
+ * padding in those records: no novelty memory yet, a fresh seasonal tail).
+ * Decoding refuses any other value, so an older state file starts the
+ * detectors fresh. */
+#define DETECT_MAGIC 0xDE75u
+#define DETECT_MAGIC_V4 0xDE74u
 #define DETECT_MAGIC_V3 0xDE73u
 #define DETECT_MAGIC_V2 0xDE72u
 

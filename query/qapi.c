@@ -73,6 +73,43 @@ static void jw_val(jw_t *w, double v)
     jw_raw(w, "\"", 1);
 }
 
+/* Formatted timestamps of recent points: the points of a range query's
+ * series share one step grid, so each time is formatted once. */
+typedef struct {
+    int64_t t[256];
+    uint8_t len[256];
+    char s[256][32];
+} jw_tcache_t;
+
+/* `[t,"v"]` for every point, comma-separated, written straight into the
+ * buffer (one reservation check per point). */
+static void jw_points(jw_t *w, const pq_point_t *p, size_t n, jw_tcache_t *tc)
+{
+    for (size_t j = 0; j < n && !w->oom; j++) {
+        if (tbuf_reserve(w->b, 32 + 400 + 8)) {
+            w->oom = 1;
+            return;
+        }
+        char *o = (char *)w->b->p + w->b->len, *o0 = o;
+        if (j) *o++ = ',';
+        *o++ = '[';
+        int64_t t = p[j].t;
+        size_t h = (size_t)((uint64_t)t * 0x9e3779b97f4a7c15ULL >> 56);
+        if (!tc->len[h] || tc->t[h] != t) {
+            tc->t[h] = t;
+            tc->len[h] = (uint8_t)pq_fmt_time(tc->s[h], t);
+        }
+        memcpy(o, tc->s[h], 32);
+        o += tc->len[h];
+        *o++ = ',';
+        *o++ = '"';
+        o += pq_fmt_float(o, p[j].v);
+        *o++ = '"';
+        *o++ = ']';
+        w->b->len += (size_t)(o - o0);
+    }
+}
+
 static void jw_labels(jw_t *w, const pq_label_t *l, size_t n)
 {
     jw_raw(w, "{", 1);
@@ -175,6 +212,7 @@ static int64_t eff_timeout(qapi_param_fn get, void *ctx, const qapi_limits_t *li
 
 static void write_result(jw_t *w, const pq_result_t *res, int64_t t)
 {
+    jw_tcache_t tc;
     jw_s(w, "{\"status\":\"success\",\"data\":{\"resultType\":\"");
     jw_s(w, promql_type_name(res->type));
     jw_s(w, "\",\"result\":");
@@ -208,6 +246,7 @@ static void write_result(jw_t *w, const pq_result_t *res, int64_t t)
         jw_raw(w, "]", 1);
         break;
     case PQ_T_MATRIX:
+        memset(tc.len, 0, sizeof tc.len);
         jw_raw(w, "[", 1);
         for (size_t i = 0; i < res->nseries; i++) {
             const pq_series_t *s = &res->series[i];
@@ -215,14 +254,7 @@ static void write_result(jw_t *w, const pq_result_t *res, int64_t t)
             jw_s(w, "{\"metric\":");
             jw_labels(w, s->labels, s->nlabels);
             jw_s(w, ",\"values\":[");
-            for (size_t j = 0; j < s->npoints; j++) {
-                if (j) jw_raw(w, ",", 1);
-                jw_raw(w, "[", 1);
-                jw_time(w, s->points[j].t);
-                jw_raw(w, ",", 1);
-                jw_val(w, s->points[j].v);
-                jw_raw(w, "]", 1);
-            }
+            jw_points(w, s->points, s->npoints, &tc);
             jw_s(w, "]}");
             if (w->oom) return;
         }

@@ -315,6 +315,7 @@ static int query_range_cached(tsdb_t *db, const pq_expr_t *e, const char *q, int
         rc = promql_eval(r, e, &to, &res, err, sizeof err);
         tsdb_reader_close(r);
         if (rc) {
+            qc_count(cache, 0, got);
             pq_arena_free(&a);
             return reply_pq_error(out, status, rc, err);
         }

@@ -302,7 +302,7 @@ static int query_range_cached(tsdb_t *db, const pq_expr_t *e, const char *q, int
     pq_result_t *res = NULL;
     char err[1024];
     int rc = 0;
-    if (have < o->end_ms) {
+    if (o->end_ms - have >= o->step_ms) { /* steps after the cached ones */
         pq_opts_t to = *o;
         to.start_ms = got ? have + o->step_ms : o->start_ms;
         tsdb_reader_t *r = NULL;

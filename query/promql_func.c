@@ -164,8 +164,9 @@ static void linreg(const tsdb_sample_t *s, size_t n, int64_t icept, double *slop
 }
 
 /* rate/increase/delta with Prometheus' extrapolation. Returns 0 if no value. */
-static int extrapolated(const tsdb_sample_t *s, size_t n, int64_t rstart, int64_t rend, int64_t range,
-                        int resets, int rate, double *out, int counter)
+static inline __attribute__((always_inline)) int
+extrapolated(const tsdb_sample_t *s, size_t n, int64_t rstart, int64_t rend, int64_t range, int resets, int rate,
+             double *out, int counter)
 {
     if (n < 2) return 0;
     double result = s[n - 1].v - s[0].v;

@@ -21,7 +21,7 @@ typedef struct {
 } qc_series_t;
 
 typedef struct qc_entry {
-    struct qc_entry *hnext;      /* hash chain */
+    struct qc_entry *hnext;       /* hash chain */
     struct qc_entry *prev, *next; /* LRU: head = most recently used */
     uint64_t hash;
     char *query;
@@ -91,30 +91,32 @@ int qapi_cache_metrics(qapi_cache_t *c, tbuf_t *out)
     qapi_cache_stats_t st;
     qapi_cache_stats(c, &st);
     char b[2048];
-    int n = snprintf(
-        b, sizeof b,
-        "# HELP augur_query_cache_requests_total Range queries by what the result cache held for them.\n"
-        "# TYPE augur_query_cache_requests_total counter\n"
-        "augur_query_cache_requests_total{result=\"hit\"} %" PRIu64 "\n"
-        "augur_query_cache_requests_total{result=\"partial\"} %" PRIu64 "\n"
-        "augur_query_cache_requests_total{result=\"miss\"} %" PRIu64 "\n"
-        "# HELP augur_query_cache_invalidations_total Cached answers dropped because the store changed under them.\n"
-        "# TYPE augur_query_cache_invalidations_total counter\n"
-        "augur_query_cache_invalidations_total %" PRIu64 "\n"
-        "# HELP augur_query_cache_evictions_total Cached answers dropped for space.\n"
-        "# TYPE augur_query_cache_evictions_total counter\n"
-        "augur_query_cache_evictions_total %" PRIu64 "\n"
-        "# HELP augur_query_cache_entries Answers in the range-query result cache.\n"
-        "# TYPE augur_query_cache_entries gauge\n"
-        "augur_query_cache_entries %" PRIu64 "\n"
-        "# HELP augur_query_cache_bytes Bytes held by the range-query result cache.\n"
-        "# TYPE augur_query_cache_bytes gauge\n"
-        "augur_query_cache_bytes %" PRIu64 "\n"
-        "# HELP augur_query_cache_max_bytes Size limit of the range-query result cache.\n"
-        "# TYPE augur_query_cache_max_bytes gauge\n"
-        "augur_query_cache_max_bytes %" PRIu64 "\n",
-        st.hits, st.partial_hits, st.misses, st.invalidations, st.evictions, st.entries, st.bytes,
-        st.max_bytes);
+    int n =
+        snprintf(b, sizeof b,
+                 "# HELP augur_query_cache_requests_total Range queries by what the result cache "
+                 "held for them.\n"
+                 "# TYPE augur_query_cache_requests_total counter\n"
+                 "augur_query_cache_requests_total{result=\"hit\"} %" PRIu64 "\n"
+                 "augur_query_cache_requests_total{result=\"partial\"} %" PRIu64 "\n"
+                 "augur_query_cache_requests_total{result=\"miss\"} %" PRIu64 "\n"
+                 "# HELP augur_query_cache_invalidations_total Cached answers dropped because the "
+                 "store changed under them.\n"
+                 "# TYPE augur_query_cache_invalidations_total counter\n"
+                 "augur_query_cache_invalidations_total %" PRIu64 "\n"
+                 "# HELP augur_query_cache_evictions_total Cached answers dropped for space.\n"
+                 "# TYPE augur_query_cache_evictions_total counter\n"
+                 "augur_query_cache_evictions_total %" PRIu64 "\n"
+                 "# HELP augur_query_cache_entries Answers in the range-query result cache.\n"
+                 "# TYPE augur_query_cache_entries gauge\n"
+                 "augur_query_cache_entries %" PRIu64 "\n"
+                 "# HELP augur_query_cache_bytes Bytes held by the range-query result cache.\n"
+                 "# TYPE augur_query_cache_bytes gauge\n"
+                 "augur_query_cache_bytes %" PRIu64 "\n"
+                 "# HELP augur_query_cache_max_bytes Size limit of the range-query result cache.\n"
+                 "# TYPE augur_query_cache_max_bytes gauge\n"
+                 "augur_query_cache_max_bytes %" PRIu64 "\n",
+                 st.hits, st.partial_hits, st.misses, st.invalidations, st.evictions, st.entries,
+                 st.bytes, st.max_bytes);
     if (n < 0 || (size_t)n >= sizeof b) return -1;
     return tbuf_put(out, b, (size_t)n);
 }
@@ -130,23 +132,28 @@ static uint64_t key_hash(const qc_key_t *k)
 
 static int key_eq(const qc_entry_t *e, uint64_t h, const qc_key_t *k)
 {
-    return e->hash == h && e->step == k->step && e->phase == k->phase && e->lookback == k->lookback &&
-           !strcmp(e->query, k->query);
+    return e->hash == h && e->step == k->step && e->phase == k->phase &&
+           e->lookback == k->lookback && !strcmp(e->query, k->query);
 }
 
 static qc_entry_t **find_slot(qapi_cache_t *c, uint64_t h, const qc_key_t *k)
 {
     qc_entry_t **pp = &c->buckets[h & (c->nbuckets - 1)];
-    while (*pp && !key_eq(*pp, h, k)) pp = &(*pp)->hnext;
+    while (*pp && !key_eq(*pp, h, k))
+        pp = &(*pp)->hnext;
     return pp;
 }
 
 static void lru_unlink(qapi_cache_t *c, qc_entry_t *e)
 {
-    if (e->prev) e->prev->next = e->next;
-    else c->lru_head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else c->lru_tail = e->prev;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->lru_head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->lru_tail = e->prev;
     e->prev = e->next = NULL;
 }
 
@@ -173,7 +180,8 @@ static void remove_at(qapi_cache_t *c, qc_entry_t **pp)
 static void remove_entry(qapi_cache_t *c, qc_entry_t *e)
 {
     qc_entry_t **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
-    while (*pp != e) pp = &(*pp)->hnext;
+    while (*pp != e)
+        pp = &(*pp)->hnext;
     remove_at(c, pp);
 }
 
@@ -197,8 +205,10 @@ static size_t first_at(const pq_point_t *p, size_t n, int64_t x)
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (p[mid].t < x) lo = mid + 1;
-        else hi = mid;
+        if (p[mid].t < x)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -206,9 +216,12 @@ static size_t first_at(const pq_point_t *p, size_t n, int64_t x)
 void qc_count(qapi_cache_t *c, int hit, int partial)
 {
     pthread_mutex_lock(&c->mu);
-    if (hit) c->hits++;
-    else if (partial) c->partial++;
-    else c->misses++;
+    if (hit)
+        c->hits++;
+    else if (partial)
+        c->partial++;
+    else
+        c->misses++;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -270,14 +283,16 @@ void qc_insert(qapi_cache_t *c, const qc_key_t *k, uint64_t gen, int64_t s0, int
     if (e0 < s0) return;
     /* size the block: entry, query text, series, labels, strings, points */
     size_t qlen = strlen(k->query);
-    size_t bytes = QC_ALIGN(sizeof(qc_entry_t)) + QC_ALIGN(qlen + 1) + QC_ALIGN(nv * sizeof(qc_series_t));
+    size_t bytes =
+        QC_ALIGN(sizeof(qc_entry_t)) + QC_ALIGN(qlen + 1) + QC_ALIGN(nv * sizeof(qc_series_t));
     size_t *lo = malloc((nv ? nv : 1) * 2 * sizeof *lo);
     if (!lo) return;
     size_t ns = 0;
     for (size_t i = 0; i < nv; i++) {
         size_t cnt = 0;
         for (int r = 0; r < 2; r++) {
-            size_t a = first_at(v[i].p[r], v[i].n[r], s0), b = first_at(v[i].p[r], v[i].n[r], e0 + 1);
+            size_t a = first_at(v[i].p[r], v[i].n[r], s0),
+                   b = first_at(v[i].p[r], v[i].n[r], e0 + 1);
             lo[2 * i + (size_t)r] = a;
             cnt += b > a ? b - a : 0;
         }
@@ -320,7 +335,9 @@ void qc_insert(qapi_cache_t *c, const qc_key_t *k, uint64_t gen, int64_t s0, int
         p += QC_ALIGN(cnt * sizeof(pq_point_t));
         s->npoints = 0;
         for (int r = 0; r < 2; r++) {
-            if (b[r] > a[r]) memcpy(s->points + s->npoints, v[i].p[r] + a[r], (b[r] - a[r]) * sizeof(pq_point_t));
+            if (b[r] > a[r])
+                memcpy(s->points + s->npoints, v[i].p[r] + a[r],
+                       (b[r] - a[r]) * sizeof(pq_point_t));
             s->npoints += b[r] - a[r];
         }
         s->labels = (pq_label_t *)(void *)p;
@@ -397,8 +414,10 @@ static int64_t lookahead(const pq_node_t *n)
         b = lookahead(n->u.bin.rhs);
         return a < 0 || b < 0 ? -1 : (a > b ? a : b);
     case PQ_N_NEG:
-    case PQ_N_PAREN: return lookahead(n->u.un.expr);
-    default: return 0;
+    case PQ_N_PAREN:
+        return lookahead(n->u.un.expr);
+    default:
+        return 0;
     }
 }
 

@@ -124,7 +124,8 @@ static int both(fx_t *f, const char *q, int64_t start_s, int64_t end_s, int64_t 
     with.cache = f->cache;
     int sa = 0, sb = 0;
     assert_int_equal(qapi_handle(f->db, "query_range", get_param, &p, NOW, &with, &f->a, &sa), 0);
-    assert_int_equal(qapi_handle(f->db, "query_range", get_param, &p, NOW, &without, &f->b, &sb), 0);
+    assert_int_equal(qapi_handle(f->db, "query_range", get_param, &p, NOW, &without, &f->b, &sb),
+                     0);
     assert_int_equal(sa, sb);
     if (f->a.len != f->b.len || memcmp(f->a.p, f->b.p, f->a.len)) {
         fprintf(stderr, "query %s [%s, %s] step %s\ncached:   %.*s\nuncached: %.*s\n", q, s, e, st,
@@ -192,7 +193,8 @@ static void test_backfill_invalidates(void **state)
     qapi_cache_stats_t a = stats(f);
     /* a new series backfilled into the middle of the cached range, and an
      * out-of-order sample of an existing series */
-    for (int64_t t = T0 + 20 * 60000; t < T0 + 30 * 60000; t += 15000) append(f->db, "n9", "user", t, (double)(t - T0) / 100);
+    for (int64_t t = T0 + 20 * 60000; t < T0 + 30 * 60000; t += 15000)
+        append(f->db, "n9", "user", t, (double)(t - T0) / 100);
     append(f->db, "n1", "user", T0 + 30 * 60000 + 7000, 1e9);
     all_queries(f, S0 + 300, S0 + 3585, 15);
     qapi_cache_stats_t b = stats(f);
@@ -230,7 +232,8 @@ static void test_delete_retention_invalidate(void **state)
     assert_true(tsdb_generation(f->db) > g);
     all_queries(f, S0 + 300, S0 + 3585, 15);
     assert_int_equal(both(f, queries[0], S0 + 300, S0 + 3585, 15), 200);
-    assert_true(strlen(before) != f->a.len || memcmp(before, f->a.p, f->a.len)); /* data was dropped */
+    assert_true(strlen(before) != f->a.len ||
+                memcmp(before, f->a.p, f->a.len)); /* data was dropped */
     free(before);
 }
 
@@ -248,10 +251,12 @@ static void test_recent_steps_not_cached(void **state)
     int sa, sb;
     int64_t now = T0 + 3600000;
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(qapi_handle(f->db, "query_range", get_param, &p, now, &with, &f->a, &sa), 0);
+        assert_int_equal(qapi_handle(f->db, "query_range", get_param, &p, now, &with, &f->a, &sa),
+                         0);
         if (i == 1) load(f->db, 60, 61); /* not in the cached steps: no invalidation */
     }
-    assert_int_equal(qapi_handle(f->db, "query_range", get_param, &p, now, &without, &f->b, &sb), 0);
+    assert_int_equal(qapi_handle(f->db, "query_range", get_param, &p, now, &without, &f->b, &sb),
+                     0);
     assert_int_equal(sa, 200);
     assert_int_equal(f->a.len, f->b.len);
     assert_memory_equal(f->a.p, f->b.p, f->a.len);
@@ -270,7 +275,8 @@ static void test_small_cache_evicts(void **state)
     qapi_cache_free(f->cache);
     f->cache = qapi_cache_new(24 << 10);
     for (int r = 0; r < 2; r++)
-        for (int64_t st = 15; st <= 120; st += 15) all_queries(f, S0 + 300, S0 + 3585, st);
+        for (int64_t st = 15; st <= 120; st += 15)
+            all_queries(f, S0 + 300, S0 + 3585, st);
     qapi_cache_stats_t a = stats(f);
     assert_true(a.evictions > 0);
     assert_true(a.bytes <= 24 << 10);
@@ -285,8 +291,12 @@ static void test_errors_not_cached(void **state)
 {
     fx_t *f = *state;
     /* many-to-many matching: 422 every time, and nothing kept */
-    assert_int_equal(both(f, "cpu_seconds_total / on() group_left cpu_seconds_total", S0 + 300, S0 + 3585, 15), 422);
-    assert_int_equal(both(f, "cpu_seconds_total / on() group_left cpu_seconds_total", S0 + 300, S0 + 3585, 15), 422);
+    assert_int_equal(
+        both(f, "cpu_seconds_total / on() group_left cpu_seconds_total", S0 + 300, S0 + 3585, 15),
+        422);
+    assert_int_equal(
+        both(f, "cpu_seconds_total / on() group_left cpu_seconds_total", S0 + 300, S0 + 3585, 15),
+        422);
     assert_int_equal(stats(f).entries, 0);
     assert_int_equal(stats(f).misses, 2);
 }

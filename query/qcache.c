@@ -299,8 +299,10 @@ void qc_insert(qapi_cache_t *c, const qc_key_t *k, uint64_t gen, int64_t s0, int
         if (!cnt) continue;
         ns++;
         bytes += QC_ALIGN(cnt * sizeof(pq_point_t)) + QC_ALIGN(v[i].nlabels * sizeof(pq_label_t));
+        size_t sb = 0;
         for (size_t j = 0; j < v[i].nlabels; j++)
-            bytes += strlen(v[i].labels[j].name) + strlen(v[i].labels[j].value) + 2;
+            sb += strlen(v[i].labels[j].name) + strlen(v[i].labels[j].value) + 2;
+        bytes += QC_ALIGN(sb);
     }
     if (bytes > c->max_bytes / 4) {
         free(lo);
@@ -352,6 +354,7 @@ void qc_insert(qapi_cache_t *c, const qc_key_t *k, uint64_t gen, int64_t s0, int
             s->labels[j].value = (const char *)p;
             p += lv;
         }
+        p = blk + QC_ALIGN((size_t)(p - blk)); /* the next series' points */
     }
     free(lo);
     e->nseries = si;

@@ -2,9 +2,11 @@
 """Dashboard-query latency, side by side: augur vs VictoriaMetrics vs Prometheus.
 
 Starts each server fresh on a loopback port (one at a time for the load, all
-three for the queries), replays the same remote-write workload into each with
+of them for the queries), replays the same remote-write workload into each with
 ../shared/bench/rwload.py, flushes, then runs the query set REPS times
-round-robin against the three and prints median and p99 latency per query
+round-robin against the servers (the order rotated every round, so that no
+server always runs right after another one's heavy query and its garbage
+collection) and prints median and p99 latency per query
 and server, the ratio augur/best-peer, and the peak RSS of each server after
 the queries.
 
@@ -217,8 +219,11 @@ def main():
         for rep in range(-a.warmup, a.reps):
             if rep == 0:
                 cpu0 = {n: cpu_s(procs[n].pid) for n in procs}
+            names = list(procs)
+            k = rep % len(names)  # rotate: each server follows each other one (and its GC) equally often
+            names = names[k:] + names[:k]
             for qname, path, params in QUERIES:
-                for name in procs:
+                for name in names:
                     dt, ans = get(f"http://127.0.0.1:{ports[name]}", path, params)
                     if rep < 0:
                         if rep == -a.warmup:

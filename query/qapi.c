@@ -283,6 +283,9 @@ static int query_range_cached(tsdb_t *db, const pq_expr_t *e, const char *q, int
     qapi_cache_t *cache = lim->cache;
     int64_t off = lim->cache_offset_ms > 0 ? lim->cache_offset_ms : 300000;
     int64_t newest, last;
+    /* with times and step within +-INT64_MAX / 4 none of the arithmetic
+     * below overflows (extreme ranges are simply not cached) */
+    if (o->step_ms > INT64_MAX / 4 || o->start_ms < INT64_MIN / 4 || o->end_ms > INT64_MAX / 4) return 1;
     if (__builtin_sub_overflow(now_ms, off, &newest) || newest < o->start_ms) return 1;
     last = o->end_ms < newest ? o->end_ms : newest;
     last = o->start_ms + (last - o->start_ms) / o->step_ms * o->step_ms; /* the last cacheable step */

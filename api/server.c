@@ -48,6 +48,7 @@ void api_config_init(api_config_t *c)
     memset(c, 0, sizeof *c);
     c->listen_address = ":9201";
     c->storage_path = "./augur-data";
+    c->query.cache_bytes = 64 * 1024 * 1024;
 }
 
 static void config_defaults(api_config_t *c)
@@ -487,7 +488,8 @@ static void handle_metrics(api_server_t *s, api_resp_t *rs)
                            (int64_t)s->cfg.max_inflight_bytes, &rs->body) ||
         api_detect_metrics_render(atomic_load(&s->det), &rs->body) ||
         api_alerting_metrics_render(s, &rs->body) ||
-        api_predict_metrics_render(atomic_load(&s->pred), &rs->body))
+        api_predict_metrics_render(atomic_load(&s->pred), &rs->body) ||
+        (s->cfg.query.cache && qapi_cache_metrics(s->cfg.query.cache, &rs->body)))
         api_resp_error(rs, 500, "internal", "out of memory");
 }
 
@@ -897,6 +899,12 @@ int api_server_start(const api_config_t *cfg, api_server_t **out)
     if (!s) return API_ENOMEM;
     s->cfg = *cfg;
     config_defaults(&s->cfg);
+    /* the range-query result cache is the server's own */
+    s->cfg.query.cache = NULL;
+    if (s->cfg.query.cache_bytes && !(s->cfg.query.cache = qapi_cache_new(s->cfg.query.cache_bytes))) {
+        free(s);
+        return API_ENOMEM;
+    }
     pthread_mutex_init(&s->ws_mu, NULL);
     pthread_mutex_init(&s->admin_mu, NULL);
     api_metrics_init(&s->m, (double)api_wall_ms() / 1000.0, s->cfg.version);
@@ -1015,6 +1023,7 @@ void api_server_destroy(api_server_t *s)
     }
     pthread_mutex_destroy(&s->ws_mu);
     pthread_mutex_destroy(&s->admin_mu);
+    qapi_cache_free(s->cfg.query.cache);
     free(s->tls_cert);
     if (s->tls_key) {
         volatile char *k = s->tls_key;

@@ -2,20 +2,28 @@
 """Dashboard-query latency, side by side: augur vs VictoriaMetrics vs Prometheus.
 
 Starts each server fresh on a loopback port (one at a time for the load, all
-three for the queries), replays the same remote-write workload into each with
+of them for the queries), replays the same remote-write workload into each with
 ../shared/bench/rwload.py, flushes, then runs the query set REPS times
-round-robin against the three and prints median and p99 latency per query
+round-robin against the servers (the order rotated every round, so that no
+server always runs right after another one's heavy query and its garbage
+collection) and prints median and p99 latency per query
 and server, the ratio augur/best-peer, and the peak RSS of each server after
 the queries.
 
   /usr/bin/python3 bench/query_peers.py /tmp/wl-100 [--reps 30] [--augur build-rel/cli/augur]
-                                       [--vm-cache on|off|both]
+                                       [--cache on|off|both]
 
 VictoriaMetrics caches rollup results between identical queries, so its
-repeated-query median reflects that cache. --vm-cache off starts it with
+repeated-query median reflects that cache. --cache off starts it with
 -search.disableCache (engine against engine); both (the default) runs a second
 VictoriaMetrics with the cache off on the same data and prints both columns.
-Prometheus has no result cache; augur has none either.
+augur has a range-query result cache too (on by default): `augur` runs with
+it, `augur-nocache` (--query.cache-size=0) without, so the table has both
+pairings: augur vs vm (caches on), augur-nocache vs vm-nocache and prom
+(engines). Prometheus has no result cache. The last rows give each server's
+CPU seconds (user + system, from /proc) over the timed query rounds. --warmup
+rounds (default 1) run first, untimed; the cold answers are checked against
+the warm ones, so a cache cannot return something else the second time.
 
 The workload comes from ../shared/bench/rwgen.py (2026-01-01T00:00Z, 1 h, 15 s).
 Answers are compared too (same series count and values within 1e-9), so a fast
@@ -86,6 +94,14 @@ def rss_hwm_mib(pid):
     return float("nan")
 
 
+def cpu_s(pid):
+    """user + system CPU seconds of a process (and its waited-for children)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tck
+
+
 def get(base, path, params):
     p = dict(params)
     if path == "query_range":
@@ -139,12 +155,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("workload")
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed rounds first (each server gets the same): caches, page cache, JIT-free warm state")
     ap.add_argument("--augur", default=os.path.join(HERE, "..", "build-rel", "cli", "augur"))
-    ap.add_argument("--vm-cache", choices=("on", "off", "both"), default="both")
+    ap.add_argument("--cache", "--vm-cache", dest="vm_cache", choices=("on", "off", "both"), default="both",
+                    help="result caches of augur and VictoriaMetrics: on, off, or both (a server of each either way)")
     ap.add_argument("--dump", help="write each server's first answer per query into this directory")
     a = ap.parse_args()
     vms = {"on": ["vm"], "off": ["vm-nocache"], "both": ["vm", "vm-nocache"]}[a.vm_cache]
-    servers = ["augur"] + vms + ["prom"]
+    augurs = {"on": ["augur"], "off": ["augur-nocache"], "both": ["augur", "augur-nocache"]}[a.vm_cache]
+    servers = augurs + vms + ["prom"]
     tmp = tempfile.mkdtemp(prefix="augur-qbench-")
     procs = {}
     try:
@@ -160,6 +180,10 @@ def main():
                      "--web.enable-admin-api", f"--config.file={tmp}/prom.yml",
                      "--query.max-samples=1000000000", "--log.level=error"],
         }
+        if "augur-nocache" in servers:
+            cmds["augur-nocache"] = [a.augur, "serve", f"--web.listen-address=127.0.0.1:{ports['augur-nocache']}",
+                                     f"--storage.path={tmp}/augur-nocache", "--storage.retention=0",
+                                     "--log.level=warn", "--query.cache-size=0"]
         if "vm-nocache" in servers:
             cmds["vm-nocache"] = ["/usr/bin/victoria-metrics", f"-httpListenAddr=127.0.0.1:{ports['vm-nocache']}",
                                   f"-storageDataPath={tmp}/vm-nocache", "-retentionPeriod=100y",
@@ -170,6 +194,7 @@ def main():
             f.write("global:\n  scrape_interval: 1h\n")
         flush = {
             "augur": ("POST", "/internal/force_flush"),
+            "augur-nocache": ("POST", "/internal/force_flush"),
             "vm": ("GET", "/internal/force_flush"),
             "vm-nocache": ("GET", "/internal/force_flush"),
             "prom": None,
@@ -190,36 +215,70 @@ def main():
         time.sleep(3)  # VM makes flushed data searchable after ~1 s
         lat = {q[0]: {n: [] for n in procs} for q in QUERIES}
         answers = {}
-        for rep in range(a.reps):
+        cpu0 = {}
+        for rep in range(-a.warmup, a.reps):
+            if rep == 0:
+                cpu0 = {n: cpu_s(procs[n].pid) for n in procs}
+            names = list(procs)
+            k = rep % len(names)  # rotate: each server follows each other one (and its GC) equally often
+            names = names[k:] + names[:k]
             for qname, path, params in QUERIES:
-                for name in procs:
+                for name in names:
                     dt, ans = get(f"http://127.0.0.1:{ports[name]}", path, params)
+                    if rep < 0:
+                        if rep == -a.warmup:
+                            answers[(qname, name)] = summarize(ans)  # cold answer, compared too
+                        continue
                     lat[qname][name].append(dt)
                     if rep == 0:
+                        if a.warmup and not same(answers[(qname, name)], summarize(ans)):
+                            print(f"WARNING {name}: {qname}: the warm answer differs from the cold one",
+                                  file=sys.stderr)
                         answers[(qname, name)] = summarize(ans)
                         if a.dump:
                             os.makedirs(a.dump, exist_ok=True)
                             fn = "".join(ch if ch.isalnum() else "_" for ch in qname)
                             with open(os.path.join(a.dump, f"{fn}.{name}.json"), "w") as f:
                                 json.dump(ans, f, sort_keys=True)
+        cpu1 = {n: cpu_s(procs[n].pid) for n in procs}
         cols = servers
-        print(f"reps: {a.reps}; latency in ms, median / p99; 'match' compares augur's answer to Prometheus'; "
-              "vm-nocache = VictoriaMetrics with -search.disableCache")
-        print("| query | " + " | ".join(cols) + " | augur / fastest peer | match |")
-        print("|---" * (len(cols) + 3) + "|")
+        print(f"reps: {a.reps}; latency in ms, median / p99; ratios median / p99; 'match' compares augur's "
+              "answers to Prometheus'; vm-nocache = VictoriaMetrics with -search.disableCache, "
+              "augur-nocache = augur with --query.cache-size=0")
+        # ratios: each augur against the peers of its pairing (cache on: vm;
+        # cache off: vm-nocache and prom); a single-augur run compares with all
+        pairs = []
+        for au in augurs:
+            if len(augurs) == 1:
+                peers = [n for n in cols if not n.startswith("augur")]
+            elif au == "augur":
+                peers = [n for n in cols if n == "vm"] or ["prom"]
+            else:
+                peers = [n for n in cols if n in ("vm-nocache", "prom")]
+            pairs.append((au, peers))
+        rh = " | ".join(f"{au} / fastest of {'+'.join(p)}" for au, p in pairs)
+        print("| query | " + " | ".join(cols) + f" | {rh} | match |")
+        print("|---" * (len(cols) + len(pairs) + 2) + "|")
         for qname, _, _ in QUERIES:
             cells = []
             med = {}
+            p99s = {}
             for name in cols:
                 v = sorted(lat[qname][name])
                 med[name] = statistics.median(v)
-                p99 = v[min(len(v) - 1, int(math.ceil(0.99 * len(v))) - 1)]
-                cells.append(f"{med[name]*1e3:.2f} / {p99*1e3:.2f}")
-            ratio = med["augur"] / min(med[n] for n in cols if n != "augur")
-            match = "yes" if same(answers[(qname, "augur")], answers[(qname, "prom")]) else "NO"
-            print(f"| {qname} | " + " | ".join(cells) + f" | {ratio:.2f} | {match} |")
+                p99s[name] = v[min(len(v) - 1, int(math.ceil(0.99 * len(v))) - 1)]
+                cells.append(f"{med[name]*1e3:.2f} / {p99s[name]*1e3:.2f}")
+            ratios = []
+            for au, peers in pairs:
+                ratios.append(f"{med[au] / min(med[n] for n in peers):.2f} / "
+                              f"{p99s[au] / min(p99s[n] for n in peers):.2f}")
+            match = "yes" if all(same(answers[(qname, au)], answers[(qname, "prom")]) for au in augurs) else "NO"
+            print(f"| {qname} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {match} |")
+        blank = " |" * len(pairs)
+        print("| server CPU s, all rounds | " + " | ".join(
+            f"{cpu1[n] - cpu0[n]:.2f}" for n in cols) + blank + " |")
         print("| peak RSS MiB after queries | " + " | ".join(
-            f"{rss_hwm_mib(procs[n].pid):.0f}" for n in cols) + " | | |")
+            f"{rss_hwm_mib(procs[n].pid):.0f}" for n in cols) + blank + " |")
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGTERM)

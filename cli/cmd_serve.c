@@ -83,6 +83,9 @@ static const char serve_usage[] =
     "  --query.timeout=DURATION       (default 2m)\n"
     "  --query.max-samples=N          samples loaded per query (default 50000000)\n"
     "  --query.lookback-delta=DURATION  (default 5m)\n"
+    "  --query.cache-size=SIZE        range-query result cache: steps older than 5m\n"
+    "                                 are kept and reused; backfill, deletes and\n"
+    "                                 retention invalidate (default 64MiB; 0 = off)\n"
     "\n"
     "Demo (a simulated fleet feeding this server, docs/simulator.md):\n"
     "  --demo                         run the fleet simulator in-process: backfill\n"
@@ -294,6 +297,7 @@ static const flag_t flags[] = {
     {"query.timeout", F_DUR, O(api.query.timeout_ms)},
     {"query.max-samples", F_BYTES, O(api.query.max_samples)},
     {"query.lookback-delta", F_DUR, O(api.query.lookback_ms)},
+    {"query.cache-size", F_BYTES, O(api.query.cache_bytes)},
     {"log.level", F_STR, O(log_level)},
     {"detect.enabled", F_STR, O(detect_enabled)},
     {"detect.selector", F_STR, O(detect.selector)},

@@ -1136,8 +1136,23 @@ static pq_value_t eval_agg(pq_ctx_t *c, pq_node_t *n, int64_t ts)
     /* over a swept call, each series' group is known (n->u.agg.gid): no
      * signature or hash lookups per sample */
     const uint32_t *gid = n->u.agg.gid, *sidx = NULL;
-    pq_value_t in = gid ? pq_sweep_vector(c, unparen(n->u.agg.expr), ts, &sidx)
-                        : pq_eval_node(c, n->u.agg.expr, ts);
+    /* direct: read the swept values of this step in place (column order,
+     * the order the vector would have), without building the vector */
+    const pq_sweep_t *dsw = NULL;
+    const uint8_t *dpr = NULL;
+    const double *dvv = NULL;
+    pq_value_t in = {.type = PQ_T_VECTOR};
+    if (gid && !unparen(n->u.agg.expr)->u.call.sweep->maybe_dup) {
+        dsw = unparen(n->u.agg.expr)->u.call.sweep;
+        size_t si = c->nsteps > 1 ? (size_t)((ts - c->start) / c->step) : 0;
+        if (si >= dsw->nsteps || c->start + (int64_t)si * c->step != ts)
+            pq_fail(c, PQ_EEXEC, "internal error: swept function evaluated off its step grid");
+        dpr = dsw->present + si * dsw->n;
+        dvv = dsw->vals + si * dsw->n;
+        in.vec.n = dsw->n;
+    } else {
+        in = gid ? pq_sweep_vector(c, unparen(n->u.agg.expr), ts, &sidx) : pq_eval_node(c, n->u.agg.expr, ts);
+    }
     pq_vector_t v = in.vec;
     double param = 0;
     const char *vlabel = NULL;
@@ -1179,9 +1194,17 @@ static pq_value_t eval_agg(pq_ctx_t *c, pq_node_t *n, int64_t ts)
     group_t *groups = pq_talloc(c, (v.n ? v.n : 1) * sizeof *groups);
     size_t ng = 0;
     for (size_t i = 0; i < v.n; i++) {
-        pq_check_deadline(c);
-        const pq_labels_t *metric = v.s[i].m;
-        double sv = v.s[i].v;
+        const pq_labels_t *metric, *orig;
+        double sv;
+        if (dsw) {
+            if (!dpr[i]) continue;
+            orig = metric = dsw->labels[i];
+            sv = dvv[i];
+        } else {
+            pq_check_deadline(c);
+            orig = metric = v.s[i].m;
+            sv = v.s[i].v;
+        }
         if (vlabel) {
             char buf[400];
             pq_fmt_float(buf, sv);
@@ -1191,7 +1214,7 @@ static pq_value_t eval_agg(pq_ctx_t *c, pq_node_t *n, int64_t ts)
         int found;
         size_t *slot;
         if (gid) {
-            slot = &gslot[gid[sidx[i]]];
+            slot = &gslot[gid[dsw ? i : sidx[i]]];
             found = *slot != SIZE_MAX;
             if (!found) key = signature_memo(c, n, metric, !n->u.agg.without, gl, ngl);
         } else {
@@ -1209,7 +1232,7 @@ static pq_value_t eval_agg(pq_ctx_t *c, pq_node_t *n, int64_t ts)
             if (op == PQ_AGG_STDDEV || op == PQ_AGG_STDVAR) g->value = 0;
             if (op == PQ_AGG_GROUP) g->value = 1;
             if (op == PQ_AGG_TOPK || op == PQ_AGG_BOTTOMK || op == PQ_AGG_QUANTILE)
-                group_push(c, g, (pq_sample_t){v.s[i].m, sv, ts});
+                group_push(c, g, (pq_sample_t){orig, sv, ts});
             continue;
         }
         group_t *g = &groups[*slot];
@@ -1245,7 +1268,7 @@ static pq_value_t eval_agg(pq_ctx_t *c, pq_node_t *n, int64_t ts)
             int rev = op == PQ_AGG_BOTTOMK;
             int better = rev ? g->heap[0].v > sv : g->heap[0].v < sv;
             if ((int64_t)g->hn < k || better || isnan(g->heap[0].v)) {
-                pq_sample_t s = {v.s[i].m, sv, ts};
+                pq_sample_t s = {orig, sv, ts};
                 if ((int64_t)g->hn == k) {
                     if (k == 1) {
                         g->heap[0] = s;
@@ -1264,7 +1287,7 @@ static pq_value_t eval_agg(pq_ctx_t *c, pq_node_t *n, int64_t ts)
             }
             break;
         }
-        case PQ_AGG_QUANTILE: group_push(c, g, (pq_sample_t){v.s[i].m, sv, ts}); break;
+        case PQ_AGG_QUANTILE: group_push(c, g, (pq_sample_t){orig, sv, ts}); break;
         }
     }
     size_t cap = ng;

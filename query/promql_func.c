@@ -163,11 +163,26 @@ static void linreg(const tsdb_sample_t *s, size_t n, int64_t icept, double *slop
     *intercept = sy / fn - *slope * sx / fn;
 }
 
-/* rate/increase/delta with Prometheus' extrapolation. Returns 0 if no value. */
-static int extrapolated(const tsdb_sample_t *s, size_t n, int64_t rstart, int64_t rend, int64_t range,
-                        int resets, int rate, double *out, int counter)
+/* The extrapolation factor of rate/increase/delta (Prometheus 2.42) from
+ * the window's distances: to_start, to_end and sampled in seconds, n >= 2
+ * samples. */
+static inline __attribute__((always_inline)) double extrap_factor(double to_start, double to_end, double sampled,
+                                                                  size_t n, int64_t range, int rate)
 {
-    if (n < 2) return 0;
+    double avg = sampled / (double)(n - 1);
+    double thr = avg * 1.1;
+    double interval = sampled;
+    interval += to_start < thr ? to_start : avg / 2;
+    interval += to_end < thr ? to_end : avg / 2;
+    double factor = interval / sampled;
+    if (rate) factor /= (double)range / 1000;
+    return factor;
+}
+
+/* The raw increase of a window: last - first, plus the counter-reset
+ * correction when asked. */
+static inline __attribute__((always_inline)) double window_delta(const tsdb_sample_t *s, size_t n, int resets)
+{
     double result = s[n - 1].v - s[0].v;
     if (resets) {
         double last = 0;
@@ -176,21 +191,34 @@ static int extrapolated(const tsdb_sample_t *s, size_t n, int64_t rstart, int64_
             last = s[i].v;
         }
     }
+    return result;
+}
+
+/* A counter's extrapolation towards the start stops where it would reach
+ * zero: the shorter to_start, or to_start itself. */
+static inline __attribute__((always_inline)) double zero_clamped_start(const tsdb_sample_t *s, double result,
+                                                                       double to_start, double sampled,
+                                                                       int counter)
+{
+    if (counter && result > 0 && s[0].v >= 0) {
+        double to_zero = sampled * (s[0].v / result);
+        if (to_zero < to_start) return to_zero;
+    }
+    return to_start;
+}
+
+/* rate/increase/delta with Prometheus' extrapolation. Returns 0 if no value. */
+static inline __attribute__((always_inline)) int
+extrapolated(const tsdb_sample_t *s, size_t n, int64_t rstart, int64_t rend, int64_t range, int resets, int rate,
+             double *out, int counter)
+{
+    if (n < 2) return 0;
+    double result = window_delta(s, n, resets);
     double to_start = (double)(s[0].t - rstart) / 1000;
     double to_end = (double)(rend - s[n - 1].t) / 1000;
     double sampled = (double)(s[n - 1].t - s[0].t) / 1000;
-    double avg = sampled / (double)(n - 1);
-    if (counter && result > 0 && s[0].v >= 0) {
-        double to_zero = sampled * (s[0].v / result);
-        if (to_zero < to_start) to_start = to_zero;
-    }
-    double thr = avg * 1.1;
-    double interval = sampled;
-    interval += to_start < thr ? to_start : avg / 2;
-    interval += to_end < thr ? to_end : avg / 2;
-    double factor = interval / sampled;
-    if (rate) factor /= (double)range / 1000;
-    *out = result * factor;
+    to_start = zero_clamped_start(s, result, to_start, sampled, counter);
+    *out = result * extrap_factor(to_start, to_end, sampled, n, range, rate);
     return 1;
 }
 
@@ -380,6 +408,10 @@ void pq_sweep_series(pq_ctx_t *c, int id, const tsdb_sample_t *s, size_t n, int6
     (void)c;
     size_t lo = 0, hi = 0, nres = 0; /* window s[lo, hi); nres: k in (lo, hi) with s[k] < s[k-1] */
     int counter = id == PQ_F_RATE || id == PQ_F_INCREASE;
+    int mvalid = 0; /* memo of the last extrapolation factor and its window distances */
+    int64_t mks = 0, mke = 0;
+    size_t mcnt = 0;
+    double mfactor = 0, mstart = 0, msampled = 0;
     for (size_t i = 0; i < nsteps; i++) {
         int64_t ts = start + (int64_t)i * step;
         int64_t maxt = ts, mint = sat_sub64(ts, range);
@@ -403,10 +435,34 @@ void pq_sweep_series(pq_ctx_t *c, int id, const tsdb_sample_t *s, size_t n, int6
         switch (id) {
         case PQ_F_RATE:
         case PQ_F_INCREASE:
-        case PQ_F_DELTA:
-            ok = extrapolated(w, cnt, ts - range, ts, range, counter && nres > 0, id == PQ_F_RATE, &v,
-                              counter);
+        case PQ_F_DELTA: {
+            /* extrapolated(), with the factor reused while the window's
+             * distances (start gap, end gap, count) repeat, as they do for
+             * regular scrapes: the same operations on the same inputs, so
+             * the same bits, without the chain of divisions per window */
+            if (cnt < 2) {
+                ok = 0;
+                break;
+            }
+            double result = window_delta(w, cnt, counter && nres > 0);
+            int64_t ks = w[0].t - (ts - range), ke = ts - w[cnt - 1].t;
+            if (!mvalid || ks != mks || ke != mke || cnt != mcnt) {
+                mstart = (double)ks / 1000;
+                msampled = (double)(w[cnt - 1].t - w[0].t) / 1000;
+                mfactor = extrap_factor(mstart, (double)ke / 1000, msampled, cnt, range, id == PQ_F_RATE);
+                mks = ks;
+                mke = ke;
+                mcnt = cnt;
+                mvalid = 1;
+            }
+            double zs = zero_clamped_start(w, result, mstart, msampled, counter);
+            if (zs != mstart) /* the zero clamp applies: a factor of its own */
+                v = result * extrap_factor(zs, (double)ke / 1000, msampled, cnt, range, id == PQ_F_RATE);
+            else
+                v = result * mfactor;
+            ok = 1;
             break;
+        }
         default: ok = over_time(c, id, w, cnt, 0, &v);
         }
         *pr = (uint8_t)ok;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "query/promql_int.h"
+#include "query/qcache.h"
 #include "query/query_api.h"
 
 #define QAPI_MIN_TIME (INT64_MIN / 4)
@@ -71,6 +72,43 @@ static void jw_val(jw_t *w, double v)
     jw_raw(w, "\"", 1);
     jw_raw(w, buf, n);
     jw_raw(w, "\"", 1);
+}
+
+/* Formatted timestamps of recent points: the points of a range query's
+ * series share one step grid, so each time is formatted once. */
+typedef struct {
+    int64_t t[256];
+    uint8_t len[256];
+    char s[256][32];
+} jw_tcache_t;
+
+/* `[t,"v"]` for every point, comma-separated, written straight into the
+ * buffer (one reservation check per point). */
+static void jw_points(jw_t *w, const pq_point_t *p, size_t n, jw_tcache_t *tc)
+{
+    for (size_t j = 0; j < n && !w->oom; j++) {
+        if (tbuf_reserve(w->b, 32 + 400 + 8)) {
+            w->oom = 1;
+            return;
+        }
+        char *o = (char *)w->b->p + w->b->len, *o0 = o;
+        if (j) *o++ = ',';
+        *o++ = '[';
+        int64_t t = p[j].t;
+        size_t h = (size_t)((uint64_t)t * 0x9e3779b97f4a7c15ULL >> 56);
+        if (!tc->len[h] || tc->t[h] != t) {
+            tc->t[h] = t;
+            tc->len[h] = (uint8_t)pq_fmt_time(tc->s[h], t);
+        }
+        memcpy(o, tc->s[h], 32);
+        o += tc->len[h];
+        *o++ = ',';
+        *o++ = '"';
+        o += pq_fmt_float(o, p[j].v);
+        *o++ = '"';
+        *o++ = ']';
+        w->b->len += (size_t)(o - o0);
+    }
 }
 
 static void jw_labels(jw_t *w, const pq_label_t *l, size_t n)
@@ -175,6 +213,7 @@ static int64_t eff_timeout(qapi_param_fn get, void *ctx, const qapi_limits_t *li
 
 static void write_result(jw_t *w, const pq_result_t *res, int64_t t)
 {
+    jw_tcache_t tc;
     jw_s(w, "{\"status\":\"success\",\"data\":{\"resultType\":\"");
     jw_s(w, promql_type_name(res->type));
     jw_s(w, "\",\"result\":");
@@ -208,6 +247,7 @@ static void write_result(jw_t *w, const pq_result_t *res, int64_t t)
         jw_raw(w, "]", 1);
         break;
     case PQ_T_MATRIX:
+        memset(tc.len, 0, sizeof tc.len);
         jw_raw(w, "[", 1);
         for (size_t i = 0; i < res->nseries; i++) {
             const pq_series_t *s = &res->series[i];
@@ -215,14 +255,7 @@ static void write_result(jw_t *w, const pq_result_t *res, int64_t t)
             jw_s(w, "{\"metric\":");
             jw_labels(w, s->labels, s->nlabels);
             jw_s(w, ",\"values\":[");
-            for (size_t j = 0; j < s->npoints; j++) {
-                if (j) jw_raw(w, ",", 1);
-                jw_raw(w, "[", 1);
-                jw_time(w, s->points[j].t);
-                jw_raw(w, ",", 1);
-                jw_val(w, s->points[j].v);
-                jw_raw(w, "]", 1);
-            }
+            jw_points(w, s->points, s->npoints, &tc);
             jw_s(w, "]}");
             if (w->oom) return;
         }
@@ -231,6 +264,120 @@ static void write_result(jw_t *w, const pq_result_t *res, int64_t t)
     default: jw_s(w, "[]");
     }
     jw_s(w, "}}");
+}
+
+static int cmp_view(const void *a, const void *b)
+{
+    const qc_view_t *x = a, *y = b;
+    return qc_labels_cmp(x->labels, x->nlabels, y->labels, y->nlabels);
+}
+
+/* A range query through the result cache: the cached steps of the answer
+ * (those at most now - cache_offset_ms, computed under the store's current
+ * change generation), the rest computed, both merged by label set; then the
+ * cacheable steps are stored back. Returns 1 when the cache cannot help
+ * (nothing old enough to cache): the caller evaluates as usual. */
+static int query_range_cached(tsdb_t *db, const pq_expr_t *e, const char *q, int64_t la, const pq_opts_t *o,
+                              const qapi_limits_t *lim, int64_t now_ms, tbuf_t *out, int *status)
+{
+    qapi_cache_t *cache = lim->cache;
+    int64_t off = lim->cache_offset_ms > 0 ? lim->cache_offset_ms : 300000;
+    int64_t newest, last;
+    /* with times and step within +-INT64_MAX / 4 none of the arithmetic
+     * below overflows (extreme ranges are simply not cached) */
+    if (o->step_ms > INT64_MAX / 4 || o->start_ms < INT64_MIN / 4 || o->end_ms > INT64_MAX / 4) return 1;
+    if (__builtin_sub_overflow(now_ms, off, &newest) || newest < o->start_ms) return 1;
+    last = o->end_ms < newest ? o->end_ms : newest;
+    last = o->start_ms + (last - o->start_ms) / o->step_ms * o->step_ms; /* the last cacheable step */
+    int64_t watch;
+    if (__builtin_add_overflow(last, la, &watch)) return 1;
+    uint64_t gen;
+    /* before reading anything: from here on, a change at or before `watch`
+     * moves the generation on */
+    tsdb_watch(db, watch, &gen);
+    qc_key_t k = {q, o->step_ms, ((o->start_ms % o->step_ms) + o->step_ms) % o->step_ms,
+                  lim->lookback_ms > 0 ? lim->lookback_ms : 300000};
+    pq_arena_t a = {0};
+    qc_view_t *cv = NULL;
+    size_t ncv = 0;
+    int64_t have = qc_lookup(cache, &k, gen, o->start_ms, o->end_ms, &a, &cv, &ncv);
+    int got = have >= o->start_ms;
+    pq_result_t *res = NULL;
+    char err[1024];
+    int rc = 0;
+    if (o->end_ms - have >= o->step_ms) { /* steps after the cached ones */
+        pq_opts_t to = *o;
+        to.start_ms = got ? have + o->step_ms : o->start_ms;
+        tsdb_reader_t *r = NULL;
+        rc = tsdb_reader_open(db, &r);
+        if (rc) {
+            pq_arena_free(&a);
+            if (rc == TSDB_ENOMEM) return PQ_ENOMEM;
+            return reply_error(out, status, 500, "internal", tsdb_strerror(rc));
+        }
+        rc = promql_eval(r, e, &to, &res, err, sizeof err);
+        tsdb_reader_close(r);
+        if (rc) {
+            qc_count(cache, 0, got);
+            pq_arena_free(&a);
+            return reply_pq_error(out, status, rc, err);
+        }
+    }
+    qc_count(cache, !res, got && res);
+    /* merge: both lists sorted by labels (a one-step tail is an instant
+     * evaluation, which keeps evaluation order: sort it) */
+    size_t nt = res ? res->nseries : 0;
+    qc_view_t *tv = pq_arena_alloc(&a, (nt ? nt : 1) * sizeof *tv);
+    qc_view_t *mv = pq_arena_alloc(&a, (ncv + nt ? ncv + nt : 1) * sizeof *mv);
+    if (!tv || !mv) {
+        promql_result_free(res);
+        pq_arena_free(&a);
+        return PQ_ENOMEM;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        const pq_series_t *s = &res->series[i];
+        tv[i] = (qc_view_t){s->labels, s->nlabels, {NULL, s->points}, {0, s->npoints}};
+    }
+    if (res && res->type != PQ_T_MATRIX && nt > 1) qsort(tv, nt, sizeof *tv, cmp_view);
+    size_t nm = 0, i = 0, j = 0;
+    while (i < ncv || j < nt) {
+        int c = i >= ncv ? 1 : j >= nt ? -1 : cmp_view(&cv[i], &tv[j]);
+        if (c < 0) mv[nm++] = cv[i++];
+        else if (c > 0) mv[nm++] = tv[j++];
+        else {
+            mv[nm] = cv[i++];
+            mv[nm].p[1] = tv[j].p[1];
+            mv[nm++].n[1] = tv[j++].n[1];
+        }
+    }
+    if (lim->max_series && nm > lim->max_series) {
+        promql_result_free(res);
+        pq_arena_free(&a);
+        snprintf(err, sizeof err, "query returned more than %" PRIu64 " series", lim->max_series);
+        return reply_pq_error(out, status, PQ_ESERIES, err);
+    }
+    if (res && last > have) qc_insert(cache, &k, gen, o->start_ms, last, mv, nm);
+    jw_t w = {out, 0};
+    out->len = 0;
+    jw_tcache_t tc;
+    memset(tc.len, 0, sizeof tc.len);
+    jw_s(&w, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[");
+    for (size_t x = 0; x < nm && !w.oom; x++) {
+        if (x) jw_raw(&w, ",", 1);
+        jw_s(&w, "{\"metric\":");
+        jw_labels(&w, mv[x].labels, mv[x].nlabels);
+        jw_s(&w, ",\"values\":[");
+        jw_points(&w, mv[x].p[0], mv[x].n[0], &tc);
+        if (mv[x].n[0] && mv[x].n[1]) jw_raw(&w, ",", 1);
+        jw_points(&w, mv[x].p[1], mv[x].n[1], &tc);
+        jw_s(&w, "]}");
+    }
+    jw_s(&w, "]}}");
+    promql_result_free(res);
+    pq_arena_free(&a);
+    if (w.oom) return PQ_ENOMEM;
+    *status = 200;
+    return 0;
 }
 
 static int handle_query(tsdb_t *db, int range, qapi_param_fn get, void *ctx, int64_t now_ms,
@@ -279,6 +426,16 @@ static int handle_query(tsdb_t *db, int range, qapi_param_fn get, void *ctx, int
                  "invalid expression type \"%s\" for range query, must be Scalar or instant Vector",
                  et == PQ_T_MATRIX ? "range vector" : "string");
         return reply_error(out, status, 400, "bad_data", err);
+    }
+    if (range && o.end_ms > o.start_ms && lim && lim->cache) {
+        int64_t la = qc_lookahead(e);
+        if (la >= 0) {
+            rc = query_range_cached(db, e, q, la, &o, lim, now_ms, out, status);
+            if (rc != 1) {
+                promql_expr_free(e);
+                return rc;
+            }
+        }
     }
     tsdb_reader_t *r = NULL;
     rc = tsdb_reader_open(db, &r);

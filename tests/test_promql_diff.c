@@ -31,6 +31,7 @@
 
 #include <cmocka.h>
 
+#include "query/promql_int.h"
 #include "query/query_api.h"
 #include "testutil.h"
 
@@ -154,6 +155,46 @@ static void unescape_expr(char *s)
     *o = 0;
 }
 
+/* The same range query through the result cache: first the first half of
+ * the range (cached), then the whole range (the cached half and the computed
+ * rest merged), then the whole range again (all from the cache). Each must
+ * be byte-identical to the uncached answer. */
+static size_t cache_checked;
+
+static void check_cached(tsdb_t *db, qparams_t *qp, int status, const tbuf_t *want)
+{
+    int64_t s, e, st;
+    if (pq_parse_time(qp->v[0], &s) || pq_parse_time(qp->v[1], &e) || pq_parse_duration_param(qp->v[2], &st) ||
+        st <= 0 || e <= s)
+        return;
+    qapi_cache_t *cache = qapi_cache_new(64 << 20);
+    assert_non_null(cache);
+    qapi_limits_t lim = {0};
+    lim.cache = cache;
+    const int64_t now = 4102444800000LL; /* 2100: every step is old enough to cache */
+    char mid[64];
+    int64_t m = s + (e - s) / st / 2 * st;
+    snprintf(mid, sizeof mid, "%s%lld.%03lld", m < 0 ? "-" : "", (long long)(m < 0 ? -m : m) / 1000,
+             (long long)(m < 0 ? -m : m) % 1000);
+    tbuf_t got = {0};
+    const char *end = qp->v[1];
+    for (int round = 0; round < 3; round++) {
+        qp->v[1] = round == 0 ? mid : end;
+        int gs = 0;
+        assert_int_equal(qapi_handle(db, "query_range", qget, qp, now, &lim, &got, &gs), 0);
+        if (round == 0) continue;
+        if (gs != status || got.len != want->len || memcmp(got.p, want->p, got.len)) {
+            fprintf(stderr, "cached answer (round %d) of %s [%s, %s] step %s differs:\n got  %d %.300s\n want %d %.300s\n",
+                    round, qp->v[3], qp->v[0], end, qp->v[2], gs, (char *)got.p, status, (char *)want->p);
+            fail();
+        }
+    }
+    qp->v[1] = end;
+    cache_checked++;
+    tbuf_free(&got);
+    qapi_cache_free(cache);
+}
+
 /* Run every query; write "<status>\t<json>\n" per query to out. */
 static size_t run_queries(tsdb_t *db, const char *qpath, FILE *out)
 {
@@ -200,6 +241,7 @@ static size_t run_queries(tsdb_t *db, const char *qpath, FILE *out)
         int status = 0;
         assert_int_equal(qapi_handle(db, path, qget, &qp, 0, NULL, &body, &status), 0);
         fprintf(out, "%d\t%.*s\n", status, (int)body.len, (const char *)body.p);
+        if (strcmp(path, "query")) check_cached(db, &qp, status, &body);
         nq++;
     }
     tbuf_free(&body);
@@ -371,7 +413,8 @@ static void test_corpus(void **state)
         assert_non_null(out);
         size_t nq = run_queries(db, queries, out);
         fclose(out);
-        fprintf(stderr, "loaded %zu samples, ran %zu queries\n", ns, nq);
+        fprintf(stderr, "loaded %zu samples, ran %zu queries (%zu range queries also through the result cache)\n",
+                ns, nq, cache_checked);
         tsdb_close(db);
         tu_rmrf(dir);
         return;

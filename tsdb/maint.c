@@ -169,8 +169,12 @@ int tsdb_retention_apply(tsdb_t *db, int64_t now_ms)
         MDB_val key = {7, (void *)"samples"}, val = {8, b};
         rc = db_lmdb_err(mdb_put(txn, db->meta, &key, &val, 0), "write meta");
     }
-    if (!rc && nblocks) rc = db_lmdb_err(mdb_txn_commit(txn), "commit retention");
-    else mdb_txn_abort(txn);
+    if (!rc && nblocks) {
+        rc = db_lmdb_err(mdb_txn_commit(txn), "commit retention");
+        atomic_fetch_add(&db->change_gen, 1); /* after the commit: cached answers may have used the data */
+    } else {
+        mdb_txn_abort(txn);
+    }
     pthread_mutex_unlock(&db->flush_mu);
     return rc;
 }
@@ -221,6 +225,7 @@ int tsdb_delete_series(tsdb_t *db, const tsdb_matcher_t *m, size_t nm, uint64_t 
             db->nseries--;
         }
         db->gen++;
+        atomic_fetch_add(&db->change_gen, 1);
         if (ndeleted) *ndeleted = ids.n;
     }
     pthread_mutex_unlock(&db->mu);

@@ -840,6 +840,7 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
     }
     rec->len += 8;
     size_t oi = 0;
+    int changed = 0; /* a sample at or before the watched time was stored */
     off = 0;
     for (size_t i = 0; i < nseries && !rc; i++) {
         const tsdb_series_in_t *in = &series[i];
@@ -887,12 +888,14 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
         rec->len += 5; /* count, patched below as a fixed 5-byte varint */
         uint32_t stored = 0;
         int64_t prev = 0;
+        const int64_t watch_t = db->watch_t;
         for (uint32_t j = 0; j < in->nsamples; j++, oi++) {
             int64_t t = in->samples[j].t;
             double v = in->samples[j].v;
             int oc = classify(db, s, t, v);
             if (oc == TSDB_OUT_STORED) {
                 if ((rc = head_push(db, s, t, v))) break;
+                if (t <= watch_t) changed = 1;
                 rec->len += varint_put_raw(rec->p + rec->len, zigzag_enc((int64_t)((uint64_t)t - (uint64_t)prev)));
                 le64_put(rec->p + rec->len, f64_bits(v));
                 rec->len += 8;
@@ -916,6 +919,7 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
             cp[4] = (uint8_t)c;
         }
     }
+    if (changed) atomic_fetch_add(&db->change_gen, 1); /* under mu, with the samples in the head */
     if (!rc && rec->len > rec_start + 8) {
         wal_frame_finish(rec, rec_start);
         db->wal.seg_used += rec->len - rec_start;
@@ -1080,6 +1084,7 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
     if (!db) return TSDB_ENOMEM;
     if (opts) db->opt = *opts;
     else tsdb_options_init(&db->opt);
+    db->watch_t = INT64_MIN;
     options_fill(&db->opt);
     db->lockfd = -1;
     db->max_time = INT64_MIN;
@@ -2080,4 +2085,19 @@ static void *bg_main(void *arg)
     }
     pthread_mutex_unlock(&db->mu);
     return NULL;
+}
+
+/* ---- change watch ------------------------------------------------------------ */
+
+void tsdb_watch(tsdb_t *db, int64_t t, uint64_t *gen)
+{
+    pthread_mutex_lock(&db->mu);
+    if (t > db->watch_t) db->watch_t = t;
+    *gen = atomic_load(&db->change_gen);
+    pthread_mutex_unlock(&db->mu);
+}
+
+uint64_t tsdb_generation(tsdb_t *db)
+{
+    return atomic_load(&db->change_gen);
 }

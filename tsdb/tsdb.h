@@ -260,6 +260,20 @@ int tsdb_iter_open(tsdb_reader_t *r, tsdb_sid_t sid, int64_t mint, int64_t maxt,
 int tsdb_iter_next(tsdb_iter_t *it, const tsdb_sample_t **samples, size_t *n);
 void tsdb_iter_close(tsdb_iter_t *it); /* accepts NULL */
 
+/* ---- change watch (result caches) --------------------------------------- */
+
+/* For caches of answers computed from the store (the query API's range
+ * result cache). A cache that is about to compute an answer from the samples
+ * at or before time t calls tsdb_watch(db, t, &gen) before it reads: from
+ * then on (the watched time only grows), every append that stores a sample
+ * at or before the highest watched time, every tsdb_delete_series() that
+ * deletes something and every retention pass that drops data increments the
+ * store's change generation. The answer stays current for as long as
+ * tsdb_generation() returns the gen that tsdb_watch() gave. Appends after
+ * the watched time (the usual in-order ingestion) change nothing. */
+void tsdb_watch(tsdb_t *db, int64_t t, uint64_t *gen);
+uint64_t tsdb_generation(tsdb_t *db);
+
 /* ---- maintenance ------------------------------------------------------- */
 
 /* Seal everything in the head into LMDB (compressed), merge the blocks of

@@ -4,6 +4,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "tsdb/codec.h"
@@ -124,6 +125,8 @@ struct tsdb {
     uint64_t head_samples, frozen_samples;
     uint64_t sealed_samples;
     uint64_t gen;                /* bumped when a flush commits */
+    int64_t watch_t;             /* tsdb_watch(): appends at or before it bump change_gen */
+    _Atomic uint64_t change_gen; /* tsdb_generation() */
     int failed;                  /* sticky write error */
     char failed_detail[256];     /* its detail, repeated to every caller */
     int closing;

@@ -97,12 +97,12 @@ void sim_config_init(sim_config_t *c)
     c->gpu_precursor_frac = 0.55;
     c->gpu_lead_min_days = 1;
     c->gpu_lead_max_days = 10;
-    c->node_stressor_rate = 3;
-    c->rack_stressor_rate = 2;
+    c->node_stressor_rate = 0.2;
+    c->rack_stressor_rate = 0.1;
     c->stressor_min_days = 0.5;
     c->stressor_max_days = 4;
-    c->stressor_hazard_mult = 8;
-    c->stressor_tail_days = 3;
+    c->stressor_hazard_mult = 50;
+    c->stressor_tail_days = 4;
     c->stressor_visible_frac = 0.25;
     c->disk_cofail_mult = 3;
     c->disk_cofail_days = 7;
@@ -809,13 +809,11 @@ static int disk_step(sim_t *s, sim_disk_t *d, sim_node_t *n, uint8_t stress, con
     /* Neighbourhood: the stressor's excess (while active, then decaying) and
      * a neighbour's failure add to the hazard of every disk of the node. */
     double xs = 0, xc = 0;
-    uint8_t skind = stress;
-    if (stress)
+    uint8_t skind = n->last_stress;
+    if (c->stressor_tail_days > 0)
+        xs = (c->stressor_hazard_mult - 1) * n->dose_d;
+    else if (stress)
         xs = c->stressor_hazard_mult - 1;
-    else if (n->last_stress && c->stressor_tail_days > 0) {
-        xs = (c->stressor_hazard_mult - 1) * exp(-n->since_stress_h / (c->stressor_tail_days * 24));
-        skind = n->last_stress;
-    }
     if (n->cofail_left_h > 0) xc = c->disk_cofail_mult - 1;
     h *= 1 + xs + xc;
     s->st.disk_hours += x->dt_h;
@@ -1145,12 +1143,14 @@ int sim_step_to(sim_t *s, int64_t t, sim_frame_t *f)
                         &s->st.node_stressors);
         uint8_t stress = n->stress;
         if (!stress && s->nracks) stress = s->racks[n->rack_idx].stress;
-        if (stress) {
-            n->last_stress = stress;
-            n->since_stress_h = 0;
-        } else {
-            n->since_stress_h += x.dt_h;
-        }
+        /* Stress dose (days, decaying): the disks' hazard over this step
+         * follows the dose at its start (explicit Euler), so a stressor
+         * shows in telemetry before the damage it does. */
+        if (stress) n->last_stress = stress;
+        n->dose_d = n->dose_next_d;
+        if (c->stressor_tail_days > 0)
+            n->dose_next_d = n->dose_d * exp(-x.dt_h / (c->stressor_tail_days * 24)) +
+                             (stress ? x.dt_h / 24 : 0);
         if (n->cofail_left_h > 0) n->cofail_left_h -= x.dt_h;
         node_step(s, n, stress, &x);
         for (uint32_t d = 0; d < D; d++) {

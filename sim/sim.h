@@ -17,8 +17,10 @@
  *          thermal/power (temperature, throttling, power swings, XID 79) or
  *          interconnect (PCIe replays, NVLink CRC, XID 74);
  *   nodes  and racks  stressors (cooling fault, unstable power, vibration)
- *          that raise temperatures, error rates and the hazard of every
- *          device of the node (or rack) for a while.
+ *          that raise the hazard of every device of the node (or rack) for a
+ *          while (disks: through a decaying stress dose) but show in the
+ *          telemetry of only some drive bays (temperature, SMART 188/199/197);
+ *          a disk failure raises its node's disk hazard for days (rebuild).
  *
  *   sim_config_init()    defaults
  *   sim_create()         build the fleet (series table, initial state)
@@ -98,10 +100,12 @@ typedef struct {
     double node_stressor_rate; /* node stressor starts per node-year (default 3) */
     double rack_stressor_rate; /* rack stressor starts per rack-year (default 2) */
     double stressor_min_days, stressor_max_days; /* duration (0.5, 4) */
-    double stressor_hazard_mult; /* hazard multiplier on every device under stress (8) */
-    /* After a stressor ends, the disks' hazard excess decays as
-     * (mult - 1) * exp(-t / tail): damage done under stress shows later (3 d;
-     * 0 = none). */
+    double stressor_hazard_mult; /* hazard multiplier per day of stress dose (disks) or
+                                    under stress (GPUs) (20) */
+    /* Stress damage accumulates and heals slowly: the node keeps a stress
+     * dose D (days under stress, decaying with this time constant) and its
+     * disks' hazard is x (1 + (stressor_hazard_mult - 1) * D). 0 = no dose:
+     * x stressor_hazard_mult while a stressor is active (GPUs always). (4) */
     double stressor_tail_days;
     /* Fraction of a node's drive bays where a stressor shows in the disks'
      * telemetry (temperature, SMART 188/199/197); the others' hazard rises

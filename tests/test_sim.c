@@ -690,8 +690,8 @@ static void test_stat_stress_visibility(void **state)
     (void)state;
     sim_config_t c;
     stat_config(&c, g_seed);
-    c.node_stressor_rate = 6;
-    c.rack_stressor_rate = 2;
+    c.node_stressor_rate = 2;
+    c.rack_stressor_rate = 1;
     c.disk_cofail_mult = 1;
     c.hazard_scale = 30;
     c.disk_background_frac = 0;
@@ -739,7 +739,12 @@ static void test_stat_stress_visibility(void **state)
             shown, ata, n, bay_shown, silent, quiet_ok, silent, nb_ok, nb_n);
     assert_true(n >= 40);
     assert_true(shown > 0 && shown < ata / 2);
-    assert_true(binom_ok(silent, n, p, "silent stress-caused failures"));
+    /* Failures of one stress episode come together (a node's bays share
+     * it), so the binomial spread is widened by a design effect of 3. */
+    double sd = sqrt(3.0 * (double)n * p * (1 - p));
+    fprintf(stderr, "[visibility] silent fraction %.3f, configured %.3f, bound +-%.1f failures\n",
+            (double)silent / (double)n, p, 3.29 * sd + 1);
+    assert_true(fabs((double)silent - (double)n * p) <= 3.29 * sd + 1);
     assert_true(silent > 0 && quiet_ok == silent);
     assert_true(nb_n > 0 && nb_ok >= nb_n * 7 / 10);
     run_free(&r);

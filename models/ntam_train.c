@@ -113,7 +113,8 @@ int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
     size_t np = ntam_param_count(m);
     float *best = malloc(np * sizeof *best);
     const int use_ema = c->ema > 0 && c->ema < 1;
-    float *avg = use_ema ? malloc(np * sizeof *avg) : NULL, *cur = use_ema ? malloc(np * sizeof *cur) : NULL;
+    float *avg = use_ema ? malloc(np * sizeof *avg) : NULL,
+          *cur = use_ema ? malloc(np * sizeof *cur) : NULL;
     float *vprob = val && val->n ? malloc(val->n * sizeof *vprob) : NULL;
     uint8_t *vlab = val && val->n ? malloc(val->n) : NULL;
     size_t n_vs = 0;
@@ -123,8 +124,8 @@ int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
     void *mws = n_vs ? malloc(metrics_workspace_size(n_vs)) : NULL;
     int rc = NTAM_ENOMEM;
     if (!ws || !order || !bx || !by || !bw || !btm || !boff || !lbuf || !best ||
-        (use_ema && (!avg || !cur)) ||
-        (val && val->n && (!vprob || !vlab)) || (n_vs && (!vs_score || !mws)))
+        (use_ema && (!avg || !cur)) || (val && val->n && (!vprob || !vlab)) ||
+        (n_vs && (!vs_score || !mws)))
         goto out;
     {
         size_t k = 0;
@@ -195,7 +196,8 @@ int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
             if (r == 0) lsum += loss;
             if (use_ema && r == 0) {
                 const float *w = ntam_params(m), a = c->ema;
-                for (size_t j = 0; j < np; j++) avg[j] = a * avg[j] + (1.0f - a) * w[j];
+                for (size_t j = 0; j < np; j++)
+                    avg[j] = a * avg[j] + (1.0f - a) * w[j];
             }
             if (c->progress) {
                 ntam_progress_t pr = {ep, c->epochs, bi, batches, (float)(lsum / (double)bi),

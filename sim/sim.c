@@ -442,11 +442,18 @@ static int config_check(const sim_config_t *c)
                          c->stressor_visible_frac};
     for (size_t i = 0; i < sizeof fr / sizeof fr[0]; i++)
         if (!(fr[i] >= 0 && fr[i] <= 1)) return SIM_EINVAL;
-    const double pos[] = {
-        c->time_scale,           c->hazard_scale + 1,       c->disk_afr + 1,
-        c->gpu_afr + 1,          c->node_stressor_rate + 1, c->rack_stressor_rate + 1,
-        c->stressor_hazard_mult, c->disk_age_max_years + 1, c->replace_days + 1,
-        c->stressor_tail_days + 1, c->disk_cofail_mult, c->disk_cofail_days + 1};
+    const double pos[] = {c->time_scale,
+                          c->hazard_scale + 1,
+                          c->disk_afr + 1,
+                          c->gpu_afr + 1,
+                          c->node_stressor_rate + 1,
+                          c->rack_stressor_rate + 1,
+                          c->stressor_hazard_mult,
+                          c->disk_age_max_years + 1,
+                          c->replace_days + 1,
+                          c->stressor_tail_days + 1,
+                          c->disk_cofail_mult,
+                          c->disk_cofail_days + 1};
     for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
         if (!(pos[i] > 0) || !isfinite(pos[i])) return SIM_EINVAL;
     if (c->hazard_scale < 0 || c->disk_afr < 0 || c->gpu_afr < 0) return SIM_EINVAL;

@@ -670,7 +670,8 @@ static void test_stat_neighbourhood(void **state)
 static int grew_in(const run_t *r, uint32_t i, size_t k0, size_t k1, const char *serial)
 {
     for (size_t k = k0 + 1; k <= k1; k++) {
-        const char *a = r->disk_serial[(k - 1) * r->ndisk + i], *b = r->disk_serial[k * r->ndisk + i];
+        const char *a = r->disk_serial[(k - 1) * r->ndisk + i],
+                   *b = r->disk_serial[k * r->ndisk + i];
         if (a && a == b && (!serial || a == serial) &&
             r->disk_err[k * r->ndisk + i] > r->disk_err[(k - 1) * r->ndisk + i])
             return 1;

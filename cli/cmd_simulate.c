@@ -56,9 +56,14 @@ static const char simulate_usage[] =
     "  --gpu-afr=F                GPU annual failure rate (0.02)\n"
     "  --disk-precursor-frac=F    disk failures with SMART precursors (0.6)\n"
     "  --gpu-precursor-frac=F     GPU failures with precursors (0.55)\n"
-    "  --node-stressor-rate=F     node stressors per node-year (3)\n"
-    "  --rack-stressor-rate=F     rack stressors per rack-year (2)\n"
-    "  --stressor-hazard-mult=F   hazard multiplier under stress (8)\n"
+    "  --node-stressor-rate=F     node stressors per node-year (0.2)\n"
+    "  --rack-stressor-rate=F     rack stressors per rack-year (0.1)\n"
+    "  --stressor-hazard-mult=F   disk hazard multiplier per day of stress dose,\n"
+    "                             GPU multiplier under stress (50)\n"
+    "  --stressor-tail-days=F     stress dose decay time constant (4; 0: no dose)\n"
+    "  --stressor-visible-frac=F  drive bays where stress shows in telemetry (0.25)\n"
+    "  --disk-cofail-mult=F       node's disk hazard multiplier after a disk failure (3)\n"
+    "  --disk-cofail-days=F       ... for this many days (7)\n"
     "  --no-bathtub               constant disk hazard over age\n"
     "\n"
     "Outputs (any combination; none: simulate and print the summary):\n"
@@ -398,6 +403,10 @@ static int sim_flag(sim_opts_t *o, const char *name, const char *v)
     if (IS("node-stressor-rate")) return parse_f(v, &c->node_stressor_rate);
     if (IS("rack-stressor-rate")) return parse_f(v, &c->rack_stressor_rate);
     if (IS("stressor-hazard-mult")) return parse_f(v, &c->stressor_hazard_mult);
+    if (IS("stressor-tail-days")) return parse_f(v, &c->stressor_tail_days);
+    if (IS("stressor-visible-frac")) return parse_f(v, &c->stressor_visible_frac);
+    if (IS("disk-cofail-mult")) return parse_f(v, &c->disk_cofail_mult);
+    if (IS("disk-cofail-days")) return parse_f(v, &c->disk_cofail_days);
     if (IS("out.store")) return (o->store = v, 0);
     if (IS("out.remote-write")) return (o->rw_url = v, 0);
     if (IS("rw.rate")) return parse_f(v, &o->rate);

@@ -100,6 +100,7 @@ static const char train_usage[] =
     "  --lr X                   Adam step (1e-3)         --weight-decay X (1e-4)\n"
     "  --loss bce|focal         loss (bce)               --pos-weight X (default sqrt(neg/pos))\n"
     "  --pos-repeat N           oversample groups with a positive N times per epoch (1)\n"
+    "  --ema X                  validate and keep a moving average of the weights (0: off)\n"
     "  --neg-keep N             store/simulator sources: train on 1 in N node-days without a\n"
     "                           positive (default 1: all)\n"
     "  --ablate-neighbours      neighbourhood attention off (the ablation baseline)\n"
@@ -307,6 +308,10 @@ static int parse_args(int argc, char **argv, targs_t *a)
         } else if (!strcmp(o, "--pos-repeat")) {
             NEEDV;
             if (parse_int(v, 1, 1000, &a->tc.pos_repeat)) BAD;
+        } else if (!strcmp(o, "--ema")) {
+            NEEDV;
+            if (parse_float(v, &fv) || fv < 0 || fv >= 1) BAD;
+            a->tc.ema = fv;
         } else if (!strcmp(o, "--neg-keep")) {
             NEEDV;
             if (parse_int(v, 1, 1000, &a->neg_keep)) BAD;

@@ -112,6 +112,9 @@ int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
     float *lbuf = malloc((size_t)wdev * sizeof *lbuf);
     size_t np = ntam_param_count(m);
     float *best = malloc(np * sizeof *best);
+    const int use_ema = c->ema > 0 && c->ema < 1;
+    float *avg = use_ema ? malloc(np * sizeof *avg) : NULL,
+          *cur = use_ema ? malloc(np * sizeof *cur) : NULL;
     float *vprob = val && val->n ? malloc(val->n * sizeof *vprob) : NULL;
     uint8_t *vlab = val && val->n ? malloc(val->n) : NULL;
     size_t n_vs = 0;
@@ -121,7 +124,8 @@ int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
     void *mws = n_vs ? malloc(metrics_workspace_size(n_vs)) : NULL;
     int rc = NTAM_ENOMEM;
     if (!ws || !order || !bx || !by || !bw || !btm || !boff || !lbuf || !best ||
-        (val && val->n && (!vprob || !vlab)) || (n_vs && (!vs_score || !mws)))
+        (use_ema && (!avg || !cur)) || (val && val->n && (!vprob || !vlab)) ||
+        (n_vs && (!vs_score || !mws)))
         goto out;
     {
         size_t k = 0;
@@ -141,6 +145,7 @@ int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
             if (val->w[i] > 0) vlab[k++] = val->y[i] > 0;
     }
     memcpy(best, ntam_params(m), np * sizeof *best);
+    if (use_ema) memcpy(avg, ntam_params(m), np * sizeof *avg);
     res->best_val_pr_auc = -1;
     uint64_t rs = c->seed ^ 0x7472616e5eedULL;
     int64_t batches = 0;
@@ -189,6 +194,11 @@ int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
             res->steps++;
             bi++;
             if (r == 0) lsum += loss;
+            if (use_ema && r == 0) {
+                const float *w = ntam_params(m), a = c->ema;
+                for (size_t j = 0; j < np; j++)
+                    avg[j] = a * avg[j] + (1.0f - a) * w[j];
+            }
             if (c->progress) {
                 ntam_progress_t pr = {ep, c->epochs, bi, batches, (float)(lsum / (double)bi),
                                       -1, res->best_val_pr_auc, 0};
@@ -196,6 +206,10 @@ int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
             }
         }
         res->epochs_run = ep;
+        if (use_ema) { /* validate (and keep) the averaged weights */
+            memcpy(cur, ntam_params(m), np * sizeof *cur);
+            memcpy(ntam_params(m), avg, np * sizeof *avg);
+        }
         double vpr = -1;
         if (n_vs) {
             int32_t vcd = chunk_for(val, c->batch_dev);
@@ -214,6 +228,7 @@ int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
         } else {
             since_best++;
         }
+        if (use_ema) memcpy(ntam_params(m), cur, np * sizeof *cur);
         if (c->progress) {
             ntam_progress_t pr = {ep,  c->epochs, bi, batches, (float)(lsum / (double)(bi ? bi : 1)),
                                   vpr, res->best_val_pr_auc, 1};
@@ -233,6 +248,8 @@ out:
     free(boff);
     free(lbuf);
     free(best);
+    free(avg);
+    free(cur);
     free(vprob);
     free(vlab);
     free(vs_score);

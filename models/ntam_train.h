@@ -34,11 +34,15 @@ typedef struct {
     int32_t batch_dev;       /* devices per batch (whole groups are added until reached) */
     int32_t pos_repeat;      /* groups with a positive appear this many times per epoch (≥ 1) */
     uint64_t seed;           /* shuffling */
+    /* Weight averaging: 0 = off; otherwise an exponential moving average of the weights,
+     * a <- ema * a + (1 - ema) * w after every step, is what is validated each epoch, kept
+     * as the best and returned (Polyak averaging: a flatter point than the last step). */
+    float ema;
     ntam_progress_fn progress; /* may be NULL; called after every batch and every epoch */
     void *ctx;
 } ntam_train_cfg_t;
 
-/* 30 epochs, patience 6, 256 devices per batch, pos_repeat 1, seed 1, ntam_opt_default. */
+/* 30 epochs, patience 6, 256 devices per batch, pos_repeat 1, seed 1, ema 0, ntam_opt_default. */
 void ntam_train_cfg_default(ntam_train_cfg_t *c);
 
 typedef struct {

@@ -97,11 +97,15 @@ void sim_config_init(sim_config_t *c)
     c->gpu_precursor_frac = 0.55;
     c->gpu_lead_min_days = 1;
     c->gpu_lead_max_days = 10;
-    c->node_stressor_rate = 3;
-    c->rack_stressor_rate = 2;
+    c->node_stressor_rate = 0.2;
+    c->rack_stressor_rate = 0.1;
     c->stressor_min_days = 0.5;
     c->stressor_max_days = 4;
-    c->stressor_hazard_mult = 8;
+    c->stressor_hazard_mult = 50;
+    c->stressor_tail_days = 4;
+    c->stressor_visible_frac = 0.25;
+    c->disk_cofail_mult = 3;
+    c->disk_cofail_days = 7;
     c->replace_days = 1;
 }
 
@@ -434,13 +438,22 @@ static int config_check(const sim_config_t *c)
     if (!c->nodes || c->interval_ms <= 0) return SIM_EINVAL;
     if (c->disks_per_node > 26 || c->gpus_per_node > 64) return SIM_EINVAL;
     if (c->nvme_per_node > c->disks_per_node || c->nvme_per_node > 8) return SIM_EINVAL;
-    const double fr[] = {c->disk_precursor_frac, c->disk_background_frac, c->gpu_precursor_frac};
+    const double fr[] = {c->disk_precursor_frac, c->disk_background_frac, c->gpu_precursor_frac,
+                         c->stressor_visible_frac};
     for (size_t i = 0; i < sizeof fr / sizeof fr[0]; i++)
         if (!(fr[i] >= 0 && fr[i] <= 1)) return SIM_EINVAL;
-    const double pos[] = {
-        c->time_scale,           c->hazard_scale + 1,       c->disk_afr + 1,
-        c->gpu_afr + 1,          c->node_stressor_rate + 1, c->rack_stressor_rate + 1,
-        c->stressor_hazard_mult, c->disk_age_max_years + 1, c->replace_days + 1};
+    const double pos[] = {c->time_scale,
+                          c->hazard_scale + 1,
+                          c->disk_afr + 1,
+                          c->gpu_afr + 1,
+                          c->node_stressor_rate + 1,
+                          c->rack_stressor_rate + 1,
+                          c->stressor_hazard_mult,
+                          c->disk_age_max_years + 1,
+                          c->replace_days + 1,
+                          c->stressor_tail_days + 1,
+                          c->disk_cofail_mult,
+                          c->disk_cofail_days + 1};
     for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
         if (!(pos[i] > 0) || !isfinite(pos[i])) return SIM_EINVAL;
     if (c->hazard_scale < 0 || c->disk_afr < 0 || c->gpu_afr < 0) return SIM_EINVAL;
@@ -554,6 +567,16 @@ int sim_create(const sim_config_t *cfg, sim_t **out)
             gp->slot = g;
             if (gpu_install(s, gp)) goto nomem;
         }
+        /* The bays where stressors show (nearest the failed fan, on the
+         * marginal power rail, on the resonant part of the chassis). */
+        n->stress_bays = 0;
+        for (uint32_t d = 0; d < D; d++)
+            if (trng_unit(r) < c->stressor_visible_frac) n->stress_bays |= 1u << d;
+        if (!n->stress_bays && D && c->stressor_visible_frac > 0) {
+            uint32_t ata = D - c->nvme_per_node;
+            n->stress_bays = 1u << (ata ? c->nvme_per_node + (uint32_t)trng_below(r, ata)
+                                        : (uint32_t)trng_below(r, D));
+        }
     }
     *out = s;
     return 0;
@@ -625,6 +648,7 @@ void sim_disk_info(const sim_t *s, uint32_t i, sim_device_info_t *o)
     o->node = d->node;
     o->slot = d->slot;
     o->nvme = d->nvme;
+    o->stress_visible = (int)((n->stress_bays >> d->slot) & 1u);
     o->capacity_bytes = sim_disk_models[d->model].capacity;
     o->series_base = d->base;
     o->nseries = d->nvme ? SD_NVME_N : SD_ATA_N;
@@ -748,6 +772,7 @@ static int disk_fail(sim_t *s, sim_disk_t *d, const step_ctx_t *x, const char *r
     };
     d->state = DEV_FAILED;
     d->replace_h = s->cfg.replace_days * 24.0;
+    if (s->cfg.disk_cofail_mult > 1) n->cofail_left_h = s->cfg.disk_cofail_days * 24.0;
     s->st.disk_failures++;
     if (precursor) s->st.disk_failures_precursor++;
     return event_push(s, &e);
@@ -774,8 +799,13 @@ static int disk_step(sim_t *s, sim_disk_t *d, sim_node_t *n, uint8_t stress, con
     double w = clampd(n->util * d->wl_mult + 0.05 * gauss(r), 0, 1);
     d->io_time += x->dt_s * w;
     s->v[n->base + SN_IO_TIME0 + d->slot] = floor(d->io_time * 1000.0) / 1000.0;
-    double temp = n->inlet + (d->nvme ? 15.0 : 11.0) + 6.0 * w + d->temp_off +
-                  (stress == SIM_STRESS_COOLING ? 2.0 : 0) + 0.4 * gauss(r);
+    /* A stressor shows in the telemetry of the node's stress bays only. */
+    int shows = (int)((n->stress_bays >> d->slot) & 1u);
+    /* Cooling: the node's inlet sensor reads +3 C; the bays behind the fault
+     * run +6 C over their normal, the other bays keep their airflow. */
+    double bay_air = n->inlet - (stress == SIM_STRESS_COOLING ? 3.0 : 0);
+    double temp = bay_air + (d->nvme ? 15.0 : 11.0) + 6.0 * w + d->temp_off +
+                  (stress == SIM_STRESS_COOLING && shows ? 6.0 : 0) + 0.4 * gauss(r);
     temp = floor(temp + 0.5);
     /* Hazard. */
     const sim_disk_model_t *m = &sim_disk_models[d->model];
@@ -783,7 +813,16 @@ static int disk_step(sim_t *s, sim_disk_t *d, sim_node_t *n, uint8_t stress, con
     if (c->disk_bathtub) h *= disk_bathtub(d->age_h / 8766.0);
     h *= 1.0 + 0.05 * (temp > 45 ? temp - 45 : 0);
     h *= 0.8 + 0.4 * w;
-    if (stress) h *= c->stressor_hazard_mult;
+    /* Neighbourhood: the stressor's excess (while active, then decaying) and
+     * a neighbour's failure add to the hazard of every disk of the node. */
+    double xs = 0, xc = 0;
+    uint8_t skind = n->last_stress;
+    if (c->stressor_tail_days > 0)
+        xs = (c->stressor_hazard_mult - 1) * n->dose_d;
+    else if (stress)
+        xs = c->stressor_hazard_mult - 1;
+    if (n->cofail_left_h > 0) xc = c->disk_cofail_mult - 1;
+    h *= 1 + xs + xc;
     s->st.disk_hours += x->dt_h;
     if (stress) s->st.disk_stressed_hours += x->dt_h;
     if (d->state == DEV_HEALTHY) {
@@ -793,11 +832,17 @@ static int disk_step(sim_t *s, sim_disk_t *d, sim_node_t *n, uint8_t stress, con
             s->st.disk_triggers++;
             if (stress) s->st.disk_triggers_stressed++;
             d->trigger_ms = x->t;
-            d->trig_stress = stress;
-            double pf = c->disk_precursor_frac * (stress ? 0.5 : 1.0);
+            /* Cause, in proportion to each term's share of the hazard. */
+            uint8_t cause = 0;
+            if (xs + xc > 0) {
+                double u = trng_unit(r) * (1 + xs + xc);
+                cause = u < xs ? skind : u < xs + xc ? (uint8_t)SIM_STRESS_NEIGHBOUR : 0;
+            }
+            d->trig_stress = cause;
+            double pf = c->disk_precursor_frac * (cause ? 0.5 : 1.0);
             if (trng_unit(r) < pf) {
                 double lead = unif(r, c->disk_lead_min_days, c->disk_lead_max_days) * 24.0;
-                if (stress) lead *= 0.3;
+                if (cause) lead *= 0.3;
                 d->lead_h = d->left_h = lead;
                 d->state = DEV_DOOMED;
                 /* Which attributes grow (Pinheiro: reallocations, offline
@@ -812,7 +857,11 @@ static int disk_step(sim_t *s, sim_disk_t *d, sim_node_t *n, uint8_t stress, con
                     d->amp[a] = exp(unif(r, log(8.0), log(a == A5 ? 3000.0 : 400.0)));
             } else {
                 if (!d->nvme) v[SD_STATUS] = 1;
-                int rc = disk_fail(s, d, x, stress ? "stress_sudden" : "sudden", 0, stress);
+                int rc = disk_fail(s, d, x,
+                                   cause == SIM_STRESS_NEIGHBOUR ? "cofail_sudden"
+                                   : cause                       ? "stress_sudden"
+                                                                 : "sudden",
+                                   0, cause);
                 if (rc) return rc;
             }
         }
@@ -837,13 +886,14 @@ static int disk_step(sim_t *s, sim_disk_t *d, sim_node_t *n, uint8_t stress, con
         }
         if (d->left_h <= 0) failing_now = 1;
     }
-    /* Stressor side effects on healthy and failing disks alike. */
+    /* Stressor side effects on the stress bays' disks, healthy and failing
+     * alike. */
     if (!d->nvme) {
-        if (stress == SIM_STRESS_POWER) {
-            d->raw[A188] += poisson(r, 0.05 * x->dt_h);
-            d->raw[A199] += poisson(r, 0.01 * x->dt_h);
-        } else if (stress == SIM_STRESS_VIBRATION) {
-            d->raw[A197] += poisson(r, 0.02 * x->dt_h);
+        if (stress == SIM_STRESS_POWER && shows) {
+            d->raw[A188] += poisson(r, 0.2 * x->dt_h);
+            d->raw[A199] += poisson(r, 0.05 * x->dt_h);
+        } else if (stress == SIM_STRESS_VIBRATION && shows) {
+            d->raw[A197] += poisson(r, 0.1 * x->dt_h);
         }
         /* Pending sectors get resolved (remapped or rewritten) over time
          * on healthy drives. */
@@ -896,8 +946,11 @@ static int disk_step(sim_t *s, sim_disk_t *d, sim_node_t *n, uint8_t stress, con
         v[SD_NVME_ERRLOG] = d->errlog;
     }
     if (failing_now)
-        return disk_fail(s, d, x, d->trig_stress ? "stress_smart_precursor" : "smart_precursor", 1,
-                         d->trig_stress);
+        return disk_fail(s, d, x,
+                         d->trig_stress == SIM_STRESS_NEIGHBOUR ? "cofail_smart_precursor"
+                         : d->trig_stress                       ? "stress_smart_precursor"
+                                                                : "smart_precursor",
+                         1, d->trig_stress);
     return 0;
 }
 
@@ -1097,6 +1150,15 @@ int sim_step_to(sim_t *s, int64_t t, sim_frame_t *f)
                         &s->st.node_stressors);
         uint8_t stress = n->stress;
         if (!stress && s->nracks) stress = s->racks[n->rack_idx].stress;
+        /* Stress dose (days, decaying): the disks' hazard over this step
+         * follows the dose at its start (explicit Euler), so a stressor
+         * shows in telemetry before the damage it does. */
+        if (stress) n->last_stress = stress;
+        n->dose_d = n->dose_next_d;
+        if (c->stressor_tail_days > 0)
+            n->dose_next_d = n->dose_d * exp(-x.dt_h / (c->stressor_tail_days * 24)) +
+                             (stress ? x.dt_h / 24 : 0);
+        if (n->cofail_left_h > 0) n->cofail_left_h -= x.dt_h;
         node_step(s, n, stress, &x);
         for (uint32_t d = 0; d < D; d++) {
             int rc = disk_step(s, &s->disks[(size_t)i * D + d], n, stress, &x);

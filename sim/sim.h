@@ -17,8 +17,10 @@
  *          thermal/power (temperature, throttling, power swings, XID 79) or
  *          interconnect (PCIe replays, NVLink CRC, XID 74);
  *   nodes  and racks  stressors (cooling fault, unstable power, vibration)
- *          that raise temperatures, error rates and the hazard of every
- *          device of the node (or rack) for a while.
+ *          that raise the hazard of every device of the node (or rack) for a
+ *          while (disks: through a decaying stress dose) but show in the
+ *          telemetry of only some drive bays (temperature, SMART 188/199/197);
+ *          a disk failure raises its node's disk hazard for days (rebuild).
  *
  *   sim_config_init()    defaults
  *   sim_create()         build the fleet (series table, initial state)
@@ -98,7 +100,22 @@ typedef struct {
     double node_stressor_rate; /* node stressor starts per node-year (default 3) */
     double rack_stressor_rate; /* rack stressor starts per rack-year (default 2) */
     double stressor_min_days, stressor_max_days; /* duration (0.5, 4) */
-    double stressor_hazard_mult; /* hazard multiplier on every device under stress (8) */
+    double stressor_hazard_mult; /* hazard multiplier per day of stress dose (disks) or
+                                    under stress (GPUs) (20) */
+    /* Stress damage accumulates and heals slowly: the node keeps a stress
+     * dose D (days under stress, decaying with this time constant) and its
+     * disks' hazard is x (1 + (stressor_hazard_mult - 1) * D). 0 = no dose:
+     * x stressor_hazard_mult while a stressor is active (GPUs always). (4) */
+    double stressor_tail_days;
+    /* Fraction of a node's drive bays where a stressor shows in the disks'
+     * telemetry (temperature, SMART 188/199/197); the others' hazard rises
+     * just the same but their telemetry stays quiet. Drawn per bay when the
+     * fleet is built, at least one ATA bay per node (0.25). */
+    double stressor_visible_frac;
+    /* After a disk fails, the other disks of its node (and its replacement)
+     * run at disk_cofail_mult times their hazard for disk_cofail_days
+     * (rebuild and degraded-array load): (3, 7); 1 = off. */
+    double disk_cofail_mult, disk_cofail_days;
     double replace_days;         /* a failed device is replaced after this long (1) */
 } sim_config_t;
 
@@ -130,6 +147,7 @@ typedef enum {
     SIM_STRESS_COOLING = 1,   /* temperatures up, thermal throttling */
     SIM_STRESS_POWER = 2,     /* power swings, PCIe replays, disk command timeouts */
     SIM_STRESS_VIBRATION = 3, /* disks: pending sectors, seek trouble */
+    SIM_STRESS_NEIGHBOUR = 4, /* events only: a disk failure on the node (rebuild load) */
 } sim_stress_t;
 
 /* One ground-truth failure. Strings are valid until sim_destroy(). */
@@ -138,7 +156,10 @@ typedef struct {
     int64_t trigger_ms; /* when the hazard fired (= t_ms when there was no precursor) */
     uint8_t kind;       /* sim_kind_t */
     uint8_t precursor;  /* 1 if telemetry announced it (SMART / ECC / thermal ...) */
-    uint8_t stress;     /* sim_stress_t active on the device's node when it fired */
+    /* What caused the firing (sim_stress_t): the node's stressor, active or
+     * in its tail, or a neighbour's failure, drawn in proportion to each
+     * one's share of the hazard; 0 = the device's own base hazard. */
+    uint8_t stress;
     uint32_t node, dev;
     const char *instance; /* node name */
     const char *device;   /* "sda", "nvme0", "nvidia3" */
@@ -207,6 +228,7 @@ typedef struct {
     const char *instance, *device, *serial, *model, *rack, *pod;
     uint32_t node, slot;
     int nvme;
+    int stress_visible; /* disks: stressors show in this bay's telemetry */
     uint64_t capacity_bytes;
     uint32_t series_base; /* first series index of the device's current block */
     uint32_t nseries;     /* series in the block */

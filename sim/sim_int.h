@@ -132,6 +132,11 @@ typedef struct {
     uint32_t rack_idx;
     uint8_t hdd_model, gpu_model, stress, busy;
     double stress_left_h;
+    uint8_t last_stress;  /* kind of the latest stressor (active or ended) */
+    double dose_d;        /* accumulated stress (days, decaying) at the step's start */
+    double dose_next_d;   /* ... at its end */
+    double cofail_left_h; /* hours left of the raised hazard after a disk failure */
+    uint32_t stress_bays; /* bit d: stressors show in disk slot d's telemetry */
     double base_load, ar, inlet_off;
     double cpu[4];
     double mem_total;

@@ -478,6 +478,7 @@ static const char *stress_str(int k)
     return k == SIM_STRESS_COOLING     ? "cooling"
            : k == SIM_STRESS_POWER     ? "power"
            : k == SIM_STRESS_VIBRATION ? "vibration"
+           : k == SIM_STRESS_NEIGHBOUR ? "neighbour_failure"
                                        : "";
 }
 

@@ -240,6 +240,36 @@ static void test_folds(void **state)
             float prob[60];
             assert_int_equal(ntam_predict(m, &te, 4, prob), 0);
             for (size_t i = 0; i < te.n; i++) assert_true(prob[i] >= 0 && prob[i] <= 1);
+            /* Weight averaging: one step (one batch per epoch, one epoch, no validation) gives
+             * ema * w0 + (1 - ema) * w1, w1 the weights the same step gives without it. */
+            {
+                ntam_t *m0, *m1;
+                assert_int_equal(ntam_create(&hp, 7, &m0), 0);
+                assert_int_equal(ntam_create(&hp, 7, &m1), 0);
+                size_t np = ntam_param_count(m0);
+                float *w0 = malloc(np * sizeof *w0);
+                assert_non_null(w0);
+                memcpy(w0, ntam_params(m0), np * sizeof *w0);
+                ntam_train_cfg_t c1 = c;
+                c1.epochs = 1;
+                c1.batch_dev = 1000;
+                ntam_train_result_t r1;
+                assert_int_equal(ntam_train_run(m0, &c1, &tr, NULL, &r1), 0);
+                assert_int_equal(r1.steps, 1);
+                c1.ema = 0.75f;
+                assert_int_equal(ntam_train_run(m1, &c1, &tr, NULL, &r1), 0);
+                const float *a0 = ntam_params(m0), *a1 = ntam_params(m1);
+                size_t moved = 0;
+                for (size_t j = 0; j < np; j++) {
+                    float want = 0.75f * w0[j] + 0.25f * a0[j];
+                    assert_true(fabsf(a1[j] - want) <= 1e-6f * (1.0f + fabsf(want)));
+                    moved += a0[j] != w0[j];
+                }
+                assert_true(moved > np / 2);
+                free(w0);
+                ntam_destroy(m0);
+                ntam_destroy(m1);
+            }
             float w[3];
             assert_int_equal(ntam_logreg_fit(&tr, 2.0f, 1e-3f, 50, w), 0);
             ntam_logreg_predict(&te, w, prob);

@@ -382,6 +382,7 @@ static void poisson_bounds(double m, double *lo, double *hi)
 typedef struct {
     uint32_t ndisk, ngpu;
     double *disk_err; /* [step][disk]: sum of raw 5,187,188,197,198,199 */
+    const char **disk_serial; /* [step][disk]: the disk in the slot (NULL while failed) */
     uint32_t nsteps;
     sim_event_t *ev;
     size_t nev, evcap;
@@ -403,6 +404,8 @@ static void run_fleet(const sim_config_t *c, uint32_t steps, run_t *r, int keep_
     if (keep_smart) {
         r->disk_err = calloc((size_t)steps * r->ndisk, sizeof *r->disk_err);
         assert_non_null(r->disk_err);
+        r->disk_serial = calloc((size_t)steps * r->ndisk, sizeof *r->disk_serial);
+        assert_non_null(r->disk_serial);
     }
     uint32_t off[6], noff = 0;
     for (uint32_t k = 0; k < steps; k++) {
@@ -443,6 +446,7 @@ static void run_fleet(const sim_config_t *c, uint32_t steps, run_t *r, int keep_
                         if (v == v) sum += v;
                     }
                 r->disk_err[(size_t)k * r->ndisk + i] = sum;
+                r->disk_serial[(size_t)k * r->ndisk + i] = di.present ? di.serial : NULL;
             }
         }
         for (uint32_t e = 0; e < f.nevents; e++) {
@@ -468,6 +472,7 @@ static void run_fleet(const sim_config_t *c, uint32_t steps, run_t *r, int keep_
 static void run_free(run_t *r)
 {
     free(r->disk_err);
+    free(r->disk_serial);
     free(r->ev);
     sim_destroy(r->sim);
 }
@@ -489,6 +494,7 @@ static void test_stat_failure_rates(void **state)
     sim_config_t c;
     stat_config(&c, g_seed);
     c.node_stressor_rate = c.rack_stressor_rate = 0;
+    c.disk_cofail_mult = 1;
     c.disk_bathtub = 0;
     run_t r;
     run_fleet(&c, 4 * 120, &r, 0);
@@ -537,6 +543,7 @@ static void test_stat_precursors(void **state)
     sim_config_t c;
     stat_config(&c, g_seed);
     c.node_stressor_rate = c.rack_stressor_rate = 0;
+    c.disk_cofail_mult = 1;
     c.hazard_scale = 30;
     c.nodes = 75;
     c.disk_background_frac = 0;
@@ -592,6 +599,8 @@ static void test_stat_neighbourhood(void **state)
     c.node_stressor_rate = 6;
     c.rack_stressor_rate = 2;
     c.stressor_hazard_mult = 25;
+    c.stressor_tail_days = 0; /* the ratio below compares active-stress hours only */
+    c.disk_cofail_mult = 1;
     c.hazard_scale = 30;
     run_t r;
     run_fleet(&c, 4 * 120, &r, 0);
@@ -624,8 +633,122 @@ static void test_stat_neighbourhood(void **state)
     assert_true((double)r.cofail_pairs > e1 + 3.29 * sqrt(e1) + 1);
     assert_true((double)r.cofail_pairs > 2.0 * e1);
     assert_true((double)r0.cofail_pairs <= e0 + 3.29 * sqrt(e0) + 1);
+    /* A disk failure raises its neighbours' hazard (rebuild load): without
+     * stressors, same-node pairs come back above chance. */
+    sim_config_t c1 = c0;
+    c1.disk_cofail_mult = 8;
+    run_t r1;
+    run_fleet(&c1, 4 * 120, &r1, 0);
+    /* Disk failures within disk_cofail_days of each other. */
+    size_t nb = 0, nd = 0, tp = 0, sp = 0;
+    int64_t win = (int64_t)(c1.disk_cofail_days * 86400000.0);
+    for (size_t i = 0; i < r1.nev; i++) {
+        if (r1.ev[i].kind != SIM_KIND_DISK) continue;
+        nd++;
+        nb += r1.ev[i].stress == SIM_STRESS_NEIGHBOUR;
+        for (size_t j = i + 1; j < r1.nev; j++)
+            if (r1.ev[j].kind == SIM_KIND_DISK && llabs(r1.ev[i].t_ms - r1.ev[j].t_ms) <= win) {
+                tp++;
+                sp += r1.ev[i].node == r1.ev[j].node;
+            }
+    }
+    double e2 = (double)tp / c.nodes;
+    fprintf(stderr,
+            "[neighbourhood] disk_cofail_mult %.0f, no stressors: %zu (chance %.1f) same-node "
+            "disk pairs within %.0f days of %zu disk failures, %zu caused by a neighbour's\n",
+            c1.disk_cofail_mult, sp, e2, c1.disk_cofail_days, nd, nb);
+    assert_true((double)sp > e2 + 3.29 * sqrt(e2) + 1);
+    assert_true(nb > 0);
     run_free(&r);
     run_free(&r0);
+    run_free(&r1);
+}
+
+/* Whether the SMART error counters of the disk in slot i (only the disk
+ * `serial` if not NULL) grew between steps k0 and k1, comparing steps that
+ * hold the same disk (a replacement is not growth). */
+static int grew_in(const run_t *r, uint32_t i, size_t k0, size_t k1, const char *serial)
+{
+    for (size_t k = k0 + 1; k <= k1; k++) {
+        const char *a = r->disk_serial[(k - 1) * r->ndisk + i],
+                   *b = r->disk_serial[k * r->ndisk + i];
+        if (a && a == b && (!serial || a == serial) &&
+            r->disk_err[k * r->ndisk + i] > r->disk_err[(k - 1) * r->ndisk + i])
+            return 1;
+    }
+    return 0;
+}
+
+/* Stressors show in the telemetry of the node's stress bays only, while the
+ * hazard of every disk rises: a stress-caused failure in another bay without
+ * a SMART precursor of its own is silent on the device itself (its SMART
+ * error counters flat for the 7 days before), and for power and vibration
+ * stress a neighbour's counters grew in those days. The silent fraction of
+ * stress-caused failures matches (1 - precursor_frac / 2) x (share of quiet
+ * bays). */
+static void test_stat_stress_visibility(void **state)
+{
+    (void)state;
+    sim_config_t c;
+    stat_config(&c, g_seed);
+    c.node_stressor_rate = 2;
+    c.rack_stressor_rate = 1;
+    c.disk_cofail_mult = 1;
+    c.hazard_scale = 30;
+    c.disk_background_frac = 0;
+    uint32_t steps = 4 * 120, back = 4 * 7;
+    run_t r;
+    run_fleet(&c, steps, &r, 1);
+    const sim_t *s = r.sim;
+    uint32_t D = c.disks_per_node, ata = 0, shown = 0;
+    for (uint32_t i = 0; i < r.ndisk; i++) {
+        sim_device_info_t di;
+        sim_disk_info(s, i, &di);
+        if (di.nvme) continue;
+        ata++;
+        shown += di.stress_visible != 0;
+    }
+    size_t n = 0, silent = 0, quiet_ok = 0, nb_n = 0, nb_ok = 0, bay_shown = 0;
+    for (size_t i = 0; i < r.nev; i++) {
+        const sim_event_t *e = &r.ev[i];
+        if (e->kind != SIM_KIND_DISK || e->device[0] != 's' || !e->stress ||
+            e->stress == SIM_STRESS_NEIGHBOUR)
+            continue;
+        size_t kf = (size_t)((e->t_ms - c.start_ms) / c.interval_ms);
+        if (kf < back) continue;
+        uint32_t di_idx = e->node * D + e->dev;
+        sim_device_info_t di;
+        sim_disk_info(s, di_idx, &di);
+        n++;
+        bay_shown += di.stress_visible != 0;
+        if (e->precursor || di.stress_visible) continue;
+        silent++;
+        quiet_ok += !grew_in(&r, di_idx, kf - back, kf, e->serial);
+        if (e->stress == SIM_STRESS_COOLING) continue;
+        nb_n++;
+        int grew = 0;
+        for (uint32_t j = 0; j < D && !grew; j++)
+            if (j != e->dev) grew = grew_in(&r, e->node * D + j, kf - back, kf, NULL);
+        nb_ok += grew;
+    }
+    double q = 1.0 - (double)shown / (double)ata;
+    double p = (1.0 - c.disk_precursor_frac * 0.5) * q;
+    fprintf(stderr,
+            "[visibility] %u of %u ATA bays show stress; %zu stress-caused ATA failures, %zu in a "
+            "stress bay; %zu silent (no precursor, quiet bay): own SMART flat 7 d before %zu/%zu, "
+            "a neighbour's grew (power, vibration) %zu/%zu\n",
+            shown, ata, n, bay_shown, silent, quiet_ok, silent, nb_ok, nb_n);
+    assert_true(n >= 40);
+    assert_true(shown > 0 && shown < ata / 2);
+    /* Failures of one stress episode come together (a node's bays share
+     * it), so the binomial spread is widened by a design effect of 3. */
+    double sd = sqrt(3.0 * (double)n * p * (1 - p));
+    fprintf(stderr, "[visibility] silent fraction %.3f, configured %.3f, bound +-%.1f failures\n",
+            (double)silent / (double)n, p, 3.29 * sd + 1);
+    assert_true(fabs((double)silent - (double)n * p) <= 3.29 * sd + 1);
+    assert_true(silent > 0 && quiet_ok == silent);
+    assert_true(nb_n > 0 && nb_ok >= nb_n * 7 / 10);
+    run_free(&r);
 }
 
 /* ---- API edges -------------------------------------------------------------------- */
@@ -692,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_stat_failure_rates),
         cmocka_unit_test(test_stat_precursors),
         cmocka_unit_test(test_stat_neighbourhood),
+        cmocka_unit_test(test_stat_stress_visibility),
     };
     const char *filter = getenv("AUGUR_TEST_FILTER");
     if (filter && *filter) cmocka_set_test_filter(filter);

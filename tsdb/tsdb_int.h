@@ -117,7 +117,10 @@ struct tsdb {
     uint32_t nginfo;
     uint64_t nseries;            /* live series */
     int64_t max_time;            /* newest timestamp accepted in any series */
-    series_t **table;            /* open addressing on h[0] */
+    struct db_tslot {
+        uint64_t h0;             /* s->h[0] */
+        series_t *s;
+    } *table;                    /* open addressing on h[0] */
     size_t table_cap, table_n;
     series_t **active;           /* series with head samples */
     size_t nactive, active_cap;

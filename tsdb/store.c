@@ -781,8 +781,28 @@ static int rec_put_series(tbuf_t *rec, const series_t *s)
     return 0;
 }
 
-/* Create the series with canonical labels cl (fingerprint h), log it into
- * rec (the WAL record being built). Caller holds mu. */
+/* WAL bytes of a series record. */
+static uint64_t series_rec_bytes(const series_t *s)
+{
+    return 21 + (uint64_t)s->labels_len;
+}
+
+/* A fresh (not persisted) series' labels must be in the WAL before samples
+ * that use it: log them into rec unless this WAL generation has them. */
+static int series_log_locked(tsdb_t *db, series_t *s, tbuf_t *rec)
+{
+    if (s->persisted || !s->labels || s->logged_gen == db->wal_gen) return 0;
+    int rc = rec_put_series(rec, s);
+    if (rc) return rc;
+    s->logged_gen = db->wal_gen;
+    uint64_t b = series_rec_bytes(s);
+    db->unlogged_bytes = db->unlogged_bytes > b ? db->unlogged_bytes - b : 0;
+    return 0;
+}
+
+/* Create the series with canonical labels cl (fingerprint h) and log it into
+ * rec (the WAL record being built); rec NULL: not logged yet (see
+ * series_log_locked). Caller holds mu. */
 static int series_create_locked(tsdb_t *db, const tsdb_label_t *cl, uint32_t nl,
                                 const uint64_t h[2], tbuf_t *ser, tbuf_t *rec, series_t **out)
 {
@@ -798,7 +818,12 @@ static int series_create_locked(tsdb_t *db, const tsdb_label_t *cl, uint32_t nl,
     if (!s->labels) return TSDB_ENOMEM;
     memcpy(s->labels, ser->p, ser->len);
     s->labels_len = (uint32_t)ser->len;
-    if ((rc = rec_put_series(rec, s))) return rc;
+    if (rec) {
+        if ((rc = rec_put_series(rec, s))) return rc;
+        s->logged_gen = db->wal_gen;
+    } else {
+        db->unlogged_bytes += series_rec_bytes(s);
+    }
     *out = s;
     return 0;
 }
@@ -875,9 +900,6 @@ int tsdb_series_id(tsdb_t *db, const tsdb_label_t *labels, uint32_t nlabels, tsd
     if (rc) return rc;
     uint64_t h[2];
     labels_hash(sc->labels, nlabels, h);
-    uint64_t bound = 64;
-    for (uint32_t j = 0; j < nlabels; j++)
-        bound += 20 + (uint64_t)labels[j].name.len + labels[j].value.len;
     pthread_mutex_lock(&db->mu);
     series_t *s = table_slot(db, h)->s;
     if (s) {
@@ -886,35 +908,14 @@ int tsdb_series_id(tsdb_t *db, const tsdb_label_t *labels, uint32_t nlabels, tsd
         return 0;
     }
     rc = db->failed ? db->failed : db->closing ? TSDB_ECLOSED : 0;
-    if (rc) {
-        pthread_mutex_unlock(&db->mu);
-        return rc;
-    }
-    if ((rc = wal_ensure_locked(db, bound))) {
-        pthread_mutex_unlock(&db->mu);
-        return rc;
-    }
-    tbuf_t *rec = &db->wal_pending;
-    size_t rec_start = rec->len;
-    if (tbuf_reserve(rec, 8)) {
-        pthread_mutex_unlock(&db->mu);
-        return TSDB_ENOMEM;
-    }
-    rec->len += 8;
-    rc = series_create_locked(db, sc->labels, nlabels, h, &sc->ser, rec, &s);
+    /* Not logged now: its first sample logs it (series_log_locked), and an
+     * id that no sample uses is lost in a crash with nothing else. */
+    if (!rc) rc = series_create_locked(db, sc->labels, nlabels, h, &sc->ser, NULL, &s);
     if (!rc) {
         *sid = s->sid;
         if (created) *created = 1;
-    }
-    /* The record is not waited for: the samples that use the id are logged
-     * after it, and an id nothing durable refers to may be lost in a crash. */
-    if (!rc) {
-        wal_frame_finish(rec, rec_start);
-        db->wal.seg_used += rec->len - rec_start;
-        db->lsn_assigned++;
-    } else {
-        rec->len = rec_start;
-        if (!db->failed) db->failed = rc;
+    } else if (!db->failed && rc != TSDB_ECLOSED) {
+        db->failed = rc; /* as tsdb_append: a half-made series refuses further writes */
     }
     pthread_mutex_unlock(&db->mu);
     return rc;
@@ -928,11 +929,12 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
     if (db->opt.read_only) return TSDB_EINVAL;
     pthread_mutex_lock(&db->mu);
     int rc = append_admit_locked(db);
-    /* per sample at most: kind, sid, count (5), dt (10), value (8) */
-    if (!rc) rc = wal_ensure_locked(db, 64 + (uint64_t)n * 28);
+    /* per sample at most: kind, sid, count (5), dt (10), value (8); plus the
+     * labels of series not logged yet */
+    if (!rc) rc = wal_ensure_locked(db, 64 + (uint64_t)n * 28 + db->unlogged_bytes);
     tbuf_t *rec = &db->wal_pending;
     size_t rec_start = rec->len;
-    if (!rc && tbuf_reserve(rec, 8 + n * 28)) rc = TSDB_ENOMEM;
+    if (!rc && tbuf_reserve(rec, 8)) rc = TSDB_ENOMEM;
     if (rc) {
         pthread_mutex_unlock(&db->mu);
         return rc;
@@ -958,6 +960,8 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
             i = j;
             continue;
         }
+        if ((rc = series_log_locked(db, s, rec))) break;
+        if ((rc = tbuf_reserve(rec, 21 + (j - i) * 28) ? TSDB_ENOMEM : 0)) break;
         size_t hdr = rec->len;
         rec->p[rec->len++] = REC_SAMPLES;
         rec->len += varint_put_raw(rec->p + rec->len, s->sid);
@@ -1076,6 +1080,8 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
             if ((rc = series_create_locked(db, cl, in->nlabels, sc->hash[i], &sc->ser, rec, &s)))
                 break;
             r.series_created++;
+        } else if ((rc = series_log_locked(db, s, rec))) {
+            break;
         }
         size_t hdr = rec->len;
         if (tbuf_reserve(rec, 21 + (size_t)in->nsamples * 18)) {
@@ -1258,6 +1264,7 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
     options_fill(&db->opt);
     db->lockfd = -1;
     db->max_time = INT64_MIN;
+    db->wal_gen = 1;
     pthread_mutex_init(&db->mu, NULL);
     pthread_mutex_init(&db->flush_mu, NULL);
     pthread_cond_init(&db->cv, NULL);
@@ -1575,6 +1582,9 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         db->wal.fd = -1;
         db->wal.seg_used = db->wal.seg_size = 0;
     }
+    /* The segments up to ckpt go away once this flush commits: fresh series
+     * it does not persist are logged again with their next samples. */
+    db->wal_gen++;
     size_t nf = db->nactive;
     size_t nfresh = db->nfresh;
     frozen_t *fz = calloc(nf + nfresh + 1, sizeof *fz);
@@ -1619,6 +1629,10 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     for (size_t f = 0; f < nfresh; f++) {
         series_t *s = db->fresh[f];
         if (s->deleted || !s->labels) continue;
+        if (!s->nfrozen) { /* no sample yet (tsdb_series_id): stays fresh */
+            db->unlogged_bytes += series_rec_bytes(s);
+            continue;
+        }
         nw[nnew].s = s;
         nw[nnew].labels = s->labels;
         nw[nnew].labels_len = s->labels_len;
@@ -1727,10 +1741,15 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             s->labels = NULL;
             s->labels_len = 0;
         }
-        /* the series persisted were the first nfresh; later ones stay fresh */
-        if (db->nfresh > nfresh)
-            memmove(db->fresh, db->fresh + nfresh, (db->nfresh - nfresh) * sizeof *db->fresh);
-        db->nfresh -= nfresh;
+        /* the series persisted were among the first nfresh; the others of
+         * those without samples, and all later ones, stay fresh */
+        size_t keep = 0;
+        for (size_t f = 0; f < db->nfresh; f++) {
+            series_t *s = db->fresh[f];
+            if (f < nfresh && (s->persisted || s->deleted || !s->labels)) continue;
+            db->fresh[keep++] = s;
+        }
+        db->nfresh = keep;
         db->sealed_samples += nfrozen_samples;
         db->gen++;
         db->flushes++;

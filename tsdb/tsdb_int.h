@@ -86,6 +86,8 @@ typedef struct series {
     uint8_t *labels;      /* serialized labels while not persisted, else NULL */
     uint32_t labels_len;
     uint64_t h[2];        /* label fingerprint */
+    uint64_t logged_gen;  /* not persisted: db->wal_gen when its labels were last logged
+                             (0 = not in the WAL: created by tsdb_series_id) */
 } series_t;
 
 struct tsdb {
@@ -137,6 +139,8 @@ struct tsdb {
     tbuf_t wal_pending;          /* framed records not yet written */
     tbuf_t wal_spare;
     uint64_t lsn_assigned, lsn_durable;
+    uint64_t wal_gen;            /* bumped by every flush: the segments before it go away */
+    uint64_t unlogged_bytes;     /* WAL bytes the labels of unlogged fresh series would take */
     int syncing;
     uint64_t fsyncs, fsync_ns;
     int64_t last_sync_ms;

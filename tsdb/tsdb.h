@@ -182,8 +182,10 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
  * An importer that names the same series over and over (one sample per row
  * and series) can resolve each series once and then append (id, t, v)
  * triples: no label handling per sample. Ids are valid for the life of the
- * tsdb_t (they are never reused); a deleted series' samples come back
- * TSDB_OUT_INVALID. Durability and outcomes are exactly tsdb_append()'s. */
+ * tsdb_t; a deleted series' samples come back TSDB_OUT_INVALID. Durability
+ * and outcomes are exactly tsdb_append()'s. An id that no durable sample
+ * ever used (resolved, never appended to) may name another series after a
+ * reopen; the id of a series with stored samples is never reused. */
 
 /* The id of the series named by labels (rules as tsdb_series_in_t), created
  * with no samples if it does not exist (*created = 1). A new series is

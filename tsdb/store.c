@@ -494,7 +494,8 @@ static uint64_t head_limit(const tsdb_t *db)
 static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
 {
     if (s->n == s->cap) {
-        uint32_t ncap = s->cap ? s->cap + s->cap / 2 : 8; /* x1.5: less slack */
+        /* x1.5: less slack; a new head starts as big as the last one was */
+        uint32_t ncap = s->cap ? s->cap + s->cap / 2 : s->hint > 8 ? s->hint : 8;
         tsdb_sample_t *nh = realloc(s->head, ncap * sizeof *nh);
         if (!nh) return TSDB_ENOMEM;
         db->mem_head_bytes += (ncap - s->cap) * sizeof *nh;
@@ -948,9 +949,15 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
         /* a run of samples of one series: one WAL entry */
         size_t j = i + 1;
         while (j < n && in[j].sid == in[i].sid) j++;
+        /* memory latency bound with a million series: fetch the series 16
+         * ahead, and the head slot of the one 8 ahead (its series is in) */
         if (j + 15 < n) {
             series_t *ps = db_sid_get(db, in[j + 15].sid);
             if (ps) __builtin_prefetch(ps, 1);
+        }
+        if (j + 7 < n) {
+            series_t *ps = db_sid_get(db, in[j + 7].sid);
+            if (ps && ps->head) __builtin_prefetch(ps->head + ps->n, 1);
         }
         series_t *s = in[i].sid < TSDB_MAX_SID ? db_sid_get(db, in[i].sid) : NULL;
         if (!s || s->deleted) {
@@ -1487,6 +1494,7 @@ int tsdb_close(tsdb_t *db)
 
 typedef struct {
     series_t *s;
+    uint32_t sid;     /* s->sid (sorting without touching s) */
     tsdb_sample_t *v; /* frozen samples, sorted */
     uint32_t n;
     int64_t mint, maxt;
@@ -1497,7 +1505,48 @@ typedef struct {
 static int cmp_frozen(const void *a, const void *b)
 {
     const frozen_t *x = a, *y = b;
-    return (x->s->sid > y->s->sid) - (x->s->sid < y->s->sid);
+    return (x->sid > y->sid) - (x->sid < y->sid);
+}
+
+/* Sort fz[0..n) by sid. With many series, a bitmap over the ids in use is
+ * walked in order instead of a comparison sort (a flush of a million series
+ * spent ~0.3 s in qsort). Caller holds mu (db_sid_get). */
+static void sort_frozen_locked(tsdb_t *db, frozen_t *fz, size_t n)
+{
+    if (n < 2) return;
+    size_t words = ((size_t)db->next_sid + 63) / 64;
+    uint64_t *bits = n >= 4096 && words <= 64 * n ? calloc(words, sizeof *bits) : NULL;
+    if (!bits) {
+        qsort(fz, n, sizeof *fz, cmp_frozen);
+        return;
+    }
+    frozen_t *tmp = malloc(n * sizeof *tmp);
+    if (!tmp) {
+        free(bits);
+        qsort(fz, n, sizeof *fz, cmp_frozen);
+        return;
+    }
+    memcpy(tmp, fz, n * sizeof *tmp);
+    for (size_t i = 0; i < n; i++)
+        bits[tmp[i].sid / 64] |= UINT64_C(1) << (tmp[i].sid % 64);
+    /* fz entries are a function of their series: rebuild them in id order */
+    size_t k = 0;
+    for (size_t w = 0; w < words; w++)
+        for (uint64_t b = bits[w]; b; b &= b - 1) {
+            uint32_t sid = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(b));
+            series_t *x = db_sid_get(db, sid);
+            fz[k].s = x;
+            fz[k].sid = sid;
+            fz[k].v = x->frozen;
+            fz[k].n = x->nfrozen;
+            fz[k].mint = x->frozen[0].t;
+            fz[k].maxt = x->frozen[x->nfrozen - 1].t;
+            fz[k].labels = NULL;
+            fz[k].labels_len = 0;
+            k++;
+        }
+    free(tmp);
+    free(bits);
 }
 
 /* Encode one group's frozen series (fz[0..n), same group, ascending sid) into
@@ -1608,17 +1657,20 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         s->sorted = 1;
         s->frozen = s->head;
         s->nfrozen = s->n;
+        s->hint = s->n < (1u << 16) ? s->n : (1u << 16); /* the next head starts this big */
         db->mem_head_bytes -= (uint64_t)s->cap * sizeof *s->head;
         s->head = NULL;
         s->n = s->cap = 0;
         s->in_active = 0;
         fz[i].s = s;
+        fz[i].sid = s->sid;
         fz[i].v = s->frozen;
         fz[i].n = s->nfrozen;
         fz[i].mint = s->frozen[0].t;
         fz[i].maxt = s->frozen[s->nfrozen - 1].t;
     }
     nf = nz;
+    sort_frozen_locked(db, fz, nf);
     db->nactive = 0;
     uint64_t nfrozen_samples = db->head_samples;
     db->frozen_samples = nfrozen_samples;
@@ -1645,7 +1697,6 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     db->flushing = 1;
     pthread_mutex_unlock(&db->mu);
 
-    if (nf > 1) qsort(fz, nf, sizeof *fz, cmp_frozen);
     MDB_txn *txn = NULL;
     tbuf_t out = {0}, scratch = {0};
     block_series_t *bs = NULL;

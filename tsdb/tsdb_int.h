@@ -78,6 +78,7 @@ typedef struct series {
     uint8_t persisted;    /* present in the LMDB index */
     uint8_t deleted;
     uint8_t in_active;    /* listed in db->active */
+    uint32_t hint;        /* head capacity to start with: the size of the last head */
     tsdb_sample_t *head;
     tsdb_sample_t *frozen;
     int64_t maxt;         /* newest timestamp ever accepted, INT64_MIN if none */

@@ -239,12 +239,103 @@ static void test_sids_kill9(void **state)
     tu_rmrf(dir);
 }
 
+/* The vacuum after a flush rewrites the index databases page by page
+ * (postings a page of ids at a time): every selection still returns exactly
+ * the right series afterwards, and the file got smaller. */
+static void test_vacuum_keeps_index(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    tsdb_t *db = open_store(dir);
+    enum { N = 30000 };
+    static tsdb_sid_sample_t in[N * 2];
+    size_t k = 0;
+    for (int i = 0; i < N; i++) {
+        char id[16], grp[8], par[8];
+        snprintf(id, sizeof id, "%d", i);
+        snprintf(grp, sizeof grp, "g%d", i % 7);
+        snprintf(par, sizeof par, "%d", i % 2);
+        tsdb_label_t l[4] = {{S("__name__"), S("m")}, {S("id"), S(id)}, {S("grp"), S(grp)},
+                             {S("par"), S(par)}};
+        tsdb_sid_t sid;
+        int created;
+        assert_int_equal(tsdb_series_id(db, l, 4, &sid, &created), 0);
+        in[k++] = (tsdb_sid_sample_t){sid, T0, i};
+        in[k++] = (tsdb_sid_sample_t){sid, T0 + 60000, i + 0.5};
+    }
+    tsdb_append_result_t res;
+    assert_int_equal(tsdb_append_sids(db, in, k, NULL, &res), 0);
+    assert_int_equal(res.stored, k);
+    assert_int_equal(tsdb_flush(db), 0);
+    /* delete a third (ids divisible by 3) */
+    uint64_t ndel = 0, total_del = 0;
+    for (int g = 0; g < 7; g++) {
+        char grp[8];
+        snprintf(grp, sizeof grp, "g%d", g);
+        tsdb_matcher_t m[2] = {{TSDB_MATCH_EQ, "grp", grp}, {TSDB_MATCH_EQ, "par", "0"}};
+        assert_int_equal(tsdb_delete_series(db, m, 2, &ndel), 0);
+        total_del += ndel;
+    }
+    assert_int_equal(total_del, N / 2);
+    tsdb_stats_t before, after;
+    assert_int_equal(tsdb_stats(db, &before), 0);
+    assert_int_equal(tsdb_flush(db), 0);
+    assert_int_equal(tsdb_stats(db, &after), 0);
+    assert_true(after.lmdb_bytes < before.lmdb_bytes); /* vacuumed */
+    assert_int_equal(tsdb_close(db), 0);
+    db = open_store(dir);
+    tsdb_reader_t *r;
+    assert_int_equal(tsdb_reader_open(db, &r), 0);
+    for (int g = 0; g < 7; g++) {
+        char grp[8];
+        snprintf(grp, sizeof grp, "g%d", g);
+        tsdb_matcher_t m[1] = {{TSDB_MATCH_EQ, "grp", grp}};
+        tsdb_sids_t ids = {0};
+        assert_int_equal(tsdb_select(r, m, 1, INT64_MIN, INT64_MAX, &ids), 0);
+        size_t want = 0;
+        for (int i = 0; i < N; i++)
+            want += i % 7 == g && i % 2 == 1;
+        assert_int_equal(ids.n, want);
+        for (size_t j = 0; j < ids.n; j++) {
+            const tsdb_label_t *l;
+            size_t nl;
+            assert_int_equal(tsdb_series_labels(r, ids.ids[j], &l, &nl), 0);
+            assert_int_equal(nl, 4);
+            assert_memory_equal(l[2].name.ptr, "id", 2); /* sorted: __name__ grp id par */
+            char idb[16];
+            assert_true(l[2].value.len < sizeof idb);
+            memcpy(idb, l[2].value.ptr, l[2].value.len);
+            idb[l[2].value.len] = 0;
+            int id = atoi(idb);
+            assert_int_equal(id % 7, g);
+            assert_int_equal(id % 2, 1);
+        }
+        tsdb_sids_free(&ids);
+    }
+    tsdb_matcher_t odd[1] = {{TSDB_MATCH_EQ, "par", "1"}};
+    tsdb_sids_t ids = {0};
+    assert_int_equal(tsdb_select(r, odd, 1, INT64_MIN, INT64_MAX, &ids), 0);
+    assert_int_equal(ids.n, N / 2);
+    tsdb_sids_free(&ids);
+    tsdb_matcher_t even[1] = {{TSDB_MATCH_EQ, "par", "0"}};
+    assert_int_equal(tsdb_select(r, even, 1, INT64_MIN, INT64_MAX, &ids), 0);
+    assert_int_equal(ids.n, 0);
+    tsdb_sids_free(&ids);
+    tsdb_reader_close(r);
+    tsdb_sample_t got[4];
+    assert_int_equal(read_back(db, "m", "x", got, 4), -1);
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sids_outcomes),
         cmocka_unit_test(test_sids_unused),
         cmocka_unit_test(test_sids_kill9),
+        cmocka_unit_test(test_vacuum_keeps_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

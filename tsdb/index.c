@@ -468,8 +468,100 @@ static int series_widen_rec(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, con
     return rc;
 }
 
+/* ---- pair id cache ------------------------------------------------------- */
+
+struct idx_pair_cache {
+    struct pc_ent {
+        uint64_t h;
+        char *key; /* "name\0value" */
+        uint32_t len, id;
+    } *t;
+    size_t cap, n;
+};
+
+#define PC_MAX ((size_t)1 << 22) /* entries; beyond, lookups go to LMDB */
+
+idx_pair_cache_t *idx_pair_cache_new(void)
+{
+    idx_pair_cache_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->cap = 1024;
+    c->t = calloc(c->cap, sizeof *c->t);
+    if (!c->t) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void idx_pair_cache_free(idx_pair_cache_t *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < c->cap; i++)
+        free(c->t[i].key);
+    free(c->t);
+    free(c);
+}
+
+static uint64_t pc_hash(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h ^ (h >> 29);
+}
+
+static struct pc_ent *pc_slot(idx_pair_cache_t *c, const MDB_val *k, uint64_t h)
+{
+    size_t mask = c->cap - 1, i = h & mask;
+    for (;;) {
+        struct pc_ent *e = &c->t[i];
+        if (!e->key || (e->h == h && e->len == k->mv_size && !memcmp(e->key, k->mv_data, e->len)))
+            return e;
+        i = (i + 1) & mask;
+    }
+}
+
+static void pc_add(idx_pair_cache_t *c, const MDB_val *k, uint64_t h, uint32_t id)
+{
+    if (c->n >= PC_MAX) return;
+    if ((c->n + 1) * 2 > c->cap) {
+        size_t nc = c->cap * 2;
+        struct pc_ent *nt = calloc(nc, sizeof *nt), *old = c->t;
+        if (!nt) return; /* a cache: just stop adding */
+        size_t oc = c->cap;
+        c->t = nt;
+        c->cap = nc;
+        for (size_t i = 0; i < oc; i++)
+            if (old[i].key) {
+                size_t j = old[i].h & (nc - 1);
+                while (nt[j].key)
+                    j = (j + 1) & (nc - 1);
+                nt[j] = old[i];
+            }
+        free(old);
+    }
+    struct pc_ent *e = pc_slot(c, k, h);
+    if (e->key) return;
+    e->key = malloc(k->mv_size);
+    if (!e->key) return;
+    memcpy(e->key, k->mv_data, k->mv_size);
+    e->len = (uint32_t)k->mv_size;
+    e->h = h;
+    e->id = id;
+    c->n++;
+}
+
 int idx_series_put(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, const tsdb_label_t *labels,
                    size_t n, int64_t mint, int64_t maxt)
+{
+    return idx_series_put_cached(txn, d, sid, labels, n, mint, maxt, NULL);
+}
+
+int idx_series_put_cached(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid,
+                          const tsdb_label_t *labels, size_t n, int64_t mint, int64_t maxt,
+                          idx_pair_cache_t *cache)
 {
     if (!txn || !d || sid == 0 || maxt < mint) {
         tsdb_set_detail("index: series put: bad id or range");
@@ -517,12 +609,30 @@ int idx_series_put(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, const tsdb_l
     for (size_t i = 0; i < n; i++) {
         pair_key(kb, labels[i].name.ptr, labels[i].name.len, labels[i].value.ptr,
                  labels[i].value.len, &k);
+        uint64_t h = 0;
+        if (cache) {
+            h = pc_hash(k.mv_data, k.mv_size);
+            struct pc_ent *e = pc_slot(cache, &k, h);
+            if (e->key) {
+                ids[i] = e->id;
+                continue;
+            }
+        }
         int r = pair_lookup(txn, d, &k, &ids[i]);
         if (r < 0) {
             rc = r;
             goto out;
         }
-        if (r == 0 && (rc = pair_create(txn, d, &k, &next, &ids[i]))) goto out;
+        if (r == 0) {
+            pair_key(kb, labels[i].name.ptr, labels[i].name.len, labels[i].value.ptr,
+                     labels[i].value.len, &k); /* mdb_get may have changed k */
+            if ((rc = pair_create(txn, d, &k, &next, &ids[i]))) goto out;
+        }
+        if (cache) {
+            pair_key(kb, labels[i].name.ptr, labels[i].name.len, labels[i].value.ptr,
+                     labels[i].value.len, &k);
+            pc_add(cache, &k, h, ids[i]);
+        }
     }
     if (next && (rc = next_store(txn, d, next))) goto out;
     if ((rc = srec_put(txn, d, sid, mint, maxt, ids, n, 1))) goto out;

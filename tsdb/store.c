@@ -1686,6 +1686,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             continue;
         }
         nw[nnew].s = s;
+        nw[nnew].sid = s->sid;
         nw[nnew].labels = s->labels;
         nw[nnew].labels_len = s->labels_len;
         nw[nnew].mint = s->nfrozen ? s->frozen[0].t : INT64_MAX;
@@ -1696,6 +1697,10 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     uint32_t next_sid = db->next_sid;
     db->flushing = 1;
     pthread_mutex_unlock(&db->mu);
+    /* New series in id order: their records append to "series", and each
+     * postings list grows at its end. */
+    if (nnew > 1) qsort(nw, nnew, sizeof *nw, cmp_frozen);
+    idx_pair_cache_t *pcache = nnew > 1 ? idx_pair_cache_new() : NULL;
 
     MDB_txn *txn = NULL;
     tbuf_t out = {0}, scratch = {0};
@@ -1725,7 +1730,8 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     for (size_t i = 0; i < nnew && !rc; i++) {
         rc = labels_parse(nw[i].labels, nw[i].labels_len, &il);
         if (!rc)
-            rc = idx_series_put(txn, &db->idx, nw[i].s->sid, il.v, il.n, nw[i].mint, nw[i].maxt);
+            rc = idx_series_put_cached(txn, &db->idx, nw[i].s->sid, il.v, il.n, nw[i].mint,
+                                       nw[i].maxt, pcache);
         FLUSH_STEP(1 + il.n);
     }
     for (size_t i = 0; i < nf && !rc;) {
@@ -1749,6 +1755,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         txn = NULL;
     }
     if (txn) mdb_txn_abort(txn);
+    idx_pair_cache_free(pcache);
     free(il.v);
     free(bs);
     free(pos);
@@ -1862,9 +1869,77 @@ static uint64_t used_pages(tsdb_t *db, MDB_txn *txn)
     return used;
 }
 
-/* Rewrite one database in key order with MDB_APPEND(DUP) so that every leaf
- * page is full: B-trees built by inserts in the middle keep pages about half
- * full. The copy goes to a scratch database and back. */
+/* Copy every entry of `from` into the empty `to`, in key order with
+ * MDB_APPEND(DUP) so that every leaf page is full. Sorted-duplicate lists of
+ * fixed-size items (the postings) go a page of items per call
+ * (MDB_GET_MULTIPLE / MDB_MULTIPLE): a million series have ten million
+ * postings, and one put per item made this the longest step of a vacuum. */
+static int copy_dbi(MDB_txn *txn, MDB_dbi from, MDB_dbi to, unsigned flags)
+{
+    MDB_cursor *c, *w = NULL;
+    int rc = mdb_cursor_open(txn, from, &c);
+    if (rc) return rc;
+    int fixed = (flags & (MDB_DUPSORT | MDB_DUPFIXED)) == (MDB_DUPSORT | MDB_DUPFIXED);
+    if (fixed && (rc = mdb_cursor_open(txn, to, &w))) {
+        mdb_cursor_close(c);
+        return rc;
+    }
+    MDB_val k, v;
+    int op = MDB_FIRST;
+    while ((rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
+        size_t cnt = 1;
+        if (fixed && (rc = mdb_cursor_count(c, &cnt))) break;
+        if (!fixed || cnt == 1) {
+            op = MDB_NEXT;
+            unsigned pf = (flags & MDB_DUPSORT) ? MDB_APPENDDUP : MDB_APPEND;
+            rc = mdb_put(txn, to, &k, &v, pf);
+            if (rc == MDB_KEYEXIST) rc = mdb_put(txn, to, &k, &v, 0);
+            if (rc) break;
+            continue;
+        }
+        /* cnt > 1 duplicates of size v.mv_size: page by page */
+        op = MDB_NEXT_NODUP;
+        size_t isz = v.mv_size;
+        MDB_val key = k, chunk;
+        int mop = MDB_GET_MULTIPLE, first = 1;
+        while ((rc = mdb_cursor_get(c, &key, &chunk, mop)) == 0) {
+            mop = MDB_NEXT_MULTIPLE;
+            MDB_val dv[2];
+            dv[0].mv_size = isz;
+            dv[0].mv_data = chunk.mv_data;
+            dv[1].mv_size = chunk.mv_size / isz;
+            dv[1].mv_data = NULL;
+            size_t want = dv[1].mv_size;
+            rc = mdb_cursor_put(w, &k, dv, MDB_MULTIPLE | (first ? MDB_APPEND : MDB_APPENDDUP));
+            if (rc == MDB_KEYEXIST) {
+                dv[0].mv_size = isz;
+                dv[0].mv_data = chunk.mv_data;
+                dv[1].mv_size = want;
+                rc = mdb_cursor_put(w, &k, dv, MDB_MULTIPLE);
+            }
+            if (!rc && dv[1].mv_size != want) rc = MDB_CORRUPTED;
+            if (rc) break;
+            first = 0;
+        }
+        if (rc == MDB_NOTFOUND) rc = 0;
+        if (rc) break;
+    }
+    if (w) mdb_cursor_close(w);
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static uint64_t dbi_pages(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_stat st;
+    if (mdb_stat(txn, dbi, &st)) return 0;
+    return st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+}
+
+/* Rewrite one database densely (copy_dbi) through a scratch database and
+ * back. B-trees built by inserts in the middle keep pages about half full;
+ * one that was built in order (the series records of an import) is left as
+ * it is when the copy is not at least 5 % smaller. */
 static int repack_dbi(MDB_txn *txn, MDB_dbi dbi)
 {
     unsigned flags = 0;
@@ -1874,23 +1949,13 @@ static int repack_dbi(MDB_txn *txn, MDB_dbi dbi)
     MDB_dbi tmp;
     rc = mdb_dbi_open(txn, "repack.tmp", flags | MDB_CREATE, &tmp);
     if (rc) return db_lmdb_err(rc, "open scratch db");
-    for (int pass = 0; pass < 2 && !rc; pass++) {
-        MDB_dbi from = pass ? tmp : dbi, to = pass ? dbi : tmp;
-        MDB_cursor *c;
-        rc = mdb_cursor_open(txn, from, &c);
-        if (rc) break;
-        MDB_val k, v;
-        int op = MDB_FIRST;
-        while ((rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
-            op = MDB_NEXT;
-            unsigned pf = (flags & MDB_DUPSORT) ? MDB_APPENDDUP : MDB_APPEND;
-            rc = mdb_put(txn, to, &k, &v, pf);
-            if (rc == MDB_KEYEXIST) rc = mdb_put(txn, to, &k, &v, 0);
-            if (rc) break;
-        }
-        mdb_cursor_close(c);
-        if (rc == MDB_NOTFOUND) rc = 0;
-        if (!rc) rc = mdb_drop(txn, from, 0); /* empty it, keep the handle */
+    rc = copy_dbi(txn, dbi, tmp, flags);
+    /* (the pages of sorted-duplicate subtrees are not in the main tree's
+     * count: those databases are always copied back) */
+    int keep = !rc && !(flags & MDB_DUPSORT) && dbi_pages(txn, tmp) * 20 > dbi_pages(txn, dbi) * 19;
+    if (!rc && !keep) {
+        rc = mdb_drop(txn, dbi, 0); /* empty it, keep the handle */
+        if (!rc) rc = copy_dbi(txn, tmp, dbi, flags);
     }
     int drc = mdb_drop(txn, tmp, 1);
     if (!rc) rc = drc;

@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "ingest/failures.h"
 
@@ -234,11 +237,51 @@ static void report(backblaze_t *p, const char *fmt, ...)
     p->o.on_error(p->o.err_ctx, p->line, msg);
 }
 
+/* Split a line without quotes (every row of the public files): 16 bytes
+ * at a time, one bit per comma. -3 when the line has a quote (split()
+ * handles it). A quarter's rows have ~200 mostly blank cells: a memchr call
+ * per cell was most of the parse. */
+static long split_plain(backblaze_t *p, const char *s, size_t len, size_t max)
+{
+    long n = 0;
+    size_t start = 0, i = 0;
+#define CELL_END(pos)                                                                              \
+    do {                                                                                           \
+        if ((size_t)n < max) {                                                                     \
+            p->cell[n] = s + start;                                                                \
+            p->cell_len[n] = (uint32_t)((pos) - start);                                            \
+        }                                                                                          \
+        n++;                                                                                       \
+        start = (pos) + 1;                                                                         \
+    } while (0)
+#ifdef __SSE2__
+    const __m128i vc = _mm_set1_epi8(','), vq = _mm_set1_epi8('"');
+    for (; i + 16 <= len; i += 16) {
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        if (_mm_movemask_epi8(_mm_cmpeq_epi8(b, vq))) return -3;
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(b, vc));
+        while (m) {
+            CELL_END(i + (size_t)__builtin_ctz(m));
+            m &= m - 1;
+        }
+    }
+#endif
+    for (; i < len; i++) {
+        if (s[i] == '"') return -3;
+        if (s[i] == ',') CELL_END(i);
+    }
+    CELL_END(len);
+#undef CELL_END
+    return n;
+}
+
 /* Split a CSV line into cells. Quoted cells ("a,b", "" for a quote) are
  * unquoted into scratch. Returns the number of cells, or -1 for an
  * unterminated quote; at most max cells are stored (more are counted). */
 static long split(backblaze_t *p, const char *s, size_t len, size_t max)
 {
+    long fast = split_plain(p, s, len, max);
+    if (fast != -3) return fast;
     const char *e = s + len;
     long n = 0;
     size_t so = 0;

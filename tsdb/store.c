@@ -949,8 +949,14 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
         /* a run of samples of one series: one WAL entry */
         size_t j = i + 1;
         while (j < n && in[j].sid == in[i].sid) j++;
-        /* memory latency bound with a million series: fetch the series 16
-         * ahead, and the head slot of the one 8 ahead (its series is in) */
+        /* memory latency bound with a million series: fetch the page slot
+         * 24 ahead, the series 16 ahead (its slot is in), and the head slot
+         * of the one 8 ahead (its series is in) */
+        if (j + 23 < n) {
+            uint64_t g = in[j + 23].sid / TSDB_GROUP_SIDS;
+            if (g < db->npages && db->pages[g])
+                __builtin_prefetch(&db->pages[g][in[j + 23].sid % TSDB_GROUP_SIDS], 0);
+        }
         if (j + 15 < n) {
             series_t *ps = db_sid_get(db, in[j + 15].sid);
             if (ps) __builtin_prefetch(ps, 1);

@@ -477,6 +477,10 @@ struct idx_pair_cache {
         uint32_t len, id;
     } *t;
     size_t cap, n;
+    /* postings not written yet: pair id << 32 | series id, in the order the
+     * series were put (ascending ids) */
+    uint64_t *post, *tmp;
+    size_t npost, postcap, tmpcap;
 };
 
 #define PC_MAX ((size_t)1 << 22) /* entries; beyond, lookups go to LMDB */
@@ -497,6 +501,8 @@ idx_pair_cache_t *idx_pair_cache_new(void)
 void idx_pair_cache_free(idx_pair_cache_t *c)
 {
     if (!c) return;
+    free(c->post);
+    free(c->tmp);
     for (size_t i = 0; i < c->cap; i++)
         free(c->t[i].key);
     free(c->t);
@@ -551,6 +557,98 @@ static void pc_add(idx_pair_cache_t *c, const MDB_val *k, uint64_t h, uint32_t i
     e->h = h;
     e->id = id;
     c->n++;
+}
+
+static int post_add(idx_pair_cache_t *c, uint32_t pid, uint32_t sid)
+{
+    if (c->npost == c->postcap) {
+        size_t nc = c->postcap ? c->postcap * 2 : 65536;
+        uint64_t *np = realloc(c->post, nc * sizeof *np);
+        if (!np) return -1;
+        c->post = np;
+        c->postcap = nc;
+    }
+    c->post[c->npost++] = (uint64_t)pid << 32 | sid;
+    return 0;
+}
+
+int idx_pair_cache_write_postings(MDB_txn *txn, const idx_dbis_t *d, idx_pair_cache_t *c)
+{
+    if (!c || !c->npost) return 0;
+    size_t n = c->npost;
+    c->npost = 0;
+    /* stable LSD radix sort on the pair id (11 bits a pass): the series ids
+     * of one pair stay ascending */
+    uint32_t maxp = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((uint32_t)(c->post[i] >> 32) > maxp) maxp = (uint32_t)(c->post[i] >> 32);
+    if (c->tmpcap < n) {
+        uint64_t *nt = realloc(c->tmp, c->postcap * sizeof *nt);
+        if (!nt) return TSDB_ENOMEM;
+        c->tmp = nt;
+        c->tmpcap = c->postcap;
+    }
+    uint64_t *a = c->post, *b = c->tmp;
+    for (unsigned shift = 32; shift < 64 && (shift == 32 || (maxp >> (shift - 32)) != 0);
+         shift += 11) {
+        size_t cnt[2048 + 1];
+        memset(cnt, 0, sizeof cnt);
+        for (size_t i = 0; i < n; i++)
+            cnt[((a[i] >> shift) & 2047) + 1]++;
+        for (size_t k = 1; k <= 2048; k++)
+            cnt[k] += cnt[k - 1];
+        for (size_t i = 0; i < n; i++)
+            b[cnt[(a[i] >> shift) & 2047]++] = a[i];
+        uint64_t *t = a;
+        a = b;
+        b = t;
+    }
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, d->postings, &cur);
+    if (rc) return idx_lmdb_err(rc, "postings cursor");
+    uint8_t *vals = NULL;
+    size_t vcap = 0;
+    for (size_t i = 0; i < n && !rc;) {
+        uint32_t pid = (uint32_t)(a[i] >> 32);
+        size_t j = i;
+        while (j < n && (uint32_t)(a[j] >> 32) == pid)
+            j++;
+        size_t cnt = j - i;
+        if (cnt * 4 > vcap) {
+            size_t nc = cnt * 4 > 2 * vcap ? cnt * 4 : 2 * vcap;
+            uint8_t *nv = realloc(vals, nc);
+            if (!nv) {
+                rc = TSDB_ENOMEM;
+                break;
+            }
+            vals = nv;
+            vcap = nc;
+        }
+        for (size_t k = 0; k < cnt; k++)
+            be32_put(vals + 4 * k, (uint32_t)a[i + k]);
+        uint8_t kb[4];
+        be32_put(kb, pid);
+        MDB_val k = {4, kb}, dv[2] = {{4, vals}, {cnt, NULL}};
+        int r = cnt > 1 ? mdb_cursor_put(cur, &k, dv, MDB_MULTIPLE | MDB_APPENDDUP)
+                        : mdb_cursor_put(cur, &k, dv, MDB_APPENDDUP);
+        if (r == 0 && cnt > 1 && dv[1].mv_size != cnt) r = MDB_KEYEXIST; /* partly: redo */
+        if (r == MDB_KEYEXIST) { /* not all above the list's largest id: one by one */
+            r = 0;
+            for (size_t q = 0; q < cnt && !r; q++) {
+                int pr = postings_put(txn, d, pid, (uint32_t)a[i + q]);
+                if (pr) {
+                    mdb_cursor_close(cur);
+                    free(vals);
+                    return pr;
+                }
+            }
+        }
+        if (r) rc = idx_lmdb_err(r, "postings put");
+        i = j;
+    }
+    mdb_cursor_close(cur);
+    free(vals);
+    return rc;
 }
 
 int idx_series_put(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, const tsdb_label_t *labels,
@@ -636,8 +734,10 @@ int idx_series_put_cached(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid,
     }
     if (next && (rc = next_store(txn, d, next))) goto out;
     if ((rc = srec_put(txn, d, sid, mint, maxt, ids, n, 1))) goto out;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (cache && !post_add(cache, ids[i], sid)) continue; /* written in bulk */
         if ((rc = postings_put(txn, d, ids[i], sid))) goto out;
+    }
 out:
     if (ids != ids_stack) free(ids);
     return rc;

@@ -1727,9 +1727,12 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     do {                                                                                       \
         work += (units);                                                                       \
         if (!rc && work >= 65536) {                                                            \
-            rc = db_lmdb_err(mdb_txn_commit(txn), "commit flush step");                        \
-            txn = NULL;                                                                        \
-            if (!rc) rc = db_txn_begin_write(db, &txn);                                        \
+            rc = idx_pair_cache_write_postings(txn, &db->idx, pcache);                         \
+            if (!rc) {                                                                         \
+                rc = db_lmdb_err(mdb_txn_commit(txn), "commit flush step");                    \
+                txn = NULL;                                                                    \
+                if (!rc) rc = db_txn_begin_write(db, &txn);                                    \
+            }                                                                                  \
             work = 0;                                                                          \
         }                                                                                      \
     } while (0)
@@ -1740,6 +1743,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
                                        nw[i].maxt, pcache);
         FLUSH_STEP(1 + il.n);
     }
+    if (!rc) rc = idx_pair_cache_write_postings(txn, &db->idx, pcache);
     for (size_t i = 0; i < nf && !rc;) {
         uint32_t g = fz[i].s->sid / TSDB_GROUP_SIDS;
         size_t j = i;
@@ -2105,6 +2109,10 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
 {
     merge_series_t *ms = NULL;
     size_t nms = 0, mcap = 0;
+    /* the series of one group have distinct sid % TSDB_GROUP_SIDS: their
+     * entry by slot (index + 1, 0 = none) instead of a search per series */
+    uint32_t at[TSDB_GROUP_SIDS];
+    memset(at, 0, sizeof at);
     block_reader_t br = {0};
     tbuf_t fb = {0};
     int rc = 0;
@@ -2125,11 +2133,16 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
         for (uint32_t i = 0; i < br.nseries && !rc; i++) {
             uint32_t sid = br.sids[i];
             merge_series_t *m = NULL;
-            for (size_t k = 0; k < nms; k++)
-                if (ms[k].sid == sid) {
-                    m = &ms[k];
-                    break;
-                }
+            uint32_t slot = sid % TSDB_GROUP_SIDS;
+            if (at[slot] && ms[at[slot] - 1].sid == sid) {
+                m = &ms[at[slot] - 1];
+            } else {
+                for (size_t k = 0; k < nms; k++) /* (not one group: corrupt, but keep it) */
+                    if (ms[k].sid == sid) {
+                        m = &ms[k];
+                        break;
+                    }
+            }
             if (!m) {
                 if (nms == mcap) {
                     mcap = mcap ? mcap * 2 : 64;
@@ -2143,6 +2156,7 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
                 m = &ms[nms++];
                 memset(m, 0, sizeof *m);
                 m->sid = sid;
+                if (!at[slot]) at[slot] = (uint32_t)nms;
             }
             uint32_t cnt = br.counts[i];
             if (m->n + cnt > m->cap) {
@@ -2175,7 +2189,12 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
                 *removed += ms[i].n;
                 continue;
             }
-            if (ms[i].n > 1) qsort(ms[i].v, ms[i].n, sizeof *ms[i].v, cmp_sample);
+            /* blocks of later flushes usually hold later samples: sort only
+             * when the concatenation is out of order */
+            int sorted = 1;
+            for (uint32_t k = 1; k < ms[i].n && sorted; k++)
+                sorted = ms[i].v[k - 1].t <= ms[i].v[k].t;
+            if (!sorted) qsort(ms[i].v, ms[i].n, sizeof *ms[i].v, cmp_sample);
             uint32_t w = 0;
             for (uint32_t k = 0; k < ms[i].n; k++) /* drop exact duplicates */
                 if (!w || ms[i].v[w - 1].t != ms[i].v[k].t) ms[i].v[w++] = ms[i].v[k];

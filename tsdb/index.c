@@ -746,14 +746,61 @@ out:
 int idx_series_widen(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, int64_t mint, int64_t maxt)
 {
     if (!txn || !d || maxt < mint) return TSDB_EINVAL;
-    MDB_val rec;
-    int found = srec_get(txn, d, sid, &rec);
-    if (found < 0) return found;
-    if (!found) {
-        tsdb_set_detail("index: series %u not found", sid);
-        return TSDB_ENOTFOUND;
+    /* Every flush widens every series it seals: only the range at the head
+     * of the record changes, so the record is rewritten through a cursor
+     * (in place when its size stays the same: no second search, no decode
+     * of the pair ids). */
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, d->series, &c);
+    if (rc) return idx_lmdb_err(rc, "series cursor");
+    uint8_t kb[4];
+    be32_put(kb, sid);
+    MDB_val k = {4, kb}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+    if (rc) {
+        mdb_cursor_close(c);
+        if (rc == MDB_NOTFOUND) {
+            tsdb_set_detail("index: series %u not found", sid);
+            return TSDB_ENOTFOUND;
+        }
+        return idx_lmdb_err(rc, "series get");
     }
-    return series_widen_rec(txn, d, sid, &rec, mint, maxt);
+    int64_t lo, hi;
+    rc = srec_decode(&v, sid, &lo, &hi, NULL);
+    if (rc || (mint >= lo && maxt <= hi)) {
+        mdb_cursor_close(c);
+        return rc;
+    }
+    const uint8_t *p = v.mv_data, *end = p + v.mv_size;
+    uint64_t zz, range, n, id;
+    varint_get(&p, end, &zz); /* checked by srec_decode */
+    varint_get(&p, end, &range);
+    const uint8_t *q = p; /* the pair ids are kept as they are, but checked */
+    int bad = varint_get(&q, end, &n) != 0;
+    for (uint64_t i = 0; !bad && i < n; i++)
+        bad = varint_get(&q, end, &id) || id == 0 || id > UINT32_MAX;
+    if (bad || q != end) {
+        mdb_cursor_close(c);
+        return idx_corrupt("series", sid);
+    }
+    size_t tail = (size_t)(end - p);
+    uint8_t stackbuf[256];
+    uint8_t *rec = tail + 20 <= sizeof stackbuf ? stackbuf : malloc(tail + 20);
+    if (!rec) {
+        mdb_cursor_close(c);
+        return TSDB_ENOMEM;
+    }
+    int64_t nlo = mint < lo ? mint : lo, nhi = maxt > hi ? maxt : hi;
+    size_t len = varint_put_raw(rec, zigzag_enc(nlo));
+    len += varint_put_raw(rec + len, (uint64_t)nhi - (uint64_t)nlo);
+    memcpy(rec + len, p, tail);
+    len += tail;
+    MDB_val nv = {len, rec};
+    k = (MDB_val){4, kb}; /* not the page's copy: a size change moves the node */
+    rc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT);
+    if (rec != stackbuf) free(rec);
+    mdb_cursor_close(c);
+    return rc ? idx_lmdb_err(rc, "series put") : 0;
 }
 
 int idx_series_delete(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid)

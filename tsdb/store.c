@@ -941,7 +941,7 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
         return rc;
     }
     rec->len += 8;
-    for (size_t i = 0; i < n && i < 16; i++) {
+    for (size_t i = 0; i < n && i < 32; i++) {
         series_t *s = db_sid_get(db, in[i].sid);
         if (s) __builtin_prefetch(s, 1);
     }
@@ -950,19 +950,19 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
         size_t j = i + 1;
         while (j < n && in[j].sid == in[i].sid) j++;
         /* memory latency bound with a million series: fetch the page slot
-         * 24 ahead, the series 16 ahead (its slot is in), and the head slot
-         * of the one 8 ahead (its series is in) */
-        if (j + 23 < n) {
-            uint64_t g = in[j + 23].sid / TSDB_GROUP_SIDS;
+         * 48 ahead, the series 32 ahead (its slot is in by then), and the
+         * head slot of the one 16 ahead (its series is in) */
+        if (j + 47 < n) {
+            uint64_t g = in[j + 47].sid / TSDB_GROUP_SIDS;
             if (g < db->npages && db->pages[g])
-                __builtin_prefetch(&db->pages[g][in[j + 23].sid % TSDB_GROUP_SIDS], 0);
+                __builtin_prefetch(&db->pages[g][in[j + 47].sid % TSDB_GROUP_SIDS], 0);
+        }
+        if (j + 31 < n) {
+            series_t *ps = db_sid_get(db, in[j + 31].sid);
+            if (ps) __builtin_prefetch(ps, 1);
         }
         if (j + 15 < n) {
             series_t *ps = db_sid_get(db, in[j + 15].sid);
-            if (ps) __builtin_prefetch(ps, 1);
-        }
-        if (j + 7 < n) {
-            series_t *ps = db_sid_get(db, in[j + 7].sid);
             if (ps && ps->head) __builtin_prefetch(ps->head + ps->n, 1);
         }
         series_t *s = in[i].sid < TSDB_MAX_SID ? db_sid_get(db, in[i].sid) : NULL;

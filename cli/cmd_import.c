@@ -673,7 +673,6 @@ int cli_import(int argc, char **argv)
         rows = st.documents;
         skipped = st.documents_skipped;
     }
-    double el = secs_since(&ui.t0);
     int close_rc = 0;
     if (ss.db) {
         /* merge every partition and give the file its compact size now */
@@ -681,6 +680,9 @@ int cli_import(int argc, char **argv)
         int crc = tsdb_close(ss.db);
         if (!close_rc) close_rc = crc;
     }
+    /* the rate includes sealing and syncing the store: the rows are only
+     * all stored once that is done */
+    double el = secs_since(&ui.t0);
     if (stopped) {
         const char *d = us && us->err[0] ? us->err : tsdb_last_error_detail();
         fprintf(stderr, "augur import: stopped: %s%s%s\n", tsdb_strerror(rc), *d ? ": " : "", d);

@@ -1663,7 +1663,9 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         s->sorted = 1;
         s->frozen = s->head;
         s->nfrozen = s->n;
-        s->hint = s->n < (1u << 16) ? s->n : (1u << 16); /* the next head starts this big */
+        /* the next head starts this big (capped: a backfill's big head must
+         * not make every later one big) */
+        s->hint = s->n < 64 ? s->n : 64;
         db->mem_head_bytes -= (uint64_t)s->cap * sizeof *s->head;
         s->head = NULL;
         s->n = s->cap = 0;

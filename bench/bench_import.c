@@ -117,6 +117,7 @@ static void synth_free(synth_t *g)
 {
     free(g->serial);
     free(g->base);
+    g->serial = g->base = NULL;
 }
 
 /* Value of attribute column i for a drive on day d. */
@@ -292,6 +293,7 @@ static void run(synth_t *g, tbuf_t *files, size_t nfiles, tsdb_t *db, result_t *
             wgen += wall_s() - wt0;
             feed(p, &day);
         }
+        synth_free(g);
     } else {
         for (size_t f = 0; f < nfiles; f++)
             feed(p, &files[f]);
@@ -421,7 +423,6 @@ int main(int argc, char **argv)
            "%.2f M samples/CPU-s\n",
            pr.rows, pr.samples, pr.cpu, pr.wall, (double)pr.rows / pr.cpu,
            (double)pr.samples / pr.cpu / 1e6);
-    if (gp) synth_free(gp);
 
     char dir[512];
     const char *base = getenv("TMPDIR");

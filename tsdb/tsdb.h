@@ -188,9 +188,10 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
  * reopen; the id of a series with stored samples is never reused. */
 
 /* The id of the series named by labels (rules as tsdb_series_in_t), created
- * with no samples if it does not exist (*created = 1). A new series is
- * logged without waiting for an fsync: it is durable with the first
- * appended sample that uses it. Errors: TSDB_EINVAL (invalid labels: the
+ * with no samples if it does not exist (*created = 1). A new series is not
+ * written anywhere yet: its labels go into the WAL with the first sample
+ * appended to it (tsdb_append_sids or tsdb_append), and it is stored only
+ * once it has a sample. Errors: TSDB_EINVAL (invalid labels: the
  * detail says why), TSDB_ENOMEM, TSDB_ELIMIT, TSDB_ECLOSED, or an earlier
  * write failure. */
 int tsdb_series_id(tsdb_t *db, const tsdb_label_t *labels, uint32_t nlabels, tsdb_sid_t *sid,

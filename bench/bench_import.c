@@ -1,45 +1,77 @@
 /*
- * bench_import.c — Backblaze CSV import speed, rows per second on one core.
+ * bench_import.c — Backblaze CSV import speed, rows per CPU second, end to end.
  *
- *   bench_import [DRIVES [DAYS [STORE_DIR]]]     (defaults 20000 drives, 10 days)
+ *   bench_import [DRIVES [DAYS [STORE_DIR]]]   synthetic quarter (default 20000 x 90)
+ *   bench_import --files FILE...                 real files (e.g. the two in ../shared/data/smart)
+ *   bench_import --write DIR [DRIVES [DAYS]]     write the synthetic day files, for timing
+ *                                                `augur import backblaze` itself
  *
- * Synthesizes CSV text in the layout of a recent quarter of the public
- * dataset (date, serial_number, model, capacity_bytes, failure, datacenter,
- * cluster_id, vault_id, pod_id, pod_slot_num, is_legacy_format, then
- * smart_N_normalized/smart_N_raw for 95 attribute ids: 201 columns), where a
- * drive model fills about 25 attributes and leaves the rest blank, as the
- * real files do. Rows are day-major (one daily file after another).
+ * Synthetic data: one CSV "file" per day in the layout of a recent quarter of
+ * the public dataset (date, serial_number, model, capacity_bytes, failure,
+ * datacenter, cluster_id, vault_id, pod_id, pod_slot_num, is_legacy_format,
+ * then smart_N_normalized/smart_N_raw for 95 attribute ids: 201 columns),
+ * where a drive model fills about 25 attributes and leaves the rest blank, as
+ * the real files do. Values behave like the real ones: most are constant per
+ * drive, counters grow (power-on hours, LBAs, load cycles), a few are noisy
+ * (error rates, temperature). About 1 drive in 25,000 fails per day; it is
+ * replaced by a new serial the next day (new series arrive along the way).
+ * Deterministic (fixed LCG seed).
  *
- * Two figures:
- *   parse   the importer with a sink that only counts (CSV split, number
- *           parsing, label building, batching)
- *   store   the same into a fresh store with tsdb_append (SYNC_PERIODIC, as
- *           `augur import --store` uses), tsdb_close included
- * The text is generated before the clock starts; lines are fed the way the
- * CLI feeds them. Deterministic (fixed LCG seed).
+ * Two runs over the same data, each from a fresh importer:
+ *   parse  the importer with a sink that only counts (CSV split, numbers,
+ *          labels, batching)
+ *   store  the same into a fresh store opened as `augur import backblaze
+ *          --store` opens it (ingest_store_open), with the final flush and
+ *          close (fsync) included
+ * Day files are generated just before they are fed; the generator's CPU time
+ * (measured per thread) is subtracted. CPU = process user + system, all
+ * threads (the store's background flush thread included). rows/s are per
+ * CPU second.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ingest/backblaze.h"
+#include "ingest/import_batch.h"
 #include "tsdb/tsdb.h"
 #include "tsdb/tsdb_util.h"
 
-static uint64_t rng = 0x9e3779b97f4a7c15u;
+static uint64_t rng;
 static uint32_t rnd(void)
 {
     rng = rng * 6364136223846793005u + 1442695040888963407u;
     return (uint32_t)(rng >> 33);
 }
 
-static double now_s(void)
+static double wall_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double proc_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static const unsigned ids[] = {
@@ -49,147 +81,384 @@ static const unsigned ids[] = {
     201, 202, 206, 210, 218, 220, 222, 223, 224, 225, 226, 230, 231, 232, 233, 234, 235, 240, 241,
     242, 244, 245, 246, 247, 248, 250, 251, 252, 254, 255, 11,  13,  15,  16,  17,  18,  22,  23};
 #define NIDS (sizeof ids / sizeof ids[0])
+#define NMODELS 4
 
-static void gen(tbuf_t *t, unsigned drives, unsigned days, uint64_t *rows)
+/* ---- synthetic quarter ------------------------------------------------------ */
+
+typedef struct {
+    unsigned drives, days;
+    unsigned char filled[NMODELS][NIDS];
+    uint32_t *serial;   /* per slot: current serial number */
+    uint32_t *base;     /* per slot: per-drive constant offset */
+    uint32_t next_serial;
+    uint64_t rows;
+} synth_t;
+
+static void synth_init(synth_t *g, unsigned drives, unsigned days)
+{
+    memset(g, 0, sizeof *g);
+    rng = 0x9e3779b97f4a7c15u;
+    g->drives = drives;
+    g->days = days;
+    for (int m = 0; m < NMODELS; m++)
+        for (size_t i = 0; i < NIDS; i++)
+            g->filled[m][i] = i < 87 && (ids[i] == 9 || ids[i] == 194 || rnd() % 100 < 26);
+    g->serial = malloc(drives * sizeof *g->serial);
+    g->base = malloc(drives * sizeof *g->base);
+    if (!g->serial || !g->base) abort();
+    for (unsigned k = 0; k < drives; k++) {
+        g->serial[k] = k;
+        g->base[k] = rnd();
+    }
+    g->next_serial = drives;
+}
+
+static void synth_free(synth_t *g)
+{
+    free(g->serial);
+    free(g->base);
+    g->serial = g->base = NULL;
+}
+
+/* Value of attribute column i for a drive on day d. */
+static uint64_t raw_value(unsigned id, uint32_t base, unsigned d)
+{
+    switch (id) {
+    case 9: /* power-on hours */
+    case 240:
+        return 10000 + base % 30000 + d * 24;
+    case 241: /* LBAs written / read: grow daily */
+    case 242:
+        return (uint64_t)(base % 1000000) * 100000 + (uint64_t)d * (5000000 + base % 999983);
+    case 193:
+    case 12:
+        return base % 500 + d / 7;
+    case 194:
+    case 190:
+        return 22 + base % 12 + rnd() % 4;
+    case 1:
+    case 7:
+    case 195:
+        return rnd() % 200000000;
+    case 5:
+    case 197:
+    case 198:
+    case 187:
+    case 188:
+        return base % 97 == 0 ? (base % 7) + d / 10 : 0;
+    default:
+        return base % 13 == 0 ? base % 1000 : 0;
+    }
+}
+
+/* Day d as one CSV file (header included) into t. */
+static void synth_day(synth_t *g, unsigned d, tbuf_t *t)
 {
     char buf[256];
+    t->len = 0;
     const char *h = "date,serial_number,model,capacity_bytes,failure,datacenter,cluster_id,"
                     "vault_id,pod_id,pod_slot_num,is_legacy_format";
     tbuf_put(t, h, strlen(h));
     for (size_t i = 0; i < NIDS; i++) {
-        int n = snprintf(buf, sizeof buf, ",smart_%u_normalized,smart_%u_raw",
-                         ids[i] + (i >= 87 ? 1000 : 0), ids[i] + (i >= 87 ? 1000 : 0));
+        unsigned id = ids[i] + (i >= 87 ? 1000 : 0);
+        int n = snprintf(buf, sizeof buf, ",smart_%u_normalized,smart_%u_raw", id, id);
         tbuf_put(t, buf, (size_t)n);
     }
     tbuf_put(t, "\n", 1);
-    /* Four models, each with its own set of ~25 filled attributes. */
-    unsigned char filled[4][NIDS];
-    for (int m = 0; m < 4; m++)
-        for (size_t i = 0; i < NIDS; i++)
-            filled[m][i] = rnd() % 100 < 26;
-    static const char *const models[] = {"ST12000NM0008", "HGST HUH721212ALE604",
-                                         "TOSHIBA MG07ACA14TA", "WDC WUH721816ALE6L4"};
-    for (unsigned d = 0; d < days; d++) {
-        for (unsigned k = 0; k < drives; k++) {
-            int m = (int)(k % 4);
-            int n = snprintf(buf, sizeof buf,
-                             "2024-01-%02u,SN%08u,%s,12000138625024,%d,sac%u,1,%u,%u,%u,0", d + 1,
-                             k, models[m], rnd() % 100000 == 0, k % 2, 1000 + k / 1200,
-                             (k / 60) % 20, k % 60);
-            tbuf_put(t, buf, (size_t)n);
-            for (size_t i = 0; i < NIDS; i++) {
-                if (!filled[m][i] || i >= 87) {
-                    tbuf_put(t, ",,", 2);
-                    continue;
-                }
-                n = snprintf(buf, sizeof buf, ",%u,%u", 100 - rnd() % 20,
-                             ids[i] == 9       ? 20000 + d * 24
-                             : rnd() % 50 == 0 ? rnd() % 1000
-                                               : 0);
-                tbuf_put(t, buf, (size_t)n);
+    static const char *const models[NMODELS] = {"ST12000NM0008", "HGST HUH721212ALE604",
+                                                "TOSHIBA MG07ACA14TA", "WDC WUH721816ALE6L4"};
+    char date[32];
+    ingest_time_format((ingest_days_from_civil(2024, 1, 1) + d) * 86400000, date, sizeof date);
+    date[10] = 0;
+    for (unsigned k = 0; k < g->drives; k++) {
+        int m = (int)(k % NMODELS);
+        int failed = rnd() % 25000 == 0;
+        int n = snprintf(buf, sizeof buf, "%s,ZL%08u,%s,%s,%d,sac%u,1,%u,%u,%u,0", date,
+                         g->serial[k], models[m], m == 3 ? "16000900661248" : "12000138625024",
+                         failed, k % 2, 1000 + k / 1200, (k / 60) % 20, k % 60);
+        tbuf_put(t, buf, (size_t)n);
+        uint32_t base = g->base[k];
+        for (size_t i = 0; i < NIDS; i++) {
+            if (!g->filled[m][i]) {
+                tbuf_put(t, ",,", 2);
+                continue;
             }
-            tbuf_put(t, "\n", 1);
-            (*rows)++;
+            unsigned id = ids[i];
+            uint64_t raw = raw_value(id, base + (uint32_t)i * 7919u, d);
+            unsigned norm = id == 194 || id == 190 ? (unsigned)raw
+                            : id == 1 || id == 7    ? 70 + rnd() % 15
+                                                    : 100 - (base >> (i % 16)) % 3;
+            n = snprintf(buf, sizeof buf, ",%u,%" PRIu64, norm, raw);
+            tbuf_put(t, buf, (size_t)n);
+        }
+        tbuf_put(t, "\n", 1);
+        g->rows++;
+        if (failed) { /* replaced by a new drive the next day */
+            g->serial[k] = g->next_serial++;
+            g->base[k] = rnd();
         }
     }
 }
 
-static int count_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_append_result_t *res)
-{
-    (void)s;
-    (void)ctx;
-    res->stored = n;
-    return 0;
-}
+/* ---- feeding ---------------------------------------------------------------- */
 
-static int store_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_append_result_t *res)
-{
-    return tsdb_append(ctx, s, n, NULL, res);
-}
-
-static double run(const tbuf_t *t, ingest_sink_t *sink, ingest_totals_t *tot, uint64_t *rows)
-{
-    backblaze_options_t o;
-    backblaze_options_init(&o);
-    o.sink = sink;
-    o.totals = tot;
+typedef struct {
     backblaze_t *p;
-    if (backblaze_create(&o, &p)) abort();
-    double t0 = now_s();
+    double gen_cpu; /* generator CPU seconds (main thread), to subtract */
+} run_t;
+
+static void feed(backblaze_t *p, const tbuf_t *t)
+{
     backblaze_file_begin(p);
     const char *s = (const char *)t->p, *end = s + t->len;
     while (s < end) {
         const char *nl = memchr(s, '\n', (size_t)(end - s));
         size_t n = (size_t)((nl ? nl : end) - s);
-        if (backblaze_line(p, s, n)) abort();
+        if (backblaze_line(p, s, n)) {
+            fprintf(stderr, "bench_import: import failed: %s\n", tsdb_last_error_detail());
+            exit(1);
+        }
         s += n + 1;
     }
+    if (backblaze_flush(p)) {
+        fprintf(stderr, "bench_import: flush failed\n");
+        exit(1);
+    }
+}
+
+static int count_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_append_result_t *res)
+{
+    (void)ctx;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += s[i].nsamples;
+    res->stored = k;
+    return 0;
+}
+
+/* Parse-only id operations: a new id per resolve (the importer resolves each
+ * series once), appends counted. */
+static tsdb_sid_t count_next;
+static int count_series_id(void *ctx, const tsdb_label_t *l, uint32_t n, tsdb_sid_t *sid,
+                           int *created)
+{
+    (void)ctx;
+    (void)l;
+    (void)n;
+    *sid = ++count_next;
+    *created = 1;
+    return 0;
+}
+
+static int count_append_sids(void *ctx, const tsdb_sid_sample_t *s, size_t n,
+                             tsdb_append_result_t *res)
+{
+    (void)ctx;
+    (void)s;
+    res->stored = n;
+    return 0;
+}
+
+static const ingest_sid_ops_t count_ops = {count_series_id, count_append_sids};
+
+typedef struct {
+    double cpu, wall;
+    double close_cpu; /* final tsdb_flush + tsdb_close (process CPU) */
+    double main_cpu;  /* the importing thread, close included */
+    uint64_t rows, samples, stored, series, failures;
+} result_t;
+
+/* One run: synthetic (g != NULL) or the files' texts. db NULL = parse only. */
+static void run(synth_t *g, tbuf_t *files, size_t nfiles, tsdb_t *db, result_t *r)
+{
+    ingest_totals_t tot;
+    memset(&tot, 0, sizeof tot);
+    ingest_sink_t sink = {count_append, NULL};
+    if (db) ingest_store_sink(db, &sink);
+    backblaze_options_t o;
+    backblaze_options_init(&o);
+    o.sink = &sink;
+    o.sid_ops = db ? &ingest_store_sid_ops : &count_ops;
+    o.totals = &tot;
+    backblaze_t *p;
+    if (backblaze_create(&o, &p)) abort();
+    tbuf_t day = {0};
+    double gen = 0, c0 = proc_cpu_s(), w0 = wall_s(), wgen = 0, m0 = thread_cpu_s();
+    if (g) {
+        synth_init(g, g->drives, g->days);
+        for (unsigned d = 0; d < g->days; d++) {
+            double t0 = thread_cpu_s(), wt0 = wall_s();
+            synth_day(g, d, &day);
+            gen += thread_cpu_s() - t0;
+            wgen += wall_s() - wt0;
+            feed(p, &day);
+        }
+        synth_free(g);
+    } else {
+        for (size_t f = 0; f < nfiles; f++)
+            feed(p, &files[f]);
+    }
     if (backblaze_finish(p)) abort();
-    double el = now_s() - t0;
+    double cc0 = proc_cpu_s();
+    if (db) {
+        int rc = tsdb_flush(db);
+        if (!rc) rc = tsdb_close(db);
+        if (rc) {
+            fprintf(stderr, "bench_import: closing the store: %s\n", tsdb_strerror(rc));
+            exit(1);
+        }
+    }
+    r->close_cpu = proc_cpu_s() - cc0;
+    r->main_cpu = thread_cpu_s() - m0 - gen;
+    r->cpu = proc_cpu_s() - c0 - gen;
+    r->wall = wall_s() - w0 - wgen;
     backblaze_stats_t st;
     backblaze_stats(p, &st);
-    *rows = st.rows;
+    r->rows = st.rows;
+    r->failures = st.failure_events;
+    r->samples = tot.samples;
+    r->stored = tot.stored;
+    r->series = tot.series_created;
     backblaze_destroy(p);
-    return el;
+    tbuf_free(&day);
+}
+
+static int read_file(const char *path, tbuf_t *t)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        if (tbuf_put(t, buf, n)) {
+            fclose(f);
+            return -1;
+        }
+    int bad = ferror(f);
+    fclose(f);
+    return bad ? -1 : 0;
+}
+
+static uint64_t du_bytes(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "du -sb '%s'", dir);
+    FILE *f = popen(cmd, "r");
+    unsigned long long b = 0;
+    if (f) {
+        if (fscanf(f, "%llu", &b) != 1) b = 0;
+        pclose(f);
+    }
+    return b;
 }
 
 int main(int argc, char **argv)
 {
-    unsigned drives = argc > 1 ? (unsigned)atoi(argv[1]) : 20000;
-    unsigned days = argc > 2 ? (unsigned)atoi(argv[2]) : 10;
-    if (days > 31) days = 31;
-    tbuf_t t = {0};
-    uint64_t rows = 0;
-    gen(&t, drives, days, &rows);
-    printf("bench_import: %u drives x %u days = %" PRIu64 " rows, %zu columns, %.1f MB of CSV\n",
-           drives, days, rows, 11 + 2 * NIDS, (double)t.len / 1e6);
+    int ai = 1;
+    const char *write_dir = NULL;
+    tbuf_t *files = NULL;
+    size_t nfiles = 0;
+    if (argc > 1 && !strcmp(argv[1], "--write")) {
+        if (argc < 3) return 2;
+        write_dir = argv[2];
+        ai = 3;
+    } else if (argc > 1 && !strcmp(argv[1], "--files")) {
+        nfiles = (size_t)(argc - 2);
+        files = calloc(nfiles + 1, sizeof *files);
+        for (size_t f = 0; f < nfiles; f++)
+            if (read_file(argv[2 + f], &files[f])) {
+                fprintf(stderr, "bench_import: cannot read %s\n", argv[2 + f]);
+                return 1;
+            }
+        ai = argc;
+    }
+    unsigned drives = argc > ai ? (unsigned)atoi(argv[ai]) : 20000;
+    unsigned days = argc > ai + 1 ? (unsigned)atoi(argv[ai + 1]) : 90;
+    const char *store_arg = argc > ai + 2 ? argv[ai + 2] : NULL;
+    if (!drives || !days || days > 3660) {
+        fprintf(stderr, "usage: bench_import [DRIVES [DAYS [STORE_DIR]]] | --files FILE... | "
+                        "--write DIR [DRIVES [DAYS]]\n");
+        return 2;
+    }
+    synth_t g, *gp = NULL;
+    memset(&g, 0, sizeof g);
+    if (write_dir) {
+        mkdir(write_dir, 0755);
+        tbuf_t day = {0};
+        synth_init(&g, drives, days);
+        for (unsigned d = 0; d < days; d++) {
+            synth_day(&g, d, &day);
+            char path[600], date[32];
+            ingest_time_format((ingest_days_from_civil(2024, 1, 1) + d) * 86400000, date,
+                               sizeof date);
+            date[10] = 0;
+            snprintf(path, sizeof path, "%s/%s.csv", write_dir, date);
+            FILE *f = fopen(path, "wb");
+            if (!f || fwrite(day.p, 1, day.len, f) != day.len || fclose(f)) {
+                fprintf(stderr, "bench_import: cannot write %s\n", path);
+                return 1;
+            }
+        }
+        printf("wrote %u day files, %" PRIu64 " rows, into %s\n", days, g.rows, write_dir);
+        tbuf_free(&day);
+        synth_free(&g);
+        return 0;
+    }
+    if (!files) {
+        g.drives = drives;
+        g.days = days;
+        gp = &g;
+        printf("bench_import: synthetic, %u drives x %u days = %u rows, %zu columns\n", drives,
+               days, drives * days, 11 + 2 * NIDS);
+    } else {
+        size_t bytes = 0;
+        for (size_t f = 0; f < nfiles; f++)
+            bytes += files[f].len;
+        printf("bench_import: %zu files, %.1f MB\n", nfiles, (double)bytes / 1e6);
+    }
 
-    ingest_totals_t tot;
-    memset(&tot, 0, sizeof tot);
-    ingest_sink_t sink = {count_append, NULL};
-    uint64_t r;
-    double el = run(&t, &sink, &tot, &r);
-    printf("parse: %.2f s, %.0f rows/s, %.2f M samples/s (%" PRIu64 " samples)\n", el,
-           (double)r / el, (double)tot.samples / el / 1e6, tot.samples);
+    result_t pr, sr;
+    run(gp, files, nfiles, NULL, &pr);
+    printf("parse: %" PRIu64 " rows, %" PRIu64 " samples, %.2f CPU-s (%.2f s wall): %.0f rows/CPU-s, "
+           "%.2f M samples/CPU-s\n",
+           pr.rows, pr.samples, pr.cpu, pr.wall, (double)pr.rows / pr.cpu,
+           (double)pr.samples / pr.cpu / 1e6);
 
-    char dir[256];
+    char dir[512];
     const char *base = getenv("TMPDIR");
-    if (argc > 3)
-        snprintf(dir, sizeof dir, "%s", argv[3]);
+    if (store_arg)
+        snprintf(dir, sizeof dir, "%s", store_arg);
     else {
         snprintf(dir, sizeof dir, "%s/augur-bench-import-XXXXXX", base && *base ? base : "/tmp");
         if (!mkdtemp(dir)) return 1;
     }
-    tsdb_options_t o;
-    tsdb_options_init(&o);
-    o.sync_mode = TSDB_SYNC_PERIODIC;
-    o.ooo_window_ms = INT64_C(400) * 86400000;
-    o.partition_ms = INT64_C(32) * 86400000; /* as `augur import backblaze --store` */
     tsdb_t *db;
-    if (tsdb_open(dir, &o, &db)) return 1;
-    memset(&tot, 0, sizeof tot);
-    sink = (ingest_sink_t){store_append, db};
-    double t0 = now_s();
-    el = run(&t, &sink, &tot, &r);
-    double el_close;
-    tsdb_stats_t st;
-    tsdb_stats(db, &st);
-    double t1 = now_s();
-    tsdb_flush(db); /* as `augur import --store` */
-    tsdb_stats(db, &st);
-    tsdb_close(db);
-    el_close = now_s() - t1;
-    (void)t0;
-    printf("store: %.2f s append + %.2f s close, %.0f rows/s (%.0f with close), %.2f M samples/s, "
-           "%" PRIu64 " series, %.2f bytes/sample before close\n",
-           el, el_close, (double)r / el, (double)r / (el + el_close), (double)tot.stored / el / 1e6,
-           st.series, st.bytes_per_sample);
-    if (argc <= 3) {
-        char cmd[400];
+    int rc = ingest_store_open(dir, INGEST_FMT_DAILY, &db);
+    if (rc) {
+        fprintf(stderr, "bench_import: cannot open store %s: %s\n", dir, tsdb_strerror(rc));
+        return 1;
+    }
+    run(gp, files, nfiles, db, &sr);
+    uint64_t du = du_bytes(dir);
+    printf("store: %" PRIu64 " rows, %" PRIu64 " samples stored, %" PRIu64 " series, %" PRIu64
+           " failure events, %.2f CPU-s (%.2f s wall, flush + close included): %.0f rows/CPU-s, "
+           "%.2f M samples/CPU-s; %.2f bytes/sample on disk\n",
+           sr.rows, sr.stored, sr.series, sr.failures, sr.cpu, sr.wall, (double)sr.rows / sr.cpu,
+           (double)sr.stored / sr.cpu / 1e6, sr.stored ? (double)du / (double)sr.stored : 0.0);
+    printf("store CPU split: importing thread %.2f s (final flush + close %.2f s), background "
+           "flushes %.2f s\n",
+           sr.main_cpu, sr.close_cpu, sr.cpu - sr.main_cpu);
+    printf("store / parse CPU: %.2fx; store alone (store - parse): %.2f M samples/CPU-s\n",
+           sr.cpu / pr.cpu,
+           sr.cpu > pr.cpu ? (double)sr.stored / (sr.cpu - pr.cpu) / 1e6 : 0.0);
+    if (!store_arg) {
+        char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
         if (system(cmd)) return 1;
     }
-    tbuf_free(&t);
+    for (size_t f = 0; f < nfiles; f++)
+        tbuf_free(&files[f]);
+    free(files);
     tsdb_thread_cleanup();
     return 0;
 }

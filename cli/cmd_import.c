@@ -81,12 +81,6 @@ typedef struct {
     tsdb_t *db;
 } store_sink_t;
 
-static int store_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_append_result_t *res)
-{
-    store_sink_t *st = ctx;
-    return tsdb_append(st->db, s, n, NULL, res);
-}
-
 typedef struct {
     char host[256];
     char port[16];
@@ -532,13 +526,8 @@ int cli_import(int argc, char **argv)
     store_sink_t ss = {NULL};
     url_sink_t *us = NULL;
     if (store) {
-        tsdb_options_t o;
-        tsdb_options_init(&o);
-        o.sync_mode = TSDB_SYNC_PERIODIC;          /* fsync'd at the end by tsdb_close */
-        o.ooo_window_ms = INT64_C(400) * 86400000; /* history arrives in any file order */
-        /* one sample a day: blocks of 32 days instead of 2 h (new groups only) */
-        if (fmt == F_BB) o.partition_ms = INT64_C(32) * 86400000;
-        int rc = tsdb_open(store, &o, &ss.db);
+        int rc = ingest_store_open(store, fmt == F_BB ? INGEST_FMT_DAILY : INGEST_FMT_DEFAULT,
+                                   &ss.db);
         if (rc) {
             const char *d = tsdb_last_error_detail();
             fprintf(stderr, "augur import: cannot open store %s: %s%s%s\n", store,
@@ -546,7 +535,7 @@ int cli_import(int argc, char **argv)
             free(files);
             return 2;
         }
-        sink = (ingest_sink_t){store_append, &ss};
+        ingest_store_sink(ss.db, &sink);
     } else {
         us = calloc(1, sizeof *us);
         if (!us || url_parse(us, url)) {
@@ -584,6 +573,7 @@ int cli_import(int argc, char **argv)
         o.skip_normalized = skip_norm;
         o.batch_samples = (size_t)batch;
         o.sink = &sink;
+        if (ss.db) o.sid_ops = &ingest_store_sid_ops;
         o.totals = &tot;
         o.on_error = on_error;
         o.err_ctx = &ui;
@@ -683,7 +673,6 @@ int cli_import(int argc, char **argv)
         rows = st.documents;
         skipped = st.documents_skipped;
     }
-    double el = secs_since(&ui.t0);
     int close_rc = 0;
     if (ss.db) {
         /* merge every partition and give the file its compact size now */
@@ -691,6 +680,9 @@ int cli_import(int argc, char **argv)
         int crc = tsdb_close(ss.db);
         if (!close_rc) close_rc = crc;
     }
+    /* the rate includes sealing and syncing the store: the rows are only
+     * all stored once that is done */
+    double el = secs_since(&ui.t0);
     if (stopped) {
         const char *d = us && us->err[0] ? us->err : tsdb_last_error_detail();
         fprintf(stderr, "augur import: stopped: %s%s%s\n", tsdb_strerror(rc), *d ? ": " : "", d);

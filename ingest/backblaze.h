@@ -57,6 +57,9 @@ typedef struct {
     int skip_normalized;  /* do not import smart_N_normalized columns */
     size_t batch_samples; /* samples per sink call; 0 = 65536 */
     const ingest_sink_t *sink;
+    /* Optional: the sink's id operations (ingest_store_sid_ops for a store).
+     * Each drive's series are then resolved once and rows appended by id. */
+    const ingest_sid_ops_t *sid_ops;
     ingest_totals_t *totals; /* sink outcomes are added here (may be NULL) */
     /* A row or header problem: line (1-based) and a message. May be NULL. */
     void (*on_error)(void *ctx, uint64_t line, const char *msg);

@@ -138,6 +138,44 @@ int ingest_batch_flush(ingest_batch_t *b, const ingest_sink_t *sink, ingest_tota
     return rc;
 }
 
+/* ---- offline import into a store -------------------------------------------- */
+
+int ingest_store_open(const char *dir, int fmt, tsdb_t **out)
+{
+    tsdb_options_t o;
+    tsdb_options_init(&o);
+    o.sync_mode = TSDB_SYNC_PERIODIC;          /* fsync'd at the end by tsdb_close */
+    o.ooo_window_ms = INT64_C(400) * 86400000; /* history arrives in any file order */
+    /* one sample a day: blocks of 32 days instead of 2 h (new groups only) */
+    if (fmt == INGEST_FMT_DAILY) o.partition_ms = INT64_C(32) * 86400000;
+    return tsdb_open(dir, &o, out);
+}
+
+static int store_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_append_result_t *res)
+{
+    return tsdb_append(ctx, s, n, NULL, res);
+}
+
+static int store_series_id(void *ctx, const tsdb_label_t *l, uint32_t n, tsdb_sid_t *sid,
+                           int *created)
+{
+    return tsdb_series_id(ctx, l, n, sid, created);
+}
+
+static int store_append_sids(void *ctx, const tsdb_sid_sample_t *s, size_t n,
+                             tsdb_append_result_t *res)
+{
+    return tsdb_append_sids(ctx, s, n, NULL, res);
+}
+
+const ingest_sid_ops_t ingest_store_sid_ops = {store_series_id, store_append_sids};
+
+void ingest_store_sink(tsdb_t *db, ingest_sink_t *sink)
+{
+    sink->append = store_append;
+    sink->ctx = db;
+}
+
 /* ---- time ---------------------------------------------------------------- */
 
 int64_t ingest_days_from_civil(int64_t y, unsigned m, unsigned d)

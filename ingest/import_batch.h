@@ -28,6 +28,16 @@ typedef struct {
     void *ctx;
 } ingest_sink_t;
 
+/* Optional operations of a sink (a store has them): resolve a series to an
+ * id once, then append by id (tsdb_series_id, tsdb_append_sids). ctx is the
+ * sink's. An importer that sees the same series on every row (Backblaze)
+ * uses them when given. */
+typedef struct {
+    int (*series_id)(void *ctx, const tsdb_label_t *labels, uint32_t n, tsdb_sid_t *sid,
+                     int *created);
+    int (*append_sids)(void *ctx, const tsdb_sid_sample_t *s, size_t n, tsdb_append_result_t *res);
+} ingest_sid_ops_t;
+
 /* Totals of everything a sink has accepted, summed by ingest_batch_flush(). */
 typedef struct {
     uint64_t samples;                    /* samples handed to the sink */
@@ -77,6 +87,20 @@ static inline size_t ingest_batch_samples(const ingest_batch_t *b)
  * outcome counts to *tot, and empty the batch. Returns 0, TSDB_ENOMEM after
  * an earlier allocation failure (nothing sent), or the sink's error. */
 int ingest_batch_flush(ingest_batch_t *b, const ingest_sink_t *sink, ingest_totals_t *tot);
+
+/* ---- offline import into a store -------------------------------------------- */
+
+/* How `augur import --store` opens a store: periodic WAL sync (the import
+ * fsyncs at the end, in tsdb_close), a 400-day out-of-order window (history
+ * arrives in any file order), and for daily data (INGEST_FMT_DAILY:
+ * Backblaze) 32-day partitions for the groups it creates. */
+enum { INGEST_FMT_DEFAULT = 0, INGEST_FMT_DAILY = 1 };
+int ingest_store_open(const char *dir, int fmt, tsdb_t **out);
+
+/* A sink that appends into db with tsdb_append(), and the id operations
+ * for it (tsdb_series_id, tsdb_append_sids). */
+void ingest_store_sink(tsdb_t *db, ingest_sink_t *sink);
+extern const ingest_sid_ops_t ingest_store_sid_ops;
 
 /* ---- time ---------------------------------------------------------------- */
 

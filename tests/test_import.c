@@ -48,6 +48,25 @@ typedef struct {
     size_t nerr;
 } fx_t;
 
+/* Backblaze tests run twice: through tsdb_append (labels per sample) and
+ * through the store's id operations (tsdb_series_id + tsdb_append_sids), the
+ * path `augur import backblaze --store` takes. */
+static int bb_sids;
+
+static int sids_on(void **state)
+{
+    (void)state;
+    bb_sids = 1;
+    return 0;
+}
+
+static int sids_off(void **state)
+{
+    (void)state;
+    bb_sids = 0;
+    return 0;
+}
+
 static int fx_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_append_result_t *res)
 {
     fx_t *f = ctx;
@@ -74,6 +93,7 @@ static void fx_open(fx_t *f)
     assert_int_equal(tsdb_open(f->dir, &o, &f->db), 0);
     f->sink.append = fx_append;
     f->sink.ctx = f;
+    if (bb_sids) ingest_store_sink(f->db, &f->sink); /* what `augur import --store` uses */
 }
 
 static void fx_close(fx_t *f)
@@ -169,6 +189,7 @@ static backblaze_t *bb_new(fx_t *f, const char *instance)
     backblaze_options_t o;
     backblaze_options_init(&o);
     o.sink = &f->sink;
+    if (bb_sids) o.sid_ops = &ingest_store_sid_ops;
     o.totals = &f->tot;
     o.on_error = fx_err;
     o.err_ctx = f;
@@ -305,6 +326,110 @@ static void test_bb_st8000(void **state)
     tsdb_reader_close(r);
     backblaze_destroy(p);
     fx_close(&f);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every series of a store as sorted text lines "labels: t=v ...". */
+static void dump_store(tsdb_t *db, tbuf_t *out)
+{
+    tsdb_reader_t *r;
+    assert_int_equal(tsdb_reader_open(db, &r), 0);
+    tsdb_matcher_t m = {TSDB_MATCH_RE, "__name__", ".+"};
+    tsdb_sids_t sids = {0};
+    assert_int_equal(tsdb_select(r, &m, 1, INT64_MIN, INT64_MAX, &sids), 0);
+    char **lines = calloc(sids.n + 1, sizeof *lines);
+    assert_non_null(lines);
+    for (size_t i = 0; i < sids.n; i++) {
+        tbuf_t l = {0};
+        const tsdb_label_t *lab;
+        size_t nl;
+        assert_int_equal(tsdb_series_labels(r, sids.ids[i], &lab, &nl), 0);
+        for (size_t k = 0; k < nl; k++) {
+            tbuf_put(&l, lab[k].name.ptr, lab[k].name.len);
+            tbuf_put(&l, "=", 1);
+            tbuf_put(&l, lab[k].value.ptr, lab[k].value.len);
+            tbuf_put(&l, ",", 1);
+        }
+        tsdb_iter_t *it;
+        assert_int_equal(tsdb_iter_open(r, sids.ids[i], INT64_MIN, INT64_MAX, &it), 0);
+        const tsdb_sample_t *sm;
+        size_t ns;
+        while (tsdb_iter_next(it, &sm, &ns) > 0)
+            for (size_t k = 0; k < ns; k++) {
+                char b[64];
+                int n = snprintf(b, sizeof b, " %" PRId64 "=%.17g", sm[k].t, sm[k].v);
+                tbuf_put(&l, b, (size_t)n);
+            }
+        tsdb_iter_close(it);
+        tbuf_put(&l, "", 1);
+        lines[i] = (char *)l.p;
+    }
+    qsort(lines, sids.n, sizeof *lines, cmp_str);
+    out->len = 0;
+    for (size_t i = 0; i < sids.n; i++) {
+        tbuf_put(out, lines[i], strlen(lines[i]));
+        tbuf_put(out, "\n", 1);
+        free(lines[i]);
+    }
+    free(lines);
+    tsdb_sids_free(&sids);
+    tsdb_reader_close(r);
+}
+
+/* Both paths store exactly the same series and samples, and count the same
+ * outcomes: a first import, a re-import (all duplicates), one with a changed
+ * value (a conflict), after a flush and a reopen. */
+static void test_bb_paths_agree(void **state)
+{
+    (void)state;
+    if (!have_smart()) skip();
+    fx_t f[2];
+    tbuf_t d[2] = {{0}, {0}};
+    for (int k = 0; k < 2; k++) {
+        bb_sids = k;
+        fx_open(&f[k]);
+        for (int round = 0; round < 2; round++) {
+            backblaze_t *p = bb_new(&f[k], NULL);
+            backblaze_file_begin(p);
+            feed_file(TOSHIBA, bb_line, p);
+            if (round == 1) {
+                /* a drive seen before, power-on hours changed: two conflicts
+                 * (the attribute and smartctl_device_power_on_seconds) */
+                backblaze_file_begin(p);
+                feed_text("date,serial_number,model,capacity_bytes,failure,smart_9_raw\n"
+                          "2019-12-22,17OYTGI0T,TOSHIBA MQ01ABF050,500107862016,0,18551\n",
+                          bb_line, p);
+            }
+            assert_int_equal(backblaze_finish(p), 0);
+            backblaze_destroy(p);
+            if (round == 0) assert_int_equal(tsdb_flush(f[k].db), 0);
+        }
+        assert_int_equal(tsdb_close(f[k].db), 0);
+        tsdb_options_t o;
+        tsdb_options_init(&o);
+        o.flush_interval_ms = -1;
+        assert_int_equal(tsdb_open(f[k].dir, &o, &f[k].db), 0);
+        dump_store(f[k].db, &d[k]);
+    }
+    bb_sids = 0;
+    assert_true(d[0].len > 100000);
+    assert_int_equal(d[0].len, d[1].len);
+    assert_memory_equal(d[0].p, d[1].p, d[0].len);
+    assert_int_equal(f[0].tot.samples, f[1].tot.samples);
+    assert_int_equal(f[0].tot.stored, f[1].tot.stored);
+    assert_int_equal(f[0].tot.duplicate, f[1].tot.duplicate);
+    assert_int_equal(f[0].tot.conflict, 2);
+    assert_int_equal(f[1].tot.conflict, 2);
+    assert_int_equal(f[0].tot.series_created, f[1].tot.series_created);
+    assert_int_equal(f[1].tot.stored + f[1].tot.duplicate + 2, f[1].tot.samples);
+    for (int k = 0; k < 2; k++) {
+        tbuf_free(&d[k]);
+        fx_close(&f[k]);
+    }
 }
 
 /* ---- Backblaze: layouts and malformed input ----------------------------------- */
@@ -886,6 +1011,11 @@ int main(void)
         cmocka_unit_test(test_bb_newer_layout),
         cmocka_unit_test(test_bb_toshiba),
         cmocka_unit_test(test_bb_st8000),
+        cmocka_unit_test_setup_teardown(test_bb_malformed, sids_on, sids_off),
+        cmocka_unit_test_setup_teardown(test_bb_newer_layout, sids_on, sids_off),
+        cmocka_unit_test_setup_teardown(test_bb_toshiba, sids_on, sids_off),
+        cmocka_unit_test_setup_teardown(test_bb_st8000, sids_on, sids_off),
+        cmocka_unit_test(test_bb_paths_agree),
         cmocka_unit_test(test_smartctl),
         cmocka_unit_test(test_nvsmi),
         cmocka_unit_test(test_binary),

@@ -468,8 +468,198 @@ static int series_widen_rec(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, con
     return rc;
 }
 
+/* ---- pair id cache ------------------------------------------------------- */
+
+struct idx_pair_cache {
+    struct pc_ent {
+        uint64_t h;
+        char *key; /* "name\0value" */
+        uint32_t len, id;
+    } *t;
+    size_t cap, n;
+    /* postings not written yet: pair id << 32 | series id, in the order the
+     * series were put (ascending ids) */
+    uint64_t *post, *tmp;
+    size_t npost, postcap, tmpcap;
+};
+
+#define PC_MAX ((size_t)1 << 22) /* entries; beyond, lookups go to LMDB */
+
+idx_pair_cache_t *idx_pair_cache_new(void)
+{
+    idx_pair_cache_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->cap = 1024;
+    c->t = calloc(c->cap, sizeof *c->t);
+    if (!c->t) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void idx_pair_cache_free(idx_pair_cache_t *c)
+{
+    if (!c) return;
+    free(c->post);
+    free(c->tmp);
+    for (size_t i = 0; i < c->cap; i++)
+        free(c->t[i].key);
+    free(c->t);
+    free(c);
+}
+
+static uint64_t pc_hash(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h ^ (h >> 29);
+}
+
+static struct pc_ent *pc_slot(idx_pair_cache_t *c, const MDB_val *k, uint64_t h)
+{
+    size_t mask = c->cap - 1, i = h & mask;
+    for (;;) {
+        struct pc_ent *e = &c->t[i];
+        if (!e->key || (e->h == h && e->len == k->mv_size && !memcmp(e->key, k->mv_data, e->len)))
+            return e;
+        i = (i + 1) & mask;
+    }
+}
+
+static void pc_add(idx_pair_cache_t *c, const MDB_val *k, uint64_t h, uint32_t id)
+{
+    if (c->n >= PC_MAX) return;
+    if ((c->n + 1) * 2 > c->cap) {
+        size_t nc = c->cap * 2;
+        struct pc_ent *nt = calloc(nc, sizeof *nt), *old = c->t;
+        if (!nt) return; /* a cache: just stop adding */
+        size_t oc = c->cap;
+        c->t = nt;
+        c->cap = nc;
+        for (size_t i = 0; i < oc; i++)
+            if (old[i].key) {
+                size_t j = old[i].h & (nc - 1);
+                while (nt[j].key)
+                    j = (j + 1) & (nc - 1);
+                nt[j] = old[i];
+            }
+        free(old);
+    }
+    struct pc_ent *e = pc_slot(c, k, h);
+    if (e->key) return;
+    e->key = malloc(k->mv_size);
+    if (!e->key) return;
+    memcpy(e->key, k->mv_data, k->mv_size);
+    e->len = (uint32_t)k->mv_size;
+    e->h = h;
+    e->id = id;
+    c->n++;
+}
+
+static int post_add(idx_pair_cache_t *c, uint32_t pid, uint32_t sid)
+{
+    if (c->npost == c->postcap) {
+        size_t nc = c->postcap ? c->postcap * 2 : 65536;
+        uint64_t *np = realloc(c->post, nc * sizeof *np);
+        if (!np) return -1;
+        c->post = np;
+        c->postcap = nc;
+    }
+    c->post[c->npost++] = (uint64_t)pid << 32 | sid;
+    return 0;
+}
+
+int idx_pair_cache_write_postings(MDB_txn *txn, const idx_dbis_t *d, idx_pair_cache_t *c)
+{
+    if (!c || !c->npost) return 0;
+    size_t n = c->npost;
+    c->npost = 0;
+    /* stable LSD radix sort on the pair id (11 bits a pass): the series ids
+     * of one pair stay ascending */
+    uint32_t maxp = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((uint32_t)(c->post[i] >> 32) > maxp) maxp = (uint32_t)(c->post[i] >> 32);
+    if (c->tmpcap < n) {
+        uint64_t *nt = realloc(c->tmp, c->postcap * sizeof *nt);
+        if (!nt) return TSDB_ENOMEM;
+        c->tmp = nt;
+        c->tmpcap = c->postcap;
+    }
+    uint64_t *a = c->post, *b = c->tmp;
+    for (unsigned shift = 32; shift < 64 && (shift == 32 || (maxp >> (shift - 32)) != 0);
+         shift += 11) {
+        size_t cnt[2048 + 1];
+        memset(cnt, 0, sizeof cnt);
+        for (size_t i = 0; i < n; i++)
+            cnt[((a[i] >> shift) & 2047) + 1]++;
+        for (size_t k = 1; k <= 2048; k++)
+            cnt[k] += cnt[k - 1];
+        for (size_t i = 0; i < n; i++)
+            b[cnt[(a[i] >> shift) & 2047]++] = a[i];
+        uint64_t *t = a;
+        a = b;
+        b = t;
+    }
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, d->postings, &cur);
+    if (rc) return idx_lmdb_err(rc, "postings cursor");
+    uint8_t *vals = NULL;
+    size_t vcap = 0;
+    for (size_t i = 0; i < n && !rc;) {
+        uint32_t pid = (uint32_t)(a[i] >> 32);
+        size_t j = i;
+        while (j < n && (uint32_t)(a[j] >> 32) == pid)
+            j++;
+        size_t cnt = j - i;
+        if (cnt * 4 > vcap) {
+            size_t nc = cnt * 4 > 2 * vcap ? cnt * 4 : 2 * vcap;
+            uint8_t *nv = realloc(vals, nc);
+            if (!nv) {
+                rc = TSDB_ENOMEM;
+                break;
+            }
+            vals = nv;
+            vcap = nc;
+        }
+        for (size_t k = 0; k < cnt; k++)
+            be32_put(vals + 4 * k, (uint32_t)a[i + k]);
+        uint8_t kb[4];
+        be32_put(kb, pid);
+        MDB_val k = {4, kb}, dv[2] = {{4, vals}, {cnt, NULL}};
+        int r = cnt > 1 ? mdb_cursor_put(cur, &k, dv, MDB_MULTIPLE | MDB_APPENDDUP)
+                        : mdb_cursor_put(cur, &k, dv, MDB_APPENDDUP);
+        if (r == 0 && cnt > 1 && dv[1].mv_size != cnt) r = MDB_KEYEXIST; /* partly: redo */
+        if (r == MDB_KEYEXIST) { /* not all above the list's largest id: one by one */
+            r = 0;
+            for (size_t q = 0; q < cnt && !r; q++) {
+                int pr = postings_put(txn, d, pid, (uint32_t)a[i + q]);
+                if (pr) {
+                    mdb_cursor_close(cur);
+                    free(vals);
+                    return pr;
+                }
+            }
+        }
+        if (r) rc = idx_lmdb_err(r, "postings put");
+        i = j;
+    }
+    mdb_cursor_close(cur);
+    free(vals);
+    return rc;
+}
+
 int idx_series_put(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, const tsdb_label_t *labels,
                    size_t n, int64_t mint, int64_t maxt)
+{
+    return idx_series_put_cached(txn, d, sid, labels, n, mint, maxt, NULL);
+}
+
+int idx_series_put_cached(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid,
+                          const tsdb_label_t *labels, size_t n, int64_t mint, int64_t maxt,
+                          idx_pair_cache_t *cache)
 {
     if (!txn || !d || sid == 0 || maxt < mint) {
         tsdb_set_detail("index: series put: bad id or range");
@@ -517,17 +707,37 @@ int idx_series_put(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, const tsdb_l
     for (size_t i = 0; i < n; i++) {
         pair_key(kb, labels[i].name.ptr, labels[i].name.len, labels[i].value.ptr,
                  labels[i].value.len, &k);
+        uint64_t h = 0;
+        if (cache) {
+            h = pc_hash(k.mv_data, k.mv_size);
+            struct pc_ent *e = pc_slot(cache, &k, h);
+            if (e->key) {
+                ids[i] = e->id;
+                continue;
+            }
+        }
         int r = pair_lookup(txn, d, &k, &ids[i]);
         if (r < 0) {
             rc = r;
             goto out;
         }
-        if (r == 0 && (rc = pair_create(txn, d, &k, &next, &ids[i]))) goto out;
+        if (r == 0) {
+            pair_key(kb, labels[i].name.ptr, labels[i].name.len, labels[i].value.ptr,
+                     labels[i].value.len, &k); /* mdb_get may have changed k */
+            if ((rc = pair_create(txn, d, &k, &next, &ids[i]))) goto out;
+        }
+        if (cache) {
+            pair_key(kb, labels[i].name.ptr, labels[i].name.len, labels[i].value.ptr,
+                     labels[i].value.len, &k);
+            pc_add(cache, &k, h, ids[i]);
+        }
     }
     if (next && (rc = next_store(txn, d, next))) goto out;
     if ((rc = srec_put(txn, d, sid, mint, maxt, ids, n, 1))) goto out;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (cache && !post_add(cache, ids[i], sid)) continue; /* written in bulk */
         if ((rc = postings_put(txn, d, ids[i], sid))) goto out;
+    }
 out:
     if (ids != ids_stack) free(ids);
     return rc;
@@ -536,14 +746,61 @@ out:
 int idx_series_widen(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, int64_t mint, int64_t maxt)
 {
     if (!txn || !d || maxt < mint) return TSDB_EINVAL;
-    MDB_val rec;
-    int found = srec_get(txn, d, sid, &rec);
-    if (found < 0) return found;
-    if (!found) {
-        tsdb_set_detail("index: series %u not found", sid);
-        return TSDB_ENOTFOUND;
+    /* Every flush widens every series it seals: only the range at the head
+     * of the record changes, so the record is rewritten through a cursor
+     * (in place when its size stays the same: no second search, no decode
+     * of the pair ids). */
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, d->series, &c);
+    if (rc) return idx_lmdb_err(rc, "series cursor");
+    uint8_t kb[4];
+    be32_put(kb, sid);
+    MDB_val k = {4, kb}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+    if (rc) {
+        mdb_cursor_close(c);
+        if (rc == MDB_NOTFOUND) {
+            tsdb_set_detail("index: series %u not found", sid);
+            return TSDB_ENOTFOUND;
+        }
+        return idx_lmdb_err(rc, "series get");
     }
-    return series_widen_rec(txn, d, sid, &rec, mint, maxt);
+    int64_t lo, hi;
+    rc = srec_decode(&v, sid, &lo, &hi, NULL);
+    if (rc || (mint >= lo && maxt <= hi)) {
+        mdb_cursor_close(c);
+        return rc;
+    }
+    const uint8_t *p = v.mv_data, *end = p + v.mv_size;
+    uint64_t zz, range, n, id;
+    varint_get(&p, end, &zz); /* checked by srec_decode */
+    varint_get(&p, end, &range);
+    const uint8_t *q = p; /* the pair ids are kept as they are, but checked */
+    int bad = varint_get(&q, end, &n) != 0;
+    for (uint64_t i = 0; !bad && i < n; i++)
+        bad = varint_get(&q, end, &id) || id == 0 || id > UINT32_MAX;
+    if (bad || q != end) {
+        mdb_cursor_close(c);
+        return idx_corrupt("series", sid);
+    }
+    size_t tail = (size_t)(end - p);
+    uint8_t stackbuf[256];
+    uint8_t *rec = tail + 20 <= sizeof stackbuf ? stackbuf : malloc(tail + 20);
+    if (!rec) {
+        mdb_cursor_close(c);
+        return TSDB_ENOMEM;
+    }
+    int64_t nlo = mint < lo ? mint : lo, nhi = maxt > hi ? maxt : hi;
+    size_t len = varint_put_raw(rec, zigzag_enc(nlo));
+    len += varint_put_raw(rec + len, (uint64_t)nhi - (uint64_t)nlo);
+    memcpy(rec + len, p, tail);
+    len += tail;
+    MDB_val nv = {len, rec};
+    k = (MDB_val){4, kb}; /* not the page's copy: a size change moves the node */
+    rc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT);
+    if (rec != stackbuf) free(rec);
+    mdb_cursor_close(c);
+    return rc ? idx_lmdb_err(rc, "series put") : 0;
 }
 
 int idx_series_delete(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid)

@@ -36,6 +36,24 @@ int idx_open(MDB_txn *txn, idx_dbis_t *d);
 int idx_series_put(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, const tsdb_label_t *labels,
                    size_t n, int64_t mint, int64_t maxt);
 
+/* A cache of label pair -> pair id for many idx_series_put_cached() calls in
+ * one writer (a flush persisting a million series looks up the same few
+ * pairs again and again). Valid only while nothing deletes pairs: one flush,
+ * under the store's flush lock; pairs of an aborted txn must not be used
+ * afterwards (drop the cache with the txn). */
+typedef struct idx_pair_cache idx_pair_cache_t;
+idx_pair_cache_t *idx_pair_cache_new(void); /* NULL on allocation failure */
+void idx_pair_cache_free(idx_pair_cache_t *c); /* accepts NULL */
+/* idx_series_put() with pair ids looked up in (and added to) c (may be
+ * NULL), and the series' postings collected in c instead of written: call
+ * idx_pair_cache_write_postings() in the same txn before it commits (put
+ * series in ascending id order: each pair's list is then appended to a page
+ * of ids per call). */
+int idx_series_put_cached(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid,
+                          const tsdb_label_t *labels, size_t n, int64_t mint, int64_t maxt,
+                          idx_pair_cache_t *c);
+int idx_pair_cache_write_postings(MDB_txn *txn, const idx_dbis_t *d, idx_pair_cache_t *c);
+
 /* Widen the stored time range of an existing series to include [mint, maxt].
  * TSDB_ENOTFOUND if the series does not exist. */
 int idx_series_widen(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, int64_t mint, int64_t maxt);

@@ -68,7 +68,7 @@ int tsdb_stats(tsdb_t *db, tsdb_stats_t *st)
     st->wal_bytes = db->wal.bytes_written;
     uint64_t mem = sizeof *db + db->npages * sizeof(series_t **) + db->fresh_cap * sizeof(series_t *) +
                    db->ng_cap * sizeof(struct name_group *) * 4 +
-                   db->table_cap * sizeof(series_t *) + db->active_cap * sizeof(series_t *) +
+                   db->table_cap * sizeof *db->table + db->active_cap * sizeof(series_t *) +
                    db->wal_pending.cap + db->wal_spare.cap + db->mem_head_bytes;
     mem += db->nseries * (sizeof(series_t) + 16); /* + malloc overhead */
     for (uint32_t g = 0; g < db->npages; g++)

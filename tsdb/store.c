@@ -258,20 +258,30 @@ static void options_fill(tsdb_options_t *o)
 
 /* ---- series table ---------------------------------------------------------- */
 
-static series_t **table_slot(tsdb_t *db, const uint64_t h[2])
+/* The table keeps each series' h[0] beside its pointer: probing compares
+ * fingerprints without touching the series (one cache miss per probe saved;
+ * with a million series a lookup is otherwise several misses). */
+static struct db_tslot *table_slot(tsdb_t *db, const uint64_t h[2])
 {
     size_t mask = db->table_cap - 1, i = h[0] & mask;
     for (;;) {
-        series_t **sl = &db->table[i];
-        if (!*sl || ((*sl)->h[0] == h[0] && (*sl)->h[1] == h[1])) return sl;
+        struct db_tslot *sl = &db->table[i];
+        if (!sl->s || (sl->h0 == h[0] && sl->s->h[1] == h[1])) return sl;
         i = (i + 1) & mask;
     }
+}
+
+static void table_set(tsdb_t *db, series_t *s)
+{
+    struct db_tslot *sl = table_slot(db, s->h);
+    sl->h0 = s->h[0];
+    sl->s = s;
 }
 
 static int table_grow(tsdb_t *db)
 {
     size_t ncap = db->table_cap ? db->table_cap * 2 : 1024;
-    series_t **old = db->table;
+    struct db_tslot *old = db->table;
     size_t ocap = db->table_cap;
     db->table = calloc(ncap, sizeof *db->table);
     if (!db->table) {
@@ -280,7 +290,7 @@ static int table_grow(tsdb_t *db)
     }
     db->table_cap = ncap;
     for (size_t i = 0; i < ocap; i++)
-        if (old[i]) *table_slot(db, old[i]->h) = old[i];
+        if (old[i].s) table_set(db, old[i].s);
     free(old);
     return 0;
 }
@@ -288,13 +298,15 @@ static int table_grow(tsdb_t *db)
 void db_table_remove(tsdb_t *db, series_t *s)
 {
     size_t mask = db->table_cap - 1, i = s->h[0] & mask;
-    while (db->table[i] != s) i = (i + 1) & mask;
-    db->table[i] = NULL;
+    while (db->table[i].s != s) i = (i + 1) & mask;
+    db->table[i].s = NULL;
+    db->table[i].h0 = 0;
     /* re-insert the rest of the cluster (linear probing deletion) */
-    for (size_t j = (i + 1) & mask; db->table[j]; j = (j + 1) & mask) {
-        series_t *x = db->table[j];
-        db->table[j] = NULL;
-        *table_slot(db, x->h) = x;
+    for (size_t j = (i + 1) & mask; db->table[j].s; j = (j + 1) & mask) {
+        series_t *x = db->table[j].s;
+        db->table[j].s = NULL;
+        db->table[j].h0 = 0;
+        table_set(db, x);
     }
     db->table_n--;
 }
@@ -433,7 +445,7 @@ static int series_add(tsdb_t *db, uint32_t sid, const uint64_t h[2], series_t **
     s->sorted = 1;
     s->maxt = s->sealed_maxt = INT64_MIN;
     s->mint = s->sealed_mint = INT64_MAX;
-    *table_slot(db, h) = s;
+    table_set(db, s);
     db->table_n++;
     db->pages[g][sid % TSDB_GROUP_SIDS] = s;
     db->nseries++;
@@ -482,7 +494,8 @@ static uint64_t head_limit(const tsdb_t *db)
 static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
 {
     if (s->n == s->cap) {
-        uint32_t ncap = s->cap ? s->cap + s->cap / 2 : 8; /* x1.5: less slack */
+        /* x1.5: less slack; a new head starts as big as the last one was */
+        uint32_t ncap = s->cap ? s->cap + s->cap / 2 : s->hint > 8 ? s->hint : 8;
         tsdb_sample_t *nh = realloc(s->head, ncap * sizeof *nh);
         if (!nh) return TSDB_ENOMEM;
         db->mem_head_bytes += (ncap - s->cap) * sizeof *nh;
@@ -769,6 +782,247 @@ static int rec_put_series(tbuf_t *rec, const series_t *s)
     return 0;
 }
 
+/* WAL bytes of a series record. */
+static uint64_t series_rec_bytes(const series_t *s)
+{
+    return 21 + (uint64_t)s->labels_len;
+}
+
+/* A fresh (not persisted) series' labels must be in the WAL before samples
+ * that use it: log them into rec unless this WAL generation has them. */
+static int series_log_locked(tsdb_t *db, series_t *s, tbuf_t *rec)
+{
+    if (s->persisted || !s->labels || s->logged_gen == db->wal_gen) return 0;
+    int rc = rec_put_series(rec, s);
+    if (rc) return rc;
+    s->logged_gen = db->wal_gen;
+    uint64_t b = series_rec_bytes(s);
+    db->unlogged_bytes = db->unlogged_bytes > b ? db->unlogged_bytes - b : 0;
+    return 0;
+}
+
+/* Create the series with canonical labels cl (fingerprint h) and log it into
+ * rec (the WAL record being built); rec NULL: not logged yet (see
+ * series_log_locked). Caller holds mu. */
+static int series_create_locked(tsdb_t *db, const tsdb_label_t *cl, uint32_t nl,
+                                const uint64_t h[2], tbuf_t *ser, tbuf_t *rec, series_t **out)
+{
+    ser->len = 0;
+    if (labels_serialize(cl, nl, ser)) return TSDB_ENOMEM;
+    uint32_t nsid;
+    series_t *s;
+    int rc = sid_alloc(db, labels_name(cl, nl), &nsid);
+    if (!rc) rc = series_add(db, nsid, h, &s);
+    if (!rc) rc = fresh_push(db, s);
+    if (rc) return rc;
+    s->labels = malloc(ser->len);
+    if (!s->labels) return TSDB_ENOMEM;
+    memcpy(s->labels, ser->p, ser->len);
+    s->labels_len = (uint32_t)ser->len;
+    if (rec) {
+        if ((rc = rec_put_series(rec, s))) return rc;
+        s->logged_gen = db->wal_gen;
+    } else {
+        db->unlogged_bytes += series_rec_bytes(s);
+    }
+    *out = s;
+    return 0;
+}
+
+/* Checks every write does first, with mu held: a failed or closing store,
+ * and back-pressure while the head is over twice its limit. */
+static int append_admit_locked(tsdb_t *db)
+{
+    int rc = 0;
+    if (db->failed) {
+        rc = db->failed;
+        tsdb_set_detail("store refuses writes after an earlier failure: %s", db->failed_detail);
+    } else if (db->closing) rc = TSDB_ECLOSED;
+    while (!rc && db->head_samples >= 2 * head_limit(db)) {
+        if (db->last_flush_err) {
+            rc = db->last_flush_err;
+            break;
+        }
+        db->bg_wake = 1;
+        pthread_cond_broadcast(&db->cv);
+        if (!db->bg_running) break; /* no background thread: grow past the soft limit */
+        pthread_cond_wait(&db->cv, &db->mu);
+        if (db->failed) rc = db->failed;
+        else if (db->closing) rc = TSDB_ECLOSED;
+    }
+    return rc;
+}
+
+/* Finish an append whose record is rec_start.. in wal_pending (rc: the
+ * building's outcome): frame it, then wait until it is durable as the sync
+ * mode promises. Called with mu held; returns with mu released. */
+static int append_commit_unlock(tsdb_t *db, size_t rec_start, int rc)
+{
+    tbuf_t *rec = &db->wal_pending;
+    if (!rc && rec->len > rec_start + 8) {
+        wal_frame_finish(rec, rec_start);
+        db->wal.seg_used += rec->len - rec_start;
+    } else {
+        rec->len = rec_start; /* nothing stored: no record */
+    }
+    if (rc) {
+        /* Only allocation failures get here, after part of the batch went to
+         * the head without a WAL record: refuse further writes rather than
+         * acknowledge anything not logged. */
+        if (!db->failed) db->failed = rc;
+        pthread_mutex_unlock(&db->mu);
+        return rc;
+    }
+    uint64_t my = ++db->lsn_assigned;
+    while (db->lsn_durable < my && !db->failed) {
+        if (!db->syncing) wal_lead(db, 0);
+        else pthread_cond_wait(&db->cv, &db->mu);
+    }
+    rc = db->lsn_durable >= my ? 0 : db->failed;
+    if (rc) tsdb_set_detail("%s", db->failed_detail);
+    if (!rc && db->head_samples >= head_limit(db) && !db->bg_wake) {
+        db->bg_wake = 1;
+        pthread_cond_broadcast(&db->cv);
+    }
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+int tsdb_series_id(tsdb_t *db, const tsdb_label_t *labels, uint32_t nlabels, tsdb_sid_t *sid,
+                   int *created)
+{
+    if (created) *created = 0;
+    if (!db || !sid || (nlabels && !labels)) return TSDB_EINVAL;
+    if (db->opt.read_only) return TSDB_EINVAL;
+    append_scratch_t *sc = scratch_get();
+    if (!sc) return TSDB_ENOMEM;
+    if (scratch_reserve(sc, 1, nlabels)) return TSDB_ENOMEM;
+    int rc = labels_canonical(labels, nlabels, sc->labels);
+    if (rc) return rc;
+    uint64_t h[2];
+    labels_hash(sc->labels, nlabels, h);
+    pthread_mutex_lock(&db->mu);
+    series_t *s = table_slot(db, h)->s;
+    if (s) {
+        *sid = s->sid;
+        pthread_mutex_unlock(&db->mu);
+        return 0;
+    }
+    rc = db->failed ? db->failed : db->closing ? TSDB_ECLOSED : 0;
+    /* Not logged now: its first sample logs it (series_log_locked), and an
+     * id that no sample uses is lost in a crash with nothing else. */
+    if (!rc) rc = series_create_locked(db, sc->labels, nlabels, h, &sc->ser, NULL, &s);
+    if (!rc) {
+        *sid = s->sid;
+        if (created) *created = 1;
+    } else if (!db->failed && rc != TSDB_ECLOSED) {
+        db->failed = rc; /* as tsdb_append: a half-made series refuses further writes */
+    }
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t *outcomes,
+                     tsdb_append_result_t *res)
+{
+    tsdb_append_result_t r = {0};
+    if (!db || (n && !in)) return TSDB_EINVAL;
+    if (db->opt.read_only) return TSDB_EINVAL;
+    pthread_mutex_lock(&db->mu);
+    int rc = append_admit_locked(db);
+    /* per sample at most: kind, sid, count (5), dt (10), value (8); plus the
+     * labels of series not logged yet */
+    if (!rc) rc = wal_ensure_locked(db, 64 + (uint64_t)n * 28 + db->unlogged_bytes);
+    tbuf_t *rec = &db->wal_pending;
+    size_t rec_start = rec->len;
+    if (!rc && tbuf_reserve(rec, 8)) rc = TSDB_ENOMEM;
+    if (rc) {
+        pthread_mutex_unlock(&db->mu);
+        return rc;
+    }
+    rec->len += 8;
+    int changed = 0; /* a sample at or before the watched time was stored */
+    const int64_t watch_t = db->watch_t;
+    for (size_t i = 0; i < n && i < 32; i++) {
+        series_t *s = db_sid_get(db, in[i].sid);
+        if (s) __builtin_prefetch(s, 1);
+    }
+    for (size_t i = 0; i < n;) {
+        /* a run of samples of one series: one WAL entry */
+        size_t j = i + 1;
+        while (j < n && in[j].sid == in[i].sid) j++;
+        /* memory latency bound with a million series: fetch the page slot
+         * 48 ahead, the series 32 ahead (its slot is in by then), and the
+         * head slot of the one 16 ahead (its series is in) */
+        if (j + 47 < n) {
+            uint64_t g = in[j + 47].sid / TSDB_GROUP_SIDS;
+            if (g < db->npages && db->pages[g])
+                __builtin_prefetch(&db->pages[g][in[j + 47].sid % TSDB_GROUP_SIDS], 0);
+        }
+        if (j + 31 < n) {
+            series_t *ps = db_sid_get(db, in[j + 31].sid);
+            if (ps) __builtin_prefetch(ps, 1);
+        }
+        if (j + 15 < n) {
+            series_t *ps = db_sid_get(db, in[j + 15].sid);
+            if (ps && ps->head) __builtin_prefetch(ps->head + ps->n, 1);
+        }
+        series_t *s = in[i].sid < TSDB_MAX_SID ? db_sid_get(db, in[i].sid) : NULL;
+        if (!s || s->deleted) {
+            for (size_t k = i; k < j; k++)
+                if (outcomes) outcomes[k] = TSDB_OUT_INVALID;
+            r.invalid += j - i;
+            i = j;
+            continue;
+        }
+        if ((rc = series_log_locked(db, s, rec))) break;
+        if ((rc = tbuf_reserve(rec, 21 + (j - i) * 28) ? TSDB_ENOMEM : 0)) break;
+        size_t hdr = rec->len;
+        rec->p[rec->len++] = REC_SAMPLES;
+        rec->len += varint_put_raw(rec->p + rec->len, s->sid);
+        size_t cnt_at = rec->len;
+        rec->len += 5;
+        uint32_t stored = 0;
+        int64_t prev = 0;
+        for (size_t k = i; k < j; k++) {
+            int64_t t = in[k].t;
+            double v = in[k].v;
+            int oc = classify(db, s, t, v);
+            if (oc == TSDB_OUT_STORED) {
+                if ((rc = head_push(db, s, t, v))) break;
+                rec->len += varint_put_raw(rec->p + rec->len,
+                                           zigzag_enc((int64_t)((uint64_t)t - (uint64_t)prev)));
+                le64_put(rec->p + rec->len, f64_bits(v));
+                rec->len += 8;
+                prev = t;
+                stored++;
+                r.stored++;
+                if (t <= watch_t) changed = 1;
+            } else if (oc == TSDB_OUT_DUPLICATE) r.duplicate++;
+            else if (oc == TSDB_OUT_CONFLICT) r.conflict++;
+            else r.too_old++;
+            if (outcomes) outcomes[k] = (uint8_t)oc;
+        }
+        if (rc) break;
+        if (stored == 0) {
+            rec->len = hdr;
+        } else {
+            uint8_t *cp = rec->p + cnt_at;
+            uint32_t c = stored;
+            for (int b = 0; b < 4; b++) {
+                cp[b] = (uint8_t)(c | 0x80);
+                c >>= 7;
+            }
+            cp[4] = (uint8_t)c;
+        }
+        i = j;
+    }
+    if (changed) atomic_fetch_add(&db->change_gen, 1); /* under mu, with the samples in the head */
+    rc = append_commit_unlock(db, rec_start, rc);
+    if (!rc && res) *res = r;
+    return rc;
+}
+
 int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint8_t *outcomes,
                 tsdb_append_result_t *res)
 {
@@ -797,23 +1051,7 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
     }
 
     pthread_mutex_lock(&db->mu);
-    int rc = 0;
-    if (db->failed) {
-        rc = db->failed;
-        tsdb_set_detail("store refuses writes after an earlier failure: %s", db->failed_detail);
-    } else if (db->closing) rc = TSDB_ECLOSED;
-    while (!rc && db->head_samples >= 2 * head_limit(db)) {
-        if (db->last_flush_err) {
-            rc = db->last_flush_err;
-            break;
-        }
-        db->bg_wake = 1;
-        pthread_cond_broadcast(&db->cv);
-        if (!db->bg_running) break; /* no background thread: grow past the soft limit */
-        pthread_cond_wait(&db->cv, &db->mu);
-        if (db->failed) rc = db->failed;
-        else if (db->closing) rc = TSDB_ECLOSED;
-    }
+    int rc = append_admit_locked(db);
     if (!rc) rc = wal_ensure_locked(db, bound);
     if (rc) {
         pthread_mutex_unlock(&db->mu);
@@ -824,7 +1062,7 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
      * with thousands of series per batch the series structs and their head
      * arrays are cache misses, and this lets them overlap. */
     for (size_t i = 0; i < nseries; i++) {
-        series_t *s = sc->status[i] ? NULL : *table_slot(db, sc->hash[i]);
+        series_t *s = sc->status[i] ? NULL : table_slot(db, sc->hash[i])->s;
         sc->sp[i] = s;
         if (s) __builtin_prefetch(s, 1);
     }
@@ -854,28 +1092,14 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
             r.invalid += in->nsamples;
             continue;
         }
-        series_t *s = sc->sp[i] ? sc->sp[i] : *table_slot(db, sc->hash[i]);
+        series_t *s = sc->sp[i] ? sc->sp[i] : table_slot(db, sc->hash[i])->s;
         if (!s) {
             if (in->nsamples == 0) continue;
-            sc->ser.len = 0;
-            if (labels_serialize(cl, in->nlabels, &sc->ser)) {
-                rc = TSDB_ENOMEM;
+            if ((rc = series_create_locked(db, cl, in->nlabels, sc->hash[i], &sc->ser, rec, &s)))
                 break;
-            }
-            uint32_t nsid;
-            rc = sid_alloc(db, labels_name(cl, in->nlabels), &nsid);
-            if (!rc) rc = series_add(db, nsid, sc->hash[i], &s);
-            if (!rc) rc = fresh_push(db, s);
-            if (rc) break;
-            s->labels = malloc(sc->ser.len);
-            if (!s->labels) {
-                rc = TSDB_ENOMEM;
-                break;
-            }
-            memcpy(s->labels, sc->ser.p, sc->ser.len);
-            s->labels_len = (uint32_t)sc->ser.len;
-            if ((rc = rec_put_series(rec, s))) break;
             r.series_created++;
+        } else if ((rc = series_log_locked(db, s, rec))) {
+            break;
         }
         size_t hdr = rec->len;
         if (tbuf_reserve(rec, 21 + (size_t)in->nsamples * 18)) {
@@ -920,34 +1144,9 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
         }
     }
     if (changed) atomic_fetch_add(&db->change_gen, 1); /* under mu, with the samples in the head */
-    if (!rc && rec->len > rec_start + 8) {
-        wal_frame_finish(rec, rec_start);
-        db->wal.seg_used += rec->len - rec_start;
-    } else {
-        rec->len = rec_start; /* nothing stored: no record */
-    }
-    if (rc) {
-        /* Only allocation failures get here, after part of the batch went to
-         * the head without a WAL record: refuse further writes rather than
-         * acknowledge anything not logged. */
-        if (!db->failed) db->failed = rc;
-        pthread_mutex_unlock(&db->mu);
-        return rc;
-    }
-    uint64_t my = ++db->lsn_assigned;
-    while (db->lsn_durable < my && !db->failed) {
-        if (!db->syncing) wal_lead(db, 0);
-        else pthread_cond_wait(&db->cv, &db->mu);
-    }
-    rc = db->lsn_durable >= my ? 0 : db->failed;
-    if (rc) tsdb_set_detail("%s", db->failed_detail);
-    if (!rc && db->head_samples >= head_limit(db) && !db->bg_wake) {
-        db->bg_wake = 1;
-        pthread_cond_broadcast(&db->cv);
-    }
-    pthread_mutex_unlock(&db->mu);
+    rc = append_commit_unlock(db, rec_start, rc);
     (void)ns_total;
-    if (res) *res = r;
+    if (!rc && res) *res = r;
     return rc;
 }
 
@@ -969,8 +1168,7 @@ static int replay_record(void *ctx, const uint8_t *p, size_t len)
             if (!rc && !db_sid_get(db, sid)) {
                 uint64_t h[2];
                 labels_hash(l.v, l.n, h);
-                series_t **slot = table_slot(db, h);
-                if (!*slot) {
+                if (!table_slot(db, h)->s) {
                     series_t *s;
                     rc = series_add(db, (uint32_t)sid, h, &s);
                     if (!rc) rc = ng_note(db, labels_name(l.v, l.n), (uint32_t)sid);
@@ -1088,6 +1286,7 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
     options_fill(&db->opt);
     db->lockfd = -1;
     db->max_time = INT64_MIN;
+    db->wal_gen = 1;
     pthread_mutex_init(&db->mu, NULL);
     pthread_mutex_init(&db->flush_mu, NULL);
     pthread_cond_init(&db->cv, NULL);
@@ -1310,6 +1509,7 @@ int tsdb_close(tsdb_t *db)
 
 typedef struct {
     series_t *s;
+    uint32_t sid;     /* s->sid (sorting without touching s) */
     tsdb_sample_t *v; /* frozen samples, sorted */
     uint32_t n;
     int64_t mint, maxt;
@@ -1320,7 +1520,48 @@ typedef struct {
 static int cmp_frozen(const void *a, const void *b)
 {
     const frozen_t *x = a, *y = b;
-    return (x->s->sid > y->s->sid) - (x->s->sid < y->s->sid);
+    return (x->sid > y->sid) - (x->sid < y->sid);
+}
+
+/* Sort fz[0..n) by sid. With many series, a bitmap over the ids in use is
+ * walked in order instead of a comparison sort (a flush of a million series
+ * spent ~0.3 s in qsort). Caller holds mu (db_sid_get). */
+static void sort_frozen_locked(tsdb_t *db, frozen_t *fz, size_t n)
+{
+    if (n < 2) return;
+    size_t words = ((size_t)db->next_sid + 63) / 64;
+    uint64_t *bits = n >= 4096 && words <= 64 * n ? calloc(words, sizeof *bits) : NULL;
+    if (!bits) {
+        qsort(fz, n, sizeof *fz, cmp_frozen);
+        return;
+    }
+    frozen_t *tmp = malloc(n * sizeof *tmp);
+    if (!tmp) {
+        free(bits);
+        qsort(fz, n, sizeof *fz, cmp_frozen);
+        return;
+    }
+    memcpy(tmp, fz, n * sizeof *tmp);
+    for (size_t i = 0; i < n; i++)
+        bits[tmp[i].sid / 64] |= UINT64_C(1) << (tmp[i].sid % 64);
+    /* fz entries are a function of their series: rebuild them in id order */
+    size_t k = 0;
+    for (size_t w = 0; w < words; w++)
+        for (uint64_t b = bits[w]; b; b &= b - 1) {
+            uint32_t sid = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(b));
+            series_t *x = db_sid_get(db, sid);
+            fz[k].s = x;
+            fz[k].sid = sid;
+            fz[k].v = x->frozen;
+            fz[k].n = x->nfrozen;
+            fz[k].mint = x->frozen[0].t;
+            fz[k].maxt = x->frozen[x->nfrozen - 1].t;
+            fz[k].labels = NULL;
+            fz[k].labels_len = 0;
+            k++;
+        }
+    free(tmp);
+    free(bits);
 }
 
 /* Encode one group's frozen series (fz[0..n), same group, ascending sid) into
@@ -1405,6 +1646,9 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         db->wal.fd = -1;
         db->wal.seg_used = db->wal.seg_size = 0;
     }
+    /* The segments up to ckpt go away once this flush commits: fresh series
+     * it does not persist are logged again with their next samples. */
+    db->wal_gen++;
     size_t nf = db->nactive;
     size_t nfresh = db->nfresh;
     frozen_t *fz = calloc(nf + nfresh + 1, sizeof *fz);
@@ -1428,17 +1672,22 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         s->sorted = 1;
         s->frozen = s->head;
         s->nfrozen = s->n;
+        /* the next head starts this big (capped: a backfill's big head must
+         * not make every later one big) */
+        s->hint = s->n < 64 ? s->n : 64;
         db->mem_head_bytes -= (uint64_t)s->cap * sizeof *s->head;
         s->head = NULL;
         s->n = s->cap = 0;
         s->in_active = 0;
         fz[i].s = s;
+        fz[i].sid = s->sid;
         fz[i].v = s->frozen;
         fz[i].n = s->nfrozen;
         fz[i].mint = s->frozen[0].t;
         fz[i].maxt = s->frozen[s->nfrozen - 1].t;
     }
     nf = nz;
+    sort_frozen_locked(db, fz, nf);
     db->nactive = 0;
     uint64_t nfrozen_samples = db->head_samples;
     db->frozen_samples = nfrozen_samples;
@@ -1449,7 +1698,12 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     for (size_t f = 0; f < nfresh; f++) {
         series_t *s = db->fresh[f];
         if (s->deleted || !s->labels) continue;
+        if (!s->nfrozen) { /* no sample yet (tsdb_series_id): stays fresh */
+            db->unlogged_bytes += series_rec_bytes(s);
+            continue;
+        }
         nw[nnew].s = s;
+        nw[nnew].sid = s->sid;
         nw[nnew].labels = s->labels;
         nw[nnew].labels_len = s->labels_len;
         nw[nnew].mint = s->nfrozen ? s->frozen[0].t : INT64_MAX;
@@ -1460,8 +1714,11 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     uint32_t next_sid = db->next_sid;
     db->flushing = 1;
     pthread_mutex_unlock(&db->mu);
+    /* New series in id order: their records append to "series", and each
+     * postings list grows at its end. */
+    if (nnew > 1) qsort(nw, nnew, sizeof *nw, cmp_frozen);
+    idx_pair_cache_t *pcache = nnew > 1 ? idx_pair_cache_new() : NULL;
 
-    if (nf > 1) qsort(fz, nf, sizeof *fz, cmp_frozen);
     MDB_txn *txn = NULL;
     tbuf_t out = {0}, scratch = {0};
     block_series_t *bs = NULL;
@@ -1481,18 +1738,23 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     do {                                                                                       \
         work += (units);                                                                       \
         if (!rc && work >= 65536) {                                                            \
-            rc = db_lmdb_err(mdb_txn_commit(txn), "commit flush step");                        \
-            txn = NULL;                                                                        \
-            if (!rc) rc = db_txn_begin_write(db, &txn);                                        \
+            rc = idx_pair_cache_write_postings(txn, &db->idx, pcache);                         \
+            if (!rc) {                                                                         \
+                rc = db_lmdb_err(mdb_txn_commit(txn), "commit flush step");                    \
+                txn = NULL;                                                                    \
+                if (!rc) rc = db_txn_begin_write(db, &txn);                                    \
+            }                                                                                  \
             work = 0;                                                                          \
         }                                                                                      \
     } while (0)
     for (size_t i = 0; i < nnew && !rc; i++) {
         rc = labels_parse(nw[i].labels, nw[i].labels_len, &il);
         if (!rc)
-            rc = idx_series_put(txn, &db->idx, nw[i].s->sid, il.v, il.n, nw[i].mint, nw[i].maxt);
+            rc = idx_series_put_cached(txn, &db->idx, nw[i].s->sid, il.v, il.n, nw[i].mint,
+                                       nw[i].maxt, pcache);
         FLUSH_STEP(1 + il.n);
     }
+    if (!rc) rc = idx_pair_cache_write_postings(txn, &db->idx, pcache);
     for (size_t i = 0; i < nf && !rc;) {
         uint32_t g = fz[i].s->sid / TSDB_GROUP_SIDS;
         size_t j = i;
@@ -1514,6 +1776,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         txn = NULL;
     }
     if (txn) mdb_txn_abort(txn);
+    idx_pair_cache_free(pcache);
     free(il.v);
     free(bs);
     free(pos);
@@ -1557,10 +1820,15 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             s->labels = NULL;
             s->labels_len = 0;
         }
-        /* the series persisted were the first nfresh; later ones stay fresh */
-        if (db->nfresh > nfresh)
-            memmove(db->fresh, db->fresh + nfresh, (db->nfresh - nfresh) * sizeof *db->fresh);
-        db->nfresh -= nfresh;
+        /* the series persisted were among the first nfresh; the others of
+         * those without samples, and all later ones, stay fresh */
+        size_t keep = 0;
+        for (size_t f = 0; f < db->nfresh; f++) {
+            series_t *s = db->fresh[f];
+            if (f < nfresh && (s->persisted || s->deleted || !s->labels)) continue;
+            db->fresh[keep++] = s;
+        }
+        db->nfresh = keep;
         db->sealed_samples += nfrozen_samples;
         db->gen++;
         db->flushes++;
@@ -1622,9 +1890,77 @@ static uint64_t used_pages(tsdb_t *db, MDB_txn *txn)
     return used;
 }
 
-/* Rewrite one database in key order with MDB_APPEND(DUP) so that every leaf
- * page is full: B-trees built by inserts in the middle keep pages about half
- * full. The copy goes to a scratch database and back. */
+/* Copy every entry of `from` into the empty `to`, in key order with
+ * MDB_APPEND(DUP) so that every leaf page is full. Sorted-duplicate lists of
+ * fixed-size items (the postings) go a page of items per call
+ * (MDB_GET_MULTIPLE / MDB_MULTIPLE): a million series have ten million
+ * postings, and one put per item made this the longest step of a vacuum. */
+static int copy_dbi(MDB_txn *txn, MDB_dbi from, MDB_dbi to, unsigned flags)
+{
+    MDB_cursor *c, *w = NULL;
+    int rc = mdb_cursor_open(txn, from, &c);
+    if (rc) return rc;
+    int fixed = (flags & (MDB_DUPSORT | MDB_DUPFIXED)) == (MDB_DUPSORT | MDB_DUPFIXED);
+    if (fixed && (rc = mdb_cursor_open(txn, to, &w))) {
+        mdb_cursor_close(c);
+        return rc;
+    }
+    MDB_val k, v;
+    int op = MDB_FIRST;
+    while ((rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
+        size_t cnt = 1;
+        if (fixed && (rc = mdb_cursor_count(c, &cnt))) break;
+        if (!fixed || cnt == 1) {
+            op = MDB_NEXT;
+            unsigned pf = (flags & MDB_DUPSORT) ? MDB_APPENDDUP : MDB_APPEND;
+            rc = mdb_put(txn, to, &k, &v, pf);
+            if (rc == MDB_KEYEXIST) rc = mdb_put(txn, to, &k, &v, 0);
+            if (rc) break;
+            continue;
+        }
+        /* cnt > 1 duplicates of size v.mv_size: page by page */
+        op = MDB_NEXT_NODUP;
+        size_t isz = v.mv_size;
+        MDB_val key = k, chunk;
+        int mop = MDB_GET_MULTIPLE, first = 1;
+        while ((rc = mdb_cursor_get(c, &key, &chunk, mop)) == 0) {
+            mop = MDB_NEXT_MULTIPLE;
+            MDB_val dv[2];
+            dv[0].mv_size = isz;
+            dv[0].mv_data = chunk.mv_data;
+            dv[1].mv_size = chunk.mv_size / isz;
+            dv[1].mv_data = NULL;
+            size_t want = dv[1].mv_size;
+            rc = mdb_cursor_put(w, &k, dv, MDB_MULTIPLE | (first ? MDB_APPEND : MDB_APPENDDUP));
+            if (rc == MDB_KEYEXIST) {
+                dv[0].mv_size = isz;
+                dv[0].mv_data = chunk.mv_data;
+                dv[1].mv_size = want;
+                rc = mdb_cursor_put(w, &k, dv, MDB_MULTIPLE);
+            }
+            if (!rc && dv[1].mv_size != want) rc = MDB_CORRUPTED;
+            if (rc) break;
+            first = 0;
+        }
+        if (rc == MDB_NOTFOUND) rc = 0;
+        if (rc) break;
+    }
+    if (w) mdb_cursor_close(w);
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static uint64_t dbi_pages(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_stat st;
+    if (mdb_stat(txn, dbi, &st)) return 0;
+    return st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+}
+
+/* Rewrite one database densely (copy_dbi) through a scratch database and
+ * back. B-trees built by inserts in the middle keep pages about half full;
+ * one that was built in order (the series records of an import) is left as
+ * it is when the copy is not at least 5 % smaller. */
 static int repack_dbi(MDB_txn *txn, MDB_dbi dbi)
 {
     unsigned flags = 0;
@@ -1634,23 +1970,13 @@ static int repack_dbi(MDB_txn *txn, MDB_dbi dbi)
     MDB_dbi tmp;
     rc = mdb_dbi_open(txn, "repack.tmp", flags | MDB_CREATE, &tmp);
     if (rc) return db_lmdb_err(rc, "open scratch db");
-    for (int pass = 0; pass < 2 && !rc; pass++) {
-        MDB_dbi from = pass ? tmp : dbi, to = pass ? dbi : tmp;
-        MDB_cursor *c;
-        rc = mdb_cursor_open(txn, from, &c);
-        if (rc) break;
-        MDB_val k, v;
-        int op = MDB_FIRST;
-        while ((rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
-            op = MDB_NEXT;
-            unsigned pf = (flags & MDB_DUPSORT) ? MDB_APPENDDUP : MDB_APPEND;
-            rc = mdb_put(txn, to, &k, &v, pf);
-            if (rc == MDB_KEYEXIST) rc = mdb_put(txn, to, &k, &v, 0);
-            if (rc) break;
-        }
-        mdb_cursor_close(c);
-        if (rc == MDB_NOTFOUND) rc = 0;
-        if (!rc) rc = mdb_drop(txn, from, 0); /* empty it, keep the handle */
+    rc = copy_dbi(txn, dbi, tmp, flags);
+    /* (the pages of sorted-duplicate subtrees are not in the main tree's
+     * count: those databases are always copied back) */
+    int keep = !rc && !(flags & MDB_DUPSORT) && dbi_pages(txn, tmp) * 20 > dbi_pages(txn, dbi) * 19;
+    if (!rc && !keep) {
+        rc = mdb_drop(txn, dbi, 0); /* empty it, keep the handle */
+        if (!rc) rc = copy_dbi(txn, tmp, dbi, flags);
     }
     int drc = mdb_drop(txn, tmp, 1);
     if (!rc) rc = drc;
@@ -1794,6 +2120,10 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
 {
     merge_series_t *ms = NULL;
     size_t nms = 0, mcap = 0;
+    /* the series of one group have distinct sid % TSDB_GROUP_SIDS: their
+     * entry by slot (index + 1, 0 = none) instead of a search per series */
+    uint32_t at[TSDB_GROUP_SIDS];
+    memset(at, 0, sizeof at);
     block_reader_t br = {0};
     tbuf_t fb = {0};
     int rc = 0;
@@ -1814,11 +2144,16 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
         for (uint32_t i = 0; i < br.nseries && !rc; i++) {
             uint32_t sid = br.sids[i];
             merge_series_t *m = NULL;
-            for (size_t k = 0; k < nms; k++)
-                if (ms[k].sid == sid) {
-                    m = &ms[k];
-                    break;
-                }
+            uint32_t slot = sid % TSDB_GROUP_SIDS;
+            if (at[slot] && ms[at[slot] - 1].sid == sid) {
+                m = &ms[at[slot] - 1];
+            } else {
+                for (size_t k = 0; k < nms; k++) /* (not one group: corrupt, but keep it) */
+                    if (ms[k].sid == sid) {
+                        m = &ms[k];
+                        break;
+                    }
+            }
             if (!m) {
                 if (nms == mcap) {
                     mcap = mcap ? mcap * 2 : 64;
@@ -1832,6 +2167,7 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
                 m = &ms[nms++];
                 memset(m, 0, sizeof *m);
                 m->sid = sid;
+                if (!at[slot]) at[slot] = (uint32_t)nms;
             }
             uint32_t cnt = br.counts[i];
             if (m->n + cnt > m->cap) {
@@ -1864,7 +2200,12 @@ static int merge_blocks(tsdb_t *db, MDB_txn *txn, uint8_t (*keys)[16], size_t nk
                 *removed += ms[i].n;
                 continue;
             }
-            if (ms[i].n > 1) qsort(ms[i].v, ms[i].n, sizeof *ms[i].v, cmp_sample);
+            /* blocks of later flushes usually hold later samples: sort only
+             * when the concatenation is out of order */
+            int sorted = 1;
+            for (uint32_t k = 1; k < ms[i].n && sorted; k++)
+                sorted = ms[i].v[k - 1].t <= ms[i].v[k].t;
+            if (!sorted) qsort(ms[i].v, ms[i].n, sizeof *ms[i].v, cmp_sample);
             uint32_t w = 0;
             for (uint32_t k = 0; k < ms[i].n; k++) /* drop exact duplicates */
                 if (!w || ms[i].v[w - 1].t != ms[i].v[k].t) ms[i].v[w++] = ms[i].v[k];

@@ -177,6 +177,37 @@ typedef struct {
 int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint8_t *outcomes,
                 tsdb_append_result_t *res);
 
+/* ---- append by series id (bulk imports) ----------------------------------
+ *
+ * An importer that names the same series over and over (one sample per row
+ * and series) can resolve each series once and then append (id, t, v)
+ * triples: no label handling per sample. Ids are valid for the life of the
+ * tsdb_t; a deleted series' samples come back TSDB_OUT_INVALID. Durability
+ * and outcomes are exactly tsdb_append()'s. An id that no durable sample
+ * ever used (resolved, never appended to) may name another series after a
+ * reopen; the id of a series with stored samples is never reused. */
+
+/* The id of the series named by labels (rules as tsdb_series_in_t), created
+ * with no samples if it does not exist (*created = 1). A new series is not
+ * written anywhere yet: its labels go into the WAL with the first sample
+ * appended to it (tsdb_append_sids or tsdb_append), and it is stored only
+ * once it has a sample. Errors: TSDB_EINVAL (invalid labels: the
+ * detail says why), TSDB_ENOMEM, TSDB_ELIMIT, TSDB_ECLOSED, or an earlier
+ * write failure. */
+int tsdb_series_id(tsdb_t *db, const tsdb_label_t *labels, uint32_t nlabels, tsdb_sid_t *sid,
+                   int *created);
+
+typedef struct {
+    tsdb_sid_t sid;
+    int64_t t;
+    double v;
+} tsdb_sid_sample_t;
+
+/* Append samples by series id, as tsdb_append() (outcomes: one per sample,
+ * in order). Consecutive samples of one id are logged together. */
+int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *samples, size_t n, uint8_t *outcomes,
+                     tsdb_append_result_t *res);
+
 /* tsdb_append keeps a per-thread scratch buffer; it is freed when the thread
  * exits. Call this to free it earlier (e.g. from main before exit). */
 void tsdb_thread_cleanup(void);

@@ -79,6 +79,7 @@ typedef struct series {
     uint8_t persisted;    /* present in the LMDB index */
     uint8_t deleted;
     uint8_t in_active;    /* listed in db->active */
+    uint32_t hint;        /* head capacity to start with: the size of the last head */
     tsdb_sample_t *head;
     tsdb_sample_t *frozen;
     int64_t maxt;         /* newest timestamp ever accepted, INT64_MIN if none */
@@ -87,6 +88,8 @@ typedef struct series {
     uint8_t *labels;      /* serialized labels while not persisted, else NULL */
     uint32_t labels_len;
     uint64_t h[2];        /* label fingerprint */
+    uint64_t logged_gen;  /* not persisted: db->wal_gen when its labels were last logged
+                             (0 = not in the WAL: created by tsdb_series_id) */
 } series_t;
 
 struct tsdb {
@@ -118,7 +121,10 @@ struct tsdb {
     uint32_t nginfo;
     uint64_t nseries;            /* live series */
     int64_t max_time;            /* newest timestamp accepted in any series */
-    series_t **table;            /* open addressing on h[0] */
+    struct db_tslot {
+        uint64_t h0;             /* s->h[0] */
+        series_t *s;
+    } *table;                    /* open addressing on h[0] */
     size_t table_cap, table_n;
     series_t **active;           /* series with head samples */
     size_t nactive, active_cap;
@@ -137,6 +143,8 @@ struct tsdb {
     tbuf_t wal_pending;          /* framed records not yet written */
     tbuf_t wal_spare;
     uint64_t lsn_assigned, lsn_durable;
+    uint64_t wal_gen;            /* bumped by every flush: the segments before it go away */
+    uint64_t unlogged_bytes;     /* WAL bytes the labels of unlogged fresh series would take */
     int syncing;
     uint64_t fsyncs, fsync_ns;
     int64_t last_sync_ms;

@@ -1,0 +1,391 @@
+/*
+ * test_store_sids.c — appending by series id (tsdb_series_id,
+ * tsdb_append_sids): outcomes as tsdb_append, ids stable across calls and
+ * flushes, unknown/deleted ids refused, and durability: a series resolved
+ * before a flush but first sampled after it (its labels were never in the
+ * WAL segment the flush dropped) survives a kill -9.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+#include "tsdb/tsdb.h"
+
+#define T0 INT64_C(1767225600000) /* 2026-01-01T00:00:00Z */
+
+static tsdb_str_t S(const char *s)
+{
+    tsdb_str_t r = {s, (uint32_t)strlen(s)};
+    return r;
+}
+
+static tsdb_t *open_store(const char *dir)
+{
+    tsdb_options_t o;
+    tsdb_options_init(&o);
+    o.flush_interval_ms = -1;
+    o.sync_mode = TSDB_SYNC_PERIODIC;
+    tsdb_t *db = NULL;
+    int rc = tsdb_open(dir, &o, &db);
+    if (rc) fprintf(stderr, "open: %s (%s)\n", tsdb_strerror(rc), tsdb_last_error_detail());
+    assert_int_equal(rc, 0);
+    return db;
+}
+
+static tsdb_sid_t resolve(tsdb_t *db, const char *name, const char *dev, int *created)
+{
+    tsdb_label_t l[3] = {{S("device"), S(dev)}, {S("__name__"), S(name)}, {S("job"), S("t")}};
+    tsdb_sid_t sid = 0;
+    assert_int_equal(tsdb_series_id(db, l, 3, &sid, created), 0);
+    assert_true(sid > 0);
+    return sid;
+}
+
+/* Samples of name{device=dev} (-1: no such series). */
+static long read_back(tsdb_t *db, const char *name, const char *dev, tsdb_sample_t *out,
+                      size_t cap)
+{
+    tsdb_reader_t *r;
+    assert_int_equal(tsdb_reader_open(db, &r), 0);
+    tsdb_matcher_t m[2] = {{TSDB_MATCH_EQ, "__name__", name}, {TSDB_MATCH_EQ, "device", dev}};
+    tsdb_sids_t ids = {0};
+    assert_int_equal(tsdb_select(r, m, 2, INT64_MIN, INT64_MAX, &ids), 0);
+    assert_true(ids.n <= 1);
+    long n = -1;
+    if (ids.n) {
+        n = 0;
+        tsdb_iter_t *it;
+        assert_int_equal(tsdb_iter_open(r, ids.ids[0], INT64_MIN, INT64_MAX, &it), 0);
+        const tsdb_sample_t *s;
+        size_t k;
+        while (tsdb_iter_next(it, &s, &k) == 1) {
+            assert_true((size_t)n + k <= cap);
+            memcpy(out + n, s, k * sizeof *s);
+            n += (long)k;
+        }
+        tsdb_iter_close(it);
+    }
+    tsdb_sids_free(&ids);
+    tsdb_reader_close(r);
+    return n;
+}
+
+static void test_sids_outcomes(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    tsdb_t *db = open_store(dir);
+    int created;
+    tsdb_sid_t a = resolve(db, "m", "a", &created);
+    assert_int_equal(created, 1);
+    /* the same labels in another order: the same series */
+    tsdb_label_t l[3] = {{S("job"), S("t")}, {S("device"), S("a")}, {S("__name__"), S("m")}};
+    tsdb_sid_t a2 = 0;
+    assert_int_equal(tsdb_series_id(db, l, 3, &a2, &created), 0);
+    assert_int_equal(created, 0);
+    assert_true(a2 == a);
+    tsdb_sid_t b = resolve(db, "m", "b", &created);
+    assert_true(b != a);
+    /* invalid labels: refused, nothing created */
+    tsdb_label_t bad[2] = {{S("job"), S("t")}, {S("device"), S("x")}}; /* no __name__ */
+    tsdb_sid_t x = 0;
+    assert_int_equal(tsdb_series_id(db, bad, 2, &x, &created), TSDB_EINVAL);
+    assert_int_equal(created, 0);
+
+    tsdb_sid_sample_t in[6] = {{a, T0, 1}, {a, T0 + 1000, 2}, {b, T0, 5},
+                               {a, T0 + 500, 3}, {b, T0 + 1000, 6}, {999999, T0, 1}};
+    uint8_t oc[8];
+    tsdb_append_result_t res;
+    assert_int_equal(tsdb_append_sids(db, in, 6, oc, &res), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(oc[i], TSDB_OUT_STORED);
+    assert_int_equal(oc[5], TSDB_OUT_INVALID); /* unknown id */
+    assert_int_equal(res.stored, 5);
+    assert_int_equal(res.invalid, 1);
+    /* a retry: duplicates; a changed value: conflict; far too old */
+    tsdb_sid_sample_t again[3] = {{a, T0, 1}, {b, T0, 7}, {a, T0 - 2 * 3600 * 1000, 1}};
+    assert_int_equal(tsdb_append_sids(db, again, 3, oc, &res), 0);
+    assert_int_equal(oc[0], TSDB_OUT_DUPLICATE);
+    assert_int_equal(oc[1], TSDB_OUT_CONFLICT);
+    assert_int_equal(oc[2], TSDB_OUT_TOO_OLD);
+    assert_int_equal(res.duplicate, 1);
+    assert_int_equal(res.conflict, 1);
+    assert_int_equal(res.too_old, 1);
+    /* the same after sealing; ids survive the flush */
+    assert_int_equal(tsdb_flush(db), 0);
+    assert_true(resolve(db, "m", "a", &created) == a);
+    assert_int_equal(created, 0);
+    assert_int_equal(tsdb_append_sids(db, again, 2, oc, &res), 0);
+    assert_int_equal(oc[0], TSDB_OUT_DUPLICATE);
+    assert_int_equal(oc[1], TSDB_OUT_CONFLICT);
+    tsdb_sample_t got[8];
+    assert_int_equal(read_back(db, "m", "a", got, 8), 3);
+    assert_int_equal(got[1].t, T0 + 500);
+    assert_true(got[1].v == 3);
+    /* a deleted series' id is refused */
+    tsdb_matcher_t m = {TSDB_MATCH_EQ, "device", "b"};
+    uint64_t ndel = 0;
+    assert_int_equal(tsdb_delete_series(db, &m, 1, &ndel), 0);
+    assert_int_equal(ndel, 1);
+    tsdb_sid_sample_t late[1] = {{b, T0 + 5000, 1}};
+    assert_int_equal(tsdb_append_sids(db, late, 1, oc, &res), 0);
+    assert_int_equal(oc[0], TSDB_OUT_INVALID);
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
+/* A series resolved but never sampled is not stored (a flush with it
+ * succeeds); after a reopen its id may name a new series (nothing durable
+ * ever used it), never a stored series' id. */
+static void test_sids_unused(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    tsdb_t *db = open_store(dir);
+    int created;
+    tsdb_sid_t a = resolve(db, "m", "a", &created);
+    tsdb_sid_t e = resolve(db, "m", "empty", &created);
+    tsdb_sid_sample_t in[1] = {{a, T0, 1}};
+    assert_int_equal(tsdb_append_sids(db, in, 1, NULL, NULL), 0);
+    assert_int_equal(tsdb_flush(db), 0);
+    tsdb_sample_t got[4];
+    assert_int_equal(read_back(db, "m", "empty", got, 4), -1);
+    assert_int_equal(read_back(db, "m", "a", got, 4), 1);
+    assert_int_equal(tsdb_close(db), 0);
+    db = open_store(dir);
+    assert_int_equal(read_back(db, "m", "empty", got, 4), -1);
+    tsdb_sid_t n = resolve(db, "m", "new", &created);
+    assert_int_equal(created, 1);
+    assert_true(n != a);
+    (void)e;
+    tsdb_sid_sample_t s2[1] = {{n, T0, 9}};
+    assert_int_equal(tsdb_append_sids(db, s2, 1, NULL, NULL), 0);
+    assert_int_equal(read_back(db, "m", "new", got, 4), 1);
+    assert_int_equal(read_back(db, "m", "a", got, 4), 1);
+    assert_true(got[0].v == 1);
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
+/* Child: resolve series, flush between resolving and sampling (twice for
+ * one of them), append, then die without closing. */
+static void crash_child(const char *dir, int fd)
+{
+    tsdb_t *db = open_store(dir);
+    int created;
+    tsdb_sid_t a = resolve(db, "m", "a", &created);
+    tsdb_sid_t b = resolve(db, "m", "b", &created);
+    tsdb_sid_t c = resolve(db, "m", "c", &created);
+    resolve(db, "m", "never", &created);
+    tsdb_sid_sample_t s1[1] = {{a, T0, 1}};
+    if (tsdb_append_sids(db, s1, 1, NULL, NULL)) _exit(3);
+    if (tsdb_flush(db)) _exit(3); /* b, c: no samples yet, their labels not logged */
+    tsdb_sid_sample_t s2[2] = {{b, T0, 2}, {a, T0 + 1000, 11}};
+    if (tsdb_append_sids(db, s2, 2, NULL, NULL)) _exit(3);
+    if (tsdb_flush(db)) _exit(3);
+    if (tsdb_flush(db)) _exit(3);
+    tsdb_sid_sample_t s3[2] = {{c, T0, 3}, {b, T0 + 1000, 4}};
+    if (tsdb_append_sids(db, s3, 2, NULL, NULL)) _exit(3);
+    /* acknowledged: the WAL is written (SYNC_PERIODIC: in the page cache) */
+    if (write(fd, "k", 1) != 1) _exit(3);
+    pause();
+    _exit(0);
+}
+
+static void test_sids_kill9(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        crash_child(dir, p[1]);
+    }
+    close(p[1]);
+    char k = 0;
+    assert_int_equal(read(p[0], &k, 1), 1);
+    close(p[0]);
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFSIGNALED(st));
+    tsdb_t *db = open_store(dir);
+    tsdb_sample_t got[4];
+    assert_int_equal(read_back(db, "m", "a", got, 4), 2);
+    assert_true(got[1].v == 11);
+    assert_int_equal(read_back(db, "m", "b", got, 4), 2);
+    assert_true(got[0].v == 2 && got[1].v == 4);
+    assert_int_equal(read_back(db, "m", "c", got, 4), 1);
+    assert_true(got[0].v == 3);
+    assert_int_equal(read_back(db, "m", "never", got, 4), -1);
+    /* and it all stays after a flush and reopen */
+    assert_int_equal(tsdb_close(db), 0);
+    db = open_store(dir);
+    assert_int_equal(read_back(db, "m", "b", got, 4), 2);
+    assert_int_equal(read_back(db, "m", "c", got, 4), 1);
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
+/* The vacuum after a flush rewrites the index databases page by page
+ * (postings a page of ids at a time): every selection still returns exactly
+ * the right series afterwards, and the file got smaller. */
+static void test_vacuum_keeps_index(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    tsdb_t *db = open_store(dir);
+    enum { N = 30000 };
+    static tsdb_sid_sample_t in[N * 2];
+    size_t k = 0;
+    for (int i = 0; i < N; i++) {
+        char id[16], grp[8], par[8];
+        snprintf(id, sizeof id, "%d", i);
+        snprintf(grp, sizeof grp, "g%d", i % 7);
+        snprintf(par, sizeof par, "%d", i % 2);
+        tsdb_label_t l[4] = {{S("__name__"), S("m")}, {S("id"), S(id)}, {S("grp"), S(grp)},
+                             {S("par"), S(par)}};
+        tsdb_sid_t sid;
+        int created;
+        assert_int_equal(tsdb_series_id(db, l, 4, &sid, &created), 0);
+        in[k++] = (tsdb_sid_sample_t){sid, T0, i};
+        in[k++] = (tsdb_sid_sample_t){sid, T0 + 60000, i + 0.5};
+    }
+    tsdb_append_result_t res;
+    assert_int_equal(tsdb_append_sids(db, in, k, NULL, &res), 0);
+    assert_int_equal(res.stored, k);
+    assert_int_equal(tsdb_flush(db), 0);
+    /* delete a third (ids divisible by 3) */
+    uint64_t ndel = 0, total_del = 0;
+    for (int g = 0; g < 7; g++) {
+        char grp[8];
+        snprintf(grp, sizeof grp, "g%d", g);
+        tsdb_matcher_t m[2] = {{TSDB_MATCH_EQ, "grp", grp}, {TSDB_MATCH_EQ, "par", "0"}};
+        assert_int_equal(tsdb_delete_series(db, m, 2, &ndel), 0);
+        total_del += ndel;
+    }
+    assert_int_equal(total_del, N / 2);
+    tsdb_stats_t before, after;
+    assert_int_equal(tsdb_stats(db, &before), 0);
+    assert_int_equal(tsdb_flush(db), 0);
+    assert_int_equal(tsdb_stats(db, &after), 0);
+    assert_true(after.lmdb_bytes < before.lmdb_bytes); /* vacuumed */
+    assert_int_equal(tsdb_close(db), 0);
+    db = open_store(dir);
+    tsdb_reader_t *r;
+    assert_int_equal(tsdb_reader_open(db, &r), 0);
+    for (int g = 0; g < 7; g++) {
+        char grp[8];
+        snprintf(grp, sizeof grp, "g%d", g);
+        tsdb_matcher_t m[1] = {{TSDB_MATCH_EQ, "grp", grp}};
+        tsdb_sids_t ids = {0};
+        assert_int_equal(tsdb_select(r, m, 1, INT64_MIN, INT64_MAX, &ids), 0);
+        size_t want = 0;
+        for (int i = 0; i < N; i++)
+            want += i % 7 == g && i % 2 == 1;
+        assert_int_equal(ids.n, want);
+        for (size_t j = 0; j < ids.n; j++) {
+            const tsdb_label_t *l;
+            size_t nl;
+            assert_int_equal(tsdb_series_labels(r, ids.ids[j], &l, &nl), 0);
+            assert_int_equal(nl, 4);
+            assert_memory_equal(l[2].name.ptr, "id", 2); /* sorted: __name__ grp id par */
+            char idb[16];
+            assert_true(l[2].value.len < sizeof idb);
+            memcpy(idb, l[2].value.ptr, l[2].value.len);
+            idb[l[2].value.len] = 0;
+            int id = atoi(idb);
+            assert_int_equal(id % 7, g);
+            assert_int_equal(id % 2, 1);
+        }
+        tsdb_sids_free(&ids);
+    }
+    tsdb_matcher_t odd[1] = {{TSDB_MATCH_EQ, "par", "1"}};
+    tsdb_sids_t ids = {0};
+    assert_int_equal(tsdb_select(r, odd, 1, INT64_MIN, INT64_MAX, &ids), 0);
+    assert_int_equal(ids.n, N / 2);
+    tsdb_sids_free(&ids);
+    tsdb_matcher_t even[1] = {{TSDB_MATCH_EQ, "par", "0"}};
+    assert_int_equal(tsdb_select(r, even, 1, INT64_MIN, INT64_MAX, &ids), 0);
+    assert_int_equal(ids.n, 0);
+    tsdb_sids_free(&ids);
+    tsdb_reader_close(r);
+    tsdb_sample_t got[4];
+    assert_int_equal(read_back(db, "m", "x", got, 4), -1);
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
+static size_t count_sel(tsdb_t *db, const char *name, const char *value)
+{
+    tsdb_reader_t *r;
+    assert_int_equal(tsdb_reader_open(db, &r), 0);
+    tsdb_matcher_t m = {TSDB_MATCH_EQ, name, value};
+    tsdb_sids_t ids = {0};
+    assert_int_equal(tsdb_select(r, &m, 1, INT64_MIN, INT64_MAX, &ids), 0);
+    size_t n = ids.n;
+    tsdb_sids_free(&ids);
+    tsdb_reader_close(r);
+    return n;
+}
+
+/* A flush writes the postings of its new series in bulk, a page of ids per
+ * pair; when a pair's list already holds larger ids (another metric's later
+ * group), they go one by one into the middle. Every list stays complete. */
+static void test_postings_bulk_out_of_order(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    tsdb_t *db = open_store(dir);
+    int created;
+    for (int round = 0; round < 3; round++) {
+        tsdb_sid_sample_t in[2000];
+        size_t k = 0;
+        for (int i = 0; i < 1000; i++) { /* "b" first in round 0: its group is older */
+            char dev[32];
+            snprintf(dev, sizeof dev, "d%d-%d", round, i);
+            tsdb_sid_t b = resolve(db, "b", dev, &created);
+            tsdb_sid_t a = resolve(db, "a", dev, &created);
+            in[k++] = (tsdb_sid_sample_t){a, T0 + round, 1};
+            in[k++] = (tsdb_sid_sample_t){b, T0 + round, 2};
+        }
+        assert_int_equal(tsdb_append_sids(db, in, k, NULL, NULL), 0);
+        assert_int_equal(tsdb_flush(db), 0);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(count_sel(db, "job", "t"), 6000);
+        assert_int_equal(count_sel(db, "__name__", "a"), 3000);
+        assert_int_equal(count_sel(db, "__name__", "b"), 3000);
+        assert_int_equal(count_sel(db, "device", "d2-999"), 2);
+        assert_int_equal(tsdb_close(db), 0);
+        db = open_store(dir);
+    }
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sids_outcomes),
+        cmocka_unit_test(test_sids_unused),
+        cmocka_unit_test(test_sids_kill9),
+        cmocka_unit_test(test_vacuum_keeps_index),
+        cmocka_unit_test(test_postings_bulk_out_of_order),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -214,7 +214,6 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     if (t_ms < 0 && (double)hn != hy) hn--;
     int h = (int)(hn % 24);
     if (h < 0) h += 24;
-    double day = floor_small((double)hn * (1.0 / 24.0));
     const float k = cfg->huber_k, q = cfg->spot_q, cusum_k = cfg->cusum_k;
     const float alpha_fast = cfg->alpha_fast, alpha_slow = cfg->alpha_slow;
     const float onset_margin = cfg->onset_margin, novelty_k = cfg->novelty_k;
@@ -270,6 +269,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     float smax = 0.0f;
     if (!warm) {
         double qb = qbase(q);
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             comp[c] = spot_surprise(&st->spot[c], stat[c], qb);
             if (comp[c] > smax) smax = comp[c];
@@ -299,9 +299,12 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
      * are start-up transients in many series) and an error within
      * season_gate times the plain level's. */
     uint32_t sdays = seen >> 24 & 0x7fu;
-    if (full && sdays < 127 && (double)t_prev < day * 86400000.0) { /* a midnight passed */
-        sdays++;
-        seen = (seen & ~(0x7fu << 24)) | sdays << 24;
+    if (full && sdays < 127) {
+        double day = floor_small((double)hn * (1.0 / 24.0));
+        if ((double)t_prev < day * 86400000.0) { /* a midnight passed */
+            sdays++;
+            seen = (seen & ~(0x7fu << 24)) | sdays << 24;
+        }
     }
     int s_learn = full && !use_s && n >= 20;
     float sz = 0.0f, ssur = 0.0f;
@@ -407,6 +410,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     float w = 0.02f; /* running mean of the first excesses, then an EWMA */
     if ((float)n * (1.0f - q) < 49.0f) w = maxf_(w, 1.0f / (1.0f + (float)n * (1.0f - q)));
     if (n >= 20) /* the scale must have settled first */
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             float step = 0.05f * (st->spot[c].m1 + 0.05f);
             spot_learn(&st->spot[c], q, minf_(stat[c], 100.0f), step, w);

@@ -127,6 +127,14 @@ static void spot_learn(detect_spot_t *sp, float q, float x, float step, float w)
 
 /* ---- helpers ----------------------------------------------------------- */
 
+/* Branch layout: the rare paths (bad input, the first sample, overflowed
+ * residuals, confirmed level shifts) out of the straight line. */
+#if defined(__GNUC__)
+#define RARE(c) __builtin_expect(!!(c), 0)
+#else
+#define RARE(c) (c)
+#endif
+
 static inline float minf_(float a, float b)
 {
     return a < b ? a : b;
@@ -176,7 +184,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     /* The result is written once, at the end: stores through res (or
      * loads through cfg) in between could alias the state's fields and
      * make the compiler reload them. The configuration is read once. */
-    if (!isfinite(v) || t_ms <= st->t_last) /* NaN, Inf, stale marker, repeat */
+    if (RARE(!isfinite(v) || t_ms <= st->t_last)) /* NaN, Inf, stale marker, repeat */
         return early(res, DETECT_EV_SKIPPED, 0.0, 0.0);
     uint32_t events = 0;
     double x = v;
@@ -220,7 +228,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     const uint32_t warmup = cfg->warmup;
     const uint32_t n = st->n;
 
-    if (n == 0) {
+    if (RARE(n == 0)) {
         st->lf = st->ls = x;
         st->x_last = (float)x;
         st->ef = st->es = st->sshort = 0.0f;
@@ -251,7 +259,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     float scale = e > floor_ ? e : floor_;
     double r = x - pred;
     float z = (float)(r / scale);
-    if (!isfinite(z)) z = z > 0 ? 1e6f : -1e6f;
+    if (RARE(!isfinite(z))) z = z > 0 ? 1e6f : -1e6f;
     float zc = clampf(z, -k - 1.0f, k + 1.0f);
 
     /* Statistics. */
@@ -331,7 +339,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
      * the plain level (a daily pattern it could not predict) stop being
      * the yardstick: the memory starts again. */
     float mem = st->mem;
-    if (use_s && !(seen >> 31)) {
+    if (RARE(use_s && !(seen >> 31))) {
         mem = 0.0f;
         seen |= 1u << 31;
     }
@@ -346,9 +354,9 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
      * width per sample) so that one old outlier does not mask everything
      * for ever. Floats: relative precision is all the ratio needs. */
     float xf = (float)x;
-    if (!isfinite(xf)) xf = x > 0 ? FLT_MAX : -FLT_MAX;
+    if (RARE(!isfinite(xf))) xf = x > 0 ? FLT_MAX : -FLT_MAX;
     float xs = st->xs + 0.1f * (xf - st->xs);
-    if (!isfinite(xs)) xs = xf;
+    if (RARE(!isfinite(xs))) xs = xf;
     float nov = 0.0f, v2[2] = {xf, xs};
     for (int j = 0; j < 2; j++) {
         float hi = st->hi[j], lo = st->lo[j];
@@ -429,7 +437,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     int shifted = g > 8.0f * (1.0f + cusum_k);
     double rf = x - pf, rs = x - ps;
     float ef = ef0 > floor_ ? ef0 : floor_, es = es0 > floor_ ? es0 : floor_;
-    if (shifted) {
+    if (RARE(shifted)) {
         st->lf = x;
         st->ls = ls + rs; /* the seasonal baseline now predicts x */
         gp = gn = 0;

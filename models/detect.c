@@ -157,15 +157,6 @@ static double score_of(double s)
 
 /* ---- update ------------------------------------------------------------ */
 
-/* floor() of a double whose magnitude is below 2^62, by a truncating
- * conversion: the same value as floor() (the SSE2 baseline has no rounding
- * instruction, and floor() is a sequence of a dozen instructions there). */
-static inline double floor_small(double y)
-{
-    double t = (double)(int64_t)y; /* toward zero, exact below 2^53 */
-    return t > y ? t - 1.0 : t;
-}
-
 /* Fill the caller's result for an update that returns before scoring. */
 static double early(detect_result_t *res, uint32_t events, double x, double expected)
 {
@@ -207,19 +198,14 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         st->t_last = t_ms;
     }
 
-    /* Hour of day (UTC): the hour number is floor(t_ms x (1 / 3.6e6)) in
-     * double arithmetic (|t_ms| / 3.6e6 is below 2^42 for any int64, so
-     * the conversions are exact; a truncation is the floor but for
-     * negative non-integers), the hour of the day its remainder modulo 24,
-     * the day number floor(hour / 24) in double arithmetic as well (it
-     * only decides whether a midnight passed). An integer remainder
-     * instead of the day's double product takes the profile's index off
-     * the start of the update's longest dependency chain; it gives the
-     * same hour for every int64 timestamp (the double form's rounding at
-     * multiples of 24 hours lands on 24, which it maps to 0). */
-    double hy = (double)t_ms * (1.0 / 3600000.0);
-    int64_t hn = (int64_t)hy;
-    if (t_ms < 0 && (double)hn != hy) hn--;
+    /* Hour of day (UTC): the hour number floor(t_ms / 3.6e6) and its
+     * remainder modulo 24, in integer arithmetic (divisions by constants:
+     * a multiply and shifts). Exact for every int64 timestamp; the double
+     * product used before (t_ms x (1 / 3.6e6)) rounded below the hour at
+     * about a third of the exact hours, which put those samples in the
+     * previous hour's bucket. */
+    int64_t hn = t_ms / 3600000;
+    if (t_ms % 3600000 < 0) hn--; /* floor for times before 1970 */
     int h = (int)(hn % 24);
     if (h < 0) h += 24;
     const float k = cfg->huber_k, q = cfg->spot_q, cusum_k = cfg->cusum_k;
@@ -308,8 +294,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
      * season_gate times the plain level's. */
     uint32_t sdays = seen >> 24 & 0x7fu;
     if (full && sdays < 127) {
-        double day = floor_small((double)hn * (1.0 / 24.0));
-        if ((double)t_prev < day * 86400000.0) { /* a midnight passed */
+        int64_t day = (hn - h) / 24; /* exact: hn - h is a multiple of 24 */
+        if ((double)t_prev < (double)day * 86400000.0) { /* a midnight passed */
             sdays++;
             seen = (seen & ~(0x7fu << 24)) | sdays << 24;
         }

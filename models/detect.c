@@ -69,8 +69,9 @@ void detect_init(detect_state_t *st, uint32_t flags)
 
 /* ---- SPOT -------------------------------------------------------------- */
 
-/* -log10 of the tail probability of x under the model (0 at or below u). */
-static float spot_surprise(const detect_spot_t *sp, float q, float x, double *base_)
+/* -log10 of the tail probability of x under the model (0 at or below u).
+ * base: -log10(1 - q), the surprise at u (qbase()). */
+static float spot_surprise(const detect_spot_t *sp, float x, double base)
 {
     if (!(x > sp->u)) return 0.0f;
     double y = (double)x - sp->u;
@@ -83,8 +84,6 @@ static float spot_surprise(const detect_spot_t *sp, float q, float x, double *ba
     if (g > 0.75) g = 0.75;
     if (g < 0.0) g = 0.0; /* no finite endpoint: rank extremes by size */
     double lp;            /* log10 p */
-    if (*base_ < 0) *base_ = -log10(1.0 - (double)q); /* once per update, when needed */
-    double base = *base_;
     if (fabs(g) < 1e-4) {
         lp = -base - y / sigma / 2.302585092994046;
     } else {
@@ -94,6 +93,20 @@ static float spot_surprise(const detect_spot_t *sp, float q, float x, double *ba
     }
     double s = -lp;
     return (float)(s > 60.0 ? 60.0 : s);
+}
+
+/* -log10(1 - q) for the configured quantile: a log10 that would otherwise
+ * be paid on most updates with a tail in play, kept per thread for the
+ * last q seen (one configuration in practice; a new q recomputes it). */
+static double qbase(float q)
+{
+    static _Thread_local float q_seen = NAN; /* no q seen yet: never equal */
+    static _Thread_local double base_seen;
+    if (q != q_seen) {
+        base_seen = -log10(1.0 - (double)q);
+        q_seen = q;
+    }
+    return base_seen;
 }
 
 /* Learn from x. step: quantile tracker step (statistic units). w: weight
@@ -113,6 +126,14 @@ static void spot_learn(detect_spot_t *sp, float q, float x, float step, float w)
 }
 
 /* ---- helpers ----------------------------------------------------------- */
+
+/* Branch layout: the rare paths (bad input, the first sample, overflowed
+ * residuals, confirmed level shifts) out of the straight line. */
+#if defined(__GNUC__)
+#define RARE(c) __builtin_expect(!!(c), 0)
+#else
+#define RARE(c) (c)
+#endif
 
 static inline float minf_(float a, float b)
 {
@@ -136,48 +157,64 @@ static double score_of(double s)
 
 /* ---- update ------------------------------------------------------------ */
 
+/* Fill the caller's result for an update that returns before scoring. */
+static double early(detect_result_t *res, uint32_t events, double x, double expected)
+{
+    if (res) {
+        memset(res, 0, sizeof *res);
+        res->events = events;
+        res->x = x;
+        res->expected = expected;
+    }
+    return 0.0;
+}
+
 double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_ms, double v,
                      detect_result_t *res)
 {
-    detect_result_t tmp;
-    detect_result_t *R = res ? res : &tmp;
-    memset(R, 0, sizeof *R);
-    if (!isfinite(v) || t_ms <= st->t_last) { /* NaN, Inf, stale marker, repeat */
-        R->events = DETECT_EV_SKIPPED;
-        return 0.0;
-    }
+    /* The result is written once, at the end: stores through res (or
+     * loads through cfg) in between could alias the state's fields and
+     * make the compiler reload them. The configuration is read once. */
+    if (RARE(!isfinite(v) || t_ms <= st->t_last)) /* NaN, Inf, stale marker, repeat */
+        return early(res, DETECT_EV_SKIPPED, 0.0, 0.0);
+    uint32_t events = 0;
     double x = v;
     int64_t t_prev = st->t_last; /* INT64_MIN before the first sample */
     if (st->flags & DETECT_F_COUNTER) {
         double prev = st->v_last;
         st->v_last = v;
         st->t_last = t_ms;
-        if (t_prev == INT64_MIN) { /* first sample: no rate yet */
-            R->events = DETECT_EV_SKIPPED | DETECT_EV_WARMUP;
-            return 0.0;
-        }
+        if (t_prev == INT64_MIN) /* first sample: no rate yet */
+            return early(res, DETECT_EV_SKIPPED | DETECT_EV_WARMUP, 0.0, 0.0);
         int64_t dt = t_ms - t_prev; /* > 0: checked above; no overflow now */
         double d = v - prev;
         if (d < 0) { /* reset: the counter restarted from 0 */
             d = v;
-            R->events |= DETECT_EV_COUNTER_RESET;
+            events |= DETECT_EV_COUNTER_RESET;
         }
         x = d * 1000.0 / (double)dt;
     } else {
         st->v_last = v;
         st->t_last = t_ms;
     }
-    R->x = x;
 
-    /* Hour of day (UTC) in double arithmetic: exact for any ms timestamp
-     * below 2^53 and far cheaper than 64-bit divisions. */
-    double hour = floor((double)t_ms * (1.0 / 3600000.0));
-    double day = floor(hour * (1.0 / 24.0));
-    int h = (int)(hour - day * 24.0);
-    if (h < 0 || h > 23) h = 0; /* rounding at the edges of the range */
-    float k = cfg->huber_k, q = cfg->spot_q;
+    /* Hour of day (UTC): the hour number floor(t_ms / 3.6e6) and its
+     * remainder modulo 24, in integer arithmetic (divisions by constants:
+     * a multiply and shifts). Exact for every int64 timestamp; the double
+     * product used before (t_ms x (1 / 3.6e6)) rounded below the hour at
+     * about a third of the exact hours, which put those samples in the
+     * previous hour's bucket. */
+    int64_t hn = t_ms / 3600000;
+    if (t_ms % 3600000 < 0) hn--; /* floor for times before 1970 */
+    int h = (int)(hn % 24);
+    if (h < 0) h += 24;
+    const float k = cfg->huber_k, q = cfg->spot_q, cusum_k = cfg->cusum_k;
+    const float alpha_fast = cfg->alpha_fast, alpha_slow = cfg->alpha_slow;
+    const float onset_margin = cfg->onset_margin, novelty_k = cfg->novelty_k;
+    const uint32_t warmup = cfg->warmup;
+    const uint32_t n = st->n;
 
-    if (st->n == 0) {
+    if (RARE(n == 0)) {
         st->lf = st->ls = x;
         st->x_last = (float)x;
         st->ef = st->es = st->sshort = 0.0f;
@@ -185,55 +222,62 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         st->xs = st->hi[0] = st->lo[0] = st->hi[1] = st->lo[1] = (float)x;
         st->seen |= 1u << h;
         st->n = 1;
-        R->events |= DETECT_EV_WARMUP;
-        R->expected = x;
-        return 0.0;
+        return early(res, events | DETECT_EV_WARMUP, x, x);
     }
 
     /* Predictions. */
-    int have_s = st->seen >> h & 1u;
-    double pf = st->lf;
-    double ps = st->ls + st->season[h];
+    uint32_t seen = st->seen;
+    int have_s = seen >> h & 1u;
+    int full = (seen & 0xffffffu) == 0xffffffu;
+    double lf = st->lf, ls = st->ls;
+    float ef0 = st->ef, es0 = st->es;
+    double pf = lf;
+    double ps = ls + st->season[h];
     /* Holt-Winters-style baseline once every hour of the day has been seen,
      * chosen when it predicts better than the plain level. */
-    int use_s =
-        have_s && (st->seen & 0xffffffu) == 0xffffffu && st->n >= cfg->warmup && st->es < st->ef;
+    int use_s = have_s && full && n >= warmup && es0 < ef0;
     double pred = use_s ? ps : pf;
-    float e = use_s ? st->es : st->ef;
+    float e = use_s ? es0 : ef0;
     /* Scale floor: relative to the magnitude so flat series do not divide
      * by zero; any change of a long-flat series is still large. */
-    float floor_ = (float)(1e-6 * (fabs(st->lf) + 1e-3) + 0.005 * fabs(st->ls));
-    if (use_s && floor_ < 0.1f * st->ef) floor_ = 0.1f * st->ef;
+    float floor_ = (float)(1e-6 * (fabs(lf) + 1e-3) + 0.005 * fabs(ls));
+    if (use_s && floor_ < 0.1f * ef0) floor_ = 0.1f * ef0;
     float scale = e > floor_ ? e : floor_;
     double r = x - pred;
     float z = (float)(r / scale);
-    if (!isfinite(z)) z = z > 0 ? 1e6f : -1e6f;
+    if (RARE(!isfinite(z))) z = z > 0 ? 1e6f : -1e6f;
     float zc = clampf(z, -k - 1.0f, k + 1.0f);
 
     /* Statistics. */
-    float gp = st->gp + zc - cfg->cusum_k, gn = st->gn - zc - cfg->cusum_k;
+    float gp = st->gp + zc - cusum_k, gn = st->gn - zc - cusum_k;
     gp = gp > 0 ? gp : 0;
     gn = gn > 0 ? gn : 0;
     float g = gp > gn ? gp : gn;
-    float ssh = st->sshort + (st->n < 10 ? 1.0f / (float)(st->n + 1) : 0.1f) *
+    float ssh = st->sshort + (n < 10 ? 1.0f / (float)(n + 1) : 0.1f) *
                                  (minf_(fabsf((float)r), 6.0f * scale) - st->sshort);
     float vr = (ssh + floor_) / (scale + floor_) - 1.0f; /* variance increase only */
     if (!(vr > 0)) vr = 0;
     float stat[4] = {z > 0 ? z : 0, z < 0 ? -z : 0, g, vr};
-    int warm = st->n < cfg->warmup;
-    double qbase = -1.0; /* -log10(1 - q), computed on first use */
+    int warm = n < warmup;
+    float comp[DETECT_NCOMP] = {0};
     float smax = 0.0f;
-    for (int c = 0; c < 4; c++) {
-        R->comp[c] = warm ? 0.0f : spot_surprise(&st->spot[c], q, stat[c], &qbase);
-        if (R->comp[c] > smax) smax = R->comp[c];
+    if (!warm) {
+        double qb = qbase(q);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            comp[c] = spot_surprise(&st->spot[c], stat[c], qb);
+            if (comp[c] > smax) smax = comp[c];
+        }
     }
     /* Flatline: a run of identical values where values usually change. */
     int same = (float)x == st->x_last;
     uint32_t run = same ? st->run + (st->run < UINT16_MAX) : 0; /* saturating */
-    float pc = clampf(st->pchange, 0.0f, 0.99f);
-    float flat = run >= 3 ? (float)run * -log10f(1.0f - pc) - 2.0f : 0.0f;
-    R->comp[DETECT_C_FLAT] = warm || flat < 0 ? 0.0f : flat;
-    if (R->comp[DETECT_C_FLAT] > smax) smax = R->comp[DETECT_C_FLAT];
+    if (run >= 3 && !warm) {
+        float pc = clampf(st->pchange, 0.0f, 0.99f);
+        float flat = (float)run * -log10f(1.0f - pc) - 2.0f;
+        comp[DETECT_C_FLAT] = flat < 0 ? 0.0f : flat;
+        if (comp[DETECT_C_FLAT] > smax) smax = comp[DETECT_C_FLAT];
+    }
 
     /* Seasonal channel. While the plain level is the baseline (it
      * predicts better on the whole), a daily pattern that fails to happen
@@ -248,31 +292,30 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
      * has just been completed still holds the first day's values, which
      * are start-up transients in many series) and an error within
      * season_gate times the plain level's. */
-    int full = (st->seen & 0xffffffu) == 0xffffffu;
-    uint32_t sdays = st->seen >> 24 & 0x7fu;
-    if (full && sdays < 127 && (double)t_prev < day * 86400000.0) { /* a midnight passed */
-        sdays++;
-        st->seen = (st->seen & ~(0x7fu << 24)) | sdays << 24;
+    uint32_t sdays = seen >> 24 & 0x7fu;
+    if (full && sdays < 127) {
+        int64_t day = (hn - h) / 24; /* exact: hn - h is a multiple of 24 */
+        if ((double)t_prev < (double)day * 86400000.0) { /* a midnight passed */
+            sdays++;
+            seen = (seen & ~(0x7fu << 24)) | sdays << 24;
+        }
     }
-    int s_learn = full && !use_s && st->n >= 20;
+    int s_learn = full && !use_s && n >= 20;
     float sz = 0.0f, ssur = 0.0f;
     if (s_learn) {
-        float se = st->es > floor_ ? st->es : floor_;
+        float se = es0 > floor_ ? es0 : floor_;
         sz = minf_(fabsf((float)(x - ps)), fabsf((float)(ps - pf))) / se;
         if (!isfinite(sz)) sz = 1e6f;
-        if (sz > st->su && !warm && sdays >= 2 && st->es < cfg->season_gate * st->ef) {
+        if (sz > st->su && !warm && sdays >= 2 && es0 < cfg->season_gate * ef0) {
             /* exponential tail: p = (1 - q) exp(-(sz - u) / m1) */
             double ex = ((double)sz - st->su) / ((double)st->sm1 + 1e-6);
-            if (qbase < 0) qbase = -log10(1.0 - (double)q);
-            ssur = (float)fmin(qbase + ex * 0.4342944819032518, 60.0);
+            ssur = (float)fmin(qbase(q) + ex * 0.4342944819032518, 60.0);
         }
     }
 
     double s = smax - 0.69897; /* Bonferroni over 5 statistics */
     if (s < 0) s = 0;
-    R->surprise = s;
-    R->expected = pred;
-    if (use_s) R->events |= DETECT_EV_SEASONAL;
+    if (use_s) events |= DETECT_EV_SEASONAL;
 
     /* Refractory memory: a long event reports its onset, then fades. A
      * new onset has to beat the decayed memory by a margin: without it a
@@ -282,13 +325,13 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
      * the plain level (a daily pattern it could not predict) stop being
      * the yardstick: the memory starts again. */
     float mem = st->mem;
-    if (use_s && !(st->seen >> 31)) {
+    if (RARE(use_s && !(seen >> 31))) {
         mem = 0.0f;
-        st->seen |= 1u << 31;
+        seen |= 1u << 31;
     }
     double out = s;
-    if (s <= mem * cfg->onset_margin) out = s * 0.02;
-    st->mem = maxf_(mem * cfg->refractory, (float)s);
+    if (s <= mem * onset_margin) out = s * 0.02;
+    float mem_new = maxf_(mem * cfg->refractory, (float)s);
 
     /* Novelty: how far x, or its short EWMA (a sustained level), leaves
      * the range of everything seen so far, in widths of that range. A
@@ -297,21 +340,25 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
      * width per sample) so that one old outlier does not mask everything
      * for ever. Floats: relative precision is all the ratio needs. */
     float xf = (float)x;
-    if (!isfinite(xf)) xf = x > 0 ? FLT_MAX : -FLT_MAX;
+    if (RARE(!isfinite(xf))) xf = x > 0 ? FLT_MAX : -FLT_MAX;
     float xs = st->xs + 0.1f * (xf - st->xs);
-    if (!isfinite(xs)) xs = xf;
+    if (RARE(!isfinite(xs))) xs = xf;
     float nov = 0.0f, v2[2] = {xf, xs};
     for (int j = 0; j < 2; j++) {
-        float wdt = st->hi[j] - st->lo[j];
-        float ex = maxf_(v2[j] - st->hi[j], st->lo[j] - v2[j]);
+        float hi = st->hi[j], lo = st->lo[j];
+        float wdt = hi - lo;
+        float ex = maxf_(v2[j] - hi, lo - v2[j]);
         if (ex > 0 && wdt > 0 && isfinite(wdt)) nov = maxf_(nov, ex / wdt);
-        float hi = maxf_(st->hi[j], v2[j]), lo = minf_(st->lo[j], v2[j]);
+        hi = maxf_(hi, v2[j]);
+        lo = minf_(lo, v2[j]);
         float sh = 1e-5f * (hi - lo);
         st->hi[j] = isfinite(sh) ? hi - sh : hi;
         st->lo[j] = isfinite(sh) ? lo + sh : lo;
     }
     st->xs = xs;
-    double nscore = (double)nov / ((double)nov + cfg->novelty_k);
+    /* nov = 0 (inside the range: most samples) scores 0 without dividing */
+    double nscore =
+        nov == 0.0f && novelty_k > 0.0f ? 0.0 : (double)nov / ((double)nov + novelty_k);
     /* Novelty memory: after an excursion to a new level the range keeps
      * creeping outwards for a while (the short EWMA is still climbing, a
      * noisy plateau sets new records); those are repeats of one event
@@ -319,9 +366,6 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     float nmem = st->nmem;
     st->nmem = maxf_(nmem * cfg->novelty_decay, (float)nscore);
     if (nscore <= nmem) nscore *= cfg->novelty_repeat;
-    /* In -log10 p units, for comp[] and explanations. */
-    R->comp[DETECT_C_NOVEL] =
-        (float)(nscore < 0.999 ? nscore * DETECT_HALF / (1.0 - nscore) : 6000.0);
 
     /* The residual ensemble's scores below the alarm level are shrunk, so
      * that its many small surprises do not outrank a clear novelty; at and
@@ -333,17 +377,18 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
      * the memory of recent surprise, which it shares with the residual
      * statistics (so it does not repeat their alarms). */
     double s2 = ssur - 0.69897;
-    if (s2 > 0 && s2 > st->mem * cfg->onset_margin) {
+    if (s2 > 0 && s2 > mem_new * onset_margin) {
         double sc2 = score_of(s2);
         if (sc2 >= DETECT_ALARM) {
             if (sc2 > final) final = sc2;
-            st->mem = (float)s2;
+            mem_new = (float)s2;
         }
     }
+    st->mem = mem_new;
     if (final > 0.999) final = 0.999;
     if (warm) {
         final = 0;
-        R->events |= DETECT_EV_WARMUP;
+        events |= DETECT_EV_WARMUP;
     }
     /* Score memory: a sub-alarm score that does not beat the decayed
      * memory of the final scores (x 0.9 per sample: an excursion's weight
@@ -357,8 +402,9 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
 
     /* Learn. Tails first (they judged this sample already). */
     float w = 0.02f; /* running mean of the first excesses, then an EWMA */
-    if ((float)st->n * (1.0f - q) < 49.0f) w = maxf_(w, 1.0f / (1.0f + (float)st->n * (1.0f - q)));
-    if (st->n >= 20) /* the scale must have settled first */
+    if ((float)n * (1.0f - q) < 49.0f) w = maxf_(w, 1.0f / (1.0f + (float)n * (1.0f - q)));
+    if (n >= 20) /* the scale must have settled first */
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             float step = 0.05f * (st->spot[c].m1 + 0.05f);
             spot_learn(&st->spot[c], q, minf_(stat[c], 100.0f), step, w);
@@ -374,40 +420,50 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     }
     /* Level shift confirmed by the CUSUM: move the baselines to the new
      * level instead of crawling there one clipped step at a time. */
-    int shifted = g > 8.0f * (1.0f + cfg->cusum_k);
+    int shifted = g > 8.0f * (1.0f + cusum_k);
     double rf = x - pf, rs = x - ps;
-    float ef = st->ef > floor_ ? st->ef : floor_, es = st->es > floor_ ? st->es : floor_;
-    if (shifted) {
+    float ef = ef0 > floor_ ? ef0 : floor_, es = es0 > floor_ ? es0 : floor_;
+    if (RARE(shifted)) {
         st->lf = x;
-        st->ls += rs; /* the seasonal baseline now predicts x */
+        st->ls = ls + rs; /* the seasonal baseline now predicts x */
         gp = gn = 0;
     } else {
-        st->lf += cfg->alpha_fast * clampf((float)rf, -k * ef, k * ef);
+        st->lf = lf + alpha_fast * clampf((float)rf, -k * ef, k * ef);
         double cl = clampf((float)rs, -k * es, k * es);
-        st->ls += cfg->alpha_fast * cl;
-        if (st->seen >> h & 1u)
-            st->season[h] += cfg->alpha_season * (1.0f - cfg->alpha_fast) * (float)cl;
+        st->ls = ls + alpha_fast * cl;
+        if (have_s)
+            st->season[h] += cfg->alpha_season * (1.0f - alpha_fast) * (float)cl;
         else
             st->season[h] = (float)(x - st->ls);
     }
-    st->seen |= 1u << h;
-    float af = cfg->alpha_slow * 2.0f;
-    if ((float)st->n * af < 1.0f) af = maxf_(af, 1.0f / (float)(st->n + 1)); /* mean at first */
-    float kc = st->n < 30 ? 1e30f : 2.0f * k; /* no clipping before the scale exists */
-    st->ef += af * (minf_(fabsf((float)rf), kc * ef) - st->ef);
+    st->seen = seen | 1u << h;
+    float af = alpha_slow * 2.0f;
+    if ((float)n * af < 1.0f) af = maxf_(af, 1.0f / (float)(n + 1)); /* mean at first */
+    float kc = n < 30 ? 1e30f : 2.0f * k; /* no clipping before the scale exists */
+    st->ef = ef0 + af * (minf_(fabsf((float)rf), kc * ef) - ef0);
     if (have_s)
-        st->es += af * (minf_(fabsf((float)rs), kc * es) - st->es);
+        st->es = es0 + af * (minf_(fabsf((float)rs), kc * es) - es0);
     else
-        st->es += af * (minf_(fabsf((float)rf), kc * ef) * 1.2f - st->es);
+        st->es = es0 + af * (minf_(fabsf((float)rf), kc * ef) * 1.2f - es0);
     st->sshort = ssh;
     st->gp = gp;
     st->gn = gn;
-    st->pchange += cfg->alpha_slow * ((same ? 0.0f : 1.0f) - st->pchange);
+    st->pchange += alpha_slow * ((same ? 0.0f : 1.0f) - st->pchange);
     st->run = (uint16_t)run;
     st->x_last = (float)x;
-    if (st->n < UINT32_MAX) st->n++;
-    R->score = final;
-    return R->score;
+    if (n < UINT32_MAX) st->n = n + 1;
+    if (res) {
+        res->score = final;
+        res->surprise = s;
+        memcpy(res->comp, comp, sizeof comp);
+        /* In -log10 p units, for explanations. */
+        res->comp[DETECT_C_NOVEL] =
+            (float)(nscore < 0.999 ? nscore * DETECT_HALF / (1.0 - nscore) : 6000.0);
+        res->events = events;
+        res->x = x;
+        res->expected = pred;
+    }
+    return final;
 }
 
 /* ---- persistence ------------------------------------------------------- */

@@ -72,7 +72,7 @@ start_augur() {
     >>"$TMP/augur.log" 2>&1 &
   AUGUR_PID=$!
   PIDS+=("$AUGUR_PID")
-  wait_http "$AUGUR_URL/-/ready" 20 || fail "augur did not become ready"
+  wait_http "$AUGUR_URL/-/ready" 60 || fail "augur did not become ready"
 }
 
 log "node_exporter :$NE_PORT"

@@ -46,7 +46,13 @@ static int terr(tctx_t *c, const char *at, const char *fmt, const char *arg)
         snprintf(m, sizeof m, "%.*s%s%s", (int)(pct - fmt), fmt, arg ? arg : "", pct + 2);
     else
         snprintf(m, sizeof m, "%s", fmt);
-    snprintf(c->err, c->errlen, "col %d: %s", (int)(at - c->base) + 1, m);
+    /* "col N: " then the message, cut to the caller's buffer */
+    int n = snprintf(c->err, c->errlen, "col %d: ", (int)(at - c->base) + 1);
+    if (n >= 0 && (size_t)n < c->errlen) {
+        size_t k = strnlen(m, c->errlen - (size_t)n - 1);
+        memcpy(c->err + n, m, k);
+        c->err[(size_t)n + k] = 0;
+    }
     return ALERT_EINVAL;
 }
 

@@ -20,9 +20,12 @@ static inline char *tu_mkdtemp(char *buf, size_t n)
 
 static inline void tu_rmrf(const char *dir)
 {
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    size_t n = strlen(dir) + 16;
+    char *cmd = malloc(n);
+    if (!cmd) return;
+    snprintf(cmd, n, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
+    free(cmd);
 }
 
 /* The seed for random tests: AUGUR_TEST_SEED if set, else `def`. Printed so

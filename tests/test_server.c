@@ -1223,15 +1223,43 @@ typedef struct {
     char log[300];
 } proc_t;
 
+/* Servers this test started: killed by the group teardown, so a failed test
+ * leaves no process behind. */
+static pid_t spawned[16];
+
+static void spawned_track(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof spawned / sizeof spawned[0]; i++)
+        if (!spawned[i] || waitpid(spawned[i], NULL, WNOHANG) != 0) {
+            spawned[i] = pid;
+            return;
+        }
+}
+
+static int kill_spawned(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof spawned / sizeof spawned[0]; i++)
+        if (spawned[i] && waitpid(spawned[i], NULL, WNOHANG) == 0) {
+            kill(spawned[i], SIGKILL);
+            waitpid(spawned[i], NULL, 0);
+        }
+    return 0;
+}
+
 static int spawn_serve(proc_t *p, const char *dir, const char *extra)
 {
     const char *bin = getenv("AUGUR_BIN");
     if (!bin) return -1;
     snprintf(p->log, sizeof p->log, "%s.log", dir);
+    /* a restart appends to the same log: read only what this process writes */
+    struct stat lst;
+    long from = stat(p->log, &lst) == 0 ? (long)lst.st_size : 0;
     p->pid = fork();
     assert_true(p->pid >= 0);
     if (p->pid == 0) {
         int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1); /* nothing on ctest's pipe: an orphan must not hold it open */
         dup2(fd, 2);
         char sp[400];
         snprintf(sp, sizeof sp, "--storage.path=%s", dir);
@@ -1246,6 +1274,10 @@ static int spawn_serve(proc_t *p, const char *dir, const char *extra)
         nanosleep(&ts, NULL);
         FILE *f = fopen(p->log, "r");
         if (!f) continue;
+        if (fseek(f, from, SEEK_SET)) {
+            fclose(f);
+            continue;
+        }
         char line[1024];
         while (fgets(line, sizeof line, f)) {
             char *q = strstr(line, " port=");
@@ -1255,7 +1287,15 @@ static int spawn_serve(proc_t *p, const char *dir, const char *extra)
         if (p->port && waitpid(p->pid, NULL, WNOHANG) != 0) p->port = 0;
     }
     assert_true(p->port > 0);
+    spawned_track(p->pid);
     for (int i = 0; i < 200; i++) {
+        int cfd = tcp_connect(p->port);
+        if (cfd < 0) { /* not accepting (yet): wait, never assert */
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        close(cfd);
         resp_t r;
         int st = http(p->port, "GET", "/-/ready", NULL, NULL, 0, &r);
         resp_free(&r);
@@ -1416,5 +1456,5 @@ int main(void)
         cmocka_unit_test(test_binary_restart),
         cmocka_unit_test(test_binary_second_signal),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, kill_spawned);
 }

@@ -377,36 +377,41 @@ static void test_seal_closed_only_modes(void **state)
     assert_int_equal(tsdb_stats(db, &st), 0);
     assert_int_equal(st.head_samples, 3);
     assert_int_equal(st.samples, 6);
-    /* more than twice the limit (16 samples per series here) kept would be
-     * too many: everything sealed */
-    tsdb_sid_sample_t s2[40];
-    for (int i = 0; i < 40; i++) {
-        s2[i].sid = a;
+    /* twice the limit (16 samples per series, 2 series: 64) kept in a: b (later in
+     * the head's order) is sealed whole */
+    tsdb_sid_t b = resolve(db, "m", "b", &created);
+    tsdb_sid_sample_t s2[70];
+    for (int i = 0; i < 70; i++) {
+        s2[i].sid = i < 67 ? a : b;
         s2[i].t = T0 + DAY + 100 + i;
         s2[i].v = 100 + i;
     }
-    assert_int_equal(tsdb_append_sids(db, s2, 40, NULL, NULL), 0);
+    assert_int_equal(tsdb_append_sids(db, s2, 70, NULL, NULL), 0);
     assert_int_equal(tsdb_flush(db), 0);
     assert_int_equal(tsdb_stats(db, &st), 0);
-    assert_int_equal(st.head_samples, 0);
-    assert_int_equal(st.samples, 46);
+    assert_int_equal(st.head_samples, 70);
+    assert_int_equal(st.samples, 76);
+    /* day 2 starts: day 1 is sealed */
     tsdb_sid_sample_t s3[2] = {{a, T0 + 2 * DAY, 7}, {a, T0 + 2 * DAY + 1, 8}};
     assert_int_equal(tsdb_append_sids(db, s3, 2, NULL, NULL), 0);
     assert_int_equal(tsdb_flush(db), 0);
     assert_int_equal(tsdb_stats(db, &st), 0);
     assert_int_equal(st.head_samples, 2);
+    assert_int_equal(st.samples, 78);
     tsdb_seal_closed_only(db, 0);
     assert_int_equal(tsdb_flush(db), 0);
     assert_int_equal(tsdb_stats(db, &st), 0);
     assert_int_equal(st.head_samples, 0);
-    assert_int_equal(st.samples, 48);
+    assert_int_equal(st.samples, 78);
     assert_int_equal(tsdb_close(db), 0);
     db = open_store(dir);
-    tsdb_sample_t got[60];
-    assert_int_equal(read_back(db, "m", "a", got, 60), 48);
-    for (int i = 1; i < 48; i++)
+    tsdb_sample_t got[100];
+    assert_int_equal(read_back(db, "m", "a", got, 100), 75);
+    for (int i = 1; i < 75; i++)
         assert_true(got[i].t > got[i - 1].t);
-    assert_true(got[0].v == 0 && got[47].v == 8);
+    assert_true(got[0].v == 0 && got[74].v == 8);
+    assert_int_equal(read_back(db, "m", "b", got, 100), 3);
+    assert_true(got[0].v == 167 && got[2].v == 169);
     assert_int_equal(tsdb_close(db), 0);
     tu_rmrf(dir);
 }

@@ -992,8 +992,11 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
         size_t hdr = rec->len;
         rec->p[rec->len++] = REC_SAMPLES;
         rec->len += varint_put_raw(rec->p + rec->len, s->sid);
+        /* the count is patched in below: one byte for a short run (a row
+         * of a daily file is one sample per series), else five */
         size_t cnt_at = rec->len;
-        rec->len += 5;
+        int cnt_w = j - i < 128 ? 1 : 5;
+        rec->len += (size_t)cnt_w;
         uint32_t stored = 0;
         int64_t prev = 0;
         for (size_t k = i; k < j; k++) {
@@ -1021,11 +1024,11 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
         } else {
             uint8_t *cp = rec->p + cnt_at;
             uint32_t c = stored;
-            for (int b = 0; b < 4; b++) {
+            for (int b = 0; b < cnt_w - 1; b++) {
                 cp[b] = (uint8_t)(c | 0x80);
                 c >>= 7;
             }
-            cp[4] = (uint8_t)c;
+            cp[cnt_w - 1] = (uint8_t)c;
         }
         i = j;
     }
@@ -1703,22 +1706,10 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     }
     size_t nz = 0;
     /* tsdb_seal_closed_only: samples of each group's open partition (the one
-     * holding the newest time) stay in the head, unless that is too many */
+     * holding the newest time) stay in the head; once twice the head limit
+     * is kept, the other series are sealed whole */
     int hold = db->hold_open && !db->closing && db->max_time != INT64_MIN;
-    if (hold) {
-        uint64_t nkeep = 0, cap = 2 * head_limit(db);
-        for (size_t a = 0; a < db->nactive && nkeep <= cap; a++) {
-            series_t *s = db->active[a];
-            if (s->n == 0 || s->deleted) continue;
-            int64_t cut = db_part_of(db->max_time, db_group_pm_locked(db, s->sid / TSDB_GROUP_SIDS));
-            if (s->sorted || s->n < 2) {
-                nkeep += s->n - first_at_or_after(s->head, s->n, cut);
-            } else {
-                for (uint32_t k = 0; k < s->n; k++) nkeep += s->head[k].t >= cut;
-            }
-        }
-        if (nkeep > cap) hold = 0;
-    }
+    const uint64_t hold_cap = 2 * head_limit(db);
     size_t nact = 0;            /* series that keep head samples */
     uint64_t kept = 0;          /* their samples */
     int64_t cutmin = INT64_MAX; /* the earliest partition start kept */
@@ -1734,7 +1725,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         }
         if (!s->sorted && s->n > 1) qsort(s->head, s->n, sizeof *s->head, cmp_sample);
         s->sorted = 1;
-        if (hold) {
+        if (hold && kept < hold_cap) {
             int64_t cut = db_part_of(db->max_time, db_group_pm_locked(db, s->sid / TSDB_GROUP_SIDS));
             uint32_t k = first_at_or_after(s->head, s->n, cut);
             tsdb_sample_t *fv = k && k < s->n ? malloc(k * sizeof *fv) : NULL;

@@ -319,8 +319,8 @@ int tsdb_flush(tsdb_t *db);
  * written once when it is finished instead of in pieces merged later. The
  * WAL segments that logged the samples kept are kept too (the checkpoint
  * stays behind them): a crash loses nothing acknowledged, and the replay
- * skips what those segments hold that was sealed. At most twice the head
- * limit is kept (more: everything is sealed), and the head limit counts only
+ * skips what those segments hold that was sealed. Once twice the head limit
+ * is kept, the other series are sealed whole; the head limit counts only
  * samples added since the last flush. Off (the default) restores the normal
  * behaviour from the next flush on. */
 void tsdb_seal_closed_only(tsdb_t *db, int on);

@@ -301,6 +301,7 @@ static void run(synth_t *g, tbuf_t *files, size_t nfiles, tsdb_t *db, result_t *
     if (backblaze_finish(p)) abort();
     double cc0 = proc_cpu_s();
     if (db) {
+        tsdb_seal_closed_only(db, 0); /* seal the open partitions too */
         int rc = tsdb_flush(db);
         if (!rc) rc = tsdb_close(db);
         if (rc) {

@@ -676,6 +676,7 @@ int cli_import(int argc, char **argv)
     int close_rc = 0;
     if (ss.db) {
         /* merge every partition and give the file its compact size now */
+        tsdb_seal_closed_only(ss.db, 0); /* seal the open partitions too */
         close_rc = tsdb_flush(ss.db);
         int crc = tsdb_close(ss.db);
         if (!close_rc) close_rc = crc;

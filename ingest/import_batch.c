@@ -148,7 +148,12 @@ int ingest_store_open(const char *dir, int fmt, tsdb_t **out)
     o.ooo_window_ms = INT64_C(400) * 86400000; /* history arrives in any file order */
     /* one sample a day: blocks of 32 days instead of 2 h (new groups only) */
     if (fmt == INGEST_FMT_DAILY) o.partition_ms = INT64_C(32) * 86400000;
-    return tsdb_open(dir, &o, out);
+    int rc = tsdb_open(dir, &o, out);
+    /* a day file at a time: seal each 32-day partition once, when the
+     * import has moved past it (the caller turns this off before its final
+     * tsdb_flush) */
+    if (!rc && fmt == INGEST_FMT_DAILY) tsdb_seal_closed_only(*out, 1);
+    return rc;
 }
 
 static int store_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_append_result_t *res)

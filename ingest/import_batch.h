@@ -93,7 +93,8 @@ int ingest_batch_flush(ingest_batch_t *b, const ingest_sink_t *sink, ingest_tota
 /* How `augur import --store` opens a store: periodic WAL sync (the import
  * fsyncs at the end, in tsdb_close), a 400-day out-of-order window (history
  * arrives in any file order), and for daily data (INGEST_FMT_DAILY:
- * Backblaze) 32-day partitions for the groups it creates. */
+ * Backblaze) 32-day partitions for the groups it creates, sealed once each
+ * (tsdb_seal_closed_only: turn it off before the final tsdb_flush). */
 enum { INGEST_FMT_DEFAULT = 0, INGEST_FMT_DAILY = 1 };
 int ingest_store_open(const char *dir, int fmt, tsdb_t **out);
 

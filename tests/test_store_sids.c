@@ -48,8 +48,7 @@ static tsdb_sid_t resolve(tsdb_t *db, const char *name, const char *dev, int *cr
 }
 
 /* Samples of name{device=dev} (-1: no such series). */
-static long read_back(tsdb_t *db, const char *name, const char *dev, tsdb_sample_t *out,
-                      size_t cap)
+static long read_back(tsdb_t *db, const char *name, const char *dev, tsdb_sample_t *out, size_t cap)
 {
     tsdb_reader_t *r;
     assert_int_equal(tsdb_reader_open(db, &r), 0);
@@ -99,7 +98,7 @@ static void test_sids_outcomes(void **state)
     assert_int_equal(tsdb_series_id(db, bad, 2, &x, &created), TSDB_EINVAL);
     assert_int_equal(created, 0);
 
-    tsdb_sid_sample_t in[6] = {{a, T0, 1}, {a, T0 + 1000, 2}, {b, T0, 5},
+    tsdb_sid_sample_t in[6] = {{a, T0, 1},       {a, T0 + 1000, 2}, {b, T0, 5},
                                {a, T0 + 500, 3}, {b, T0 + 1000, 6}, {999999, T0, 1}};
     uint8_t oc[8];
     tsdb_append_result_t res;
@@ -239,6 +238,184 @@ static void test_sids_kill9(void **state)
     tu_rmrf(dir);
 }
 
+#define DAY INT64_C(86400000)
+
+/* Child: a store of one-day partitions in tsdb_seal_closed_only mode. a has
+ * samples on day 0 and day 1, b only on day 1 (a series never in LMDB), c
+ * only on day 0. Two flushes keep day 1 in the head (the WAL segment that has
+ * it stays), one more sample for b; day 2 arrives, a third flush seals day 1
+ * and drops that segment (day 2 was logged after it), one more sample, then
+ * death without closing. Exit 4: the flushes did not keep what they should. */
+static void hold_child(const char *dir, int fd, int stage)
+{
+    tsdb_options_t o;
+    tsdb_options_init(&o);
+    o.flush_interval_ms = -1;
+    o.sync_mode = TSDB_SYNC_PERIODIC;
+    o.partition_ms = DAY;
+    tsdb_t *db = NULL;
+    if (tsdb_open(dir, &o, &db)) _exit(3);
+    tsdb_seal_closed_only(db, 1);
+    int created;
+    tsdb_sid_t a = resolve(db, "m", "a", &created);
+    tsdb_sid_t b = resolve(db, "m", "b", &created);
+    tsdb_sid_t c = resolve(db, "m", "c", &created);
+    tsdb_sid_sample_t s1[4] = {{a, T0, 1}, {a, T0 + DAY, 2}, {b, T0 + DAY + 5, 3}, {c, T0 + 1, 4}};
+    if (tsdb_append_sids(db, s1, 4, NULL, NULL)) _exit(3);
+    tsdb_stats_t st;
+    for (int k = 0; k < 2; k++) {
+        if (tsdb_flush(db)) _exit(3);
+        if (tsdb_stats(db, &st) || st.samples != 4 || st.head_samples != 2) _exit(4);
+    }
+    tsdb_sid_sample_t s2[3] = {
+        {b, T0 + DAY + 6, 5}, {a, T0 + 2 * DAY + 1, 6}, {c, T0 + 2 * DAY + 2, 7}};
+    if (tsdb_append_sids(db, s2, stage == 1 ? 1 : 3, NULL, NULL)) _exit(3);
+    if (stage == 1) {
+        if (write(fd, "k", 1) != 1) _exit(3);
+        pause();
+    }
+    if (tsdb_flush(db)) _exit(3);
+    if (tsdb_stats(db, &st) || st.samples != 7 || st.head_samples != 2) _exit(4);
+    tsdb_sid_sample_t s3[1] = {{b, T0 + 2 * DAY + 3, 8}};
+    if (tsdb_append_sids(db, s3, 1, NULL, NULL)) _exit(3);
+    if (write(fd, "k", 1) != 1) _exit(3);
+    pause();
+    _exit(0);
+}
+
+static void check_hold_store(const char *dir, int stage)
+{
+    tsdb_t *db = open_store(dir);
+    tsdb_sample_t got[4];
+    if (stage == 1) { /* killed after the second flush */
+        assert_int_equal(read_back(db, "m", "a", got, 4), 2);
+        assert_true(got[0].t == T0 && got[0].v == 1 && got[1].t == T0 + DAY && got[1].v == 2);
+        assert_int_equal(read_back(db, "m", "b", got, 4), 2);
+        assert_true(got[0].t == T0 + DAY + 5 && got[0].v == 3 && got[1].v == 5);
+        assert_int_equal(read_back(db, "m", "c", got, 4), 1);
+        tsdb_stats_t st;
+        assert_int_equal(tsdb_stats(db, &st), 0);
+        assert_int_equal(st.samples, 5);
+        assert_int_equal(tsdb_close(db), 0);
+        return;
+    }
+    assert_int_equal(read_back(db, "m", "a", got, 4), 3);
+    assert_true(got[0].t == T0 && got[0].v == 1 && got[1].t == T0 + DAY && got[1].v == 2);
+    assert_true(got[2].t == T0 + 2 * DAY + 1 && got[2].v == 6);
+    assert_int_equal(read_back(db, "m", "b", got, 4), 3);
+    assert_true(got[0].t == T0 + DAY + 5 && got[0].v == 3 && got[1].v == 5 && got[2].v == 8);
+    assert_int_equal(read_back(db, "m", "c", got, 4), 2);
+    assert_true(got[0].t == T0 + 1 && got[0].v == 4 && got[1].v == 7);
+    tsdb_stats_t st;
+    assert_int_equal(tsdb_stats(db, &st), 0);
+    assert_int_equal(st.samples, 8);
+    assert_int_equal(st.series, 3);
+    assert_int_equal(tsdb_close(db), 0);
+}
+
+/* tsdb_seal_closed_only: samples flushes kept in the head survive a kill -9
+ * (and a series known only from them keeps its labels), sealed samples are
+ * not counted twice, and close then seals everything. */
+static void test_seal_closed_only_kill9(void **state)
+{
+    (void)state;
+    for (int stage = 1; stage <= 2; stage++) {
+        char dir[256];
+        assert_non_null(tu_mkdtemp(dir, sizeof dir));
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(p[0]);
+            hold_child(dir, p[1], stage);
+        }
+        close(p[1]);
+        char k = 0;
+        ssize_t got = read(p[0], &k, 1);
+        close(p[0]);
+        kill(pid, SIGKILL);
+        int st;
+        waitpid(pid, &st, 0);
+        assert_int_equal(got, 1);
+        assert_true(WIFSIGNALED(st));
+        check_hold_store(dir, stage); /* from the WAL */
+        check_hold_store(dir, stage); /* sealed by the close */
+        tu_rmrf(dir);
+    }
+}
+
+/* Without a crash: the mode seals finished partitions only, turning it off
+ * seals the rest, and the head limit counts only new samples (a kept head
+ * over the limit does not make every append wait for a flush). */
+static void test_seal_closed_only_modes(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    tsdb_options_t o;
+    tsdb_options_init(&o);
+    o.flush_interval_ms = -1;
+    o.sync_mode = TSDB_SYNC_PERIODIC;
+    o.partition_ms = DAY;
+    o.head_max_samples = 4;
+    tsdb_t *db = NULL;
+    assert_int_equal(tsdb_open(dir, &o, &db), 0);
+    tsdb_seal_closed_only(db, 1);
+    int created;
+    tsdb_sid_t a = resolve(db, "m", "a", &created);
+    /* 3 samples on day 0, 3 on day 1 */
+    tsdb_sid_sample_t s1[6];
+    for (int i = 0; i < 6; i++) {
+        s1[i].sid = a;
+        s1[i].t = T0 + (i / 3) * DAY + i;
+        s1[i].v = i;
+    }
+    assert_int_equal(tsdb_append_sids(db, s1, 6, NULL, NULL), 0);
+    tsdb_stats_t st;
+    assert_int_equal(tsdb_flush(db), 0);
+    assert_int_equal(tsdb_stats(db, &st), 0);
+    assert_int_equal(st.head_samples, 3);
+    assert_int_equal(st.samples, 6);
+    /* twice the limit (16 samples per series, 2 series: 64) kept in a: b (later in
+     * the head's order) is sealed whole */
+    tsdb_sid_t b = resolve(db, "m", "b", &created);
+    tsdb_sid_sample_t s2[70];
+    for (int i = 0; i < 70; i++) {
+        s2[i].sid = i < 67 ? a : b;
+        s2[i].t = T0 + DAY + 100 + i;
+        s2[i].v = 100 + i;
+    }
+    assert_int_equal(tsdb_append_sids(db, s2, 70, NULL, NULL), 0);
+    assert_int_equal(tsdb_flush(db), 0);
+    assert_int_equal(tsdb_stats(db, &st), 0);
+    assert_int_equal(st.head_samples, 70);
+    assert_int_equal(st.samples, 76);
+    /* day 2 starts: day 1 is sealed */
+    tsdb_sid_sample_t s3[2] = {{a, T0 + 2 * DAY, 7}, {a, T0 + 2 * DAY + 1, 8}};
+    assert_int_equal(tsdb_append_sids(db, s3, 2, NULL, NULL), 0);
+    assert_int_equal(tsdb_flush(db), 0);
+    assert_int_equal(tsdb_stats(db, &st), 0);
+    assert_int_equal(st.head_samples, 2);
+    assert_int_equal(st.samples, 78);
+    tsdb_seal_closed_only(db, 0);
+    assert_int_equal(tsdb_flush(db), 0);
+    assert_int_equal(tsdb_stats(db, &st), 0);
+    assert_int_equal(st.head_samples, 0);
+    assert_int_equal(st.samples, 78);
+    assert_int_equal(tsdb_close(db), 0);
+    db = open_store(dir);
+    tsdb_sample_t got[100];
+    assert_int_equal(read_back(db, "m", "a", got, 100), 75);
+    for (int i = 1; i < 75; i++)
+        assert_true(got[i].t > got[i - 1].t);
+    assert_true(got[0].v == 0 && got[74].v == 8);
+    assert_int_equal(read_back(db, "m", "b", got, 100), 3);
+    assert_true(got[0].v == 167 && got[2].v == 169);
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
 /* The vacuum after a flush rewrites the index databases page by page
  * (postings a page of ids at a time): every selection still returns exactly
  * the right series afterwards, and the file got smaller. */
@@ -256,8 +433,8 @@ static void test_vacuum_keeps_index(void **state)
         snprintf(id, sizeof id, "%d", i);
         snprintf(grp, sizeof grp, "g%d", i % 7);
         snprintf(par, sizeof par, "%d", i % 2);
-        tsdb_label_t l[4] = {{S("__name__"), S("m")}, {S("id"), S(id)}, {S("grp"), S(grp)},
-                             {S("par"), S(par)}};
+        tsdb_label_t l[4] = {
+            {S("__name__"), S("m")}, {S("id"), S(id)}, {S("grp"), S(grp)}, {S("par"), S(par)}};
         tsdb_sid_t sid;
         int created;
         assert_int_equal(tsdb_series_id(db, l, 4, &sid, &created), 0);
@@ -384,6 +561,8 @@ int main(void)
         cmocka_unit_test(test_sids_outcomes),
         cmocka_unit_test(test_sids_unused),
         cmocka_unit_test(test_sids_kill9),
+        cmocka_unit_test(test_seal_closed_only_kill9),
+        cmocka_unit_test(test_seal_closed_only_modes),
         cmocka_unit_test(test_vacuum_keeps_index),
         cmocka_unit_test(test_postings_bulk_out_of_order),
     };

@@ -18,6 +18,10 @@
  *   meta   "format"   u32 LE format version
  *          "next_sid" u32 LE,  "block_seq" u32 LE,  "wal_ckpt" u64 LE,
  *          "samples"  u64 LE (sealed samples),  "part_ms" i64 LE
+ *          "wal_hold_seq" u64 LE, "wal_hold_t" i64 LE: in WAL segments up to
+ *          wal_hold_seq (kept for samples the head still holds, see
+ *          tsdb_seal_closed_only), samples before wal_hold_t are sealed.
+ *          Optional: older stores lack them, older code ignores them.
  *   blocks key: u32 BE group (= sid / 64) | u64 BE partition start (sign
  *          flipped so negative times sort first) | u32 BE seq
  *          value: a block (codec.h), the chunks of up to 64 series.
@@ -491,6 +495,14 @@ static uint64_t head_limit(const tsdb_t *db)
     return per > db->opt.head_max_samples ? per : db->opt.head_max_samples;
 }
 
+/* Head samples added since the last flush (what the head limit counts: the
+ * samples a flush kept in tsdb_seal_closed_only mode are not). Caller holds
+ * mu. */
+static uint64_t head_new(const tsdb_t *db)
+{
+    return db->head_samples > db->head_kept ? db->head_samples - db->head_kept : 0;
+}
+
 static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
 {
     if (s->n == s->cap) {
@@ -838,7 +850,7 @@ static int append_admit_locked(tsdb_t *db)
         rc = db->failed;
         tsdb_set_detail("store refuses writes after an earlier failure: %s", db->failed_detail);
     } else if (db->closing) rc = TSDB_ECLOSED;
-    while (!rc && db->head_samples >= 2 * head_limit(db)) {
+    while (!rc && head_new(db) >= 2 * head_limit(db)) {
         if (db->last_flush_err) {
             rc = db->last_flush_err;
             break;
@@ -880,7 +892,7 @@ static int append_commit_unlock(tsdb_t *db, size_t rec_start, int rc)
     }
     rc = db->lsn_durable >= my ? 0 : db->failed;
     if (rc) tsdb_set_detail("%s", db->failed_detail);
-    if (!rc && db->head_samples >= head_limit(db) && !db->bg_wake) {
+    if (!rc && head_new(db) >= head_limit(db) && !db->bg_wake) {
         db->bg_wake = 1;
         pthread_cond_broadcast(&db->cv);
     }
@@ -980,8 +992,11 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
         size_t hdr = rec->len;
         rec->p[rec->len++] = REC_SAMPLES;
         rec->len += varint_put_raw(rec->p + rec->len, s->sid);
+        /* the count is patched in below: one byte for a short run (a row
+         * of a daily file is one sample per series), else five */
         size_t cnt_at = rec->len;
-        rec->len += 5;
+        int cnt_w = j - i < 128 ? 1 : 5;
+        rec->len += (size_t)cnt_w;
         uint32_t stored = 0;
         int64_t prev = 0;
         for (size_t k = i; k < j; k++) {
@@ -1009,11 +1024,11 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
         } else {
             uint8_t *cp = rec->p + cnt_at;
             uint32_t c = stored;
-            for (int b = 0; b < 4; b++) {
+            for (int b = 0; b < cnt_w - 1; b++) {
                 cp[b] = (uint8_t)(c | 0x80);
                 c >>= 7;
             }
-            cp[4] = (uint8_t)c;
+            cp[cnt_w - 1] = (uint8_t)c;
         }
         i = j;
     }
@@ -1197,6 +1212,9 @@ static int replay_record(void *ctx, const uint8_t *p, size_t len)
                 p += 8;
                 prev = t;
                 if (!s) continue; /* series deleted after this record */
+                /* sealed by a tsdb_seal_closed_only flush that kept this
+                 * segment for later samples */
+                if (t < db->hold_t && db->wal.replay_seq <= db->hold_seq) continue;
                 int oc = classify(db, s, t, v);
                 /* Anything logged was stored when it was logged; re-store it
                  * unless it is already there (sealed before the crash). */
@@ -1408,6 +1426,16 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
     if ((rc = meta_get_u64(txn, db->meta, "block_seq", &bseq, &found))) goto fail;
     if ((rc = meta_get_u64(txn, db->meta, "wal_ckpt", &ckpt, &found))) goto fail;
     if ((rc = meta_get_u64(txn, db->meta, "samples", &samples, &found))) goto fail;
+    {
+        uint64_t hs = 0, ht = 0;
+        int f1 = 0, f2 = 0;
+        if ((rc = meta_get_u64(txn, db->meta, "wal_hold_seq", &hs, &f1))) goto fail;
+        if ((rc = meta_get_u64(txn, db->meta, "wal_hold_t", &ht, &f2))) goto fail;
+        db->hold_seq = f1 && f2 ? hs : 0;
+        db->hold_t = f1 && f2 ? (int64_t)ht : INT64_MIN;
+        db->ckpt_done = db->freeze_ckpt = ckpt;
+        db->freeze_maxt = INT64_MAX; /* the first flush that keeps samples holds ckpt */
+    }
     db->next_block_seq = (uint32_t)bseq;
     {
         uint64_t bid = 0;
@@ -1624,6 +1652,26 @@ static int write_group(tsdb_t *db, MDB_txn *txn, frozen_t *fz, size_t n, uint32_
 
 static int rewrite_all_multi(tsdb_t *db, int closed_only);
 
+/* Index of the first sample at or after t in sorted v[0..n). */
+static uint32_t first_at_or_after(const tsdb_sample_t *v, uint32_t n, int64_t t)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (v[mid].t < t) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+void tsdb_seal_closed_only(tsdb_t *db, int on)
+{
+    if (!db) return;
+    pthread_mutex_lock(&db->mu);
+    db->hold_open = on != 0;
+    pthread_mutex_unlock(&db->mu);
+}
+
 int db_flush_locked(tsdb_t *db, int compact_all)
 {
     pthread_mutex_lock(&db->mu);
@@ -1657,6 +1705,14 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         return TSDB_ENOMEM;
     }
     size_t nz = 0;
+    /* tsdb_seal_closed_only: samples of each group's open partition (the one
+     * holding the newest time) stay in the head; once twice the head limit
+     * is kept, the other series are sealed whole */
+    int hold = db->hold_open && !db->closing && db->max_time != INT64_MIN;
+    const uint64_t hold_cap = 2 * head_limit(db);
+    size_t nact = 0;            /* series that keep head samples */
+    uint64_t kept = 0;          /* their samples */
+    int64_t cutmin = INT64_MAX; /* the earliest partition start kept */
     for (size_t a = 0; a < db->nactive; a++) {
         series_t *s = db->active[a];
         if (s->n == 0 || s->deleted) { /* emptied by a delete */
@@ -1667,9 +1723,37 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             s->in_active = 0;
             continue;
         }
-        size_t i = nz++;
         if (!s->sorted && s->n > 1) qsort(s->head, s->n, sizeof *s->head, cmp_sample);
         s->sorted = 1;
+        if (hold && kept < hold_cap) {
+            int64_t cut = db_part_of(db->max_time, db_group_pm_locked(db, s->sid / TSDB_GROUP_SIDS));
+            uint32_t k = first_at_or_after(s->head, s->n, cut);
+            tsdb_sample_t *fv = k && k < s->n ? malloc(k * sizeof *fv) : NULL;
+            if (k == 0 || fv) {
+                /* head[0..k) is sealed now, head[k..n) stays */
+                if (fv) {
+                    memcpy(fv, s->head, k * sizeof *fv);
+                    memmove(s->head, s->head + k, (s->n - k) * sizeof *s->head);
+                    s->n -= k;
+                }
+                db->active[nact++] = s;
+                kept += s->n;
+                if (cut < cutmin) cutmin = cut;
+                if (!fv) continue;
+                size_t i = nz++;
+                s->frozen = fv;
+                s->nfrozen = k;
+                fz[i].s = s;
+                fz[i].sid = s->sid;
+                fz[i].v = fv;
+                fz[i].n = k;
+                fz[i].mint = fv[0].t;
+                fz[i].maxt = fv[k - 1].t;
+                continue;
+            }
+            /* k == n, or no memory for the split: seal it all */
+        }
+        size_t i = nz++;
         s->frozen = s->head;
         s->nfrozen = s->n;
         /* the next head starts this big (capped: a backfill's big head must
@@ -1688,10 +1772,11 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     }
     nf = nz;
     sort_frozen_locked(db, fz, nf);
-    db->nactive = 0;
-    uint64_t nfrozen_samples = db->head_samples;
+    db->nactive = nact;
+    uint64_t nfrozen_samples = db->head_samples - kept;
     db->frozen_samples = nfrozen_samples;
-    db->head_samples = 0;
+    db->head_samples = kept;
+    db->head_kept = kept;
     /* new series: labels to persist */
     size_t nnew = 0;
     frozen_t *nw = fz + nf;
@@ -1712,6 +1797,15 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     }
     uint32_t seq = ++db->next_block_seq;
     uint32_t next_sid = db->next_sid;
+    /* The WAL checkpoint this flush may commit. Kept samples stay in the
+     * segments that logged them: if every kept sample is past the newest time
+     * at the previous flush's freeze, it was logged after it (segments
+     * > freeze_ckpt); else hold the last checkpoint. Samples of the segments
+     * so kept that this flush seals are skipped by a replay (hold_t). */
+    uint64_t commit_ckpt = ckpt;
+    if (kept) commit_ckpt = cutmin > db->freeze_maxt ? db->freeze_ckpt : db->ckpt_done;
+    db->freeze_ckpt = ckpt;
+    db->freeze_maxt = db->max_time;
     db->flushing = 1;
     pthread_mutex_unlock(&db->mu);
     /* New series in id order: their records append to "series", and each
@@ -1725,7 +1819,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     size_t bscap = 0;
     uint32_t *pos = malloc((nf + 1) * sizeof *pos);
     idx_labels_t il = {0};
-    if (!pos) rc = TSDB_ENOMEM;
+    if (!pos && !rc) rc = TSDB_ENOMEM;
     if (!rc) rc = db_txn_begin_write(db, &txn);
     /* A flush of many new series or groups commits along the way: LMDB's cost
      * per dirty page grows with the transaction. Everything before the last
@@ -1769,7 +1863,10 @@ int db_flush_locked(tsdb_t *db, int compact_all)
 #undef FLUSH_STEP
     if (!rc) rc = meta_put_u64(txn, db->meta, "next_sid", next_sid);
     if (!rc) rc = meta_put_u64(txn, db->meta, "block_seq", seq);
-    if (!rc) rc = meta_put_u64(txn, db->meta, "wal_ckpt", ckpt);
+    if (!rc) rc = meta_put_u64(txn, db->meta, "wal_ckpt", commit_ckpt);
+    if (!rc) rc = meta_put_u64(txn, db->meta, "wal_hold_seq", ckpt);
+    if (!rc)
+        rc = meta_put_u64(txn, db->meta, "wal_hold_t", (uint64_t)(kept ? cutmin : INT64_MIN));
     if (!rc) rc = meta_put_u64(txn, db->meta, "samples", db->sealed_samples + nfrozen_samples);
     if (!rc) {
         rc = db_lmdb_err(mdb_txn_commit(txn), "commit flush");
@@ -1830,6 +1927,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         }
         db->nfresh = keep;
         db->sealed_samples += nfrozen_samples;
+        db->ckpt_done = commit_ckpt;
         db->gen++;
         db->flushes++;
         db->last_flush_err = 0;
@@ -1840,7 +1938,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     pthread_mutex_unlock(&db->mu);
     free(fz);
     if (rc) return rc;
-    wal_remove_upto(&db->wal, ckpt);
+    wal_remove_upto(&db->wal, commit_ckpt);
     return rewrite_all_multi(db, !compact_all);
 }
 
@@ -2406,8 +2504,8 @@ static void *bg_main(void *arg)
             wal_lead(db, 1);
             db->last_sync_ms = now;
         }
-        int want = db->bg_wake || db->head_samples >= head_limit(db) ||
-                   (db->head_samples && now - last_flush >= db->opt.flush_interval_ms);
+        int want = db->bg_wake || head_new(db) >= head_limit(db) ||
+                   (head_new(db) && now - last_flush >= db->opt.flush_interval_ms);
         db->bg_wake = 0;
         if (want && !db->failed) {
             pthread_mutex_unlock(&db->mu);

@@ -308,8 +308,22 @@ uint64_t tsdb_generation(tsdb_t *db);
 /* ---- maintenance ------------------------------------------------------- */
 
 /* Seal everything in the head into LMDB (compressed), merge the blocks of
- * each time partition into one, sync, and truncate the WAL. */
+ * each time partition into one, sync, and truncate the WAL. While
+ * tsdb_seal_closed_only() is on, the open partitions stay in the head (see
+ * there); tsdb_close() always seals everything. */
 int tsdb_flush(tsdb_t *db);
+
+/* Bulk-import mode (on != 0): a flush seals only finished time partitions.
+ * Each series group's samples at or after the start of the partition that
+ * holds the store's newest timestamp stay in the head, so that partition is
+ * written once when it is finished instead of in pieces merged later. The
+ * WAL segments that logged the samples kept are kept too (the checkpoint
+ * stays behind them): a crash loses nothing acknowledged, and the replay
+ * skips what those segments hold that was sealed. Once twice the head limit
+ * is kept, the other series are sealed whole; the head limit counts only
+ * samples added since the last flush. Off (the default) restores the normal
+ * behaviour from the next flush on. */
+void tsdb_seal_closed_only(tsdb_t *db, int on);
 
 /* Drop whole partitions whose data ends before now_ms - retention. */
 int tsdb_retention_apply(tsdb_t *db, int64_t now_ms);

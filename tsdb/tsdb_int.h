@@ -44,6 +44,7 @@ typedef struct {
     uint64_t seg_size;  /* preallocated size of the current segment */
     uint64_t seg_used;  /* bytes assigned in the current segment (written + pending) */
     uint64_t seg_written; /* write offset in the current segment */
+    uint64_t replay_seq;  /* wal_replay(): the segment being replayed */
     uint64_t seg_target; /* default segment size */
     uint64_t bytes_written;
 } wal_t;
@@ -129,6 +130,13 @@ struct tsdb {
     series_t **active;           /* series with head samples */
     size_t nactive, active_cap;
     uint64_t head_samples, frozen_samples;
+    uint64_t head_kept;          /* head samples a flush kept (tsdb_seal_closed_only) */
+    int hold_open;               /* tsdb_seal_closed_only() */
+    uint64_t ckpt_done;          /* the WAL checkpoint of the last committed flush */
+    uint64_t freeze_ckpt;        /* the last flush's WAL segment when it froze the head */
+    int64_t freeze_maxt;         /* and max_time then */
+    uint64_t hold_seq;           /* replay: in segments <= hold_seq, samples before */
+    int64_t hold_t;              /* hold_t are sealed (see db_flush_locked) */
     uint64_t sealed_samples;
     uint64_t gen;                /* bumped when a flush commits */
     int64_t watch_t;             /* tsdb_watch(): appends at or before it bump change_gen */

@@ -221,6 +221,7 @@ int wal_replay(wal_t *w, uint64_t after, wal_record_fn fn, void *ctx, uint64_t *
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (v[i] > *max_seq) *max_seq = v[i];
         if (v[i] <= after) continue;
+        w->replay_seq = v[i];
         seg_path(w, v[i], path, sizeof path);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {

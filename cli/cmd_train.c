@@ -101,6 +101,7 @@ static const char train_usage[] =
     "  --loss bce|focal         loss (bce)               --pos-weight X (default sqrt(neg/pos))\n"
     "  --pos-repeat N           oversample groups with a positive N times per epoch (1)\n"
     "  --ema X                  validate and keep a moving average of the weights (0: off)\n"
+    "  --lr-schedule constant|cosine  learning rate after warm-up (constant)\n"
     "  --neg-keep N             store/simulator sources: train on 1 in N node-days without a\n"
     "                           positive (default 1: all)\n"
     "  --ablate-neighbours      neighbourhood attention off (the ablation baseline)\n"
@@ -312,6 +313,12 @@ static int parse_args(int argc, char **argv, targs_t *a)
             NEEDV;
             if (parse_float(v, &fv) || fv < 0 || fv >= 1) BAD;
             a->tc.ema = fv;
+        } else if (!strcmp(o, "--lr-schedule")) {
+            NEEDV;
+            if (!strcmp(v, "constant") || !strcmp(v, "cosine"))
+                a->tc.lr_schedule = strcmp(v, "cosine") ? NTAM_LR_CONSTANT : NTAM_LR_COSINE;
+            else
+                BAD;
         } else if (!strcmp(o, "--neg-keep")) {
             NEEDV;
             if (parse_int(v, 1, 1000, &a->neg_keep)) BAD;

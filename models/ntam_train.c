@@ -76,6 +76,14 @@ int ntam_predict(const ntam_t *m, const ntam_data_t *d, int32_t chunk_dev, float
     return rc;
 }
 
+float ntam_lr_factor(int32_t schedule, int64_t s, int64_t total)
+{
+    if (schedule != NTAM_LR_COSINE || total < 1) return 1.0f;
+    if (s < 0) s = 0;
+    if (s > total) s = total;
+    return (float)(0.5 * (1.0 + cos(3.14159265358979323846 * (double)s / (double)total)));
+}
+
 int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
                    const ntam_data_t *val, ntam_train_result_t *res)
 {
@@ -160,6 +168,8 @@ int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
         batches = nb + (fill > 0);
     }
     int32_t since_best = 0;
+    ntam_opt_t opt = c->opt;
+    const int64_t total_steps = (int64_t)c->epochs * batches;
     for (int32_t ep = 1; ep <= c->epochs; ep++) {
         for (size_t k = n_order; k > 1; k--) {
             size_t j = (size_t)(rng_next(&rs) % k);
@@ -185,7 +195,8 @@ int ntam_train_run(ntam_t *m, const ntam_train_cfg_t *c, const ntam_data_t *tr,
             }
             ntam_batch_t b = {nd, nn, boff, bx, btm, by, bw};
             float loss = 0;
-            int r = ntam_train_step(m, &c->opt, &b, ws, wsz, &loss);
+            opt.lr = c->opt.lr * ntam_lr_factor(c->lr_schedule, res->steps, total_steps);
+            int r = ntam_train_step(m, &opt, &b, ws, wsz, &loss);
             if (r == NTAM_ENUMERIC) res->skipped_steps++;
             else if (r) {
                 rc = r;

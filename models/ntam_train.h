@@ -38,11 +38,22 @@ typedef struct {
      * a <- ema * a + (1 - ema) * w after every step, is what is validated each epoch, kept
      * as the best and returned (Polyak averaging: a flatter point than the last step). */
     float ema;
+    /* Learning-rate schedule after warm-up: NTAM_LR_CONSTANT (opt.lr throughout) or
+     * NTAM_LR_COSINE (opt.lr · ½(1 + cos(π·s/S)) at step s of S = epochs × batches per epoch,
+     * annealed to 0 by the last possible step; early stopping may end it sooner). */
+    int32_t lr_schedule;
     ntam_progress_fn progress; /* may be NULL; called after every batch and every epoch */
     void *ctx;
 } ntam_train_cfg_t;
 
-/* 30 epochs, patience 6, 256 devices per batch, pos_repeat 1, seed 1, ema 0, ntam_opt_default. */
+enum { NTAM_LR_CONSTANT = 0, NTAM_LR_COSINE = 1 };
+
+/* The factor the schedule applies to opt.lr at step s (0-based) of `total` steps: 1 for
+ * NTAM_LR_CONSTANT (or total < 1), ½(1 + cos(π·min(s, total)/total)) for NTAM_LR_COSINE. */
+float ntam_lr_factor(int32_t schedule, int64_t s, int64_t total);
+
+/* 30 epochs, patience 6, 256 devices per batch, pos_repeat 1, seed 1, ema 0, constant learning
+ * rate, ntam_opt_default. */
 void ntam_train_cfg_default(ntam_train_cfg_t *c);
 
 typedef struct {

@@ -270,6 +270,45 @@ static void test_folds(void **state)
                 ntam_destroy(m0);
                 ntam_destroy(m1);
             }
+            /* Cosine schedule: factors, and over two one-batch epochs the second step moves
+             * every weight by exactly half of what the constant rate moves it (Adam's update
+             * and the decoupled decay both scale with the rate; same data, same state). */
+            assert_true(ntam_lr_factor(NTAM_LR_CONSTANT, 5, 10) == 1.0f);
+            assert_true(ntam_lr_factor(NTAM_LR_COSINE, 0, 10) == 1.0f);
+            assert_true(fabsf(ntam_lr_factor(NTAM_LR_COSINE, 5, 10) - 0.5f) < 1e-6f);
+            assert_true(fabsf(ntam_lr_factor(NTAM_LR_COSINE, 1, 2) - 0.5f) < 1e-6f);
+            assert_true(ntam_lr_factor(NTAM_LR_COSINE, 10, 10) < 1e-6f);
+            assert_true(ntam_lr_factor(NTAM_LR_COSINE, 12, 10) < 1e-6f);
+            assert_true(ntam_lr_factor(NTAM_LR_COSINE, 3, 0) == 1.0f);
+            {
+                ntam_t *ma, *mb, *mc;
+                assert_int_equal(ntam_create(&hp, 9, &ma), 0);
+                assert_int_equal(ntam_create(&hp, 9, &mb), 0);
+                assert_int_equal(ntam_create(&hp, 9, &mc), 0);
+                size_t np = ntam_param_count(ma);
+                ntam_train_cfg_t c2 = c;
+                c2.batch_dev = 1000;
+                c2.opt.warmup = 0;
+                c2.epochs = 1;
+                ntam_train_result_t r2;
+                assert_int_equal(ntam_train_run(ma, &c2, &tr, NULL, &r2), 0); /* w1 */
+                c2.epochs = 2;
+                assert_int_equal(ntam_train_run(mb, &c2, &tr, NULL, &r2), 0); /* constant */
+                assert_int_equal(r2.steps, 2);
+                c2.lr_schedule = NTAM_LR_COSINE;
+                assert_int_equal(ntam_train_run(mc, &c2, &tr, NULL, &r2), 0); /* cosine */
+                const float *w1 = ntam_params(ma), *wb = ntam_params(mb), *wc = ntam_params(mc);
+                size_t moved = 0;
+                for (size_t j = 0; j < np; j++) {
+                    float half = 0.5f * (wb[j] - w1[j]);
+                    assert_true(fabsf((wc[j] - w1[j]) - half) <= 1e-6f * (1.0f + fabsf(w1[j])));
+                    moved += fabsf(half) > 1e-5f;
+                }
+                assert_true(moved > np / 2);
+                ntam_destroy(ma);
+                ntam_destroy(mb);
+                ntam_destroy(mc);
+            }
             float w[3];
             assert_int_equal(ntam_logreg_fit(&tr, 2.0f, 1e-3f, 50, w), 0);
             ntam_logreg_predict(&te, w, prob);

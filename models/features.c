@@ -964,3 +964,8 @@ out:
     }
     return ret;
 }
+
+const char *feat_kind_name(feat_kind_t kind)
+{
+    return kind == FEAT_KIND_GPU ? "gpu" : "disk";
+}

@@ -88,6 +88,9 @@ uint32_t feat_raw_count(feat_kind_t kind); /* C */
 uint32_t feat_count(feat_kind_t kind);     /* F */
 /* Name of feature f (< feat_count), e.g. "log1p_smart_5". NULL if out of range. */
 const char *feat_name(feat_kind_t kind, uint32_t f);
+
+/* "disk" or "gpu": the kind's name in labels, flags and messages. */
+const char *feat_kind_name(feat_kind_t kind);
 /* Hash of the feature schema (names, order, transforms version): a model
  * file records it and refuses another. */
 uint64_t feat_schema_hash(feat_kind_t kind);

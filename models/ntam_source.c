@@ -27,11 +27,6 @@ static void seterr(char *err, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
-static const char *kind_name(feat_kind_t k)
-{
-    return k == FEAT_KIND_GPU ? "gpu" : "disk";
-}
-
 /* ---- the timeline ---------------------------------------------------------------------------- */
 
 void ntam_tl_free(ntam_tl_t *t)
@@ -421,7 +416,7 @@ static int gkey_cmp(const void *x, const void *y)
 static int tl_match_failures(ntam_tl_t *t, tsdb_reader_t *r, uint64_t *n_events, char *err,
                              size_t errlen)
 {
-    failure_filter_t f = {kind_name(t->kind), NULL, NULL, INT64_MIN, INT64_MAX};
+    failure_filter_t f = {feat_kind_name(t->kind), NULL, NULL, INT64_MIN, INT64_MAX};
     failure_list_t l;
     int rc = failures_list(r, &f, &l);
     if (rc) {
@@ -474,7 +469,7 @@ int ntam_tl_from_reader(tsdb_reader_t *r, feat_kind_t kind, ntam_tl_t *out, char
     const int64_t LO = -(1LL << 62), HI = 1LL << 62;
     int rc = feat_devices_history(r, kind, LO, HI, &ds, &last);
     if (rc) {
-        seterr(err, errlen, "reading %s devices: %s", kind_name(kind),
+        seterr(err, errlen, "reading %s devices: %s", feat_kind_name(kind),
                rc == FEAT_ESTORE ? tsdb_strerror(feat_store_error()) : "out of memory");
         return rc == FEAT_ENOMEM ? NTAM_ENOMEM : NTAM_EIO;
     }
@@ -485,7 +480,7 @@ int ntam_tl_from_reader(tsdb_reader_t *r, feat_kind_t kind, ntam_tl_t *out, char
     int32_t *tdev = NULL;
     int ret = NTAM_ENOMEM;
     if (!n) {
-        seterr(err, errlen, "no %s telemetry (no %s series)", kind_name(kind),
+        seterr(err, errlen, "no %s telemetry (no %s series)", feat_kind_name(kind),
                kind == FEAT_KIND_DISK ? "smartctl_device" : "DCGM_FI_DEV_GPU_TEMP");
         ret = NTAM_EINVAL;
         goto out;
@@ -502,7 +497,7 @@ int ntam_tl_from_reader(tsdb_reader_t *r, feat_kind_t kind, ntam_tl_t *out, char
     if (steps > 1000000 || (double)steps * n * feat_raw_count(kind) * 8.0 > 8e9) {
         seterr(err, errlen,
                "the %s telemetry spans %lld steps of %s for %u devices: too large to hold",
-               kind_name(kind), (long long)steps, kind == FEAT_KIND_DISK ? "1 d" : "1 h", n);
+               feat_kind_name(kind), (long long)steps, kind == FEAT_KIND_DISK ? "1 d" : "1 h", n);
         ret = NTAM_EINVAL;
         goto out;
     }
@@ -570,7 +565,7 @@ int ntam_tl_from_reader(tsdb_reader_t *r, feat_kind_t kind, ntam_tl_t *out, char
             feat_config_t fc = {kind, (uint32_t)(b - a + 1), step};
             rc = feat_read_store(r, &fc, gen, t->t0_ms + (int64_t)b * step, raw);
             if (rc) {
-                seterr(err, errlen, "reading %s telemetry: %s", kind_name(kind),
+                seterr(err, errlen, "reading %s telemetry: %s", feat_kind_name(kind),
                        rc == FEAT_ESTORE ? tsdb_strerror(feat_store_error()) : "out of memory");
                 ret = rc == FEAT_ENOMEM ? NTAM_ENOMEM : NTAM_EIO;
                 bad = 2;
@@ -599,12 +594,12 @@ int ntam_tl_from_reader(tsdb_reader_t *r, feat_kind_t kind, ntam_tl_t *out, char
             seterr(err, errlen,
                    "no %s failure events (augur_failure_event{kind=\"%s\"}) to label with: "
                    "record them with `augur label failure`, POST /api/v1/failures or an import",
-                   kind_name(kind), kind_name(kind));
+                   feat_kind_name(kind), feat_kind_name(kind));
         else
             seterr(err, errlen,
                    "none of the %llu %s failure events names a device of the telemetry (by "
                    "%s, or instance and device)",
-                   (unsigned long long)n_events, kind_name(kind),
+                   (unsigned long long)n_events, feat_kind_name(kind),
                    kind == FEAT_KIND_DISK ? "serial" : "UUID");
         ret = NTAM_EINVAL;
         goto out;

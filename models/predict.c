@@ -25,11 +25,6 @@ static void seterr(char *err, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
-static const char *kind_name(int k)
-{
-    return k == FEAT_KIND_GPU ? "gpu" : "disk";
-}
-
 int predict_model_from_bytes(const uint8_t *buf, size_t len, const char *name, feat_kind_t kind,
                              predict_model_t **out, char *err, size_t errlen)
 {
@@ -50,7 +45,7 @@ int predict_model_from_bytes(const uint8_t *buf, size_t len, const char *name, f
         seterr(err, errlen,
                "model file %s: trained on a different feature schema (hash %016llx, this build's "
                "%s features have %016llx): retrain it with this version of augur",
-               name, (unsigned long long)m->b.schema_hash, kind_name(kind),
+               name, (unsigned long long)m->b.schema_hash, feat_kind_name(kind),
                (unsigned long long)want);
         ntam_bundle_clear(&m->b);
         free(m);
@@ -66,12 +61,12 @@ int predict_model_from_bytes(const uint8_t *buf, size_t len, const char *name, f
     rc = NTAM_ESCHEMA;
     if (m->b.kind != (int32_t)kind) {
         seterr(err, errlen, "model file %s: trained for %s devices, not %s", name,
-               kind_name(m->b.kind), kind_name(kind));
+               feat_kind_name(m->b.kind), feat_kind_name(kind));
         goto bad;
     }
     if ((uint32_t)m->b.n_features != feat_count(kind) || hp->n_features != m->b.n_features) {
         seterr(err, errlen, "model file %s: %d features, the %s schema has %u", name,
-               m->b.n_features, kind_name(kind), feat_count(kind));
+               m->b.n_features, feat_kind_name(kind), feat_count(kind));
         goto bad;
     }
     for (uint32_t f = 0; f < feat_count(kind); f++)
@@ -206,7 +201,7 @@ int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t, const pre
     res->threshold = m->b.threshold;
     int rc = feat_devices_from_store(r, &fc, t, &res->devices);
     if (rc) {
-        seterr(err, errlen, "reading %s devices from the store: %s", kind_name(m->kind),
+        seterr(err, errlen, "reading %s devices from the store: %s", feat_kind_name(m->kind),
                rc == FEAT_ESTORE ? tsdb_strerror(feat_store_error()) : "out of memory");
         predict_result_destroy(res);
         return rc == FEAT_ENOMEM ? NTAM_ENOMEM : NTAM_EIO;
@@ -237,7 +232,7 @@ int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t, const pre
     if (!raw || !x || !mask || !node_of || !noff || !logit) goto out;
     rc = feat_read_store(r, &fc, res->devices, t, raw);
     if (rc) {
-        seterr(err, errlen, "reading %s windows from the store: %s", kind_name(m->kind),
+        seterr(err, errlen, "reading %s windows from the store: %s", feat_kind_name(m->kind),
                rc == FEAT_ESTORE ? tsdb_strerror(feat_store_error()) : "out of memory");
         rc = rc == FEAT_ENOMEM ? NTAM_ENOMEM : NTAM_EIO;
         goto out;

@@ -52,6 +52,7 @@ static int config_set(detect_config_t *cfg, const char *arg)
         {"score_decay", offsetof(detect_config_t, score_decay)},
         {"score_repeat", offsetof(detect_config_t, score_repeat)},
         {"score_margin", offsetof(detect_config_t, score_margin)},
+        {"gap_weight", offsetof(detect_config_t, gap_weight)},
     };
     const char *eq = strchr(arg, '=');
     if (!eq) return -1;

@@ -41,6 +41,7 @@ void detect_config_init(detect_config_t *c)
     c->score_decay = 0.9f;
     c->score_repeat = 0.1f;
     c->score_margin = 2.0f;
+    c->gap_weight = 0.2f;
 }
 
 /* Initial SPOT thresholds per statistic (in the statistic's units) and the
@@ -55,7 +56,8 @@ void detect_init(detect_state_t *st, uint32_t flags)
 {
     memset(st, 0, sizeof *st);
     st->magic = DETECT_MAGIC;
-    st->flags = (uint16_t)flags;
+    st->flags = (uint8_t)(flags & DETECT_F_COUNTER);
+    st->gexp = DETECT_GRID_NONE;
     st->t_last = INT64_MIN;
     st->pchange = 1.0f;
     for (int i = 0; i < 4; i++) {
@@ -155,6 +157,158 @@ static double score_of(double s)
     return s <= 0 ? 0.0 : s / (s + DETECT_HALF);
 }
 
+/* ---- gap grid ---------------------------------------------------------- */
+
+/* Which values has the series been at? A grid of GRID_B buckets of width
+ * w = 2^gexp over the range, one bit each (gmask). The grid covers
+ * [16J w, (16J + 32) w) for an integer J: its position is a multiple of
+ * half its span, so it need not be stored. The range [lo[0], hi[0]] always
+ * lies inside the grid, so J is floor(lo[0] / 16w) or one less, and the
+ * parity of J (a flag bit) says which. When a value falls outside, the
+ * grid doubles (pairs of buckets merge) until it fits: rare, and at most
+ * a few steps per doubling of the range. */
+#define GRID_B 32
+#define GRID_ODD 0x80u /* flags: J is odd */
+#define GRID_EMAX 124  /* 32 x 2^124 = 2^129 holds [-FLT_MAX, FLT_MAX] */
+#define GRID_EMIN (-126)
+
+/* 2^e for |e| < 1000, exactly, without a libm call. */
+static inline double pow2i(int e)
+{
+    uint64_t u = (uint64_t)(e + 1023) << 52;
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+/* floor(a) for |a| < 2^62. */
+static inline int64_t ifloor(double a)
+{
+    int64_t i = (int64_t)a;
+    return i - (a < (double)i);
+}
+
+/* The grid's lower edge and width; J from lo[0] and the parity flag. */
+static inline double grid_lo(const detect_state_t *st, float lo, double *w)
+{
+    int e = st->gexp;
+    *w = pow2i(e); /* divisions by w below are exact: a power of two */
+    int64_t j = ifloor((double)lo * pow2i(-e - 4));
+    if ((uint32_t)(j & 1) != ((st->flags & GRID_ODD) != 0)) j--;
+    return (double)(j * 16) * *w;
+}
+
+static inline void grid_set_pos(detect_state_t *st, int e, int64_t j)
+{
+    st->gexp = (int8_t)e;
+    st->flags = (uint8_t)((st->flags & ~GRID_ODD) | ((j & 1) ? GRID_ODD : 0u));
+}
+
+/* Merge pairs of buckets: bit k of the result is bit 2k | bit 2k+1. */
+static inline uint32_t grid_halve(uint32_t m)
+{
+    m = (m | m >> 1) & 0x55555555u;
+    m = (m | m >> 1) & 0x33333333u;
+    m = (m | m >> 2) & 0x0f0f0f0fu;
+    m = (m | m >> 4) & 0x00ff00ffu;
+    m = (m | m >> 8) & 0x0000ffffu;
+    return m;
+}
+
+/* Start a grid holding [a, b] (a < b, finite), with the buckets from a's
+ * to b's marked (all of them when span, else only those two). */
+static void grid_start(detect_state_t *st, double a, double b, int span)
+{
+    int e;
+    frexp((b - a) / GRID_B, &e); /* 2^e > (b - a) / 32 */
+    if (e < GRID_EMIN) e = GRID_EMIN;
+    for (; e <= GRID_EMAX; e++) {
+        double w = pow2i(e);
+        int64_t j = ifloor(a * pow2i(-e - 4));
+        double lo = (double)(j * 16) * w;
+        if (b < lo + GRID_B * w) {
+            int ia = (int)((a - lo) / w), ib = (int)((b - lo) / w);
+            uint32_t top = ib >= 31 ? 0xffffffffu : (2u << ib) - 1u;
+            st->gmask = span ? top & ~((1u << ia) - 1u) : (1u << ia) | (1u << ib);
+            grid_set_pos(st, e, j);
+            return;
+        }
+    }
+    st->gexp = DETECT_GRID_OFF;
+    st->gmask = 0;
+}
+
+static inline int clz32(uint32_t m)
+{
+#if defined(__GNUC__)
+    return __builtin_clz(m);
+#else
+    int n = 0;
+    while (!(m & 0x80000000u))
+        m <<= 1, n++;
+    return n;
+#endif
+}
+
+static inline int ctz32(uint32_t m)
+{
+#if defined(__GNUC__)
+    return __builtin_ctz(m);
+#else
+    int n = 0;
+    while (!(m & 1u))
+        m >>= 1, n++;
+    return n;
+#endif
+}
+
+/* Mark x's bucket. Returns how far x is from the nearest bucket a value
+ * has been in before (0 if its own), in the units of x. The grid first
+ * grows to hold x if it has to. */
+static double grid_visit(detect_state_t *st, double x, float lo)
+{
+    double w, glo = grid_lo(st, lo, &w);
+    uint32_t m = st->gmask;
+    if (RARE(x < glo || x >= glo + GRID_B * w)) {
+        int e = st->gexp;
+        int64_t j = ifloor(glo * pow2i(-e - 4));
+        while (x < glo || x >= glo + GRID_B * w) {
+            if (e >= GRID_EMAX) {
+                st->gexp = DETECT_GRID_OFF;
+                st->gmask = 0;
+                return 0.0;
+            }
+            int64_t jn;
+            int o;
+            if (j & 1) {
+                jn = (j - 1) / 2; /* the old buckets land in the middle */
+                o = 8;
+            } else if (x >= glo) {
+                jn = j / 2; /* grow upwards: the old buckets at the bottom */
+                o = 0;
+            } else {
+                jn = j / 2 - 1; /* grow downwards: the old buckets at the top */
+                o = 16;
+            }
+            m = grid_halve(m) << o;
+            j = jn;
+            e++;
+            w *= 2.0;
+            glo = (double)(j * 16) * w;
+        }
+        grid_set_pos(st, e, j);
+    }
+    int i = (int)((x - glo) * pow2i(-st->gexp));
+    uint32_t bit = 1u << i;
+    st->gmask = m | bit;
+    if (m & bit) return 0.0;
+    double d = INFINITY;
+    uint32_t below = m & (bit - 1u), above = i < 31 ? m >> (i + 1) : 0u;
+    if (below) d = x - (glo + (double)(32 - clz32(below)) * w);
+    if (above) d = fmin(d, glo + (double)(i + 1 + ctz32(above)) * w - x);
+    return d < INFINITY ? d : 0.0;
+}
+
 /* ---- update ------------------------------------------------------------ */
 
 /* Fill the caller's result for an update that returns before scoring. */
@@ -211,7 +365,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     const float k = cfg->huber_k, q = cfg->spot_q, cusum_k = cfg->cusum_k;
     const float alpha_fast = cfg->alpha_fast, alpha_slow = cfg->alpha_slow;
     const float onset_margin = cfg->onset_margin, novelty_k = cfg->novelty_k;
-    const uint32_t warmup = cfg->warmup;
+    /* the sample count saturates at 65535 */
+    const uint32_t warmup = cfg->warmup < UINT16_MAX ? cfg->warmup : UINT16_MAX;
     const uint32_t n = st->n;
 
     if (RARE(n == 0)) {
@@ -343,6 +498,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     if (RARE(!isfinite(xf))) xf = x > 0 ? FLT_MAX : -FLT_MAX;
     float xs = st->xs + 0.1f * (xf - st->xs);
     if (RARE(!isfinite(xs))) xs = xf;
+    const float lo0 = st->lo[0], hi0 = st->hi[0];
     float nov = 0.0f, v2[2] = {xf, xs};
     for (int j = 0; j < 2; j++) {
         float hi = st->hi[j], lo = st->lo[j];
@@ -356,6 +512,22 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         st->lo[j] = isfinite(sh) ? lo + sh : lo;
     }
     st->xs = xs;
+    /* Gap: a value inside the range but away from every value seen so
+     * far (a level never visited between two that were), in widths of
+     * the range, like the novelty; shrunk like a sub-alarm residual
+     * score. The grid's buckets are 1/32 to 1/8 of the range wide, and
+     * the distance is to the nearest edge of a visited bucket (never more
+     * than the distance to the nearest value seen). */
+    double gscore = 0.0;
+    if (st->gexp > DETECT_GRID_OFF) {
+        double d = grid_visit(st, xf, lo0);
+        if (RARE(d > 0) && xf > lo0 && xf < hi0 && cfg->gap_weight > 0.0f) {
+            double ge = d / ((double)hi0 - lo0);
+            gscore = cfg->gap_weight * ge / (ge + novelty_k);
+        }
+    } else if (RARE(st->gexp == DETECT_GRID_NONE && xf != lo0)) {
+        grid_start(st, fmin(lo0, xf), fmax(hi0, xf), 0); /* the two values seen */
+    }
     /* nov = 0 (inside the range: most samples) scores 0 without dividing */
     double nscore =
         nov == 0.0f && novelty_k > 0.0f ? 0.0 : (double)nov / ((double)nov + novelty_k);
@@ -363,8 +535,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
      * creeping outwards for a while (the short EWMA is still climbing, a
      * noisy plateau sets new records); those are repeats of one event
      * unless they beat the decayed memory of the novelty scores. */
-    float nmem = st->nmem;
-    st->nmem = maxf_(nmem * cfg->novelty_decay, (float)nscore);
+    float nmem = (float)st->nmem * (1.0f / 65535.0f); /* nscore < 1: fits 16 bits */
+    st->nmem = (uint16_t)(maxf_(nmem * cfg->novelty_decay, (float)nscore) * 65535.0f);
     if (nscore <= nmem) nscore *= cfg->novelty_repeat;
 
     /* The residual ensemble's scores below the alarm level are shrunk, so
@@ -373,6 +545,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     double rscore = score_of(out);
     if (rscore < DETECT_ALARM) rscore *= cfg->sub_alarm;
     double final = rscore > nscore ? rscore : nscore;
+    if (gscore > final) final = gscore;
     /* The seasonal channel reports alarms only, and only onsets above
      * the memory of recent surprise, which it shares with the residual
      * statistics (so it does not repeat their alarms). */
@@ -451,14 +624,14 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     st->pchange += alpha_slow * ((same ? 0.0f : 1.0f) - st->pchange);
     st->run = (uint16_t)run;
     st->x_last = (float)x;
-    if (n < UINT32_MAX) st->n = n + 1;
+    if (n < UINT16_MAX) st->n = (uint16_t)(n + 1);
     if (res) {
         res->score = final;
         res->surprise = s;
         memcpy(res->comp, comp, sizeof comp);
         /* In -log10 p units, for explanations. */
-        res->comp[DETECT_C_NOVEL] =
-            (float)(nscore < 0.999 ? nscore * DETECT_HALF / (1.0 - nscore) : 6000.0);
+        double ns = nscore > gscore ? nscore : gscore;
+        res->comp[DETECT_C_NOVEL] = (float)(ns < 0.999 ? ns * DETECT_HALF / (1.0 - ns) : 6000.0);
         res->events = events;
         res->x = x;
         res->expected = pred;
@@ -523,8 +696,10 @@ static const uint8_t *getd(const uint8_t *p, double *f)
     return p;
 }
 
-/* The float fields in encoding order. */
-#define DETECT_NFLOAT (8 + 24 + 5 + 1 + 12 + 2)
+/* The float fields in encoding order (0xDE72-0xDE75 records had the
+ * novelty memory, as a float, between the tails and the seasonal tail). */
+#define DETECT_NFLOAT (8 + 24 + 5 + 12 + 2)
+#define DETECT_NFLOAT_OLD (DETECT_NFLOAT + 1)
 static void float_fields(detect_state_t *st, float **f)
 {
     size_t i = 0;
@@ -548,19 +723,20 @@ static void float_fields(detect_state_t *st, float **f)
         f[i++] = &st->spot[k].m1;
         f[i++] = &st->spot[k].m2;
     }
-    f[i++] = &st->nmem; /* zero in a 0xDE72 record (see decode) */
-    f[i++] = &st->su;   /* these two: zero in 0xDE72 and 0xDE73 records */
+    f[i++] = &st->su; /* these two: zero in 0xDE72 and 0xDE73 records */
     f[i++] = &st->sm1;
 }
 
-/* Layout 0xDE75: magic | flags << 16, n, run | fmem << 16, seen (4 bytes
- * each), t_last, v_last, lf, ls (8 each), the DETECT_NFLOAT floats. */
+/* Layout 0xDE76: magic | flags << 16 | gexp << 24, n | nmem << 16,
+ * run | fmem << 16, seen (4 bytes each), t_last, v_last, lf, ls (8 each),
+ * the DETECT_NFLOAT floats, gmask: 256 bytes. */
 int detect_state_encode(const detect_state_t *st, uint8_t *buf, size_t cap)
 {
     if (cap < DETECT_STATE_BYTES) return DETECT_ESPACE;
     uint8_t *p = buf;
-    p = put32(p, (uint32_t)DETECT_MAGIC | (uint32_t)st->flags << 16);
-    p = put32(p, st->n);
+    p = put32(p, (uint32_t)DETECT_MAGIC | (uint32_t)st->flags << 16 |
+                     (uint32_t)(uint8_t)st->gexp << 24);
+    p = put32(p, (uint32_t)st->n | (uint32_t)st->nmem << 16);
     p = put32(p, (uint32_t)st->run | (uint32_t)st->fmem << 16);
     p = put32(p, st->seen);
     p = put64(p, (uint64_t)st->t_last);
@@ -571,9 +747,12 @@ int detect_state_encode(const detect_state_t *st, uint8_t *buf, size_t cap)
     float_fields((detect_state_t *)st, f);
     for (size_t i = 0; i < DETECT_NFLOAT; i++)
         p = putf(p, *f[i]);
-    memset(p, 0, (size_t)(buf + DETECT_STATE_BYTES - p));
-    return DETECT_STATE_BYTES;
+    p = put32(p, st->gmask);
+    return (int)(p - buf);
 }
+
+_Static_assert(16 + 32 + 4 * DETECT_NFLOAT + 4 == DETECT_STATE_BYTES, "0xDE76 record size");
+_Static_assert(16 + 32 + 4 * DETECT_NFLOAT_OLD <= DETECT_STATE_BYTES, "0xDE75 record size");
 
 int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
 {
@@ -581,22 +760,42 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
     detect_state_t s;
     memset(&s, 0, sizeof s);
     const uint8_t *p = buf;
-    uint32_t mf, run;
+    uint32_t mf, n, run;
     uint64_t t;
     p = get32(p, &mf);
-    /* 0xDE72-0xDE74 records hold a 32-bit run length (saturated to 16
-     * bits here) and no score memory (it starts empty). 0xDE72 and 0xDE73
-     * differ from 0xDE74 only by fields encoded last (the novelty memory,
-     * then the seasonal tail), where the older records have zero padding:
-     * they read as a state with no novelty memory yet (0xDE72) and a fresh
-     * seasonal tail (both). */
+    /* 0xDE72-0xDE75 records hold a 32-bit sample count (saturated to 16
+     * bits here), the novelty memory as a float after the tails (rounded
+     * to 16 bits here) and no gap grid: it starts with every bucket of the
+     * range seen so far counted as visited (no gap scores inside that
+     * range, which the old detector has already judged). 0xDE72-0xDE74
+     * also hold a 32-bit run length (saturated to 16 bits) and no score
+     * memory (it starts empty). 0xDE72 and 0xDE73 differ from 0xDE74 only
+     * by fields encoded last (the novelty memory, then the seasonal tail),
+     * where the older records have zero padding: they read as a state with
+     * no novelty memory yet (0xDE72) and a fresh seasonal tail (both). */
     unsigned m = mf & 0xffff;
     int v2 = m == DETECT_MAGIC_V2, v3 = m == DETECT_MAGIC_V3, v4 = m == DETECT_MAGIC_V4;
-    if (m != DETECT_MAGIC && !v2 && !v3 && !v4) return DETECT_EFORMAT;
+    int old = v2 || v3 || v4 || m == DETECT_MAGIC_V5;
+    if (m != DETECT_MAGIC && !old) return DETECT_EFORMAT;
     s.magic = DETECT_MAGIC;
-    s.flags = (uint16_t)(mf >> 16);
-    if (s.flags & ~DETECT_F_COUNTER) return DETECT_EFORMAT;
-    p = get32(p, &s.n);
+    if (old) {
+        if ((mf >> 16) & ~DETECT_F_COUNTER) return DETECT_EFORMAT;
+        s.flags = (uint8_t)(mf >> 16);
+    } else {
+        s.flags = (uint8_t)(mf >> 16);
+        s.gexp = (int8_t)(uint8_t)(mf >> 24);
+        if (s.flags & ~(DETECT_F_COUNTER | GRID_ODD)) return DETECT_EFORMAT;
+        if (s.gexp > GRID_EMAX ||
+            (s.gexp < GRID_EMIN && s.gexp != DETECT_GRID_NONE && s.gexp != DETECT_GRID_OFF))
+            return DETECT_EFORMAT;
+    }
+    p = get32(p, &n);
+    if (old) {
+        s.n = n > UINT16_MAX ? UINT16_MAX : (uint16_t)n;
+    } else {
+        s.n = (uint16_t)n;
+        s.nmem = (uint16_t)(n >> 16);
+    }
     p = get32(p, &run);
     if (v2 || v3 || v4) {
         s.run = run > UINT16_MAX ? UINT16_MAX : (uint16_t)run;
@@ -611,17 +810,37 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
     p = getd(p, &s.lf);
     p = getd(p, &s.ls);
     if (!isfinite(s.lf) || !isfinite(s.ls) || (s.n && !isfinite(s.v_last))) return DETECT_EFORMAT;
-    float *f[DETECT_NFLOAT];
+    float *f[DETECT_NFLOAT_OLD], nmem = 0.0f;
     float_fields(&s, f);
-    for (size_t i = 0; i < DETECT_NFLOAT; i++) {
+    if (old) { /* the novelty memory before the seasonal tail */
+        f[DETECT_NFLOAT] = f[DETECT_NFLOAT - 1];
+        f[DETECT_NFLOAT - 1] = f[DETECT_NFLOAT - 2];
+        f[DETECT_NFLOAT - 2] = &nmem;
+    }
+    size_t nf = old ? DETECT_NFLOAT_OLD : DETECT_NFLOAT;
+    for (size_t i = 0; i < nf; i++) {
         p = getf(p, f[i]);
         if (!isfinite(*f[i])) return DETECT_EFORMAT;
     }
-    if (v2 && s.nmem != 0.0f) return DETECT_EFORMAT;
-    if (v2 || v3) {
-        if (s.su != 0.0f || s.sm1 != 0.0f) return DETECT_EFORMAT;
-        s.su = SEASON_U0;
-        s.sm1 = SEASON_M0;
+    if (old) {
+        if (v2 && nmem != 0.0f) return DETECT_EFORMAT;
+        if (!(nmem >= 0.0f && nmem < 1.0f)) return DETECT_EFORMAT;
+        s.nmem = (uint16_t)lrintf(nmem * 65535.0f);
+        if (v2 || v3) {
+            if (s.su != 0.0f || s.sm1 != 0.0f) return DETECT_EFORMAT;
+            s.su = SEASON_U0;
+            s.sm1 = SEASON_M0;
+        }
+        s.gexp = DETECT_GRID_NONE;
+        if (s.n && s.hi[0] > s.lo[0]) grid_start(&s, s.lo[0], s.hi[0], 1);
+    } else {
+        p = get32(p, &s.gmask);
+        if (s.gexp > DETECT_GRID_OFF) { /* the range must lie in the grid */
+            double w, glo = grid_lo(&s, s.lo[0], &w);
+            if (!(s.lo[0] >= glo && s.hi[0] < glo + GRID_B * w)) return DETECT_EFORMAT;
+        } else if (s.gmask) {
+            return DETECT_EFORMAT;
+        }
     }
     *st = s;
     return DETECT_STATE_BYTES;

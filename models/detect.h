@@ -42,6 +42,11 @@
  *               its own decaying memory: a novelty score that does not
  *               beat it (the range creeping outwards after an excursion)
  *               is reported at a fraction of its value.
+ *   gap         a value inside the range but away from every value seen
+ *               so far (a level never visited between two known ones):
+ *               the distance to the nearest visited bucket of a 32-bucket
+ *               grid over the range, in range widths, scored like the
+ *               novelty and shrunk like a sub-alarm residual score.
  *   seasonal    while the plain level is the baseline, the hour-of-day
  *               profile still scores: how far x is from the profile's
  *               prediction where the profile and the plain level
@@ -91,6 +96,10 @@ const char *detect_strerror(int err);
 /* State flags (set at init). */
 #define DETECT_F_COUNTER 1u /* monotonic counter: detect on its rate */
 
+/* Gap grid sentinels for detect_state_t.gexp. */
+#define DETECT_GRID_NONE (-128) /* no two distinct values seen yet */
+#define DETECT_GRID_OFF (-127)  /* the range outgrew a float grid: no gap scores */
+
 /* Components, for detect_result_t.comp[] and explanations. */
 typedef enum {
     DETECT_C_UP = 0, /* residual above the baseline */
@@ -110,7 +119,8 @@ typedef enum {
 
 /* Configuration: one for every series (no per-series tuning). */
 typedef struct {
-    uint32_t warmup;      /* samples before scores are emitted (default 150) */
+    uint32_t warmup;      /* samples before scores are emitted (default 150; at most 65535,
+                             the sample count saturates there) */
     float alpha_fast;     /* fast level EWMA weight (default 0.2) */
     float alpha_slow;     /* slow level / scale weight (default 0.01) */
     float alpha_season;   /* hour-of-day bucket weight (default 0.1) */
@@ -129,6 +139,9 @@ typedef struct {
     float score_repeat;   /* factor on a sub-alarm score not above margin x that memory
                              (default 0.1); 1 turns it off */
     float score_margin;   /* a sub-alarm score is new above margin x memory (default 2) */
+    float gap_weight;     /* factor on the gap novelty score e / (e + novelty_k) of a value
+                             inside the range but away from every value seen (default 0.2,
+                             the sub_alarm factor); 0 turns it off */
 } detect_config_t;
 
 void detect_config_init(detect_config_t *c);
@@ -143,8 +156,11 @@ typedef struct {
 /* The per-series state: 256 bytes of plain data (copy it, store it). */
 typedef struct {
     uint16_t magic;        /* DETECT_MAGIC once initialised */
-    uint16_t flags;        /* DETECT_F_* */
-    uint32_t n;            /* samples scored (after counter differencing) */
+    uint8_t flags;         /* DETECT_F_*; bit 7: parity of the gap grid's position (internal) */
+    int8_t gexp;           /* gap grid: bucket width 2^gexp (DETECT_GRID_NONE: none yet,
+                              DETECT_GRID_OFF: the range does not fit a float grid) */
+    uint16_t n;            /* samples scored (after counter differencing; saturating) */
+    uint16_t nmem;         /* memory of recent novelty scores, in units of 1/65535 */
     uint16_t run;          /* consecutive samples equal to the previous one (saturating) */
     uint16_t fmem;         /* memory of recent final scores, in units of 1/65535 */
     uint32_t seen;         /* bits 0-23: hours seen; 24-30: days since all were seen
@@ -162,21 +178,25 @@ typedef struct {
     float season[24];      /* hour-of-day deviation from the slow level */
     float xs;              /* short EWMA of x (novelty of a sustained level) */
     float hi[2], lo[2];    /* range seen so far of x [0] and of xs [1] */
-    float nmem;            /* memory of recent novelty scores */
     detect_spot_t spot[4]; /* tails of UP, DOWN, SHIFT, VAR */
     float su, sm1;         /* seasonal channel's tail: quantile, mean excess (exponential) */
+    uint32_t gmask;        /* gap grid: which of its 32 buckets a value has been in */
 } detect_state_t;
 
 /* Magic and layout version in one: 0xDE71 was the first layout (with a
  * day-of-week profile); 0xDE72 added the novelty range; 0xDE73 the
  * novelty memory; 0xDE74 the seasonal channel's tail; 0xDE75 the
  * final-score memory (16 bits, beside a 16-bit run length that used to
- * take 32). 0xDE72-0xDE74 states are migrated (run length saturated, an
- * empty score memory; the fields added since 0xDE72/0xDE73 were zero
- * padding in those records: no novelty memory yet, a fresh seasonal tail).
- * Decoding refuses any other value, so an older state file starts the
- * detectors fresh. */
-#define DETECT_MAGIC 0xDE75u
+ * take 32); 0xDE76 the gap grid (gexp, gmask), with the sample count and
+ * the novelty memory in 16 bits each to make room. 0xDE72-0xDE75 states
+ * are migrated (sample count saturated, novelty memory rounded to 16 bits,
+ * a gap grid that counts the whole range seen so far as visited; before
+ * 0xDE75: run length saturated, an empty score memory; the fields added
+ * since 0xDE72/0xDE73 were zero padding in those records: no novelty
+ * memory yet, a fresh seasonal tail). Decoding refuses any other value, so
+ * an older state file starts the detectors fresh. */
+#define DETECT_MAGIC 0xDE76u
+#define DETECT_MAGIC_V5 0xDE75u
 #define DETECT_MAGIC_V4 0xDE74u
 #define DETECT_MAGIC_V3 0xDE73u
 #define DETECT_MAGIC_V2 0xDE72u

@@ -416,11 +416,12 @@ static void test_clean_random_walk(void **state)
     sig_free(&g);
 }
 
-/* Older layouts (0xDE72-0xDE74), written here from a state for the
- * migration checks: the same 48-byte header and 52 floats as now, except
- * that the run length takes all of bytes 8-11 (no score memory there). In
- * a 0xDE72/0xDE73 record the fields those layouts lacked (the novelty
- * memory, the seasonal tail) are zero padding. */
+/* Older layouts (0xDE72-0xDE75), written here from a state for the
+ * migration checks: a 48-byte header with a 32-bit sample count and 52
+ * floats, the novelty memory among them (after the tails), no gap grid.
+ * In 0xDE72-0xDE74 the run length takes all of bytes 8-11 (no score
+ * memory there). In a 0xDE72/0xDE73 record the fields those layouts
+ * lacked (the novelty memory, the seasonal tail) are zero padding. */
 #define OLD_NMEM_OFF (48 + 49 * 4)
 #define OLD_STAIL_OFF (48 + 50 * 4)
 
@@ -448,9 +449,9 @@ static uint8_t *led(uint8_t *p, double d)
 static void encode_old(const detect_state_t *st, unsigned magic, uint8_t *buf)
 {
     memset(buf, 0, DETECT_STATE_BYTES);
-    uint8_t *p = le(buf, magic | (uint32_t)st->flags << 16, 4);
+    uint8_t *p = le(buf, magic | (uint32_t)(st->flags & DETECT_F_COUNTER) << 16, 4);
     p = le(p, st->n, 4);
-    p = le(p, st->run, 4);
+    p = le(p, magic == DETECT_MAGIC_V5 ? st->run | (uint32_t)st->fmem << 16 : st->run, 4);
     p = le(p, st->seen, 4);
     p = le(p, (uint64_t)st->t_last, 8);
     p = led(p, st->v_last);
@@ -472,9 +473,10 @@ static void encode_old(const detect_state_t *st, unsigned magic, uint8_t *buf)
         p = lef(p, st->spot[i].m1);
         p = lef(p, st->spot[i].m2);
     }
-    p = lef(p, magic == DETECT_MAGIC_V2 ? 0.0f : st->nmem);
-    p = lef(p, magic == DETECT_MAGIC_V4 ? st->su : 0.0f);
-    p = lef(p, magic == DETECT_MAGIC_V4 ? st->sm1 : 0.0f);
+    p = lef(p, magic == DETECT_MAGIC_V2 ? 0.0f : (float)st->nmem / 65535.0f);
+    int tail = magic == DETECT_MAGIC_V4 || magic == DETECT_MAGIC_V5;
+    p = lef(p, tail ? st->su : 0.0f);
+    p = lef(p, tail ? st->sm1 : 0.0f);
     assert_true(p == buf + 256);
 }
 
@@ -514,23 +516,43 @@ static void test_persist_round_trip(void **state)
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);
     buf2[0] = (uint8_t)(DETECT_MAGIC & 0xff);
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_STATE_BYTES);
-    /* States of the second to fourth layouts (a 32-bit run length, no
-     * score memory; 0xDE72 and 0xDE73 also without the fields added later,
-     * where they had zero padding) are migrated: the same state with an
-     * empty score memory, no novelty memory (0xDE72), a fresh seasonal
-     * tail (0xDE72, 0xDE73). Non-zero padding in an older record is
-     * refused. */
+    /* States of the second to fifth layouts (no gap grid; a 32-bit sample
+     * count; 0xDE72-0xDE74 also a 32-bit run length and no score memory;
+     * 0xDE72 and 0xDE73 also without the fields added later, where they
+     * had zero padding) are migrated: the same state with a gap grid that
+     * counts the whole range seen so far as visited, an empty score memory
+     * (before 0xDE75), no novelty memory (0xDE72), a fresh seasonal tail
+     * (0xDE72, 0xDE73). Non-zero padding in an older record is refused. */
     {
         detect_state_t fresh;
         detect_init(&fresh, 0);
         assert_true(b.su != fresh.su || b.sm1 != fresh.sm1); /* the tail has learnt */
-        assert_true(b.nmem > 0.0f);
+        assert_true(b.nmem > 0);
+        assert_true(b.gexp > DETECT_GRID_OFF);
         uint8_t old[DETECT_STATE_BYTES];
         detect_state_t m, ref = b;
+        encode_old(&b, DETECT_MAGIC_V5, old);
+        assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_STATE_BYTES);
+        assert_int_equal(m.magic, DETECT_MAGIC);
+        /* the migrated grid: one run of visited buckets (lo's to hi's) */
+        assert_true(m.gexp > DETECT_GRID_OFF);
+        uint32_t low = m.gmask & (~m.gmask + 1u);
+        assert_true(m.gmask != 0 && ((m.gmask + low) & m.gmask) == 0);
+        assert_true(__builtin_popcount(m.gmask) >= __builtin_popcount(b.gmask));
+        ref.gexp = m.gexp;
+        ref.gmask = m.gmask;
+        ref.flags = (uint8_t)((ref.flags & DETECT_F_COUNTER) | (m.flags & ~DETECT_F_COUNTER));
+        assert_memory_equal(&m, &ref, sizeof m);
+        { /* no gap scores inside the range the old detector has seen */
+            detect_config_t c0 = c;
+            detect_state_t mc = m;
+            double mid = 0.5 * ((double)m.lo[0] + m.hi[0]);
+            detect_update(&mc, &c0, T0 + 1500 * STEP_MS, mid, NULL);
+            assert_int_equal(mc.gmask, m.gmask);
+        }
         ref.fmem = 0;
         encode_old(&b, DETECT_MAGIC_V4, old);
         assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_STATE_BYTES);
-        assert_int_equal(m.magic, DETECT_MAGIC);
         assert_memory_equal(&m, &ref, sizeof m);
         ref.su = fresh.su;
         ref.sm1 = fresh.sm1;
@@ -539,7 +561,7 @@ static void test_persist_round_trip(void **state)
         assert_memory_equal(&m, &ref, sizeof m);
         old[OLD_STAIL_OFF + 5] = 1;
         assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_EFORMAT);
-        ref.nmem = 0.0f;
+        ref.nmem = 0;
         encode_old(&b, DETECT_MAGIC_V2, old);
         assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_STATE_BYTES);
         assert_memory_equal(&m, &ref, sizeof m);
@@ -553,10 +575,132 @@ static void test_persist_round_trip(void **state)
         old[8] = 0xa0, old[9] = 0x86, old[10] = 0x01, old[11] = 0; /* 100000 */
         assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_STATE_BYTES);
         assert_int_equal(m.run, UINT16_MAX);
+        /* and so does an old record's sample count */
+        encode_old(&b, DETECT_MAGIC_V5, old);
+        old[4] = 0xa0, old[5] = 0x86, old[6] = 0x01, old[7] = 0; /* 100000 */
+        assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_STATE_BYTES);
+        assert_int_equal(m.n, UINT16_MAX);
+        /* an old record's novelty memory must be a score in [0, 1) */
+        encode_old(&b, DETECT_MAGIC_V5, old);
+        (void)lef(old + OLD_NMEM_OFF, 1.5f);
+        assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_EFORMAT);
+    }
+    /* A 0xDE76 record: unknown flag bits, a grid exponent out of range, a
+     * grid that does not hold the range, or a mask without a grid are
+     * refused. */
+    {
+        detect_state_t m;
+        uint8_t bad[DETECT_STATE_BYTES];
+        memcpy(bad, buf2, sizeof bad);
+        bad[2] |= 0x40;
+        assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
+        memcpy(bad, buf2, sizeof bad);
+        bad[3] = 126;
+        assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
+        memcpy(bad, buf2, sizeof bad);
+        bad[3] = (uint8_t)(b.gexp - 3); /* 8 times finer: the range does not fit */
+        assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
+        memcpy(bad, buf2, sizeof bad);
+        bad[3] = (uint8_t)(int8_t)DETECT_GRID_NONE; /* no grid, but a mask */
+        assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
     }
     double nan = NAN;
     memcpy(buf2 + 32, &nan, 8); /* lf */
     assert_int_equal(detect_state_decode(&b, buf2, sizeof buf2), DETECT_EFORMAT);
+}
+
+/* Gap novelty: a value inside the range but away from every value seen.
+ * Two levels (10 and 20, sd 0.3) in random order; at row 2500 a value of
+ * 15, a level never visited between two that were, scores a gap (about
+ * 0.2 x 0.3 / (0.3 + 0.4)): above every score in the 1500 rows before
+ * it, below an alarm (a gap is a sub-alarm score by design), and at least
+ * 0.05 lower without the gap statistic. A second sample at that level is
+ * no longer new. */
+static void test_gap_novelty(void **state)
+{
+    (void)state;
+    rng_for("gap_novelty");
+    sig_t g;
+    sig_alloc(&g, 3000);
+    for (size_t i = 0; i < g.n; i++)
+        g.v[i] = (urand() < 0.5 ? 10.0 : 20.0) + 0.3 * gauss();
+    g.v[2500] = 15.0;
+    g.v[2501] = 15.05;
+    run(&g, 0);
+    double before = max_in(&g, 1000, 2500);
+    fprintf(stderr, "gap: row 2500 %.3f, 2501 %.3f, max before %.3f\n", g.s[2500], g.s[2501],
+            before);
+    assert_true(g.s[2500] > 0.05 && g.s[2500] < ALARM);
+    assert_true(g.s[2500] > before);
+    assert_true(g.s[2501] < 0.2 * g.s[2500]);
+    double with = g.s[2500];
+    detect_config_t c;
+    detect_config_init(&c);
+    c.gap_weight = 0.0f;
+    run_cfg(&g, 0, &c);
+    fprintf(stderr, "gap: row 2500 without the gap statistic %.3f\n", g.s[2500]);
+    assert_true(with - g.s[2500] > 0.05);
+    sig_free(&g);
+}
+
+/* Invert comp[DETECT_C_NOVEL] (-log10 p units) to the gap in range widths
+ * when the novelty of the range is 0 (x and its short EWMA inside their
+ * ranges): comp = s x 6 / (1 - s), s = w x e / (e + k). */
+static double gap_of_comp(float comp, const detect_config_t *c)
+{
+    double s = comp / (comp + DETECT_HALF) / c->gap_weight;
+    return s <= 0 ? 0.0 : c->novelty_k * s / (1.0 - s);
+}
+
+/* The grid's gap against the exact one (the distance to the nearest value
+ * seen, brute force), on clusters at random levels with jumps that grow
+ * the range a thousandfold both ways (the grid doubles many times): never
+ * more than the exact gap, and within two of the grid's buckets of it.
+ * Afterwards, values between the old range and the far levels are gaps. */
+static void test_gap_grid(void **state)
+{
+    (void)state;
+    rng_for("gap_grid");
+    detect_config_t c;
+    detect_config_init(&c);
+    detect_state_t st;
+    detect_init(&st, 0);
+    enum { N = 6000 };
+    static float seen[N];
+    size_t nseen = 0, checked = 0, gaps = 0;
+    double level = 0;
+    for (int i = 0; i < N; i++) {
+        if (i % 200 == 0) level = 100.0 * urand();
+        double v = level + urand();
+        if (i == 3000) v = 1e5;  /* grows the range upwards */
+        if (i == 4000) v = -1e5; /* and downwards */
+        if (i >= 5000 && i % 100 == 50) v = (i % 200 == 50 ? 1 : -1) * 2e4 * (1 + urand());
+        float xf = (float)v;
+        float lo0 = st.lo[0], hi0 = st.hi[0];
+        float xs = st.xs + 0.1f * (xf - st.xs);
+        int inside = i > 0 && xf > lo0 && xf < hi0 && xs >= st.lo[1] && xs <= st.hi[1];
+        detect_result_t r;
+        detect_update(&st, &c, T0 + (int64_t)i * STEP_MS, v, &r);
+        if (inside && (uint32_t)i >= c.warmup) {
+            double d = INFINITY;
+            for (size_t k = 0; k < nseen; k++)
+                d = fmin(d, fabs((double)xf - seen[k]));
+            double e_true = d / ((double)hi0 - lo0), e = gap_of_comp(r.comp[DETECT_C_NOVEL], &c);
+            double bucket = ldexp(1.0, st.gexp) / ((double)hi0 - lo0);
+            assert_true(e <= e_true * (1 + 1e-4) + 1e-9);
+            assert_true(e >= e_true - 2 * bucket - 1e-9);
+            checked++;
+            if (i >= 5000 && i % 100 == 50 && e_true > 0.1) {
+                assert_true(e > 0.05); /* far from the levels seen: a gap */
+                gaps++;
+            }
+        }
+        seen[nseen++] = xf;
+    }
+    fprintf(stderr, "gap grid: %zu checked, %zu far gaps, grid 2^%d\n", checked, gaps, st.gexp);
+    assert_true(checked > 4000);
+    assert_true(gaps >= 2);
+    assert_true(st.gexp > DETECT_GRID_OFF);
 }
 
 static void test_determinism(void **state)
@@ -729,6 +873,8 @@ int main(void)
         cmocka_unit_test(test_score_memory),
         cmocka_unit_test(test_configs_interleaved),
         cmocka_unit_test(test_hour_buckets),
+        cmocka_unit_test(test_gap_novelty),
+        cmocka_unit_test(test_gap_grid),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

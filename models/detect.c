@@ -58,6 +58,7 @@ void detect_init(detect_state_t *st, uint32_t flags)
     st->magic = DETECT_MAGIC;
     st->flags = (uint8_t)(flags & DETECT_F_COUNTER);
     st->gexp = DETECT_GRID_NONE;
+    st->gmask = 0xffffffffu; /* no grid: nothing is new */
     st->t_last = INT64_MIN;
     st->pchange = 1.0f;
     for (int i = 0; i < 4; i++) {
@@ -164,9 +165,11 @@ static double score_of(double s)
  * [16J w, (16J + 32) w) for an integer J: its position is a multiple of
  * half its span, so it need not be stored. The range [lo[0], hi[0]] always
  * lies inside the grid, so J is floor(lo[0] / 16w) or one less, and the
- * parity of J (a flag bit) says which. When a value falls outside, the
- * grid doubles (pairs of buckets merge) until it fits: rare, and at most
- * a few steps per doubling of the range. */
+ * parity of J (a flag bit) says which. gmask holds bucket i of the grid
+ * in bit (i + 16J) mod 32, i.e. the bit of floor(x / w) mod 32, so a value
+ * inside the range finds its bit without J (the common case). When a
+ * value falls outside, the grid doubles (pairs of buckets merge) until it
+ * fits: rare, and at most a few steps per doubling of the range. */
 #define GRID_B 32
 #define GRID_ODD 0x80u /* flags: J is odd */
 #define GRID_EMAX 124  /* 32 x 2^124 = 2^129 holds [-FLT_MAX, FLT_MAX] */
@@ -198,10 +201,26 @@ static inline double grid_lo(const detect_state_t *st, float lo, double *w)
     return (double)(j * 16) * *w;
 }
 
-static inline void grid_set_pos(detect_state_t *st, int e, int64_t j)
+/* Swap the halves of a mask: between the grid's order of buckets and the
+ * stored one when J is odd. */
+static inline uint32_t rot16(uint32_t m)
+{
+    return m << 16 | m >> 16;
+}
+
+/* Store a grid: width 2^e, position j, mask m in the grid's order. */
+static inline void grid_store(detect_state_t *st, int e, int64_t j, uint32_t m)
 {
     st->gexp = (int8_t)e;
     st->flags = (uint8_t)((st->flags & ~GRID_ODD) | ((j & 1) ? GRID_ODD : 0u));
+    st->gmask = (j & 1) ? rot16(m) : m;
+}
+
+static inline void grid_off(detect_state_t *st)
+{
+    st->gexp = DETECT_GRID_OFF;
+    st->flags &= (uint8_t)~GRID_ODD;
+    st->gmask = 0xffffffffu;
 }
 
 /* Merge pairs of buckets: bit k of the result is bit 2k | bit 2k+1. */
@@ -229,13 +248,11 @@ static void grid_start(detect_state_t *st, double a, double b, int span)
         if (b < lo + GRID_B * w) {
             int ia = (int)((a - lo) / w), ib = (int)((b - lo) / w);
             uint32_t top = ib >= 31 ? 0xffffffffu : (2u << ib) - 1u;
-            st->gmask = span ? top & ~((1u << ia) - 1u) : (1u << ia) | (1u << ib);
-            grid_set_pos(st, e, j);
+            grid_store(st, e, j, span ? top & ~((1u << ia) - 1u) : (1u << ia) | (1u << ib));
             return;
         }
     }
-    st->gexp = DETECT_GRID_OFF;
-    st->gmask = 0;
+    grid_off(st);
 }
 
 static inline int clz32(uint32_t m)
@@ -268,14 +285,13 @@ static inline int ctz32(uint32_t m)
 static double grid_visit(detect_state_t *st, double x, float lo)
 {
     double w, glo = grid_lo(st, lo, &w);
-    uint32_t m = st->gmask;
+    int e = st->gexp;
+    int64_t j = ifloor(glo * pow2i(-e - 4));
+    uint32_t m = (j & 1) ? rot16(st->gmask) : st->gmask; /* the grid's order */
     if (RARE(x < glo || x >= glo + GRID_B * w)) {
-        int e = st->gexp;
-        int64_t j = ifloor(glo * pow2i(-e - 4));
         while (x < glo || x >= glo + GRID_B * w) {
             if (e >= GRID_EMAX) {
-                st->gexp = DETECT_GRID_OFF;
-                st->gmask = 0;
+                grid_off(st);
                 return 0.0;
             }
             int64_t jn;
@@ -296,11 +312,10 @@ static double grid_visit(detect_state_t *st, double x, float lo)
             w *= 2.0;
             glo = (double)(j * 16) * w;
         }
-        grid_set_pos(st, e, j);
     }
-    int i = (int)((x - glo) * pow2i(-st->gexp));
+    int i = (int)((x - glo) * pow2i(-e));
     uint32_t bit = 1u << i;
-    st->gmask = m | bit;
+    grid_store(st, e, j, m | bit);
     if (m & bit) return 0.0;
     double d = INFINITY;
     uint32_t below = m & (bit - 1u), above = i < 31 ? m >> (i + 1) : 0u;
@@ -512,22 +527,6 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         st->lo[j] = isfinite(sh) ? lo + sh : lo;
     }
     st->xs = xs;
-    /* Gap: a value inside the range but away from every value seen so
-     * far (a level never visited between two that were), in widths of
-     * the range, like the novelty; shrunk like a sub-alarm residual
-     * score. The grid's buckets are 1/32 to 1/8 of the range wide, and
-     * the distance is to the nearest edge of a visited bucket (never more
-     * than the distance to the nearest value seen). */
-    double gscore = 0.0;
-    if (st->gexp > DETECT_GRID_OFF) {
-        double d = grid_visit(st, xf, lo0);
-        if (RARE(d > 0) && xf > lo0 && xf < hi0 && cfg->gap_weight > 0.0f) {
-            double ge = d / ((double)hi0 - lo0);
-            gscore = cfg->gap_weight * ge / (ge + novelty_k);
-        }
-    } else if (RARE(st->gexp == DETECT_GRID_NONE && xf != lo0)) {
-        grid_start(st, fmin(lo0, xf), fmax(hi0, xf), 0); /* the two values seen */
-    }
     /* nov = 0 (inside the range: most samples) scores 0 without dividing */
     double nscore =
         nov == 0.0f && novelty_k > 0.0f ? 0.0 : (double)nov / ((double)nov + novelty_k);
@@ -538,6 +537,32 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     float nmem = (float)st->nmem * (1.0f / 65535.0f); /* nscore < 1: fits 16 bits */
     st->nmem = (uint16_t)(maxf_(nmem * cfg->novelty_decay, (float)nscore) * 65535.0f);
     if (nscore <= nmem) nscore *= cfg->novelty_repeat;
+    /* Gap: a value inside the range but away from every value seen so
+     * far (a level never visited between two that were), in widths of
+     * the range, like the novelty; shrunk like a sub-alarm residual
+     * score. The grid's buckets are 1/32 to 1/8 of the range wide, and
+     * the distance is to the nearest edge of a visited bucket (never more
+     * than the distance to the nearest value seen). It does not enter the
+     * novelty memory. */
+    if (xf >= lo0 && xf <= hi0) {
+        /* Inside the range, so inside the grid: x's bit is floor(x / w)
+         * mod 32 (with no grid, every bit is set and w is 2^-127: x / w
+         * is small). */
+        double xw = (double)xf * pow2i(-st->gexp);
+        int64_t kb = RARE(xw < 0) ? ifloor(xw) : (int64_t)xw; /* most series are >= 0 */
+        if (RARE(!(st->gmask & 1u << (kb & 31)))) {
+            double d = grid_visit(st, xf, lo0);
+            if (d > 0 && xf > lo0 && xf < hi0 && cfg->gap_weight > 0.0f) {
+                double ge = d / ((double)hi0 - lo0);
+                double gscore = cfg->gap_weight * ge / (ge + novelty_k);
+                if (gscore > nscore) nscore = gscore; /* a novelty of its own kind */
+            }
+        }
+    } else if (st->gexp <= GRID_EMAX) {
+        (void)grid_visit(st, xf, lo0); /* a new extreme: the range's novelty */
+    } else if (RARE(st->gexp == DETECT_GRID_NONE)) {
+        grid_start(st, fmin(lo0, xf), fmax(hi0, xf), 0); /* the two values seen */
+    }
 
     /* The residual ensemble's scores below the alarm level are shrunk, so
      * that its many small surprises do not outrank a clear novelty; at and
@@ -545,7 +570,6 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     double rscore = score_of(out);
     if (rscore < DETECT_ALARM) rscore *= cfg->sub_alarm;
     double final = rscore > nscore ? rscore : nscore;
-    if (gscore > final) final = gscore;
     /* The seasonal channel reports alarms only, and only onsets above
      * the memory of recent surprise, which it shares with the residual
      * statistics (so it does not repeat their alarms). */
@@ -630,8 +654,8 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
         res->surprise = s;
         memcpy(res->comp, comp, sizeof comp);
         /* In -log10 p units, for explanations. */
-        double ns = nscore > gscore ? nscore : gscore;
-        res->comp[DETECT_C_NOVEL] = (float)(ns < 0.999 ? ns * DETECT_HALF / (1.0 - ns) : 6000.0);
+        res->comp[DETECT_C_NOVEL] =
+            (float)(nscore < 0.999 ? nscore * DETECT_HALF / (1.0 - nscore) : 6000.0);
         res->events = events;
         res->x = x;
         res->expected = pred;
@@ -785,8 +809,8 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
         s.flags = (uint8_t)(mf >> 16);
         s.gexp = (int8_t)(uint8_t)(mf >> 24);
         if (s.flags & ~(DETECT_F_COUNTER | GRID_ODD)) return DETECT_EFORMAT;
-        if (s.gexp > GRID_EMAX ||
-            (s.gexp < GRID_EMIN && s.gexp != DETECT_GRID_NONE && s.gexp != DETECT_GRID_OFF))
+        if (s.gexp < GRID_EMIN ||
+            (s.gexp > GRID_EMAX && s.gexp != DETECT_GRID_NONE && s.gexp != DETECT_GRID_OFF))
             return DETECT_EFORMAT;
     }
     p = get32(p, &n);
@@ -832,14 +856,15 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
             s.sm1 = SEASON_M0;
         }
         s.gexp = DETECT_GRID_NONE;
+        s.gmask = 0xffffffffu;
         if (s.n && s.hi[0] > s.lo[0]) grid_start(&s, s.lo[0], s.hi[0], 1);
     } else {
         p = get32(p, &s.gmask);
-        if (s.gexp > DETECT_GRID_OFF) { /* the range must lie in the grid */
+        if (s.gexp <= GRID_EMAX) { /* the range must lie in the grid */
             double w, glo = grid_lo(&s, s.lo[0], &w);
             if (!(s.lo[0] >= glo && s.hi[0] < glo + GRID_B * w)) return DETECT_EFORMAT;
-        } else if (s.gmask) {
-            return DETECT_EFORMAT;
+        } else if (s.gmask != 0xffffffffu || (s.flags & GRID_ODD)) {
+            return DETECT_EFORMAT; /* no grid: every bucket counts as visited */
         }
     }
     *st = s;

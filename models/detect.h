@@ -97,8 +97,8 @@ const char *detect_strerror(int err);
 #define DETECT_F_COUNTER 1u /* monotonic counter: detect on its rate */
 
 /* Gap grid sentinels for detect_state_t.gexp. */
-#define DETECT_GRID_NONE (-128) /* no two distinct values seen yet */
-#define DETECT_GRID_OFF (-127)  /* the range outgrew a float grid: no gap scores */
+#define DETECT_GRID_NONE 127 /* no two distinct values seen yet */
+#define DETECT_GRID_OFF 126  /* the range outgrew a float grid: no gap scores */
 
 /* Components, for detect_result_t.comp[] and explanations. */
 typedef enum {
@@ -158,7 +158,8 @@ typedef struct {
     uint16_t magic;        /* DETECT_MAGIC once initialised */
     uint8_t flags;         /* DETECT_F_*; bit 7: parity of the gap grid's position (internal) */
     int8_t gexp;           /* gap grid: bucket width 2^gexp (DETECT_GRID_NONE: none yet,
-                              DETECT_GRID_OFF: the range does not fit a float grid) */
+                              DETECT_GRID_OFF: the range does not fit a float grid; both
+                              with every bit of gmask set) */
     uint16_t n;            /* samples scored (after counter differencing; saturating) */
     uint16_t nmem;         /* memory of recent novelty scores, in units of 1/65535 */
     uint16_t run;          /* consecutive samples equal to the previous one (saturating) */
@@ -180,7 +181,9 @@ typedef struct {
     float hi[2], lo[2];    /* range seen so far of x [0] and of xs [1] */
     detect_spot_t spot[4]; /* tails of UP, DOWN, SHIFT, VAR */
     float su, sm1;         /* seasonal channel's tail: quantile, mean excess (exponential) */
-    uint32_t gmask;        /* gap grid: which of its 32 buckets a value has been in */
+    uint32_t gmask;        /* gap grid: which of its 32 buckets a value has been in
+                              (bucket floor(x / 2^gexp) mod 32: the grid's first bucket
+                              is bit 0, or bit 16 when flags bit 7 is set) */
 } detect_state_t;
 
 /* Magic and layout version in one: 0xDE71 was the first layout (with a

@@ -528,16 +528,17 @@ static void test_persist_round_trip(void **state)
         detect_init(&fresh, 0);
         assert_true(b.su != fresh.su || b.sm1 != fresh.sm1); /* the tail has learnt */
         assert_true(b.nmem > 0);
-        assert_true(b.gexp > DETECT_GRID_OFF);
+        assert_true(b.gexp < DETECT_GRID_OFF);
         uint8_t old[DETECT_STATE_BYTES];
         detect_state_t m, ref = b;
         encode_old(&b, DETECT_MAGIC_V5, old);
         assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_STATE_BYTES);
         assert_int_equal(m.magic, DETECT_MAGIC);
         /* the migrated grid: one run of visited buckets (lo's to hi's) */
-        assert_true(m.gexp > DETECT_GRID_OFF);
-        uint32_t low = m.gmask & (~m.gmask + 1u);
-        assert_true(m.gmask != 0 && ((m.gmask + low) & m.gmask) == 0);
+        assert_true(m.gexp < DETECT_GRID_OFF);
+        uint32_t gm = m.flags & 0x80 ? m.gmask << 16 | m.gmask >> 16 : m.gmask; /* grid order */
+        uint32_t low = gm & (~gm + 1u);
+        assert_true(gm != 0 && ((gm + low) & gm) == 0);
         assert_true(__builtin_popcount(m.gmask) >= __builtin_popcount(b.gmask));
         ref.gexp = m.gexp;
         ref.gmask = m.gmask;
@@ -586,8 +587,8 @@ static void test_persist_round_trip(void **state)
         assert_int_equal(detect_state_decode(&m, old, sizeof old), DETECT_EFORMAT);
     }
     /* A 0xDE76 record: unknown flag bits, a grid exponent out of range, a
-     * grid that does not hold the range, or a mask without a grid are
-     * refused. */
+     * grid that does not hold the range, or no grid without every bit of
+     * the mask set are refused; no grid with every bit set is read. */
     {
         detect_state_t m;
         uint8_t bad[DETECT_STATE_BYTES];
@@ -595,14 +596,20 @@ static void test_persist_round_trip(void **state)
         bad[2] |= 0x40;
         assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
         memcpy(bad, buf2, sizeof bad);
-        bad[3] = 126;
+        bad[3] = 125;
+        assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
+        bad[3] = (uint8_t)(int8_t)-127;
         assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
         memcpy(bad, buf2, sizeof bad);
         bad[3] = (uint8_t)(b.gexp - 3); /* 8 times finer: the range does not fit */
         assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
         memcpy(bad, buf2, sizeof bad);
-        bad[3] = (uint8_t)(int8_t)DETECT_GRID_NONE; /* no grid, but a mask */
+        bad[3] = (uint8_t)(int8_t)DETECT_GRID_NONE; /* no grid, but not every bit set */
         assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
+        memset(bad + 252, 0xff, 4);
+        bad[2] &= 0x7f;
+        assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_STATE_BYTES);
+        assert_int_equal(m.gexp, DETECT_GRID_NONE);
     }
     double nan = NAN;
     memcpy(buf2 + 32, &nan, 8); /* lf */
@@ -700,7 +707,7 @@ static void test_gap_grid(void **state)
     fprintf(stderr, "gap grid: %zu checked, %zu far gaps, grid 2^%d\n", checked, gaps, st.gexp);
     assert_true(checked > 4000);
     assert_true(gaps >= 2);
-    assert_true(st.gexp > DETECT_GRID_OFF);
+    assert_true(st.gexp < DETECT_GRID_OFF);
 }
 
 static void test_determinism(void **state)

@@ -40,7 +40,7 @@ GRID = {
     "novelty_decay": [0.999, 0.9993, 0.9997, 0.9998], "novelty_repeat": [0.4, 0.45, 0.55, 0.6],
     "season_gate": [2, 2.5, 3.5, 4], "score_decay": [0.8, 0.85, 0.93, 0.95],
     "score_repeat": [0.0, 0.05, 0.15, 0.2], "score_margin": [1.5, 1.75, 2.5, 3],
-    "warmup": [130, 140, 160, 170],
+    "warmup": [130, 140, 160, 170], "gap_weight": [0.1, 0.15, 0.25, 0.3],
 }
 
 base_t, base_f = run([])
@@ -55,11 +55,19 @@ for k, vs in GRID.items():
         print("%-14s %-8g tot %.2f/%.2f/%.2f  f0 %+.2f/%+.2f/%+.2f  f1 %+.2f/%+.2f/%+.2f %s" %
               ((k, v) + tuple(t) + tuple(d0) + tuple(d1) + (flag,)))
 
-vals = [0.85, 0.88, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99]
-res = {v: run(["score_decay=%g" % v]) for v in vals}
-for name, pi in (("standard", 0), ("low FP", 1), ("low FN", 2)):
-    for a in (0, 1):
-        # ties go to the value nearest the default (0.9)
-        best = max(vals, key=lambda v: (res[v][1][a][pi], -abs(v - 0.9)))
-        print("score_decay, %s: best on fold %d = %g; fold %d %.2f (default %.2f)" %
-              (name, a, best, 1 - a, res[best][1][1 - a][pi], res[0.9][1][1 - a][pi]))
+PICK = {
+    "score_decay": (0.9, [0.85, 0.88, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99]),
+    "gap_weight": (0.2, [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1]),
+}
+for k, (dflt, vals) in PICK.items():
+    res = {v: run(["%s=%g" % (k, v)]) for v in vals}
+    for v in vals:
+        t, f = res[v]
+        print("%-12s %-6g tot %.2f/%.2f/%.2f  fold 0 %.2f/%.2f/%.2f  fold 1 %.2f/%.2f/%.2f" %
+              ((k, v) + tuple(t + f[0] + f[1])))
+    for name, pi in (("standard", 0), ("low FP", 1), ("low FN", 2)):
+        for a in (0, 1):
+            # ties go to the value nearest the default
+            best = max(vals, key=lambda v: (res[v][1][a][pi], -abs(v - dflt)))
+            print("%s, %s: best on fold %d = %g; fold %d %.2f (default %.2f)" %
+                  (k, name, a, best, 1 - a, res[best][1][1 - a][pi], res[dflt][1][1 - a][pi]))

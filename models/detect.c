@@ -861,6 +861,9 @@ int detect_state_decode(detect_state_t *st, const uint8_t *buf, size_t len)
     } else {
         p = get32(p, &s.gmask);
         if (s.gexp <= GRID_EMAX) { /* the range must lie in the grid */
+            double inv = pow2i(-s.gexp); /* and be at most 2^40 buckets from 0 (ifloor) */
+            if (!(fabs(s.lo[0]) * inv < 0x1p40 && fabs(s.hi[0]) * inv < 0x1p40))
+                return DETECT_EFORMAT;
             double w, glo = grid_lo(&s, s.lo[0], &w);
             if (!(s.lo[0] >= glo && s.hi[0] < glo + GRID_B * w)) return DETECT_EFORMAT;
         } else if (s.gmask != 0xffffffffu || (s.flags & GRID_ODD)) {

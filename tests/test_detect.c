@@ -600,6 +600,8 @@ static void test_persist_round_trip(void **state)
         assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
         bad[3] = (uint8_t)(int8_t)-127;
         assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
+        bad[3] = (uint8_t)(int8_t)-126; /* a range ~2^130 buckets from 0: not a grid */
+        assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);
         memcpy(bad, buf2, sizeof bad);
         bad[3] = (uint8_t)(b.gexp - 3); /* 8 times finer: the range does not fit */
         assert_int_equal(detect_state_decode(&m, bad, sizeof bad), DETECT_EFORMAT);

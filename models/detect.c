@@ -528,6 +528,7 @@ double detect_update(detect_state_t *st, const detect_config_t *cfg, int64_t t_m
     }
     st->xs = xs;
     /* nov = 0 (inside the range: most samples) scores 0 without dividing */
+    nov = minf_(nov, 1e30f); /* an excess of FLT_MAX over a tiny width: inf, 1 below */
     double nscore =
         nov == 0.0f && novelty_k > 0.0f ? 0.0 : (double)nov / ((double)nov + novelty_k);
     /* Novelty memory: after an excursion to a new level the range keeps

@@ -539,17 +539,18 @@ static void test_persist_round_trip(void **state)
         uint32_t gm = m.flags & 0x80 ? m.gmask << 16 | m.gmask >> 16 : m.gmask; /* grid order */
         uint32_t low = gm & (~gm + 1u);
         assert_true(gm != 0 && ((gm + low) & gm) == 0);
-        assert_true(__builtin_popcount(m.gmask) >= __builtin_popcount(b.gmask));
         ref.gexp = m.gexp;
         ref.gmask = m.gmask;
         ref.flags = (uint8_t)((ref.flags & DETECT_F_COUNTER) | (m.flags & ~DETECT_F_COUNTER));
         assert_memory_equal(&m, &ref, sizeof m);
         { /* no gap scores inside the range the old detector has seen */
             detect_config_t c0 = c;
-            detect_state_t mc = m;
-            double mid = 0.5 * ((double)m.lo[0] + m.hi[0]);
-            detect_update(&mc, &c0, T0 + 1500 * STEP_MS, mid, NULL);
-            assert_int_equal(mc.gmask, m.gmask);
+            for (int q = 1; q < 8; q++) {
+                detect_state_t mc = m;
+                double v = m.lo[0] + (m.hi[0] - (double)m.lo[0]) * q / 8.0;
+                detect_update(&mc, &c0, T0 + 1500 * STEP_MS, v, NULL);
+                assert_int_equal(mc.gmask, m.gmask); /* its bucket was already set */
+            }
         }
         ref.fmem = 0;
         encode_old(&b, DETECT_MAGIC_V4, old);
@@ -710,6 +711,46 @@ static void test_gap_grid(void **state)
     assert_true(checked > 4000);
     assert_true(gaps >= 2);
     assert_true(st.gexp < DETECT_GRID_OFF);
+}
+
+/* Extreme values. A series at the 1e-30 scale that jumps to +-1e30 and
+ * +-1e-40: the grid doubles ~200 times; scores stay in [0, 1) and the
+ * state survives an encode/decode round trip at every step. Then a series
+ * near the top of the float range (2e38-3e38) that jumps to -1, +-3e38
+ * and back: the grid reaches the widest float grid (2^124 buckets) or
+ * turns itself off, and scores stay in [0, 1). (Near 3e38 other float
+ * fields of the state overflow, e.g. x - level, so that part does not
+ * check persistence.) */
+static void test_gap_extremes(void **state)
+{
+    (void)state;
+    rng_for("gap_extremes");
+    detect_config_t c;
+    detect_config_init(&c);
+    detect_state_t st, back;
+    detect_init(&st, 0);
+    uint8_t buf[DETECT_STATE_BYTES];
+    const double odd[4] = {1e30, -1e30, 1e-40, -1e-40};
+    int max_exp = -200;
+    for (int i = 0; i < 2000; i++) {
+        double v = i % 50 == 49 ? odd[(i / 50) % 4] : 1e-30 * gauss();
+        double sc = detect_update(&st, &c, T0 + (int64_t)i * STEP_MS, v, NULL);
+        assert_true(sc >= 0.0 && sc < 1.0);
+        assert_int_equal(detect_state_encode(&st, buf, sizeof buf), DETECT_STATE_BYTES);
+        assert_int_equal(detect_state_decode(&back, buf, sizeof buf), DETECT_STATE_BYTES);
+        assert_memory_equal(&back, &st, sizeof st);
+        if (st.gexp < DETECT_GRID_OFF && st.gexp > max_exp) max_exp = st.gexp;
+    }
+    assert_true(max_exp >= 95 && max_exp < DETECT_GRID_OFF); /* 32 x 2^95 > 2e30 */
+    detect_init(&st, 0);
+    for (int i = 0; i < 1000; i++) {
+        double v = 2.5e38 + 5e37 * (urand() - 0.5);
+        if (i % 100 == 99) v = (i / 100) % 3 == 0 ? -1.0 : (i / 100) % 3 == 1 ? 3e38 : -3e38;
+        double sc = detect_update(&st, &c, T0 + (int64_t)i * STEP_MS, v, NULL);
+        assert_true(sc >= 0.0 && sc < 1.0);
+        assert_true(i == 0 || st.gexp == DETECT_GRID_OFF || st.gexp <= 124); /* a grid after 2 */
+    }
+    fprintf(stderr, "gap extremes: widest grid at 1e30 2^%d; near 3e38: %d\n", max_exp, st.gexp);
 }
 
 static void test_determinism(void **state)
@@ -884,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_hour_buckets),
         cmocka_unit_test(test_gap_novelty),
         cmocka_unit_test(test_gap_grid),
+        cmocka_unit_test(test_gap_extremes),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

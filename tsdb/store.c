@@ -1199,9 +1199,8 @@ typedef struct {
     size_t nsmp, smp_cap;
     uint64_t *chk; /* series ids to check against sealed blocks (bitmap) */
     size_t chk_words;
-    uint64_t replayed, skipped_sealed, seg_done, nseg;
-    uint64_t last_report_ns;
-    int64_t t_start_ns;
+    uint64_t replayed, skipped_sealed, nseg;
+    uint64_t t_start_ns, last_report_ns;
 } replay_t;
 
 static uint32_t first_at_or_after(const tsdb_sample_t *v, uint32_t n, int64_t t);
@@ -1319,6 +1318,38 @@ static int replay_record(void *ctx, const uint8_t *p, size_t len)
             return TSDB_ECORRUPT;
         }
     }
+    return 0;
+}
+
+static void replay_report(replay_t *rs, size_t done, size_t total, int fin, uint64_t dropped,
+                          uint64_t damaged)
+{
+    const tsdb_options_t *o = &rs->db->opt;
+    uint64_t now = mono_ns();
+    if (!fin && done && done < total && o->replay_progress_ms > 0 &&
+        now - rs->last_report_ns < (uint64_t)o->replay_progress_ms * 1000000)
+        return;
+    rs->last_report_ns = now;
+    tsdb_replay_progress_t p = {0};
+    p.segments = total;
+    p.segments_done = done;
+    p.samples = rs->replayed;
+    p.skipped = rs->skipped_sealed;
+    p.dropped = dropped;
+    p.damaged = damaged;
+    p.elapsed_s = (double)(now - rs->t_start_ns) / 1e9;
+    p.done = fin;
+    o->replay_progress(o->replay_progress_ctx, &p);
+}
+
+/* wal_replay's segment hook: add what is buffered, report progress. */
+static int replay_segment_done(void *ctx, size_t done, size_t total)
+{
+    replay_t *rs = ctx;
+    int rc = replay_apply(rs);
+    if (rc) return rc;
+    rs->nseg = total;
+    if (rs->db->opt.replay_progress) replay_report(rs, done, total, 0, 0, 0);
     return 0;
 }
 
@@ -1701,9 +1732,14 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
         uint64_t dropped = 0;
         if (!rs.ent || !rs.smp || !rs.chk) rc = TSDB_ENOMEM;
         pthread_mutex_lock(&db->mu);
-        if (!rc) rc = wal_replay(&db->wal, ckpt, replay_record, &rs, &maxseq, &nbad);
+        rs.t_start_ns = rs.last_report_ns = mono_ns();
+        if (!rc)
+            rc = wal_replay(&db->wal, ckpt, replay_record, replay_segment_done, &rs, &maxseq,
+                            &nbad);
         if (!rc) rc = replay_apply(&rs);
         if (!rc) rc = replay_dedup_sealed(db, &rs, &dropped);
+        if (!rc && rs.nseg && db->opt.replay_progress)
+            replay_report(&rs, rs.nseg, rs.nseg, 1, dropped, nbad);
         pthread_mutex_unlock(&db->mu);
         free(rs.ent);
         free(rs.smp);

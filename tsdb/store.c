@@ -1349,7 +1349,8 @@ static int replay_segment_done(void *ctx, size_t done, size_t total)
     int rc = replay_apply(rs);
     if (rc) return rc;
     rs->nseg = total;
-    if (rs->db->opt.replay_progress) replay_report(rs, done, total, 0, 0, 0);
+    /* the last segment is reported by the final call (done = 1) */
+    if (rs->db->opt.replay_progress && done < total) replay_report(rs, done, total, 0, 0, 0);
     return 0;
 }
 

@@ -3,6 +3,7 @@
  * WAL (WAL replay), against the cost of appending the same samples.
  *
  *   bench_recovery build DIR [--shape rw|import] [--series N] [--samples M]
+ *                  [--kill-in-flush]
  *   bench_recovery open DIR [--ro] [--verify --shape S --series N --samples M]
  *
  * build appends N series x M samples into a new store DIR, then ends the
@@ -19,6 +20,14 @@
  *                   drive's row), day by day; the WAL holds what the import
  *                   mode keeps (the open partition, and the segments behind
  *                   the held checkpoint).
+ *   --kill-in-flush (import shape) after the last append, a tsdb_flush
+ *                   (the import mode on: the open partition stays in the
+ *                   head, its segments behind the checkpoint); then turn the
+ *                   mode off and start the final tsdb_flush as augur import
+ *                   does, and die once it has committed blocks for half the
+ *                   series groups: the flush commits along the way, the
+ *                   checkpoint last, so the replay meets samples that are
+ *                   already sealed. 84 days end a 32-day partition.
  *
  * open opens DIR (replay, then the seal of the replayed head) and closes it.
  * --ro opens it read-only: the replay alone, nothing written. Each prints one
@@ -29,6 +38,7 @@
  * compare two builds on the same input.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +85,7 @@ static uint64_t dir_bytes(const char *dir, const char *sub)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_recovery build DIR [--shape rw|import] [--series N] "
-                    "[--samples M]\n       bench_recovery open DIR [--ro] [--verify --shape S "
+                    "[--samples M] [--kill-in-flush]\n       bench_recovery open DIR [--ro] [--verify --shape S "
                     "--series N --samples M]\n");
     exit(2);
 }
@@ -154,7 +164,18 @@ static int verify(tsdb_t *db, int import, uint64_t nseries, uint64_t nsamples)
     return bad ? 1 : 0;
 }
 
-static int build(const char *dir, int import, uint64_t nseries, uint64_t nsamples)
+static volatile int flush_done;
+
+static void *flush_main(void *arg)
+{
+    int rc = tsdb_flush(arg);
+    flush_done = 1;
+    printf("kill-in-flush: the flush ended (rc %d) before the kill\n", rc);
+    fflush(stdout);
+    return NULL;
+}
+
+static int build(const char *dir, int import, uint64_t nseries, uint64_t nsamples, int kill_flush)
 {
     tsdb_options_t o;
     tsdb_options_init(&o);
@@ -228,8 +249,34 @@ static int build(const char *dir, int import, uint64_t nseries, uint64_t nsample
            dir, import ? "import" : "rw", nseries, stored, c1 - c0, w1 - w0,
            stored / (c1 - c0), st.head_samples, st.samples - st.head_samples, wal, peak_rss_mb());
     fflush(stdout);
+    if (kill_flush) {
+        /* settle: no background flush in progress, the closed partitions
+         * sealed, the open one in the head (its segments held) */
+        if ((rc = tsdb_flush(db))) return 1;
+        tsdb_stats(db, &st);
+        uint64_t b0 = st.blocks, target = b0 + nseries / 128 / 2;
+        printf("kill-in-flush: %" PRIu64 " samples in the head, %" PRIu64 " blocks; final flush "
+               "killed at %" PRIu64 " blocks\n", st.head_samples, b0, target);
+        tsdb_seal_closed_only(db, 0);
+        pthread_t th;
+        if (pthread_create(&th, NULL, flush_main, db)) return 1;
+        while (!flush_done) {
+            tsdb_stats(db, &st);
+            if (st.blocks >= target) break;
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        fflush(stdout);
+    }
     _exit(0); /* no tsdb_close: a crash */
 }
+
+#ifdef TSDB_HAVE_REPLAY_PROGRESS
+static void on_progress(void *ctx, const tsdb_replay_progress_t *p)
+{
+    if (p->done) *(tsdb_replay_progress_t *)ctx = *p;
+}
+#endif
 
 static int open_store(const char *dir, int ro, int import, uint64_t nseries, uint64_t nsamples,
                       int check)
@@ -238,6 +285,11 @@ static int open_store(const char *dir, int ro, int import, uint64_t nseries, uin
     tsdb_options_init(&o);
     o.read_only = ro;
     o.flush_interval_ms = -1; /* measure the open, not background work after it */
+#ifdef TSDB_HAVE_REPLAY_PROGRESS
+    tsdb_replay_progress_t pg = {0};
+    o.replay_progress = on_progress;
+    o.replay_progress_ctx = &pg;
+#endif
     uint64_t wal = dir_bytes(dir, "wal");
     double c0 = cpu_s(), w0 = wall_s();
     tsdb_t *db;
@@ -259,6 +311,12 @@ static int open_store(const char *dir, int ro, int import, uint64_t nseries, uin
            "close_cpu_s=%.2f close_rc=%d\n",
            ro ? "-ro" : "", dir, wal, c1 - c0, w1 - w0, st.samples, st.head_samples, st.series,
            (ro ? st.head_samples : st.samples) / (c1 - c0), rss, c2 - cv, rc);
+#ifdef TSDB_HAVE_REPLAY_PROGRESS
+    if (pg.done)
+        printf("  replay: %" PRIu64 " segments, %" PRIu64 " samples to the head, %" PRIu64
+               " skipped as sealed (hold), %" PRIu64 " found in sealed blocks, %.2f s wall\n",
+               pg.segments, pg.samples, pg.skipped, pg.dropped, pg.elapsed_s);
+#endif
     return rc || vrc ? 1 : 0;
 }
 
@@ -266,7 +324,7 @@ int main(int argc, char **argv)
 {
     if (argc < 3) usage();
     const char *mode = argv[1], *dir = argv[2];
-    int import = 0, ro = 0, check = 0;
+    int import = 0, ro = 0, check = 0, kill_flush = 0;
     uint64_t nseries = 100000, nsamples = 100;
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
@@ -279,6 +337,8 @@ int main(int argc, char **argv)
             nsamples = strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(argv[i], "--ro")) {
             ro = 1;
+        } else if (!strcmp(argv[i], "--kill-in-flush")) {
+            kill_flush = 1;
         } else if (!strcmp(argv[i], "--verify")) {
             check = 1;
         } else {
@@ -286,7 +346,8 @@ int main(int argc, char **argv)
         }
     }
     if (!nseries || !nsamples) usage();
-    if (!strcmp(mode, "build")) return build(dir, import, nseries, nsamples);
+    if (kill_flush && !import) usage();
+    if (!strcmp(mode, "build")) return build(dir, import, nseries, nsamples, kill_flush);
     if (!strcmp(mode, "open")) return open_store(dir, ro, import, nseries, nsamples, check);
     usage();
     return 2;

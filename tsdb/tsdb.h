@@ -107,6 +107,7 @@ typedef enum {
 } tsdb_sync_mode_t;
 
 /* WAL replay progress, see tsdb_options_t.replay_progress. */
+#define TSDB_HAVE_REPLAY_PROGRESS 1
 typedef struct tsdb_replay_progress {
     uint64_t segments;      /* WAL segments to replay */
     uint64_t segments_done; /* replayed so far */

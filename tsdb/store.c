@@ -2066,8 +2066,12 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     for (size_t f = 0; f < nfresh; f++) {
         series_t *s = db->fresh[f];
         if (s->deleted || !s->labels) continue;
-        if (!s->nfrozen) { /* no sample yet (tsdb_series_id): stays fresh */
-            db->unlogged_bytes += series_rec_bytes(s);
+        if (!s->nfrozen) { /* no sample sealed yet (tsdb_series_id, or kept): stays fresh */
+            /* its labels must be logged again unless they already count as
+             * unlogged (not logged since an earlier flush or its creation):
+             * counting them at every flush inflated the WAL room each append
+             * reserves until every append started a new segment that big */
+            if (s->logged_gen + 1 == db->wal_gen) db->unlogged_bytes += series_rec_bytes(s);
             continue;
         }
         nw[nnew].s = s;

@@ -166,6 +166,33 @@ static int verify(tsdb_t *db, int import, uint64_t nseries, uint64_t nsamples)
 
 static volatile int flush_done;
 
+/* Resolve series first .. first + n - 1 right before their first samples, as
+ * the importer does per drive (a series resolved but not yet logged makes
+ * every append reserve WAL room for its labels). */
+static int resolve(tsdb_t *db, int import, tsdb_sid_t *sid, uint64_t first, size_t n)
+{
+    int rc;
+    for (uint64_t i = first; i < first + n; i++) {
+        char name[32], inst[32];
+        if (import) {
+            snprintf(name, sizeof name, "smart_%" PRIu64, i % ROW);
+            snprintf(inst, sizeof inst, "Z%09" PRIu64, i / ROW);
+        } else {
+            snprintf(name, sizeof name, "metric_%" PRIu64, i % 500);
+            snprintf(inst, sizeof inst, "node-%05" PRIu64, i / 500);
+        }
+        tsdb_label_t l[3] = {{{"__name__", 8}, {name, (uint32_t)strlen(name)}},
+                             {{import ? "serial" : "instance", import ? 6u : 8u},
+                              {inst, (uint32_t)strlen(inst)}},
+                             {{"job", 3}, {import ? "bb" : "node", import ? 2u : 4u}}};
+        if ((rc = tsdb_series_id(db, l, 3, &sid[i], NULL))) {
+            fprintf(stderr, "series id: %s\n", tsdb_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static void *flush_main(void *arg)
 {
     int rc = tsdb_flush(arg);
@@ -197,24 +224,6 @@ static int build(const char *dir, int import, uint64_t nseries, uint64_t nsample
     tsdb_sid_t *sid = malloc(nseries * sizeof *sid);
     if (!sid) return 1;
     double c0 = cpu_s(), w0 = wall_s();
-    for (uint64_t i = 0; i < nseries; i++) {
-        char name[32], inst[32];
-        if (import) {
-            snprintf(name, sizeof name, "smart_%" PRIu64, i % ROW);
-            snprintf(inst, sizeof inst, "Z%09" PRIu64, i / ROW);
-        } else {
-            snprintf(name, sizeof name, "metric_%" PRIu64, i % 500);
-            snprintf(inst, sizeof inst, "node-%05" PRIu64, i / 500);
-        }
-        tsdb_label_t l[3] = {{{"__name__", 8}, {name, (uint32_t)strlen(name)}},
-                             {{import ? "serial" : "instance", import ? 6u : 8u},
-                              {inst, (uint32_t)strlen(inst)}},
-                             {{"job", 3}, {import ? "bb" : "node", import ? 2u : 4u}}};
-        if ((rc = tsdb_series_id(db, l, 3, &sid[i], NULL))) {
-            fprintf(stderr, "series id: %s\n", tsdb_strerror(rc));
-            return 1;
-        }
-    }
     size_t batch = import ? ROW : 2000;
     tsdb_sid_sample_t *b = malloc(batch * sizeof *b);
     if (!b) return 1;
@@ -225,6 +234,7 @@ static int build(const char *dir, int import, uint64_t nseries, uint64_t nsample
         int64_t t = t0 + (int64_t)m * step;
         for (uint64_t i = 0; i < nseries; i += batch) {
             size_t n = nseries - i < batch ? (size_t)(nseries - i) : batch;
+            if (m == 0 && resolve(db, import, sid, i, n)) return 1;
             for (size_t k = 0; k < n; k++) {
                 uint64_t s = i + k;
                 b[k].sid = sid[s];

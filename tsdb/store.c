@@ -1219,6 +1219,7 @@ typedef struct {
     size_t chk_words;
     uint64_t replayed, skipped_sealed, nseg;
     uint64_t t_start_ns, last_report_ns;
+    uint32_t max_block_seq; /* highest block seq met by replay_dedup_sealed */
 } replay_t;
 
 static uint32_t first_at_or_after(const tsdb_sample_t *v, uint32_t n, int64_t t);
@@ -1461,6 +1462,7 @@ static int replay_dedup_sealed(tsdb_t *db, replay_t *rs, uint64_t *dropped)
                 if (key.mv_size != 16) break;
                 db_block_key_parse(key.mv_data, &kg, &kp, &seq);
                 if (kg != g || kp != part) break;
+                if (seq > rs->max_block_seq) rs->max_block_seq = seq;
                 const uint8_t *bp;
                 size_t bl;
                 if (db_block_read(db, txn, &val, &fb, &bp, &bl)) continue;
@@ -1757,6 +1759,13 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
                             &nbad);
         if (!rc) rc = replay_apply(&rs);
         if (!rc) rc = replay_dedup_sealed(db, &rs, &dropped);
+        /* A flush killed after some of its commits left blocks under a seq
+         * that meta "block_seq" (written in its last transaction) does not
+         * cover. The next flush must not reuse it: its block for the same
+         * (group, partition) would replace that block's index entry, and the
+         * samples dropped above as sealed in it would be lost. Those blocks
+         * are among the ones checked above: their samples are in the WAL. */
+        if (rs.max_block_seq > db->next_block_seq) db->next_block_seq = rs.max_block_seq;
         if (!rc && rs.nseg && db->opt.replay_progress)
             replay_report(&rs, rs.nseg, rs.nseg, 1, dropped, nbad);
         pthread_mutex_unlock(&db->mu);

@@ -1220,6 +1220,8 @@ typedef struct {
     uint64_t replayed, skipped_sealed, nseg;
     uint64_t t_start_ns, last_report_ns;
     uint32_t max_block_seq; /* highest block seq met by replay_dedup_sealed */
+    uint64_t uncounted;     /* samples dropped as sealed in blocks of a flush that died
+                               before its last transaction (which counts them) */
 } replay_t;
 
 static uint32_t first_at_or_after(const tsdb_sample_t *v, uint32_t n, int64_t t);
@@ -1498,6 +1500,7 @@ static int replay_dedup_sealed(tsdb_t *db, replay_t *rs, uint64_t *dropped)
                         s->n -= b - o;
                         db->head_samples -= b - o;
                         *dropped += b - o;
+                        if (seq > db->next_block_seq) rs->uncounted += b - o;
                     }
                 }
             }
@@ -1766,6 +1769,7 @@ int tsdb_open(const char *dir, const tsdb_options_t *opts, tsdb_t **out)
          * samples dropped above as sealed in it would be lost. Those blocks
          * are among the ones checked above: their samples are in the WAL. */
         if (rs.max_block_seq > db->next_block_seq) db->next_block_seq = rs.max_block_seq;
+        db->sealed_samples += rs.uncounted; /* else missing from the store's count */
         if (!rc && rs.nseg && db->opt.replay_progress)
             replay_report(&rs, rs.nseg, rs.nseg, 1, dropped, nbad);
         pthread_mutex_unlock(&db->mu);

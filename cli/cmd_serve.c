@@ -445,6 +445,24 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* tsdb_options_t.replay_progress for the store's open: info lines while a
+ * WAL left by a crash is replayed, a warning for damaged segments. */
+static void log_replay_progress(void *ctx, const tsdb_replay_progress_t *p)
+{
+    (void)ctx;
+    if (!p->done) {
+        api_log(API_LOG_INFO, p->segments_done ? "replaying WAL" : "replaying WAL after a crash",
+                "segments_done=%" PRIu64 " segments=%" PRIu64 " samples=%" PRIu64
+                " skipped_sealed=%" PRIu64 " elapsed_s=%.1f",
+                p->segments_done, p->segments, p->samples, p->skipped, p->elapsed_s);
+        return;
+    }
+    api_log(p->damaged ? API_LOG_WARN : API_LOG_INFO, "WAL replayed",
+            "segments=%" PRIu64 " samples=%" PRIu64 " skipped_sealed=%" PRIu64
+            " dropped_sealed=%" PRIu64 " damaged_segments=%" PRIu64 " elapsed_s=%.1f",
+            p->segments, p->samples, p->skipped, p->dropped, p->damaged, p->elapsed_s);
+}
+
 int cli_serve(int argc, char **argv)
 {
     serve_opts_t o;
@@ -578,6 +596,10 @@ int cli_serve(int argc, char **argv)
     api_log(API_LOG_INFO, "opening store", "path=%s retention_ms=%" PRId64 " sync=%s",
             api_log_quote(q, sizeof q, o.api.storage_path, strlen(o.api.storage_path)),
             o.retention_ms, o.sync == TSDB_SYNC_ALWAYS ? "always" : "periodic");
+    /* a WAL left by a crash is replayed inside tsdb_open: say how far it is
+     * (every 5 s; /-/ready answers 503 until the store is open) */
+    to.replay_progress = log_replay_progress;
+    to.replay_progress_ms = 5000;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     tsdb_t *db = NULL;

@@ -106,6 +106,19 @@ typedef enum {
     TSDB_SYNC_PERIODIC = 1,
 } tsdb_sync_mode_t;
 
+/* WAL replay progress, see tsdb_options_t.replay_progress. */
+#define TSDB_HAVE_REPLAY_PROGRESS 1
+typedef struct tsdb_replay_progress {
+    uint64_t segments;      /* WAL segments to replay */
+    uint64_t segments_done; /* replayed so far */
+    uint64_t samples;       /* samples added to the head so far */
+    uint64_t skipped;       /* samples skipped as already sealed (import mode checkpoint) */
+    uint64_t dropped;       /* done: samples found in sealed blocks after the replay */
+    uint64_t damaged;       /* done: older segments that ended in a bad record */
+    double elapsed_s;       /* since the replay started */
+    int done;
+} tsdb_replay_progress_t;
+
 typedef struct {
     int64_t retention_ms;       /* 0 = keep forever; else data older than now - retention dropped */
     uint64_t map_size_cap;      /* max LMDB map size in bytes; 0 = 1 TiB */
@@ -125,6 +138,14 @@ typedef struct {
      * Only the background maintenance uses it. */
     int64_t (*now_ms)(void *ctx);
     void *now_ctx;
+    /* WAL replay progress (tsdb_open after a crash can replay a large WAL):
+     * called from tsdb_open before the first segment, after a segment when
+     * replay_progress_ms have passed since the last call (0: after every
+     * segment), and once with done = 1 at the end. NULL = none. The callback
+     * must not call into the store. */
+    void (*replay_progress)(void *ctx, const tsdb_replay_progress_t *p);
+    void *replay_progress_ctx;
+    int64_t replay_progress_ms;
 } tsdb_options_t;
 
 /* Fill *o with the defaults above. */

@@ -67,8 +67,14 @@ void wal_frame_finish(tbuf_t *out, size_t start);
 /* Replay: call fn for each intact record of every segment with seq > after,
  * in order. Stops a segment at its first torn/zero record. */
 typedef int (*wal_record_fn)(void *ctx, const uint8_t *p, size_t len);
-int wal_replay(wal_t *w, uint64_t after, wal_record_fn fn, void *ctx, uint64_t *max_seq,
-               uint64_t *nbad);
+/* Called before the first segment replayed (done 0) and after each one, with
+ * the number of segments to replay; nonzero stops the replay with that. */
+typedef int (*wal_seg_fn)(void *ctx, size_t done, size_t total);
+/* Feed every record of the segments after `after` to fn, oldest first; seg
+ * may be NULL. *max_seq: the highest segment number seen; *nbad: segments
+ * other than the newest that end in a bad record (damage, not a torn tail). */
+int wal_replay(wal_t *w, uint64_t after, wal_record_fn fn, wal_seg_fn seg, void *ctx,
+               uint64_t *max_seq, uint64_t *nbad);
 
 /* ---- the store ------------------------------------------------------------ */
 

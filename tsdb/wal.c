@@ -208,8 +208,8 @@ void wal_frame_finish(tbuf_t *out, size_t start)
     le32_put(out->p + start + 4, rec_sum(out->p + start + 8, len));
 }
 
-int wal_replay(wal_t *w, uint64_t after, wal_record_fn fn, void *ctx, uint64_t *max_seq,
-               uint64_t *nbad)
+int wal_replay(wal_t *w, uint64_t after, wal_record_fn fn, wal_seg_fn seg, void *ctx,
+               uint64_t *max_seq, uint64_t *nbad)
 {
     uint64_t *v;
     size_t n;
@@ -218,6 +218,9 @@ int wal_replay(wal_t *w, uint64_t after, wal_record_fn fn, void *ctx, uint64_t *
     *max_seq = after;
     char path[4096];
     tbuf_t buf = {0};
+    size_t todo = 0, done = 0;
+    for (size_t i = 0; i < n; i++) todo += v[i] > after;
+    if (seg && todo) rc = seg(ctx, 0, todo);
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (v[i] > *max_seq) *max_seq = v[i];
         if (v[i] <= after) continue;
@@ -255,6 +258,8 @@ int wal_replay(wal_t *w, uint64_t after, wal_record_fn fn, void *ctx, uint64_t *
             if (rc) break;
             p += 8 + len;
         }
+        done++;
+        if (!rc && seg) rc = seg(ctx, done, todo);
     }
     tbuf_free(&buf);
     free(v);

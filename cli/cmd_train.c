@@ -104,6 +104,9 @@ static const char train_usage[] =
     "  --lr-schedule constant|cosine  learning rate after warm-up (constant)\n"
     "  --neg-keep N             store/simulator sources: train on 1 in N node-days without a\n"
     "                           positive (default 1: all)\n"
+    "  --nb-summary on|off      neighbours' window summaries (change over the window, last step\n"
+    "                           minus window mean) in the neighbourhood attention's keys and\n"
+    "                           values and as a node summary (mean, max) in the head (on)\n"
     "  --ablate-neighbours      neighbourhood attention off (the ablation baseline)\n"
     "  --with-ablation          in --cv, also train the ablation per fold\n"
     "  --quiet                  no progress output\n";
@@ -180,6 +183,7 @@ static int parse_args(int argc, char **argv, targs_t *a)
     a->kind = -1;
     ntam_protocol_default(&a->pr);
     ntam_hparams_default(&a->hp, 1, 14);
+    a->hp.nb_summary = 1;
     ntam_train_cfg_default(&a->tc);
     a->pos_weight = -1;
     a->threads = 1;
@@ -322,6 +326,12 @@ static int parse_args(int argc, char **argv, targs_t *a)
         } else if (!strcmp(o, "--neg-keep")) {
             NEEDV;
             if (parse_int(v, 1, 1000, &a->neg_keep)) BAD;
+        } else if (!strcmp(o, "--nb-summary")) {
+            NEEDV;
+            if (!strcmp(v, "on") || !strcmp(v, "off"))
+                a->hp.nb_summary = !strcmp(v, "on");
+            else
+                BAD;
         } else if (!strcmp(o, "--ablate-neighbours")) {
             a->hp.ablate_neighbours = 1;
         } else if (!strcmp(o, "--with-ablation")) {

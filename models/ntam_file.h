@@ -8,8 +8,8 @@
  *   offset      size   field
  *   0           8      magic "AUGRNTAM"
  *   8           4      format version (2)
- *   12          4      model flags: bit 0 = neighbour summaries (ntam_hparams_t.nb_summary);
- *                      other bits must be 0
+ *   12          4      model flags = ntam_hparams_t.nb_summary: bit 0 neighbour summaries in
+ *                      the keys/values, bit 1 node summary in the head; other bits 0
  *   16          8      total file length in bytes
  *   24          8      feature-schema hash (ntam_schema_hash of the feature names)
  *   32          4      kind (0 disk, 1 gpu)
@@ -46,10 +46,9 @@
 #include "models/ntam.h"
 
 /* Version 2 (issue 8, round 3): the model flags word and the neighbour-summary tensors
- * (head.w1 has 2d + 4F rows and nb.ws follows head.b2 when bit 0 is set). Version 1 files
- * (no summaries, written before) are refused with NTAM_EVERSION: retrain them. */
+ * (nb.ws follows head.b2 when bit 0 is set; head.w1 has 2d + 4F rows when bit 1 is). Version 1
+ * files (no summaries, written before) are refused with NTAM_EVERSION: retrain them. */
 #define NTAM_FILE_VERSION 2
-#define NTAM_HDR_NB_SUMMARY 1u
 #define NTAM_MAX_FEATURES 256
 #define NTAM_FEATURE_NAME 48
 

@@ -64,7 +64,8 @@ static size_t NT(layout)(const ntam_hparams_t *hp, size_t B, size_t maxn, int tr
 {
     size_t W = (size_t)hp->window, d = (size_t)hp->d_model, dff = (size_t)hp->d_ff;
     size_t dh = (size_t)hp->d_head, M = B * W, off = 0;
-    size_t S = hp->nb_summary ? 2 * (size_t)hp->n_features : 0, HW = 2 * d + 2 * S;
+    size_t S = hp->nb_summary ? 2 * (size_t)hp->n_features : 0;
+    size_t HW = 2 * d + ((hp->nb_summary & NTAM_NB_SUMMARY_HEAD) ? 2 * S : 0);
     NT(ws_t) dummy;
     if (!w) w = &dummy;
     NT(carve)(base, &off, &w->pe, W * d);
@@ -149,9 +150,9 @@ static void NT(params_bind)(const ntam_hparams_t *hp, const REAL *p, NT(par_t) *
     slots[n++] = &q->hw2;
     slots[n++] = &q->hb2;
     q->nws = NULL;
-    if (hp->nb_summary) slots[n++] = &q->nws;
+    if (hp->nb_summary & NTAM_NB_SUMMARY_KV) slots[n++] = &q->nws;
     for (int k = 0; k < n; k++) {
-        ntam_tensor_t t;
+        ntam_tensor_t t = {0};
         ntam_tensor_info(hp, k, &t);
         *slots[k] = p + t.offset;
     }
@@ -262,9 +263,10 @@ static int NT(max_node)(const BATCH *b)
     return mx;
 }
 
-/* Window summary of one device (x: W×F, tm: its mask or NULL), s: 2F entries: x at the last
- * observed step minus x at the first, then x at the last observed step minus the mean over the
- * observed steps. All zero when no step is observed. */
+/* Window summary of one device (x: W×F, tm: its mask or NULL), s: 2F entries: asinh of x at
+ * the last observed step minus x at the first, then asinh of x at the last observed step minus
+ * the mean over the observed steps (asinh: linear near 0, logarithmic for the large jumps of
+ * sparse error counters in training standard deviations). All zero when no step is observed. */
 static void NT(summary)(const REAL *x, const uint8_t *tm, int W, int F, REAL *s)
 {
     int first = -1, last = -1, cnt = 0;
@@ -282,6 +284,7 @@ static void NT(summary)(const REAL *x, const uint8_t *tm, int W, int F, REAL *s)
         if (!tm || tm[t])
             for (int f = 0; f < F; f++) s[F + f] += x[(size_t)t * F + f];
     for (int f = 0; f < F; f++) s[F + f] = xl[f] - s[F + f] / (REAL)cnt;
+    for (int f = 0; f < 2 * F; f++) s[f] = R_ASINH(s[f]);
 }
 
 /* ---- forward ---- */
@@ -291,7 +294,9 @@ static void NT(forward)(const ntam_hparams_t *hp, const NT(par_t) * P, const BAT
 {
     const int W = hp->window, F = hp->n_features, d = hp->d_model, dff = hp->d_ff;
     const int dh = hp->d_head, B = b->n_dev, M = B * W, d3 = 3 * d;
-    const int SUMW = hp->nb_summary ? 2 * F : 0, HW = 2 * d + 2 * SUMW; /* head input width */
+    const int SUMW = hp->nb_summary ? 2 * F : 0;
+    const int KV = hp->nb_summary & NTAM_NB_SUMMARY_KV, HS = hp->nb_summary & NTAM_NB_SUMMARY_HEAD;
+    const int HW = 2 * d + (HS ? 2 * SUMW : 0); /* head input width */
     const REAL scale = 1 / R_SQRT((REAL)d);
 
     /* positional encoding table, W × d */
@@ -363,7 +368,7 @@ static void NT(forward)(const ntam_hparams_t *hp, const NT(par_t) * P, const BAT
         for (int i = 0; i < B; i++)
             NT(summary)(b->x + (size_t)i * W * F, b->tmask ? b->tmask + (size_t)i * W : NULL, W, F,
                         w->ns + (size_t)i * SUMW);
-        NT(gemm)(0, 0, B, d3, SUMW, 1, w->ns, SUMW, P->nws, d3, 1, w->nqkv, d3);
+        if (KV) NT(gemm)(0, 0, B, d3, SUMW, 1, w->ns, SUMW, P->nws, d3, 1, w->nqkv, d3);
     }
     size_t aoff = 0;
     for (int nk = 0; nk < NT(n_nodes)(b); nk++) {
@@ -405,7 +410,7 @@ static void NT(forward)(const ntam_hparams_t *hp, const NT(par_t) * P, const BAT
         for (int i = 0; i < n; i++)
             for (int c = 0; c < d; c++) C[(size_t)i * HW + c] += a0[i] * P->v0[c];
         /* node summary of the other devices: mean and max of their window summaries */
-        for (int i = 0; SUMW && i < n; i++) {
+        for (int i = 0; HS && i < n; i++) {
             REAL *mean = w->zc + (size_t)(a + i) * HW + 2 * d, *mx = mean + SUMW;
             for (int c = 0; c < SUMW; c++) {
                 REAL acc = 0, m = -(REAL)1e30;
@@ -474,7 +479,8 @@ static void NT(backward)(const ntam_hparams_t *hp, const NT(par_t) * P, NT(par_t
 {
     const int W = hp->window, F = hp->n_features, d = hp->d_model, dff = hp->d_ff;
     const int dh = hp->d_head, B = b->n_dev, M = B * W, d3 = 3 * d;
-    const int SUMW = hp->nb_summary ? 2 * F : 0, HW = 2 * d + 2 * SUMW;
+    const int SUMW = hp->nb_summary ? 2 * F : 0;
+    const int HW = 2 * d + ((hp->nb_summary & NTAM_NB_SUMMARY_HEAD) ? 2 * SUMW : 0);
     const REAL scale = 1 / R_SQRT((REAL)d);
 /* gradients are written through the const pointers of the bound gradient array */
 #define GW(x) ((REAL *)(Gp->x))
@@ -530,7 +536,7 @@ static void NT(backward)(const ntam_hparams_t *hp, const NT(par_t) * P, NT(par_t
     NT(gemm)(1, 0, d, d3, B, 1, w->zc, HW, w->dnqkv, d3, 1, GW(nw), d3);
     NT(gemm)(0, 1, B, d, d3, 1, w->dnqkv, d3, P->nw, d3, 1, w->dzc, HW);
     /* dWs += Sumᵀ·d[Q'K'V'] (GEMM S×3d×B) */
-    if (SUMW && !hp->ablate_neighbours)
+    if ((hp->nb_summary & NTAM_NB_SUMMARY_KV) && !hp->ablate_neighbours)
         NT(gemm)(1, 0, SUMW, d3, B, 1, w->ns, SUMW, w->dnqkv, d3, 1, GW(nws), d3);
     /* attention pooling */
     const REAL *Z = hp->n_blocks ? w->blk[hp->n_blocks - 1].n2 : w->E;

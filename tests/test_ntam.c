@@ -206,14 +206,16 @@ static void test_gradcheck_ablated(void **state)
 static void test_gradcheck_summary(void **state)
 {
     (void)state;
-    grad_check(0, 1, NTAM_LOSS_BCE);
-    grad_check(0, 1, NTAM_LOSS_FOCAL);
+    grad_check(0, NTAM_NB_SUMMARY_ALL, NTAM_LOSS_BCE);
+    grad_check(0, NTAM_NB_SUMMARY_ALL, NTAM_LOSS_FOCAL);
+    grad_check(0, NTAM_NB_SUMMARY_KV, NTAM_LOSS_BCE);
+    grad_check(0, NTAM_NB_SUMMARY_HEAD, NTAM_LOSS_BCE);
 }
 
 static void test_gradcheck_summary_ablated(void **state)
 {
     (void)state;
-    grad_check(1, 1, NTAM_LOSS_BCE);
+    grad_check(1, NTAM_NB_SUMMARY_ALL, NTAM_LOSS_BCE);
 }
 
 /* Float path agrees with the double path on the same weights and inputs. */
@@ -260,7 +262,7 @@ static void test_float_matches_double(void **state)
 {
     (void)state;
     float_matches_double(0);
-    float_matches_double(1);
+    float_matches_double(NTAM_NB_SUMMARY_ALL);
 }
 
 /* Permuting devices within a node permutes the outputs (with and without summaries). */
@@ -296,13 +298,13 @@ static void test_node_permutation(void **state)
 {
     (void)state;
     node_permutation(0);
-    node_permutation(1);
+    node_permutation(NTAM_NB_SUMMARY_ALL);
 }
 
 /* What the head reads from the node summary, by hand: every weight 0 except one head.w1 row,
  * so logit = relu(that input). F = 2, W = 3, one node of 3 devices and a lone one. Summary of a
- * device: s[f] = x_last − x_first, s[F + f] = x_last − mean over observed steps. Head input
- * rows: h (d), c (d), mean_{j≠i} s_j (2F), max_{j≠i} s_j (2F). */
+ * device: s[f] = asinh(x_last − x_first), s[F + f] = asinh(x_last − mean over observed steps).
+ * Head input rows: h (d), c (d), mean_{j≠i} s_j (2F), max_{j≠i} s_j (2F). */
 static void test_summary_by_hand(void **state)
 {
     (void)state;
@@ -312,7 +314,7 @@ static void test_summary_by_hand(void **state)
     hp.d_model = 4;
     hp.d_ff = 4;
     hp.d_head = 1;
-    hp.nb_summary = 1;
+    hp.nb_summary = NTAM_NB_SUMMARY_HEAD;
     ntam_t *m;
     assert_int_equal(ntam_create(&hp, 1, &m), 0);
     int w1 = -1, w2 = -1;
@@ -336,8 +338,9 @@ static void test_summary_by_hand(void **state)
             x[(i * W + t) * F + 1] = -(float)(10 * i + t * t);
             tm[i * W + t] = !(i == 1 && t == 0);
         }
-    /* s0 (change over the window): devices 0, 2: 4; device 1: 4 − 1 = 3.
-     * s2 (last − mean): devices 0, 2: 4 − 5/3 = 7/3; device 1: 4 − 5/2 = 3/2. */
+    /* s0 (change over the window): devices 0, 2: asinh 4; device 1: asinh(4 − 1) = asinh 3.
+     * s2 (last − mean): devices 0, 2: asinh(4 − 5/3) = asinh 7/3; device 1: asinh(4 − 5/2). */
+    const float a4 = asinhf(4.0f), a3 = asinhf(3.0f), a73 = asinhf(7.0f / 3), a32 = asinhf(1.5f);
     int32_t off[3] = {0, 3, 4};
     ntam_batch_t b = {ND, 2, off, x, tm, NULL, NULL};
     size_t wsz = ntam_workspace_size(&hp, ND, 3);
@@ -347,11 +350,11 @@ static void test_summary_by_hand(void **state)
         int row;          /* head input row */
         float want[3];    /* logits of devices 0..2 (device 3 is alone: 0) */
     } cases[] = {
-        {8 + 0, {3.5f, 4.0f, 3.5f}},                    /* mean of s0 over the others */
-        {8 + 2, {(3.0f / 2 + 7.0f / 3) / 2, 7.0f / 3, (3.0f / 2 + 7.0f / 3) / 2}}, /* mean s2 */
-        {8 + 4, {4.0f, 4.0f, 4.0f}},                    /* max of s0 */
-        {8 + 4 + 2, {7.0f / 3, 7.0f / 3, 7.0f / 3}},    /* max of s2 */
-        {8 + 4 + 1, {0.0f, 0.0f, 0.0f}},                /* max of s1 = −3 or −4: relu → 0 */
+        {8 + 0, {(a3 + a4) / 2, a4, (a4 + a3) / 2}},     /* mean of s0 over the others */
+        {8 + 2, {(a32 + a73) / 2, a73, (a73 + a32) / 2}}, /* mean of s2 */
+        {8 + 4, {a4, a4, a4}},                           /* max of s0 */
+        {8 + 4 + 2, {a73, a73, a73}},                    /* max of s2 */
+        {8 + 4 + 1, {0.0f, 0.0f, 0.0f}},                 /* max of s1 = −asinh 3: relu → 0 */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         float *p = ntam_params(m), lg[ND];

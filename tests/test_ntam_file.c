@@ -113,7 +113,7 @@ static void test_refused(void **state)
     assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), NTAM_EVERSION);
     buf[8] = NTAM_FILE_VERSION;
     /* unknown model-flag bits, with a valid checksum: refused as a bad field */
-    buf[12] = 0x02;
+    buf[12] = 0x04;
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < n - 8; i++) h = (h ^ buf[i]) * 0x100000001b3ULL;
     uint8_t saved[8];
@@ -142,8 +142,8 @@ static void test_refused(void **state)
     ntam_bundle_clear(&b);
 }
 
-/* Neighbour summaries: the flag and the extra tensors round trip; the file is longer by exactly
- * the extra parameters (head.w1 gains 4F rows, nb.ws is 2F × 3d). */
+/* Neighbour summaries: the flags and the extra tensors round trip; the file is longer by exactly
+ * the extra parameters (head.w1 gains 4F rows, nb.ws is 2F × 3d); each bit alone adds its own. */
 static void test_nb_summary(void **state)
 {
     (void)state;
@@ -152,23 +152,33 @@ static void test_nb_summary(void **state)
     memset(&b, 0, sizeof b);
     b = plain;
     ntam_hparams_t hp = *ntam_hparams(plain.model);
-    hp.nb_summary = 1;
+    hp.nb_summary = NTAM_NB_SUMMARY_ALL;
     assert_int_equal(ntam_create(&hp, 42, &b.model), 0);
     size_t extra = (size_t)4 * 7 * 32 + (size_t)2 * 7 * 3 * 32;
     assert_int_equal(ntam_param_count(b.model), ntam_param_count(plain.model) + extra);
     size_t n, n0;
     uint8_t *buf = encode(&b, &n), *buf0 = encode(&plain, &n0);
     assert_int_equal(n, n0 + 4 * extra);
-    assert_int_equal(buf[12], 1);
+    assert_int_equal(buf[12], 3);
     assert_int_equal(buf0[12], 0);
     assert_int_equal(ntam_bundle_decode(buf, n, b.schema_hash, &c), 0);
-    assert_int_equal(ntam_hparams(c.model)->nb_summary, 1);
+    assert_int_equal(ntam_hparams(c.model)->nb_summary, NTAM_NB_SUMMARY_ALL);
     assert_memory_equal(ntam_params(c.model), ntam_params(b.model),
                         ntam_param_count(b.model) * sizeof(float));
     ntam_bundle_clear(&c);
     assert_int_equal(ntam_bundle_decode(buf0, n0, 0, &c), 0);
     assert_int_equal(ntam_hparams(c.model)->nb_summary, 0);
     ntam_bundle_clear(&c);
+    for (int bit = 1; bit <= 2; bit++) {
+        ntam_hparams_t h1 = hp;
+        h1.nb_summary = bit;
+        ntam_t *m1;
+        assert_int_equal(ntam_create(&h1, 42, &m1), 0);
+        assert_int_equal(ntam_param_count(m1), ntam_param_count(plain.model) +
+                                                   (bit == NTAM_NB_SUMMARY_KV ? (size_t)2 * 7 * 3 * 32
+                                                                              : (size_t)4 * 7 * 32));
+        ntam_destroy(m1);
+    }
     free(buf);
     free(buf0);
     ntam_bundle_clear(&b);

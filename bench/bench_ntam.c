@@ -55,7 +55,7 @@ static float frand(void)
 
 int main(int argc, char **argv)
 {
-    int threads = 1, B = 256, steps = 20, D = 10000, nbs = NTAM_NB_SUMMARY_ALL;
+    int threads = 1, B = 256, steps = 20, D = 10000, nbs = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
@@ -65,7 +65,7 @@ int main(int argc, char **argv)
     }
     if (B < 8 || steps < 1 || D < 8 || threads < 1 || nbs < 0 || nbs > NTAM_NB_SUMMARY_ALL) {
         fprintf(stderr, "usage: bench_ntam [--threads T] [--batch B≥8] [--steps N] [--devices D]"
-                        " [--nb-summary 0-3 (default 3, augur train's)]\n");
+                        " [--nb-summary 0-3 (default 0, augur train's)]\n");
         return 2;
     }
     ntam_set_threads(threads);

@@ -55,21 +55,24 @@ static float frand(void)
 
 int main(int argc, char **argv)
 {
-    int threads = 1, B = 256, steps = 20, D = 10000;
+    int threads = 1, B = 256, steps = 20, D = 10000, nbs = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--devices")) D = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--nb-summary")) nbs = atoi(argv[i + 1]);
     }
-    if (B < 8 || steps < 1 || D < 8 || threads < 1) {
-        fprintf(stderr, "usage: bench_ntam [--threads T] [--batch B≥8] [--steps N] [--devices D]\n");
+    if (B < 8 || steps < 1 || D < 8 || threads < 1 || nbs < 0 || nbs > NTAM_NB_SUMMARY_ALL) {
+        fprintf(stderr, "usage: bench_ntam [--threads T] [--batch B≥8] [--steps N] [--devices D]"
+                        " [--nb-summary 0-3 (default 0, augur train's)]\n");
         return 2;
     }
     ntam_set_threads(threads);
     const int W = 14, F = 32, per_node = 8;
     ntam_hparams_t hp;
     ntam_hparams_default(&hp, F, W);
+    hp.nb_summary = nbs;
     ntam_t *m;
     if (ntam_create(&hp, 1, &m)) return 1;
     int maxdev = B > 1024 ? B : 1024;
@@ -128,8 +131,9 @@ int main(int argc, char **argv)
     double t_blas = (now_s() - t1) / steps;
     int n_gemm = 0;
     for (int i = 0; i < tr.n; i++) n_gemm += tr.c[i].kind == 'g';
-    printf("training step: %d devices (nodes of %d), W=%d F=%d d=%d d_ff=%d, %d BLAS threads\n",
-           b.n_dev, per_node, W, F, hp.d_model, hp.d_ff, threads);
+    printf("training step: %d devices (nodes of %d), W=%d F=%d d=%d d_ff=%d, nb_summary %d, %d BLAS "
+           "threads\n",
+           b.n_dev, per_node, W, F, hp.d_model, hp.d_ff, hp.nb_summary, threads);
     printf("  BLAS calls per step: %d (%d gemm, %d gemv), %.3f GFLOP\n", tr.n, n_gemm,
            tr.n - n_gemm, flops * 1e-9);
     printf("  whole training step: %.2f ms -> %.1f GFLOP/s sustained\n", t_train * 1e3,

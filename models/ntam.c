@@ -69,6 +69,7 @@ int ntam_hparams_check(const ntam_hparams_t *hp)
     if (hp->d_ff < 1 || hp->d_ff > 8192) return NTAM_EINVAL;
     if (hp->d_head < 1 || hp->d_head > 4096) return NTAM_EINVAL;
     if (hp->ablate_neighbours != 0 && hp->ablate_neighbours != 1) return NTAM_EINVAL;
+    if (hp->nb_summary < 0 || hp->nb_summary > NTAM_NB_SUMMARY_ALL) return NTAM_EINVAL;
     return 0;
 }
 
@@ -91,7 +92,7 @@ void ntam_opt_default(ntam_opt_t *o)
 
 int ntam_tensor_count(const ntam_hparams_t *hp)
 {
-    return 2 + 10 * hp->n_blocks + 8;
+    return 2 + 10 * hp->n_blocks + 8 + ((hp->nb_summary & NTAM_NB_SUMMARY_KV) ? 1 : 0);
 }
 
 int ntam_tensor_info(const ntam_hparams_t *hp, int k, ntam_tensor_t *out)
@@ -100,6 +101,9 @@ int ntam_tensor_info(const ntam_hparams_t *hp, int k, ntam_tensor_t *out)
                                               "ff1.b", "ff2.w", "ff2.b",    "ln2.gain", "ln2.bias"};
     static char names[NTAM_MAX_BLOCKS][10][24];
     const int F = hp->n_features, d = hp->d_model, dff = hp->d_ff, dh = hp->d_head;
+    /* window summary per device: into the keys/values, and (mean, max) into the head */
+    const int S = (hp->nb_summary & NTAM_NB_SUMMARY_KV) ? 2 * F : 0;
+    const int S2 = (hp->nb_summary & NTAM_NB_SUMMARY_HEAD) ? 4 * F : 0;
     int n = ntam_tensor_count(hp);
     if (k < 0 || k >= n) return NTAM_EINVAL;
     size_t off = 0;
@@ -128,10 +132,11 @@ int ntam_tensor_info(const ntam_hparams_t *hp, int k, ntam_tensor_t *out)
             case 1: t = (ntam_tensor_t){"nb.wqkv", 0, 0, d, 3 * d, 1}; break;
             case 2: t = (ntam_tensor_t){"nb.k0", 0, 0, 1, d, 0}; break;
             case 3: t = (ntam_tensor_t){"nb.v0", 0, 0, 1, d, 0}; break;
-            case 4: t = (ntam_tensor_t){"head.w1", 0, 0, 2 * d, dh, 1}; break;
+            case 4: t = (ntam_tensor_t){"head.w1", 0, 0, 2 * d + S2, dh, 1}; break;
             case 5: t = (ntam_tensor_t){"head.b1", 0, 0, 1, dh, 0}; break;
             case 6: t = (ntam_tensor_t){"head.w2", 0, 0, 1, dh, 1}; break;
-            default: t = (ntam_tensor_t){"head.b2", 0, 0, 1, 1, 0}; break;
+            case 7: t = (ntam_tensor_t){"head.b2", 0, 0, 1, 1, 0}; break;
+            default: t = (ntam_tensor_t){"nb.ws", 0, 0, S, 3 * d, 1}; break;
             }
         }
         t.offset = off;
@@ -161,6 +166,7 @@ static size_t param_count_hp(const ntam_hparams_t *hp)
 #define R_SQRT sqrtf
 #define R_LOG1P log1pf
 #define R_POW powf
+#define R_ASINH asinhf
 #include "models/ntam_impl.h"
 #undef REAL
 #undef NT
@@ -172,6 +178,7 @@ static size_t param_count_hp(const ntam_hparams_t *hp)
 #undef R_SQRT
 #undef R_LOG1P
 #undef R_POW
+#undef R_ASINH
 
 #define REAL double
 #define NT(x) x##_d
@@ -183,6 +190,7 @@ static size_t param_count_hp(const ntam_hparams_t *hp)
 #define R_SQRT sqrt
 #define R_LOG1P log1p
 #define R_POW pow
+#define R_ASINH asinh
 #include "models/ntam_impl.h"
 #undef REAL
 #undef NT
@@ -194,6 +202,7 @@ static size_t param_count_hp(const ntam_hparams_t *hp)
 #undef R_SQRT
 #undef R_LOG1P
 #undef R_POW
+#undef R_ASINH
 
 /* ---- model object ---- */
 

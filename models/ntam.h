@@ -15,6 +15,16 @@
  *      softmax over {slot} ∪ {j ≠ i}; a lone device gets c_i = v0;
  *   3. head: logit = w2·relu([h_i ; c_i]·Wh1 + bh1) + b2.
  *
+ * With nb_summary the neighbours also contribute what a device cannot see in itself: each
+ * device's window summary s_j ∈ R^{2F} — asinh of its change over the window (x at the last
+ * observed step minus x at the first) and of its last observed step minus its window mean, on
+ * the normalised features, computed inside the model from X and the mask, so training and
+ * serving cannot differ — enters the keys and values (bit NTAM_NB_SUMMARY_KV: [q k v]_j =
+ * h_j·Wn + s_j·Ws), and/or the head reads the node summary of the other devices (bit
+ * NTAM_NB_SUMMARY_HEAD: logit = w2·relu([h_i ; c_i ; mean_{j≠i} s_j ; max_{j≠i} s_j]·Wh1 + bh1)
+ * + b2, zeros for a lone device). ablate_neighbours = 1 turns both off (c_i = v0, node summary
+ * 0), so the ablation sees nothing of the neighbours.
+ *
  * Every dense product is a cblas_sgemm / cblas_sgemv call; a batch holds many nodes so the
  * projections are a few large GEMMs (rows = devices × W). Forward and backward are written out
  * by hand. The same code is compiled twice, for float (training, serving) and double (gradient
@@ -39,7 +49,9 @@
     X(NTAM_ENOMEM, -2, "out of memory")                                                            \
     X(NTAM_EIO, -3, "I/O error")                                                                   \
     X(NTAM_EFORMAT, -4, "not an augur model file (bad magic)")                                     \
-    X(NTAM_EVERSION, -5, "unsupported model file format version")                                  \
+    X(NTAM_EVERSION, -5,                                                                           \
+      "unsupported model file format version (this build reads version 2; a model written "      \
+      "before the neighbour summaries is version 1: retrain it with augur train)")                \
     X(NTAM_ETRUNC, -6, "model file is truncated")                                                  \
     X(NTAM_ECHECKSUM, -7, "model file checksum mismatch: the file is corrupted")                   \
     X(NTAM_ESCHEMA, -8, "model was trained on a different feature schema")                         \
@@ -64,7 +76,11 @@ typedef struct {
     int32_t d_ff;              /* feed-forward width inside a block */
     int32_t d_head;            /* hidden width of the head MLP */
     int32_t ablate_neighbours; /* 1: c_i = v0 for every device (neighbour attention off) */
+    int32_t nb_summary;        /* neighbour summaries (see below), bits: NTAM_NB_SUMMARY_KV
+                                * (keys/values), NTAM_NB_SUMMARY_HEAD (node summary in the
+                                * head); 0: h_j only, as model file version 1 */
 } ntam_hparams_t;
+enum { NTAM_NB_SUMMARY_KV = 1, NTAM_NB_SUMMARY_HEAD = 2, NTAM_NB_SUMMARY_ALL = 3 };
 
 /* Defaults for F features and W steps: d = 64, one block, d_ff = 128, d_head = 64. */
 void ntam_hparams_default(ntam_hparams_t *hp, int n_features, int window);

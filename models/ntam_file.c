@@ -12,6 +12,8 @@
 
 #include "models/ntam_file.h"
 
+_Static_assert(NTAM_FILE_VERSION == 2, "NTAM_EVERSION's message in ntam.h names the version");
+
 static const uint8_t MAGIC[8] = {'A', 'U', 'G', 'R', 'N', 'T', 'A', 'M'};
 
 static uint64_t fnv1a(const uint8_t *p, size_t n, uint64_t h)
@@ -91,7 +93,7 @@ int64_t ntam_bundle_encode(const ntam_bundle_t *b, uint8_t *buf, size_t cap)
     uint8_t *p = buf;
     memcpy(p, MAGIC, 8);
     put32(p + 8, NTAM_FILE_VERSION);
-    put32(p + 12, 0);
+    put32(p + 12, (uint32_t)hp->nb_summary); /* NTAM_NB_SUMMARY_* bits */
     put64(p + 16, total);
     put64(p + 24, b->schema_hash);
     put32(p + 32, (uint32_t)b->kind);
@@ -131,6 +133,7 @@ int ntam_bundle_decode(const uint8_t *buf, size_t len, uint64_t expect_schema, n
     if (len < 8 || memcmp(buf, MAGIC, 8)) return NTAM_EFORMAT;
     if (len < 24) return NTAM_ETRUNC;
     if (get32(buf + 8) != NTAM_FILE_VERSION) return NTAM_EVERSION;
+    uint32_t hflags = get32(buf + 12);
     uint64_t total = get64(buf + 16);
     if (total > len) return NTAM_ETRUNC;
     if (total < len || total < HDR_FIXED + MID_FIXED + 8) return NTAM_ECHECKSUM;
@@ -141,6 +144,8 @@ int ntam_bundle_decode(const uint8_t *buf, size_t len, uint64_t expect_schema, n
     for (int i = 0; i < 7; i++) h7[i] = (int32_t)get32(buf + 40 + 4 * i);
     hp.n_features = h7[0], hp.window = h7[1], hp.d_model = h7[2], hp.n_blocks = h7[3];
     hp.d_ff = h7[4], hp.d_head = h7[5], hp.ablate_neighbours = h7[6];
+    if (hflags & ~(uint32_t)NTAM_NB_SUMMARY_ALL) return NTAM_EFORMAT;
+    hp.nb_summary = (int32_t)hflags;
     int F = (int32_t)get32(buf + 68);
     if (ntam_hparams_check(&hp) || F != hp.n_features || F > NTAM_MAX_FEATURES)
         return NTAM_EFORMAT;

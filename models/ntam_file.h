@@ -3,12 +3,13 @@
  * (feature schema, normalisation statistics, hyper-parameters, horizon, alarm threshold, how
  * the training split was made), versioned and checksummed.
  *
- * Byte layout (version 1, all integers and floats little-endian):
+ * Byte layout (version 2, all integers and floats little-endian):
  *
  *   offset      size   field
  *   0           8      magic "AUGRNTAM"
- *   8           4      format version (1)
- *   12          4      flags (0)
+ *   8           4      format version (2)
+ *   12          4      model flags = ntam_hparams_t.nb_summary: bit 0 neighbour summaries in
+ *                      the keys/values, bit 1 node summary in the head; other bits 0
  *   16          8      total file length in bytes
  *   24          8      feature-schema hash (ntam_schema_hash of the feature names)
  *   32          4      kind (0 disk, 1 gpu)
@@ -44,7 +45,10 @@
 
 #include "models/ntam.h"
 
-#define NTAM_FILE_VERSION 1
+/* Version 2 (issue 8, round 3): the model flags word and the neighbour-summary tensors
+ * (nb.ws follows head.b2 when bit 0 is set; head.w1 has 2d + 4F rows when bit 1 is). Version 1
+ * files (no summaries, written before) are refused with NTAM_EVERSION: retrain them. */
+#define NTAM_FILE_VERSION 2
 #define NTAM_MAX_FEATURES 256
 #define NTAM_FEATURE_NAME 48
 

@@ -43,7 +43,7 @@ typedef struct {
 typedef struct {
     REAL *pe, *E;
     NT(blk_t) blk[NTAM_MAX_BLOCKS];
-    REAL *beta, *zc, *nqkv, *nalpha, *alpha0, *G, *logit;
+    REAL *beta, *zc, *ns, *nqkv, *nalpha, *alpha0, *G, *logit;
     /* backward only */
     REAL *dlogit, *dG, *dzc, *dnqkv, *dalpha, *ds0, *dZ, *dtmp, *dN1, *dh1, *dctx, *dqkv, *dA,
         *dpool, *dbeta;
@@ -64,6 +64,8 @@ static size_t NT(layout)(const ntam_hparams_t *hp, size_t B, size_t maxn, int tr
 {
     size_t W = (size_t)hp->window, d = (size_t)hp->d_model, dff = (size_t)hp->d_ff;
     size_t dh = (size_t)hp->d_head, M = B * W, off = 0;
+    size_t S = hp->nb_summary ? 2 * (size_t)hp->n_features : 0;
+    size_t HW = 2 * d + ((hp->nb_summary & NTAM_NB_SUMMARY_HEAD) ? 2 * S : 0);
     NT(ws_t) dummy;
     if (!w) w = &dummy;
     NT(carve)(base, &off, &w->pe, W * d);
@@ -82,7 +84,8 @@ static size_t NT(layout)(const ntam_hparams_t *hp, size_t B, size_t maxn, int tr
         NT(carve)(base, &off, &k->n2, M * d);
     }
     NT(carve)(base, &off, &w->beta, M);
-    NT(carve)(base, &off, &w->zc, 2 * B * d);
+    NT(carve)(base, &off, &w->zc, B * HW);
+    NT(carve)(base, &off, &w->ns, B * S);
     NT(carve)(base, &off, &w->nqkv, 3 * B * d);
     NT(carve)(base, &off, &w->nalpha, B * maxn);
     NT(carve)(base, &off, &w->alpha0, B);
@@ -91,7 +94,7 @@ static size_t NT(layout)(const ntam_hparams_t *hp, size_t B, size_t maxn, int tr
     if (!train) return off;
     NT(carve)(base, &off, &w->dlogit, B);
     NT(carve)(base, &off, &w->dG, B * dh);
-    NT(carve)(base, &off, &w->dzc, 2 * B * d);
+    NT(carve)(base, &off, &w->dzc, B * HW);
     NT(carve)(base, &off, &w->dnqkv, 3 * B * d);
     NT(carve)(base, &off, &w->dalpha, B * maxn);
     NT(carve)(base, &off, &w->ds0, B);
@@ -115,13 +118,13 @@ typedef struct {
 typedef struct {
     const REAL *we, *be;
     NT(pblk_t) blk[NTAM_MAX_BLOCKS];
-    const REAL *u, *nw, *k0, *v0, *hw1, *hb1, *hw2, *hb2;
+    const REAL *u, *nw, *k0, *v0, *hw1, *hb1, *hw2, *hb2, *nws;
 } NT(par_t);
 
 /* Same order as ntam_tensor_info. Works for the parameter and the gradient arrays. */
 static void NT(params_bind)(const ntam_hparams_t *hp, const REAL *p, NT(par_t) * q)
 {
-    const REAL **slots[2 + 10 * NTAM_MAX_BLOCKS + 8];
+    const REAL **slots[2 + 10 * NTAM_MAX_BLOCKS + 9];
     int n = 0;
     slots[n++] = &q->we;
     slots[n++] = &q->be;
@@ -146,8 +149,10 @@ static void NT(params_bind)(const ntam_hparams_t *hp, const REAL *p, NT(par_t) *
     slots[n++] = &q->hb1;
     slots[n++] = &q->hw2;
     slots[n++] = &q->hb2;
+    q->nws = NULL;
+    if (hp->nb_summary & NTAM_NB_SUMMARY_KV) slots[n++] = &q->nws;
     for (int k = 0; k < n; k++) {
-        ntam_tensor_t t;
+        ntam_tensor_t t = {0};
         ntam_tensor_info(hp, k, &t);
         *slots[k] = p + t.offset;
     }
@@ -258,6 +263,30 @@ static int NT(max_node)(const BATCH *b)
     return mx;
 }
 
+/* Window summary of one device (x: W×F, tm: its mask or NULL), s: 2F entries: asinh of x at
+ * the last observed step minus x at the first, then asinh of x at the last observed step minus
+ * the mean over the observed steps (asinh: linear near 0, logarithmic for the large jumps of
+ * sparse error counters in training standard deviations). All zero when no step is observed. */
+static void NT(summary)(const REAL *x, const uint8_t *tm, int W, int F, REAL *s)
+{
+    int first = -1, last = -1, cnt = 0;
+    for (int t = 0; t < W; t++)
+        if (!tm || tm[t]) {
+            if (first < 0) first = t;
+            last = t;
+            cnt++;
+        }
+    for (int f = 0; f < 2 * F; f++) s[f] = 0;
+    if (first < 0) return;
+    const REAL *xl = x + (size_t)last * F, *xf = x + (size_t)first * F;
+    for (int f = 0; f < F; f++) s[f] = xl[f] - xf[f];
+    for (int t = first; t <= last; t++)
+        if (!tm || tm[t])
+            for (int f = 0; f < F; f++) s[F + f] += x[(size_t)t * F + f];
+    for (int f = 0; f < F; f++) s[F + f] = xl[f] - s[F + f] / (REAL)cnt;
+    for (int f = 0; f < 2 * F; f++) s[f] = R_ASINH(s[f]);
+}
+
 /* ---- forward ---- */
 
 static void NT(forward)(const ntam_hparams_t *hp, const NT(par_t) * P, const BATCH *b,
@@ -265,6 +294,9 @@ static void NT(forward)(const ntam_hparams_t *hp, const NT(par_t) * P, const BAT
 {
     const int W = hp->window, F = hp->n_features, d = hp->d_model, dff = hp->d_ff;
     const int dh = hp->d_head, B = b->n_dev, M = B * W, d3 = 3 * d;
+    const int SUMW = hp->nb_summary ? 2 * F : 0;
+    const int KV = hp->nb_summary & NTAM_NB_SUMMARY_KV, HS = hp->nb_summary & NTAM_NB_SUMMARY_HEAD;
+    const int HW = 2 * d + (HS ? 2 * SUMW : 0); /* head input width */
     const REAL scale = 1 / R_SQRT((REAL)d);
 
     /* positional encoding table, W × d */
@@ -328,10 +360,16 @@ static void NT(forward)(const ntam_hparams_t *hp, const NT(par_t) * P, const BAT
     for (int i = 0; i < B; i++) {
         REAL *beta = w->beta + (size_t)i * W;
         NT(softmax_masked)(beta, W, b->tmask ? b->tmask + (size_t)i * W : NULL);
-        NT(gemv)(1, W, d, 1, zin + (size_t)i * W * d, d, beta, 0, w->zc + (size_t)i * 2 * d);
+        NT(gemv)(1, W, d, 1, zin + (size_t)i * W * d, d, beta, 0, w->zc + (size_t)i * HW);
     }
-    /* neighbourhood attention: [Q' K' V'] = H·Wn (GEMM B×3d×d) */
-    NT(gemm)(0, 0, B, d3, d, 1, w->zc, 2 * d, P->nw, d3, 0, w->nqkv, d3);
+    /* neighbourhood attention: [Q' K' V'] = H·Wn (GEMM B×3d×d) [+ Sum·Ws (GEMM B×3d×S)] */
+    NT(gemm)(0, 0, B, d3, d, 1, w->zc, HW, P->nw, d3, 0, w->nqkv, d3);
+    if (SUMW && !hp->ablate_neighbours) {
+        for (int i = 0; i < B; i++)
+            NT(summary)(b->x + (size_t)i * W * F, b->tmask ? b->tmask + (size_t)i * W : NULL, W, F,
+                        w->ns + (size_t)i * SUMW);
+        if (KV) NT(gemm)(0, 0, B, d3, SUMW, 1, w->ns, SUMW, P->nws, d3, 1, w->nqkv, d3);
+    }
     size_t aoff = 0;
     for (int nk = 0; nk < NT(n_nodes)(b); nk++) {
         int a, e;
@@ -342,9 +380,11 @@ static void NT(forward)(const ntam_hparams_t *hp, const NT(par_t) * P, const BAT
         aoff += (size_t)n * n;
         if (hp->ablate_neighbours || n == 1) {
             for (int i = 0; i < n; i++) {
+                REAL *zr = w->zc + (size_t)(a + i) * HW;
                 a0[i] = 1;
                 for (int j = 0; j < n; j++) S[i * n + j] = 0;
-                memcpy(w->zc + (size_t)(a + i) * 2 * d + d, P->v0, sizeof(REAL) * (size_t)d);
+                memcpy(zr + d, P->v0, sizeof(REAL) * (size_t)d);
+                for (int c = 2 * d; c < HW; c++) zr[c] = 0; /* no node summary */
             }
             continue;
         }
@@ -365,13 +405,28 @@ static void NT(forward)(const ntam_hparams_t *hp, const NT(par_t) * P, const BAT
             for (int j = 0; j < n; j++) row[j] /= s;
         }
         /* c = α·V' (GEMM n×d×n) + α0·v0 */
-        REAL *C = w->zc + (size_t)a * 2 * d + d;
-        NT(gemm)(0, 0, n, d, n, 1, S, n, Qn + 2 * d, d3, 0, C, 2 * d);
+        REAL *C = w->zc + (size_t)a * HW + d;
+        NT(gemm)(0, 0, n, d, n, 1, S, n, Qn + 2 * d, d3, 0, C, HW);
         for (int i = 0; i < n; i++)
-            for (int c = 0; c < d; c++) C[(size_t)i * 2 * d + c] += a0[i] * P->v0[c];
+            for (int c = 0; c < d; c++) C[(size_t)i * HW + c] += a0[i] * P->v0[c];
+        /* node summary of the other devices: mean and max of their window summaries */
+        for (int i = 0; HS && i < n; i++) {
+            REAL *mean = w->zc + (size_t)(a + i) * HW + 2 * d, *mx = mean + SUMW;
+            for (int c = 0; c < SUMW; c++) {
+                REAL acc = 0, m = -(REAL)1e30;
+                for (int j = 0; j < n; j++) {
+                    if (j == i) continue;
+                    REAL v = w->ns[(size_t)(a + j) * SUMW + c];
+                    acc += v;
+                    if (v > m) m = v;
+                }
+                mean[c] = acc / (REAL)(n - 1);
+                mx[c] = m;
+            }
+        }
     }
-    /* head: G = relu([h;c]·Wh1 + bh1) (GEMM B×dh×2d), logit = G·w2 + b2 (GEMV) */
-    NT(gemm)(0, 0, B, dh, 2 * d, 1, w->zc, 2 * d, P->hw1, dh, 0, w->G, dh);
+    /* head: G = relu([h;c(;mean;max)]·Wh1 + bh1) (GEMM B×dh×HW), logit = G·w2 + b2 (GEMV) */
+    NT(gemm)(0, 0, B, dh, HW, 1, w->zc, HW, P->hw1, dh, 0, w->G, dh);
     for (int i = 0; i < B; i++) {
         REAL *restrict g = w->G + (size_t)i * dh;
         const REAL *restrict hb1 = P->hb1;
@@ -424,6 +479,8 @@ static void NT(backward)(const ntam_hparams_t *hp, const NT(par_t) * P, NT(par_t
 {
     const int W = hp->window, F = hp->n_features, d = hp->d_model, dff = hp->d_ff;
     const int dh = hp->d_head, B = b->n_dev, M = B * W, d3 = 3 * d;
+    const int SUMW = hp->nb_summary ? 2 * F : 0;
+    const int HW = 2 * d + ((hp->nb_summary & NTAM_NB_SUMMARY_HEAD) ? 2 * SUMW : 0);
     const REAL scale = 1 / R_SQRT((REAL)d);
 /* gradients are written through the const pointers of the bound gradient array */
 #define GW(x) ((REAL *)(Gp->x))
@@ -435,9 +492,10 @@ static void NT(backward)(const ntam_hparams_t *hp, const NT(par_t) * P, NT(par_t
             size_t o = (size_t)i * dh + c;
             w->dG[o] = w->G[o] > 0 ? w->dlogit[i] * P->hw2[c] : 0;
         }
-    NT(gemm)(1, 0, 2 * d, dh, B, 1, w->zc, 2 * d, w->dG, dh, 1, GW(hw1), dh);
+    NT(gemm)(1, 0, HW, dh, B, 1, w->zc, HW, w->dG, dh, 1, GW(hw1), dh);
     NT(colsum_add)(w->dG, (size_t)B, dh, dh, GW(hb1));
-    NT(gemm)(0, 1, B, 2 * d, dh, 1, w->dG, dh, P->hw1, dh, 0, w->dzc, 2 * d);
+    /* only the [h;c] part of dzc is used: the node summary is an input, not a parameter */
+    NT(gemm)(0, 1, B, 2 * d, dh, 1, w->dG, dh, P->hw1, dh, 0, w->dzc, HW);
     /* neighbourhood attention */
     memset(w->dnqkv, 0, sizeof(REAL) * (size_t)B * d3);
     size_t aoff = 0;
@@ -447,18 +505,18 @@ static void NT(backward)(const ntam_hparams_t *hp, const NT(par_t) * P, NT(par_t
         int n = e - a;
         const REAL *S = w->nalpha + aoff, *a0 = w->alpha0 + a;
         REAL *dS = w->dalpha + aoff, *ds0 = w->ds0 + a;
-        const REAL *dC = w->dzc + (size_t)a * 2 * d + d, *Qn = w->nqkv + (size_t)a * d3;
+        const REAL *dC = w->dzc + (size_t)a * HW + d, *Qn = w->nqkv + (size_t)a * d3;
         REAL *dQn = w->dnqkv + (size_t)a * d3;
         aoff += (size_t)n * n;
         if (hp->ablate_neighbours || n == 1) {
-            NT(colsum_add)(dC, (size_t)n, d, 2 * d, GW(v0));
+            NT(colsum_add)(dC, (size_t)n, d, HW, GW(v0));
             continue;
         }
         /* dα = dC·V'ᵀ, dα0 = dC·v0, dV' = αᵀ·dC, dv0 += dCᵀ·α0 */
-        NT(gemm)(0, 1, n, n, d, 1, dC, 2 * d, Qn + 2 * d, d3, 0, dS, n);
-        NT(gemv)(0, n, d, 1, dC, 2 * d, P->v0, 0, ds0);
-        NT(gemm)(1, 0, n, d, n, 1, S, n, dC, 2 * d, 0, dQn + 2 * d, d3);
-        NT(gemv)(1, n, d, 1, dC, 2 * d, a0, 1, GW(v0));
+        NT(gemm)(0, 1, n, n, d, 1, dC, HW, Qn + 2 * d, d3, 0, dS, n);
+        NT(gemv)(0, n, d, 1, dC, HW, P->v0, 0, ds0);
+        NT(gemm)(1, 0, n, d, n, 1, S, n, dC, HW, 0, dQn + 2 * d, d3);
+        NT(gemv)(1, n, d, 1, dC, HW, a0, 1, GW(v0));
         for (int i = 0; i < n; i++) {
             REAL *row = dS + (size_t)i * n;
             const REAL *arow = S + (size_t)i * n;
@@ -475,13 +533,16 @@ static void NT(backward)(const ntam_hparams_t *hp, const NT(par_t) * P, NT(par_t
         NT(gemv)(1, n, d, 1, Qn, d3, ds0, 1, GW(k0));
     }
     /* dWn += Hᵀ·d[Q'K'V'] (GEMM d×3d×B); dH += d[Q'K'V']·Wnᵀ (GEMM B×d×3d) */
-    NT(gemm)(1, 0, d, d3, B, 1, w->zc, 2 * d, w->dnqkv, d3, 1, GW(nw), d3);
-    NT(gemm)(0, 1, B, d, d3, 1, w->dnqkv, d3, P->nw, d3, 1, w->dzc, 2 * d);
+    NT(gemm)(1, 0, d, d3, B, 1, w->zc, HW, w->dnqkv, d3, 1, GW(nw), d3);
+    NT(gemm)(0, 1, B, d, d3, 1, w->dnqkv, d3, P->nw, d3, 1, w->dzc, HW);
+    /* dWs += Sumᵀ·d[Q'K'V'] (GEMM S×3d×B) */
+    if ((hp->nb_summary & NTAM_NB_SUMMARY_KV) && !hp->ablate_neighbours)
+        NT(gemm)(1, 0, SUMW, d3, B, 1, w->ns, SUMW, w->dnqkv, d3, 1, GW(nws), d3);
     /* attention pooling */
     const REAL *Z = hp->n_blocks ? w->blk[hp->n_blocks - 1].n2 : w->E;
     for (int i = 0; i < B; i++) {
         const REAL *Zi = Z + (size_t)i * W * d, *beta = w->beta + (size_t)i * W;
-        const REAL *dhv = w->dzc + (size_t)i * 2 * d;
+        const REAL *dhv = w->dzc + (size_t)i * HW;
         REAL *ds = w->dpool + (size_t)i * W, *dZi = w->dZ + (size_t)i * W * d;
         NT(gemv)(0, W, d, 1, Zi, d, dhv, 0, w->dbeta);
         REAL dot = 0;

@@ -577,6 +577,14 @@ int sim_create(const sim_config_t *cfg, sim_t **out)
             n->stress_bays = 1u << (ata ? c->nvme_per_node + (uint32_t)trng_below(r, ata)
                                         : (uint32_t)trng_below(r, D));
         }
+        /* The GPU slots where stressors show (downstream of the failed fan,
+         * on the marginal power stage), drawn the same way: at least one.
+         * No draw without GPUs, so a disk-only fleet is unchanged. */
+        n->stress_gpus = 0;
+        for (uint32_t g = 0; g < G; g++)
+            if (trng_unit(r) < c->stressor_visible_frac) n->stress_gpus |= 1ull << g;
+        if (!n->stress_gpus && G && c->stressor_visible_frac > 0)
+            n->stress_gpus = 1ull << trng_below(r, G);
     }
     *out = s;
     return 0;
@@ -668,6 +676,7 @@ void sim_gpu_info(const sim_t *s, uint32_t i, sim_device_info_t *o)
     o->node = g->node;
     o->slot = g->slot;
     o->nvme = 0;
+    o->stress_visible = (int)((n->stress_gpus >> g->slot) & 1u);
     o->capacity_bytes = 0;
     o->series_base = g->base;
     o->nseries = SG_N;
@@ -998,6 +1007,10 @@ static int gpu_step(sim_t *s, sim_gpu_t *g, sim_node_t *n, uint8_t stress, const
     const sim_gpu_model_t *m = &sim_gpu_models[n->gpu_model];
     double *v = s->v + g->base;
     double f = 0, gr = 0;
+    /* Only cooling and power stressors reach a GPU, and they show in the
+     * telemetry of the node's stress slots only (as disks' stress bays). */
+    if (stress != SIM_STRESS_COOLING && stress != SIM_STRESS_POWER) stress = SIM_STRESS_NONE;
+    int shows = (int)((n->stress_gpus >> g->slot) & 1u);
     if (g->state == DEV_DOOMED) {
         g->left_h -= x->dt_h;
         f = 1.0 - g->left_h / g->lead_h;
@@ -1005,12 +1018,16 @@ static int gpu_step(sim_t *s, sim_gpu_t *g, sim_node_t *n, uint8_t stress, const
     }
     double util = n->busy ? clampd(92.0 + 4.0 * gauss(r), 0, 100) : clampd(1.5 + gauss(r), 0, 100);
     util = floor(util + 0.5);
-    double temp = n->inlet + 8.0 + 0.45 * util + g->temp_off + 0.6 * gauss(r);
-    if (stress == SIM_STRESS_COOLING) temp += 6.0;
+    /* Cooling: the node's inlet sensor reads +3 C; the slots behind the
+     * fault run +6 C over their normal, the others keep their airflow. */
+    double slot_air = n->inlet - (stress == SIM_STRESS_COOLING ? 3.0 : 0);
+    double temp = slot_air + 8.0 + 0.45 * util + g->temp_off + 0.6 * gauss(r);
+    if (stress == SIM_STRESS_COOLING && shows) temp += 6.0;
     if (g->ptype == GP_THERMAL) temp += 14.0 * gr;
     double power = m->idle_w + (m->tdp_w - m->idle_w) * util / 100.0 * (1.0 + 0.03 * gauss(r));
-    if (stress == SIM_STRESS_POWER || g->ptype == GP_THERMAL)
-        power += (stress == SIM_STRESS_POWER ? 0.08 : 0.2 * gr) * m->tdp_w * gauss(r);
+    int pswing = stress == SIM_STRESS_POWER && shows;
+    if (pswing || g->ptype == GP_THERMAL)
+        power += (pswing ? 0.08 : 0.2 * gr) * m->tdp_w * gauss(r);
     power = clampd(power, m->idle_w * 0.8, m->tdp_w * 1.05);
     double clock = util > 10 ? m->max_clock : 210;
     double throttle = temp > 84 ? clampd((temp - 84) / 10.0, 0, 0.6) : 0;
@@ -1020,12 +1037,19 @@ static int gpu_step(sim_t *s, sim_gpu_t *g, sim_node_t *n, uint8_t stress, const
     }
     /* Background errors: rare correctable ECC, PCIe replays. */
     g->sbe += poisson(r, 0.0005 * x->dt_h);
-    g->pcie += poisson(r, (stress == SIM_STRESS_POWER ? 2.0 : 0.002) * x->dt_h);
+    g->pcie += poisson(r, (pswing ? 2.0 : 0.002) * x->dt_h);
     if (n->busy && trng_unit(r) < 0.0002 * x->dt_h) g->xid = 13; /* application fault */
     /* Hazard. */
     double h = c->gpu_afr * m->afr_mult / 8766.0 * c->hazard_scale;
     h *= 1.0 + 0.04 * (temp > 75 ? temp - 75 : 0);
-    if (stress) h *= c->stressor_hazard_mult;
+    /* Every GPU of the node: the stressor's excess through the GPUs' stress
+     * dose (as disks), or x the multiplier while active without a dose. */
+    double xs = 0;
+    if (c->stressor_tail_days > 0)
+        xs = (c->stressor_hazard_mult - 1) * n->gdose_d;
+    else if (stress)
+        xs = c->stressor_hazard_mult - 1;
+    h *= 1 + xs;
     s->st.gpu_hours += x->dt_h;
     if (stress) s->st.gpu_stressed_hours += x->dt_h;
     int sudden = 0;
@@ -1035,13 +1059,16 @@ static int gpu_step(sim_t *s, sim_gpu_t *g, sim_node_t *n, uint8_t stress, const
             s->st.gpu_triggers++;
             if (stress) s->st.gpu_triggers_stressed++;
             g->trigger_ms = x->t;
-            g->trig_stress = stress;
-            double pf = c->gpu_precursor_frac * (stress ? 0.5 : 1.0);
+            /* Cause, in proportion to the stressor's share of the hazard. */
+            uint8_t cause = 0;
+            if (xs > 0) cause = trng_unit(r) * (1 + xs) < xs ? n->last_gstress : 0;
+            g->trig_stress = cause;
+            double pf = c->gpu_precursor_frac * (cause ? 0.5 : 1.0);
             if (trng_unit(r) < pf) {
                 double u = trng_unit(r);
                 g->ptype = u < 0.5 ? GP_MEMORY : u < 0.8 ? GP_THERMAL : GP_LINK;
                 double lead = unif(r, c->gpu_lead_min_days, c->gpu_lead_max_days) * 24.0;
-                if (stress) lead *= 0.3;
+                if (cause) lead *= 0.3;
                 g->lead_h = g->left_h = lead;
                 g->state = DEV_DOOMED;
             } else {
@@ -1158,6 +1185,14 @@ int sim_step_to(sim_t *s, int64_t t, sim_frame_t *f)
         if (c->stressor_tail_days > 0)
             n->dose_next_d = n->dose_d * exp(-x.dt_h / (c->stressor_tail_days * 24)) +
                              (stress ? x.dt_h / 24 : 0);
+        /* The GPUs' dose: cooling and power stressors only. */
+        uint8_t gstress =
+            stress == SIM_STRESS_COOLING || stress == SIM_STRESS_POWER ? stress : SIM_STRESS_NONE;
+        if (gstress) n->last_gstress = gstress;
+        n->gdose_d = n->gdose_next_d;
+        if (c->stressor_tail_days > 0)
+            n->gdose_next_d = n->gdose_d * exp(-x.dt_h / (c->stressor_tail_days * 24)) +
+                              (gstress ? x.dt_h / 24 : 0);
         if (n->cofail_left_h > 0) n->cofail_left_h -= x.dt_h;
         node_step(s, n, stress, &x);
         for (uint32_t d = 0; d < D; d++) {

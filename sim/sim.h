@@ -18,9 +18,11 @@
  *          interconnect (PCIe replays, NVLink CRC, XID 74);
  *   nodes  and racks  stressors (cooling fault, unstable power, vibration)
  *          that raise the hazard of every device of the node (or rack) for a
- *          while (disks: through a decaying stress dose) but show in the
- *          telemetry of only some drive bays (temperature, SMART 188/199/197);
- *          a disk failure raises its node's disk hazard for days (rebuild).
+ *          while, through a decaying stress dose (GPUs: cooling and power
+ *          only), but show in the telemetry of only some drive bays
+ *          (temperature, SMART 188/199/197) and GPU slots (temperature, power
+ *          swings, PCIe replays); a disk failure raises its node's disk
+ *          hazard for days (rebuild).
  *
  *   sim_config_init()    defaults
  *   sim_create()         build the fleet (series table, initial state)
@@ -97,20 +99,22 @@ typedef struct {
     double gpu_precursor_frac;                   /* failures with precursors (default 0.55) */
     double gpu_lead_min_days, gpu_lead_max_days; /* (1, 10) */
     /* Neighbourhood stressors. */
-    double node_stressor_rate; /* node stressor starts per node-year (default 3) */
-    double rack_stressor_rate; /* rack stressor starts per rack-year (default 2) */
+    double node_stressor_rate; /* node stressor starts per node-year (default 0.2) */
+    double rack_stressor_rate; /* rack stressor starts per rack-year (default 0.1) */
     double stressor_min_days, stressor_max_days; /* duration (0.5, 4) */
-    double stressor_hazard_mult; /* hazard multiplier per day of stress dose (disks) or
-                                    under stress (GPUs) (20) */
+    double stressor_hazard_mult; /* hazard multiplier per day of stress dose (50) */
     /* Stress damage accumulates and heals slowly: the node keeps a stress
      * dose D (days under stress, decaying with this time constant) and its
-     * disks' hazard is x (1 + (stressor_hazard_mult - 1) * D). 0 = no dose:
-     * x stressor_hazard_mult while a stressor is active (GPUs always). (4) */
+     * disks' hazard is x (1 + (stressor_hazard_mult - 1) * D); its GPUs' the
+     * same with a dose of cooling and power stress only. 0 = no dose:
+     * x stressor_hazard_mult while a stressor is active. (4) */
     double stressor_tail_days;
-    /* Fraction of a node's drive bays where a stressor shows in the disks'
-     * telemetry (temperature, SMART 188/199/197); the others' hazard rises
-     * just the same but their telemetry stays quiet. Drawn per bay when the
-     * fleet is built, at least one ATA bay per node (0.25). */
+    /* Fraction of a node's drive bays (and GPU slots) where a stressor shows
+     * in the device's telemetry (disks: temperature, SMART 188/199/197;
+     * GPUs: temperature, power swings, PCIe replays); the others' hazard
+     * rises just the same but their telemetry stays quiet. Drawn per bay and
+     * slot when the fleet is built, at least one ATA bay and one GPU slot
+     * per node (0.25). */
     double stressor_visible_frac;
     /* After a disk fails, the other disks of its node (and its replacement)
      * run at disk_cofail_mult times their hazard for disk_cofail_days
@@ -228,7 +232,7 @@ typedef struct {
     const char *instance, *device, *serial, *model, *rack, *pod;
     uint32_t node, slot;
     int nvme;
-    int stress_visible; /* disks: stressors show in this bay's telemetry */
+    int stress_visible; /* stressors show in this bay's / GPU slot's telemetry */
     uint64_t capacity_bytes;
     uint32_t series_base; /* first series index of the device's current block */
     uint32_t nseries;     /* series in the block */

@@ -137,6 +137,11 @@ typedef struct {
     double dose_next_d;   /* ... at its end */
     double cofail_left_h; /* hours left of the raised hazard after a disk failure */
     uint32_t stress_bays; /* bit d: stressors show in disk slot d's telemetry */
+    /* GPUs: the same for GPU slots (bit g), and the GPUs' own stress dose, which only
+     * cooling and power stressors raise (vibration does not reach a GPU). */
+    uint64_t stress_gpus;
+    uint8_t last_gstress; /* kind of the latest cooling/power stressor */
+    double gdose_d, gdose_next_d;
     double base_load, ar, inlet_off;
     double cpu[4];
     double mem_total;

@@ -43,7 +43,7 @@ typedef struct {
     uint8_t *tm;
 } tiny_t;
 
-static void tiny_make(tiny_t *t, int ablate, uint64_t seed)
+static void tiny_make(tiny_t *t, int ablate, int summary, uint64_t seed)
 {
     memset(t, 0, sizeof *t);
     t->hp.n_features = 3;
@@ -53,6 +53,7 @@ static void tiny_make(tiny_t *t, int ablate, uint64_t seed)
     t->hp.d_ff = 5;
     t->hp.d_head = 4;
     t->hp.ablate_neighbours = ablate;
+    t->hp.nb_summary = summary;
     t->n_dev = 8;
     t->n_nodes = 3;
     int32_t off[4] = {0, 3, 4, 8};
@@ -110,10 +111,10 @@ static double *random_params(const ntam_hparams_t *hp, size_t *n_out, uint64_t s
     return p;
 }
 
-static void grad_check(int ablate, int loss_kind)
+static void grad_check(int ablate, int summary, int loss_kind)
 {
     tiny_t t;
-    tiny_make(&t, ablate, g_seed);
+    tiny_make(&t, ablate, summary, g_seed);
     ntam_opt_t o;
     ntam_opt_default(&o);
     o.loss = loss_kind;
@@ -165,12 +166,17 @@ static void grad_check(int ablate, int loss_kind)
         if (tworst > 1e-6)
             fprintf(stderr, "  tensor %-16s max rel err %.3g (|g|max %.3g)\n", ti.name, tworst,
                     gmax);
+        /* the summary weights get a gradient exactly when the neighbours are on */
+        if (!strcmp(ti.name, "nb.ws")) {
+            if (ablate) assert_true(gmax == 0);
+            else assert_true(gmax > 1e-6);
+        }
         if (tworst > worst) worst = tworst;
     }
     fprintf(stderr,
-            "  gradcheck ablate=%d loss=%s: loss %.6f, worst rel err %.3g over %zu params"
+            "  gradcheck ablate=%d summary=%d loss=%s: loss %.6f, worst rel err %.3g over %zu params"
             " (%d skipped at ReLU kinks)\n",
-            ablate, loss_kind ? "focal" : "bce", L, worst, n, skipped);
+            ablate, summary, loss_kind ? "focal" : "bce", L, worst, n, skipped);
     assert_true(worst <= 1e-6);
     assert_true(skipped <= (int)(n / 20));
     free(ws);
@@ -182,27 +188,41 @@ static void grad_check(int ablate, int loss_kind)
 static void test_gradcheck_bce(void **state)
 {
     (void)state;
-    grad_check(0, NTAM_LOSS_BCE);
+    grad_check(0, 0, NTAM_LOSS_BCE);
 }
 
 static void test_gradcheck_focal(void **state)
 {
     (void)state;
-    grad_check(0, NTAM_LOSS_FOCAL);
+    grad_check(0, 0, NTAM_LOSS_FOCAL);
 }
 
 static void test_gradcheck_ablated(void **state)
 {
     (void)state;
-    grad_check(1, NTAM_LOSS_BCE);
+    grad_check(1, 0, NTAM_LOSS_BCE);
+}
+
+static void test_gradcheck_summary(void **state)
+{
+    (void)state;
+    grad_check(0, NTAM_NB_SUMMARY_ALL, NTAM_LOSS_BCE);
+    grad_check(0, NTAM_NB_SUMMARY_ALL, NTAM_LOSS_FOCAL);
+    grad_check(0, NTAM_NB_SUMMARY_KV, NTAM_LOSS_BCE);
+    grad_check(0, NTAM_NB_SUMMARY_HEAD, NTAM_LOSS_BCE);
+}
+
+static void test_gradcheck_summary_ablated(void **state)
+{
+    (void)state;
+    grad_check(1, NTAM_NB_SUMMARY_ALL, NTAM_LOSS_BCE);
 }
 
 /* Float path agrees with the double path on the same weights and inputs. */
-static void test_float_matches_double(void **state)
+static void float_matches_double(int summary)
 {
-    (void)state;
     tiny_t t;
-    tiny_make(&t, 0, g_seed + 7);
+    tiny_make(&t, 0, summary, g_seed + 7);
     ntam_t *m;
     assert_int_equal(ntam_create(&t.hp, 11, &m), 0);
     size_t n = ntam_param_count(m);
@@ -238,12 +258,19 @@ static void test_float_matches_double(void **state)
     tiny_free(&t);
 }
 
-/* Permuting devices within a node permutes the outputs. */
-static void test_node_permutation(void **state)
+static void test_float_matches_double(void **state)
 {
     (void)state;
+    float_matches_double(0);
+    float_matches_double(NTAM_NB_SUMMARY_ALL);
+}
+
+/* Permuting devices within a node permutes the outputs (with and without summaries). */
+static void node_permutation(int summary)
+{
     ntam_hparams_t hp;
     ntam_hparams_default(&hp, 3, 5);
+    hp.nb_summary = summary;
     hp.d_model = 8;
     hp.d_ff = 8;
     hp.d_head = 8;
@@ -263,6 +290,90 @@ static void test_node_permutation(void **state)
     assert_int_equal(ntam_forward(m, &b1, ws, wsz, l1), 0);
     assert_int_equal(ntam_forward(m, &b2, ws, wsz, l2), 0);
     for (int i = 0; i < nd; i++) assert_true(fabsf(l2[i] - l1[perm[i]]) < 1e-5f);
+    free(ws);
+    ntam_destroy(m);
+}
+
+static void test_node_permutation(void **state)
+{
+    (void)state;
+    node_permutation(0);
+    node_permutation(NTAM_NB_SUMMARY_ALL);
+}
+
+/* What the head reads from the node summary, by hand: every weight 0 except one head.w1 row,
+ * so logit = relu(that input). F = 2, W = 3, one node of 3 devices and a lone one. Summary of a
+ * device: s[f] = asinh(x_last − x_first), s[F + f] = asinh(x_last − mean over observed steps).
+ * Head input rows: h (d), c (d), mean_{j≠i} s_j (2F), max_{j≠i} s_j (2F). */
+static void test_summary_by_hand(void **state)
+{
+    (void)state;
+    enum { F = 2, W = 3, ND = 4 };
+    ntam_hparams_t hp;
+    ntam_hparams_default(&hp, F, W);
+    hp.d_model = 4;
+    hp.d_ff = 4;
+    hp.d_head = 1;
+    hp.nb_summary = NTAM_NB_SUMMARY_HEAD;
+    ntam_t *m;
+    assert_int_equal(ntam_create(&hp, 1, &m), 0);
+    int w1 = -1, w2 = -1;
+    for (int k = 0; k < ntam_tensor_count(&hp); k++) {
+        ntam_tensor_t t;
+        ntam_tensor_info(&hp, k, &t);
+        if (!strcmp(t.name, "head.w1")) {
+            w1 = (int)t.offset;
+            assert_int_equal(t.rows, 2 * 4 + 4 * F);
+        }
+        if (!strcmp(t.name, "head.w2")) w2 = (int)t.offset;
+    }
+    assert_true(w1 >= 0 && w2 >= 0);
+    /* feature 0 of device i at step t = 10·i + t² (device 1's step 0 masked: it starts at
+     * step 1); feature 1 = −x0 */
+    float x[ND * W * F];
+    uint8_t tm[ND * W];
+    for (int i = 0; i < ND; i++)
+        for (int t = 0; t < W; t++) {
+            x[(i * W + t) * F] = (float)(10 * i + t * t);
+            x[(i * W + t) * F + 1] = -(float)(10 * i + t * t);
+            tm[i * W + t] = !(i == 1 && t == 0);
+        }
+    /* s0 (change over the window): devices 0, 2: asinh 4; device 1: asinh(4 − 1) = asinh 3.
+     * s2 (last − mean): devices 0, 2: asinh(4 − 5/3) = asinh 7/3; device 1: asinh(4 − 5/2). */
+    const float a4 = asinhf(4.0f), a3 = asinhf(3.0f), a73 = asinhf(7.0f / 3), a32 = asinhf(1.5f);
+    int32_t off[3] = {0, 3, 4};
+    ntam_batch_t b = {ND, 2, off, x, tm, NULL, NULL};
+    size_t wsz = ntam_workspace_size(&hp, ND, 3);
+    void *ws = malloc(wsz);
+    assert_non_null(ws);
+    const struct {
+        int row;          /* head input row */
+        float want[3];    /* logits of devices 0..2 (device 3 is alone: 0) */
+    } cases[] = {
+        {8 + 0, {(a3 + a4) / 2, a4, (a4 + a3) / 2}},     /* mean of s0 over the others */
+        {8 + 2, {(a32 + a73) / 2, a73, (a73 + a32) / 2}}, /* mean of s2 */
+        {8 + 4, {a4, a4, a4}},                           /* max of s0 */
+        {8 + 4 + 2, {a73, a73, a73}},                    /* max of s2 */
+        {8 + 4 + 1, {0.0f, 0.0f, 0.0f}},                 /* max of s1 = −asinh 3: relu → 0 */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        float *p = ntam_params(m), lg[ND];
+        memset(p, 0, sizeof(float) * ntam_param_count(m));
+        p[w1 + cases[c].row] = 1.0f; /* head.w1 is rows × d_head (1 column) */
+        p[w2] = 1.0f;
+        assert_int_equal(ntam_forward(m, &b, ws, wsz, lg), 0);
+        for (int i = 0; i < 3; i++) assert_true(fabsf(lg[i] - cases[c].want[i]) < 1e-5f);
+        assert_true(lg[3] == 0.0f);
+        /* the ablation sees no summary */
+        ntam_hparams_t ha = hp;
+        ha.ablate_neighbours = 1;
+        ntam_t *ma;
+        assert_int_equal(ntam_create(&ha, 1, &ma), 0);
+        memcpy(ntam_params(ma), p, sizeof(float) * ntam_param_count(m));
+        assert_int_equal(ntam_forward(ma, &b, ws, wsz, lg), 0);
+        for (int i = 0; i < ND; i++) assert_true(lg[i] == 0.0f);
+        ntam_destroy(ma);
+    }
     free(ws);
     ntam_destroy(m);
 }
@@ -344,6 +455,9 @@ int main(void)
         cmocka_unit_test(test_gradcheck_bce),
         cmocka_unit_test(test_gradcheck_focal),
         cmocka_unit_test(test_gradcheck_ablated),
+        cmocka_unit_test(test_gradcheck_summary),
+        cmocka_unit_test(test_gradcheck_summary_ablated),
+        cmocka_unit_test(test_summary_by_hand),
         cmocka_unit_test(test_float_matches_double),
         cmocka_unit_test(test_node_permutation),
         cmocka_unit_test(test_overfit_and_determinism),

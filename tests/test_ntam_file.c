@@ -105,10 +105,24 @@ static void test_refused(void **state)
     buf[n - 1] ^= 1; /* the checksum itself */
     assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), NTAM_ECHECKSUM);
     buf[n - 1] ^= 1;
-    /* wrong version */
-    buf[8] = 2;
-    assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), NTAM_EVERSION);
+    /* wrong version: an older (1) or a newer (3) format */
+    assert_int_equal(buf[8], NTAM_FILE_VERSION);
     buf[8] = 1;
+    assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), NTAM_EVERSION);
+    buf[8] = 3;
+    assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), NTAM_EVERSION);
+    buf[8] = NTAM_FILE_VERSION;
+    /* unknown model-flag bits, with a valid checksum: refused as a bad field */
+    buf[12] = 0x04;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n - 8; i++) h = (h ^ buf[i]) * 0x100000001b3ULL;
+    uint8_t saved[8];
+    memcpy(saved, buf + n - 8, 8);
+    for (int i = 0; i < 8; i++) buf[n - 8 + i] = (uint8_t)(h >> (8 * i));
+    assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), NTAM_EFORMAT);
+    assert_null(c.model);
+    buf[12] = 0;
+    memcpy(buf + n - 8, saved, 8);
     /* wrong schema */
     assert_int_equal(ntam_bundle_decode(buf, n, b.schema_hash ^ 1, &c), NTAM_ESCHEMA);
     assert_null(c.model);
@@ -126,6 +140,67 @@ static void test_refused(void **state)
     ntam_bundle_clear(&c);
     free(buf);
     ntam_bundle_clear(&b);
+}
+
+/* Neighbour summaries: the flags and the extra tensors round trip; the file is longer by exactly
+ * the extra parameters (head.w1 gains 4F rows, nb.ws is 2F × 3d); each bit alone adds its own. */
+static void test_nb_summary(void **state)
+{
+    (void)state;
+    ntam_bundle_t b, c, plain;
+    make_bundle(&plain);
+    memset(&b, 0, sizeof b);
+    b = plain;
+    ntam_hparams_t hp = *ntam_hparams(plain.model);
+    hp.nb_summary = NTAM_NB_SUMMARY_ALL;
+    assert_int_equal(ntam_create(&hp, 42, &b.model), 0);
+    size_t extra = (size_t)4 * 7 * 32 + (size_t)2 * 7 * 3 * 32;
+    assert_int_equal(ntam_param_count(b.model), ntam_param_count(plain.model) + extra);
+    size_t n, n0;
+    uint8_t *buf = encode(&b, &n), *buf0 = encode(&plain, &n0);
+    assert_int_equal(n, n0 + 4 * extra);
+    assert_int_equal(buf[12], 3);
+    assert_int_equal(buf0[12], 0);
+    assert_int_equal(ntam_bundle_decode(buf, n, b.schema_hash, &c), 0);
+    assert_int_equal(ntam_hparams(c.model)->nb_summary, NTAM_NB_SUMMARY_ALL);
+    assert_memory_equal(ntam_params(c.model), ntam_params(b.model),
+                        ntam_param_count(b.model) * sizeof(float));
+    ntam_bundle_clear(&c);
+    assert_int_equal(ntam_bundle_decode(buf0, n0, 0, &c), 0);
+    assert_int_equal(ntam_hparams(c.model)->nb_summary, 0);
+    ntam_bundle_clear(&c);
+    for (int bit = 1; bit <= 2; bit++) {
+        ntam_hparams_t h1 = hp;
+        h1.nb_summary = bit;
+        ntam_t *m1;
+        assert_int_equal(ntam_create(&h1, 42, &m1), 0);
+        assert_int_equal(ntam_param_count(m1), ntam_param_count(plain.model) +
+                                                   (bit == NTAM_NB_SUMMARY_KV ? (size_t)2 * 7 * 3 * 32
+                                                                              : (size_t)4 * 7 * 32));
+        ntam_destroy(m1);
+    }
+    free(buf);
+    free(buf0);
+    ntam_bundle_clear(&b);
+    ntam_bundle_clear(&plain);
+}
+
+/* A real version-1 file (the disk demo model shipped before the neighbour summaries) is refused
+ * with a message that says what to do. */
+static void test_v1_file_refused(void **state)
+{
+    (void)state;
+    const char *src = getenv("AUGUR_SRC");
+    assert_non_null(src); /* set by ctest */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/data/ntam/disk-sim-v1.ntam", src);
+    ntam_bundle_t c;
+    assert_int_equal(ntam_bundle_load(path, 0, &c), NTAM_EVERSION);
+    assert_null(c.model);
+    const char *msg = ntam_strerror(NTAM_EVERSION);
+    assert_non_null(strstr(msg, "version 2"));
+    assert_non_null(strstr(msg, "version 1"));
+    assert_non_null(strstr(msg, "retrain"));
 }
 
 static void test_save_load(void **state)
@@ -158,6 +233,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_nb_summary),
+        cmocka_unit_test(test_v1_file_refused),
         cmocka_unit_test(test_save_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -383,6 +383,8 @@ typedef struct {
     uint32_t ndisk, ngpu;
     double *disk_err; /* [step][disk]: sum of raw 5,187,188,197,198,199 */
     const char **disk_serial; /* [step][disk]: the disk in the slot (NULL while failed) */
+    double *gpu_pcie;         /* [step][gpu]: PCIe replay counter (keep & KEEP_GPU) */
+    const char **gpu_uuid;    /* [step][gpu]: the GPU in the slot (NULL while failed) */
     uint32_t nsteps;
     sim_event_t *ev;
     size_t nev, evcap;
@@ -393,8 +395,11 @@ typedef struct {
     uint64_t time_pairs;   /* failures anywhere within 3 days of each other */
 } run_t;
 
-static void run_fleet(const sim_config_t *c, uint32_t steps, run_t *r, int keep_smart)
+enum { KEEP_SMART = 1, KEEP_GPU = 2 };
+
+static void run_fleet(const sim_config_t *c, uint32_t steps, run_t *r, int keep)
 {
+    int keep_smart = keep & KEEP_SMART;
     memset(r, 0, sizeof *r);
     sim_t *s = NULL;
     assert_int_equal(sim_create(c, &s), 0);
@@ -407,7 +412,13 @@ static void run_fleet(const sim_config_t *c, uint32_t steps, run_t *r, int keep_
         r->disk_serial = calloc((size_t)steps * r->ndisk, sizeof *r->disk_serial);
         assert_non_null(r->disk_serial);
     }
-    uint32_t off[6], noff = 0;
+    if (keep & KEEP_GPU) {
+        r->gpu_pcie = calloc((size_t)steps * r->ngpu, sizeof *r->gpu_pcie);
+        r->gpu_uuid = calloc((size_t)steps * r->ngpu, sizeof *r->gpu_uuid);
+        assert_non_null(r->gpu_pcie);
+        assert_non_null(r->gpu_uuid);
+    }
+    uint32_t off[6], noff = 0, pcie_off = UINT32_MAX;
     for (uint32_t k = 0; k < steps; k++) {
         sim_frame_t f;
         assert_int_equal(sim_step(s, &f), 0);
@@ -449,6 +460,24 @@ static void run_fleet(const sim_config_t *c, uint32_t steps, run_t *r, int keep_
                 r->disk_serial[(size_t)k * r->ndisk + i] = di.present ? di.serial : NULL;
             }
         }
+        if (keep & KEEP_GPU) {
+            for (uint32_t i = 0; i < r->ngpu; i++) {
+                sim_device_info_t di;
+                sim_gpu_info(s, i, &di);
+                if (pcie_off == UINT32_MAX) /* found by name in the first GPU's block */
+                    for (uint32_t j = 0; j < di.nseries; j++) {
+                        const sim_series_t *se = sim_series_get(s, di.series_base + j);
+                        for (uint32_t l = 0; l < se->nlabels; l++)
+                            if (!strcmp(se->labels[l].name.ptr, "__name__") &&
+                                !strcmp(se->labels[l].value.ptr, "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"))
+                                pcie_off = j;
+                    }
+                assert_true(pcie_off < di.nseries);
+                double v = f.v[di.series_base + pcie_off];
+                r->gpu_pcie[(size_t)k * r->ngpu + i] = v == v ? v : 0;
+                r->gpu_uuid[(size_t)k * r->ngpu + i] = di.present ? di.serial : NULL;
+            }
+        }
         for (uint32_t e = 0; e < f.nevents; e++) {
             if (r->nev == r->evcap) {
                 r->evcap = r->evcap ? r->evcap * 2 : 256;
@@ -473,6 +502,8 @@ static void run_free(run_t *r)
 {
     free(r->disk_err);
     free(r->disk_serial);
+    free(r->gpu_pcie);
+    free(r->gpu_uuid);
     free(r->ev);
     sim_destroy(r->sim);
 }
@@ -549,7 +580,7 @@ static void test_stat_precursors(void **state)
     c.disk_background_frac = 0;
     uint32_t steps = 4 * 100;
     run_t r;
-    run_fleet(&c, steps, &r, 1);
+    run_fleet(&c, steps, &r, KEEP_SMART);
     int64_t dcut = r.end_ms - (int64_t)(c.disk_lead_max_days * 86400000.0);
     int64_t gcut = r.end_ms - (int64_t)(c.gpu_lead_max_days * 86400000.0);
     size_t dn = 0, dk = 0, gn = 0, gk = 0, grow_ok = 0, grow_n = 0, flat_ok = 0, flat_n = 0;
@@ -698,7 +729,7 @@ static void test_stat_stress_visibility(void **state)
     c.disk_background_frac = 0;
     uint32_t steps = 4 * 120, back = 4 * 7;
     run_t r;
-    run_fleet(&c, steps, &r, 1);
+    run_fleet(&c, steps, &r, KEEP_SMART);
     const sim_t *s = r.sim;
     uint32_t D = c.disks_per_node, ata = 0, shown = 0;
     for (uint32_t i = 0; i < r.ndisk; i++) {
@@ -747,6 +778,89 @@ static void test_stat_stress_visibility(void **state)
             (double)silent / (double)n, p, 3.29 * sd + 1);
     assert_true(fabs((double)silent - (double)n * p) <= 3.29 * sd + 1);
     assert_true(silent > 0 && quiet_ok == silent);
+    assert_true(nb_n > 0 && nb_ok >= nb_n * 7 / 10);
+    run_free(&r);
+}
+
+/* PCIe replays the GPU in slot i (only `uuid` if not NULL) gained between steps k0 and k1,
+ * over steps that hold the same GPU (a replacement's fresh counter is not growth). */
+static double gpu_pcie_gain(const run_t *r, uint32_t i, size_t k0, size_t k1, const char *uuid)
+{
+    double gain = 0;
+    for (size_t k = k0 + 1; k <= k1; k++) {
+        const char *a = r->gpu_uuid[(k - 1) * r->ngpu + i], *b = r->gpu_uuid[k * r->ngpu + i];
+        if (a && a == b && (!uuid || a == uuid))
+            gain += r->gpu_pcie[k * r->ngpu + i] - r->gpu_pcie[(k - 1) * r->ngpu + i];
+    }
+    return gain;
+}
+
+/* GPUs, the same neighbourhood as disks: cooling and power stressors raise the hazard of every
+ * GPU of the node through a stress dose but show only in the node's stress slots. Vibration
+ * does not reach GPUs (no stress-caused GPU failure names it); the silent fraction of the
+ * stress-caused GPU failures (no precursor, quiet slot) matches (1 - precursor_frac / 2) x
+ * (share of quiet slots); a silent one gained no more than background PCIe replays in the
+ * 7 days before it failed, and under power stress a neighbour's replays jumped then. */
+static void test_stat_gpu_stress_visibility(void **state)
+{
+    (void)state;
+    sim_config_t c;
+    stat_config(&c, g_seed);
+    c.disks_per_node = c.nvme_per_node = 0;
+    c.node_stressor_rate = 2;
+    c.rack_stressor_rate = 1;
+    c.hazard_scale = 30;
+    uint32_t steps = 4 * 120, back = 4 * 7;
+    run_t r;
+    run_fleet(&c, steps, &r, KEEP_GPU);
+    const sim_t *s = r.sim;
+    uint32_t G = c.gpus_per_node, shown = 0;
+    for (uint32_t nd = 0; nd < c.nodes; nd++) {
+        uint32_t on_node = 0;
+        for (uint32_t g = 0; g < G; g++) {
+            sim_device_info_t di;
+            sim_gpu_info(s, nd * G + g, &di);
+            on_node += di.stress_visible != 0;
+        }
+        assert_true(on_node >= 1);
+        shown += on_node;
+    }
+    size_t n = 0, silent = 0, quiet_ok = 0, nb_n = 0, nb_ok = 0, vib = 0, n_all = 0;
+    for (size_t i = 0; i < r.nev; i++) {
+        const sim_event_t *e = &r.ev[i];
+        if (e->kind != SIM_KIND_GPU || !e->stress) continue;
+        n_all++;
+        vib += e->stress == SIM_STRESS_VIBRATION || e->stress == SIM_STRESS_NEIGHBOUR;
+        size_t kf = (size_t)((e->t_ms - c.start_ms) / c.interval_ms);
+        if (kf < back) continue;
+        sim_device_info_t di;
+        sim_gpu_info(s, e->node * G + e->dev, &di);
+        n++;
+        if (e->precursor || di.stress_visible) continue;
+        silent++;
+        quiet_ok += gpu_pcie_gain(&r, e->node * G + e->dev, kf - back, kf, e->serial) < 10;
+        if (e->stress != SIM_STRESS_POWER) continue;
+        nb_n++;
+        int jumped = 0;
+        for (uint32_t j = 0; j < G && !jumped; j++)
+            if (j != e->dev) jumped = gpu_pcie_gain(&r, e->node * G + j, kf - back, kf, NULL) >= 10;
+        nb_ok += jumped;
+    }
+    double q = 1.0 - (double)shown / (double)r.ngpu;
+    double p = (1.0 - c.gpu_precursor_frac * 0.5) * q;
+    double sd = sqrt(3.0 * (double)n * p * (1 - p)); /* design effect 3, as for disks */
+    fprintf(stderr,
+            "[gpu visibility] %u of %u GPU slots show stress; %zu stress-caused GPU failures "
+            "(%zu vibration/neighbour); %zu silent (no precursor, quiet slot): fraction %.3f, "
+            "configured %.3f, bound +-%.1f; own PCIe replays flat 7 d before %zu/%zu; a "
+            "neighbour's jumped (power) %zu/%zu\n",
+            shown, r.ngpu, n_all, vib, silent, (double)silent / (double)n, p, 3.29 * sd + 1,
+            quiet_ok, silent, nb_ok, nb_n);
+    assert_true(n >= 40);
+    assert_int_equal(vib, 0);
+    assert_true(shown > 0 && shown < r.ngpu / 2);
+    assert_true(fabs((double)silent - (double)n * p) <= 3.29 * sd + 1);
+    assert_true(silent > 0 && quiet_ok >= silent * 95 / 100);
     assert_true(nb_n > 0 && nb_ok >= nb_n * 7 / 10);
     run_free(&r);
 }
@@ -816,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_stat_precursors),
         cmocka_unit_test(test_stat_neighbourhood),
         cmocka_unit_test(test_stat_stress_visibility),
+        cmocka_unit_test(test_stat_gpu_stress_visibility),
     };
     const char *filter = getenv("AUGUR_TEST_FILTER");
     if (filter && *filter) cmocka_set_test_filter(filter);

@@ -140,6 +140,75 @@ static void test_sids_outcomes(void **state)
     tu_rmrf(dir);
 }
 
+/* The head's order flag without reading the head (head_push): samples past
+ * the newest time keep it sorted, an older one clears it, so a retry of the
+ * older sample is still found (a binary search over an unsorted head would
+ * miss it and store it twice) and reads come back in time order. Enough
+ * series for several series slabs (4096 structs each), every one read back. */
+static void test_sids_head_order_and_slabs(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    tsdb_t *db = open_store(dir);
+    int created;
+    tsdb_sid_t a = resolve(db, "m", "a", &created);
+    tsdb_sid_sample_t in[4] = {{a, T0, 1}, {a, T0 + 2000, 2}, {a, T0 + 3000, 3}, {a, T0 + 1000, 4}};
+    uint8_t oc[4];
+    tsdb_append_result_t res;
+    assert_int_equal(tsdb_append_sids(db, in, 4, oc, &res), 0);
+    assert_int_equal(res.stored, 4);
+    /* retries before any flush: all duplicates, the out-of-order one too */
+    assert_int_equal(tsdb_append_sids(db, in, 4, oc, &res), 0);
+    assert_int_equal(res.duplicate, 4);
+    assert_int_equal(res.stored, 0);
+    tsdb_sid_sample_t chg[1] = {{a, T0 + 1000, 5}};
+    assert_int_equal(tsdb_append_sids(db, chg, 1, oc, &res), 0);
+    assert_int_equal(oc[0], TSDB_OUT_CONFLICT);
+    tsdb_sample_t got[8];
+    assert_int_equal(read_back(db, "m", "a", got, 8), 4);
+    for (int i = 0; i < 4; i++) assert_int_equal(got[i].t, T0 + 1000 * i);
+    assert_true(got[1].v == 4);
+
+    enum { NS = 3 * 4096 + 17 };
+    tsdb_sid_t *ids = malloc(NS * sizeof *ids);
+    tsdb_sid_sample_t *b = malloc(NS * sizeof *b);
+    assert_non_null(ids);
+    assert_non_null(b);
+    char dev[32];
+    for (int i = 0; i < NS; i++) {
+        snprintf(dev, sizeof dev, "d%d", i);
+        ids[i] = resolve(db, "n", dev, &created);
+        assert_int_equal(created, 1);
+    }
+    for (int d = 0; d < 3; d++) {
+        for (int i = 0; i < NS; i++) {
+            b[i].sid = ids[i];
+            b[i].t = T0 + d * 60000;
+            b[i].v = i * 10 + d;
+        }
+        assert_int_equal(tsdb_append_sids(db, b, NS, NULL, &res), 0);
+        assert_int_equal(res.stored, NS);
+        if (d == 1) assert_int_equal(tsdb_flush(db), 0);
+    }
+    assert_int_equal(tsdb_close(db), 0);
+    db = open_store(dir);
+    for (int i = 0; i < NS; i += 997) {
+        snprintf(dev, sizeof dev, "d%d", i);
+        assert_int_equal(read_back(db, "n", dev, got, 8), 3);
+        for (int d = 0; d < 3; d++) {
+            assert_int_equal(got[d].t, T0 + d * 60000);
+            assert_true(got[d].v == i * 10 + d);
+        }
+    }
+    assert_int_equal(read_back(db, "m", "a", got, 8), 4);
+    assert_true(got[1].v == 4);
+    free(ids);
+    free(b);
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
 /* A series resolved but never sampled is not stored (a flush with it
  * succeeds); after a reopen its id may name a new series (nothing durable
  * ever used it), never a stored series' id. */
@@ -560,6 +629,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sids_outcomes),
         cmocka_unit_test(test_sids_unused),
+        cmocka_unit_test(test_sids_head_order_and_slabs),
         cmocka_unit_test(test_sids_kill9),
         cmocka_unit_test(test_seal_closed_only_kill9),
         cmocka_unit_test(test_seal_closed_only_modes),

@@ -418,6 +418,31 @@ static int sid_alloc(tsdb_t *db, tsdb_str_t name, uint32_t *sid)
     return 0;
 }
 
+_Static_assert(offsetof(series_t, logged_gen) + sizeof(uint64_t) <= 64,
+               "the fields an append touches fit in one cache line");
+
+/* A zeroed series struct, 64-byte aligned (its hot fields in one line), from
+ * the current slab. Caller holds mu. */
+static series_t *series_new(tsdb_t *db)
+{
+    if (!db->nslabs || db->slab_used == SERIES_SLAB) {
+        if (db->nslabs == db->slabs_cap) {
+            size_t nc = db->slabs_cap ? db->slabs_cap * 2 : 16;
+            void **nv = realloc(db->slabs, nc * sizeof *nv);
+            if (!nv) return NULL;
+            db->slabs = nv;
+            db->slabs_cap = nc;
+        }
+        void *slab = aligned_alloc(64, SERIES_SLAB_BYTES);
+        if (!slab) return NULL;
+        db->slabs[db->nslabs++] = slab;
+        db->slab_used = 0;
+    }
+    series_t *s = (series_t *)db->slabs[db->nslabs - 1] + db->slab_used++;
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
 /* Register a series with a known sid (creation or reload). Caller holds mu. */
 static int series_add(tsdb_t *db, uint32_t sid, const uint64_t h[2], series_t **out)
 {
@@ -441,7 +466,7 @@ static int series_add(tsdb_t *db, uint32_t sid, const uint64_t h[2], series_t **
         if (!db->pages[g]) return TSDB_ENOMEM;
     }
     if (ginfo_touch(db, g)) return TSDB_ENOMEM;
-    series_t *s = calloc(1, sizeof *s);
+    series_t *s = series_new(db);
     if (!s) return TSDB_ENOMEM;
     s->sid = sid;
     s->h[0] = h[0];
@@ -478,8 +503,7 @@ static void series_free(series_t *s)
     if (!s) return;
     free(s->head);
     free(s->frozen);
-    free(s->labels);
-    free(s);
+    free(s->labels); /* the struct is in a slab */
 }
 
 /* ---- head ------------------------------------------------------------------ */
@@ -514,7 +538,9 @@ static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
         s->head = nh;
         s->cap = ncap;
     }
-    if (s->n && t < s->head[s->n - 1].t) s->sorted = 0;
+    /* past the newest time (appends in time order): the head stays sorted
+     * without reading its last sample (a cache miss with many series) */
+    if (s->n && t <= s->maxt && t < s->head[s->n - 1].t) s->sorted = 0;
     s->head[s->n].t = t;
     s->head[s->n].v = v;
     s->n++;
@@ -1516,6 +1542,8 @@ int tsdb_close(tsdb_t *db)
         free(db->pages[g]);
     }
     free(db->pages);
+    for (size_t i = 0; i < db->nslabs; i++) free(db->slabs[i]);
+    free(db->slabs);
     free(db->fresh);
     free(db->ginfo);
     for (size_t i = 0; i < db->ng_cap; i++) free(db->ngroups[i].name);

@@ -55,6 +55,8 @@ typedef struct {
     uint64_t h;    /* hash of serial */
     uint32_t *sid; /* per slot, 0 = not resolved yet */
     uint32_t nsid;
+    uint32_t next; /* table index + 1 of the drive whose row followed this
+                      one's last time, 0 = none (see drive_get) */
 } drive_t;
 
 /* A failed drive: the latest failure date seen for its serial. */
@@ -88,6 +90,7 @@ struct backblaze {
     uint32_t nslots;
     drive_t *drives; /* open addressing on the serial */
     size_t ndrives, drives_cap;
+    size_t last_drive; /* table index + 1 of the previous row's drive, 0 = none */
     tsdb_sid_sample_t *sbuf;
     size_t sn, scap;
 };
@@ -539,10 +542,12 @@ static drive_t *drive_get(backblaze_t *p, const char *serial, size_t sl, const c
                 while (nd[h].key)
                     h = (h + 1) & (nc - 1);
                 nd[h] = p->drives[i];
+                nd[h].next = 0; /* indexes change */
             }
         free(p->drives);
         p->drives = nd;
         p->drives_cap = nc;
+        p->last_drive = 0;
     }
     uint64_t hv = hash_str(serial, sl);
     size_t h = hv & (p->drives_cap - 1);
@@ -574,6 +579,21 @@ static drive_t *drive_get(backblaze_t *p, const char *serial, size_t sl, const c
         memset(ns + d->nsid, 0, (p->nslots - d->nsid) * sizeof *ns);
         d->sid = ns;
         d->nsid = p->nslots;
+    }
+    /* Day files list the drives in the same order every day: the drive that
+     * followed this one last time is likely next again. Its table entry was
+     * fetched a row ago (below): fetch its key and ids now, and the entry
+     * of the one after it. With tens of thousands of drives these are cache
+     * misses otherwise (~20 % of a row's parsing). A wrong guess costs
+     * nothing but the fetches. */
+    if (p->last_drive && p->last_drive - 1 != h) p->drives[p->last_drive - 1].next = (uint32_t)h + 1;
+    p->last_drive = h + 1;
+    if (d->next && d->next <= p->drives_cap) {
+        const drive_t *a = &p->drives[d->next - 1];
+        if (a->key) __builtin_prefetch(a->key);
+        if (a->sid)
+            for (uint32_t k = 0; k < a->nsid; k += 16) __builtin_prefetch(a->sid + k);
+        if (a->next && a->next <= p->drives_cap) __builtin_prefetch(&p->drives[a->next - 1]);
     }
     return d;
 }

@@ -2,6 +2,7 @@
 #include "ingest/import_batch.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,15 @@ int ingest_store_open(const char *dir, int fmt, tsdb_t **out)
     o.ooo_window_ms = INT64_C(400) * 86400000; /* history arrives in any file order */
     /* one sample a day: blocks of 32 days instead of 2 h (new groups only) */
     if (fmt == INGEST_FMT_DAILY) o.partition_ms = INT64_C(32) * 86400000;
+    if (fmt == INGEST_FMT_DAILY) {
+        /* A big import frees and takes back hundreds of MB of heap at every
+         * flush (frozen head arrays, flush buffers): keep up to 1 GiB of it
+         * instead of handing it to the kernel and faulting it in again
+         * (3-5 % of `augur import backblaze`'s CPU on 20k drives x 90 days,
+         * peak RSS unchanged). Process-wide: the import is the process. */
+        mallopt(M_TRIM_THRESHOLD, 1 << 30);
+        mallopt(M_TOP_PAD, 64 << 20);
+    }
     int rc = tsdb_open(dir, &o, out);
     /* a day file at a time: seal each 32-day partition once, when the
      * import has moved past it (the caller turns this off before its final

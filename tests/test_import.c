@@ -434,6 +434,74 @@ static void test_bb_paths_agree(void **state)
 
 /* ---- Backblaze: layouts and malformed input ----------------------------------- */
 
+/* The drive table under changing row orders (the series-id path guesses
+ * each row's next drive from the previous file, and its table grows past
+ * 4096 entries mid-file): 5000 drives in order, reversed, then interleaved
+ * with some drives gone, new ones and one moved to another pod; the store
+ * must hold exactly what the label path stores. */
+static void bb_order_day(tbuf_t *t, int d, int ndrives)
+{
+    char buf[256];
+    t->len = 0;
+    const char *h = "date,serial_number,model,capacity_bytes,failure,datacenter,cluster_id,"
+                    "vault_id,pod_id,pod_slot_num,smart_9_raw,smart_194_raw,smart_5_raw\n";
+    tbuf_put(t, h, strlen(h));
+    for (int r = 0; r < ndrives; r++) {
+        int k = d == 0 ? r : d == 1 ? ndrives - 1 - r : (r % 2 ? r / 2 : ndrives - 1 - r / 2);
+        if (d == 2 && k % 97 == 3) continue;           /* gone */
+        int pod = d == 2 && k == 1234 ? 9 : k % 7;     /* one moved */
+        int n = snprintf(buf, sizeof buf, "2024-03-%02d,S%05d,M%d,1000,0,dc1,1,%d,%d,%d,%d,%d,%d\n",
+                         d + 1, k, k % 3, k % 5, pod, k % 60, 1000 + k + d * 24, 30 + k % 9, k % 13);
+        tbuf_put(t, buf, (size_t)n);
+        if (d == 2 && k % 101 == 0) { /* new drives */
+            n = snprintf(buf, sizeof buf, "2024-03-03,N%05d,M1,1000,0,dc1,1,1,1,1,%d,31,0\n", k, k);
+            tbuf_put(t, buf, (size_t)n);
+        }
+    }
+    tbuf_put(t, "", 1); /* NUL for feed_text */
+    t->len--;
+}
+
+static void test_bb_drive_order(void **state)
+{
+    (void)state;
+    enum { NDRIVES = 5000 };
+    fx_t f[2];
+    tbuf_t d[2] = {{0}, {0}}, day = {0};
+    for (int k = 0; k < 2; k++) {
+        bb_sids = k;
+        fx_open(&f[k]);
+        backblaze_t *p = bb_new(&f[k], NULL);
+        for (int dd = 0; dd < 3; dd++) {
+            bb_order_day(&day, dd, NDRIVES);
+            backblaze_file_begin(p);
+            feed_text((const char *)day.p, bb_line, p);
+        }
+        assert_int_equal(backblaze_finish(p), 0);
+        backblaze_destroy(p);
+        dump_store(f[k].db, &d[k]);
+    }
+    bb_sids = 0;
+    assert_true(d[0].len > 100000);
+    assert_int_equal(d[0].len, d[1].len);
+    assert_memory_equal(d[0].p, d[1].p, d[0].len);
+    assert_int_equal(f[0].tot.series_created, f[1].tot.series_created);
+    assert_int_equal(f[1].tot.samples, f[1].tot.stored);
+    assert_int_equal(f[0].tot.stored, f[1].tot.stored);
+    /* 7 series per drive (3 attributes, device, capacity, temperature,
+     * power-on), the moved drive's again, the new drives' */
+    size_t nnew = 0, ngone = 0;
+    for (int k = 0; k < NDRIVES; k++) {
+        nnew += k % 101 == 0 && k % 97 != 3;
+        ngone += k % 97 == 3;
+    }
+    assert_int_equal(f[1].tot.series_created, 7 * (NDRIVES + 1 + nnew));
+    assert_int_equal(f[1].tot.samples, 7 * (3 * NDRIVES - ngone + nnew));
+    for (int k = 0; k < 2; k++) fx_close(&f[k]);
+    tbuf_free(&day);
+    for (int k = 0; k < 2; k++) tbuf_free(&d[k]);
+}
+
 static void test_bb_newer_layout(void **state)
 {
     (void)state;
@@ -1016,6 +1084,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bb_toshiba, sids_on, sids_off),
         cmocka_unit_test_setup_teardown(test_bb_st8000, sids_on, sids_off),
         cmocka_unit_test(test_bb_paths_agree),
+        cmocka_unit_test(test_bb_drive_order),
         cmocka_unit_test(test_smartctl),
         cmocka_unit_test(test_nvsmi),
         cmocka_unit_test(test_binary),

@@ -5,6 +5,7 @@
  * before a flush but first sampled after it (its labels were never in the
  * WAL segment the flush dropped) survives a kill -9.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -137,6 +138,148 @@ static void test_sids_outcomes(void **state)
     assert_int_equal(tsdb_append_sids(db, late, 1, oc, &res), 0);
     assert_int_equal(oc[0], TSDB_OUT_INVALID);
     assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
+/* The head's order flag without reading the head (head_push): samples past
+ * the newest time keep it sorted, an older one clears it, so a retry of the
+ * older sample is still found (a binary search over an unsorted head would
+ * miss it and store it twice) and reads come back in time order. Enough
+ * series for several series slabs (4096 structs each), every one read back. */
+static void test_sids_head_order_and_slabs(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    tsdb_t *db = open_store(dir);
+    int created;
+    tsdb_sid_t a = resolve(db, "m", "a", &created);
+    tsdb_sid_sample_t in[4] = {{a, T0, 1}, {a, T0 + 2000, 2}, {a, T0 + 3000, 3}, {a, T0 + 1000, 4}};
+    uint8_t oc[4];
+    tsdb_append_result_t res;
+    assert_int_equal(tsdb_append_sids(db, in, 4, oc, &res), 0);
+    assert_int_equal(res.stored, 4);
+    /* retries before any flush: all duplicates, the out-of-order one too */
+    assert_int_equal(tsdb_append_sids(db, in, 4, oc, &res), 0);
+    assert_int_equal(res.duplicate, 4);
+    assert_int_equal(res.stored, 0);
+    tsdb_sid_sample_t chg[1] = {{a, T0 + 1000, 5}};
+    assert_int_equal(tsdb_append_sids(db, chg, 1, oc, &res), 0);
+    assert_int_equal(oc[0], TSDB_OUT_CONFLICT);
+    tsdb_sample_t got[8];
+    assert_int_equal(read_back(db, "m", "a", got, 8), 4);
+    for (int i = 0; i < 4; i++) assert_int_equal(got[i].t, T0 + 1000 * i);
+    assert_true(got[1].v == 4);
+
+    enum { NS = 3 * 4096 + 17 };
+    tsdb_sid_t *ids = malloc(NS * sizeof *ids);
+    tsdb_sid_sample_t *b = malloc(NS * sizeof *b);
+    assert_non_null(ids);
+    assert_non_null(b);
+    char dev[32];
+    for (int i = 0; i < NS; i++) {
+        snprintf(dev, sizeof dev, "d%d", i);
+        ids[i] = resolve(db, "n", dev, &created);
+        assert_int_equal(created, 1);
+    }
+    for (int d = 0; d < 3; d++) {
+        for (int i = 0; i < NS; i++) {
+            b[i].sid = ids[i];
+            b[i].t = T0 + d * 60000;
+            b[i].v = i * 10 + d;
+        }
+        assert_int_equal(tsdb_append_sids(db, b, NS, NULL, &res), 0);
+        assert_int_equal(res.stored, NS);
+        if (d == 1) assert_int_equal(tsdb_flush(db), 0);
+    }
+    assert_int_equal(tsdb_close(db), 0);
+    db = open_store(dir);
+    for (int i = 0; i < NS; i += 997) {
+        snprintf(dev, sizeof dev, "d%d", i);
+        assert_int_equal(read_back(db, "n", dev, got, 8), 3);
+        for (int d = 0; d < 3; d++) {
+            assert_int_equal(got[d].t, T0 + d * 60000);
+            assert_true(got[d].v == i * 10 + d);
+        }
+    }
+    assert_int_equal(read_back(db, "m", "a", got, 8), 4);
+    assert_true(got[1].v == 4);
+    free(ids);
+    free(b);
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
+/* The compact WAL entries of tsdb_append_sids (0x03: sid and time deltas
+ * within a record, small integers as varints, anything else as 8 bytes) read
+ * back bit-exact after a kill -9: -0.0, NaN, 2^53 and past it, negatives,
+ * fractions, infinities; ids and times going backwards inside a record; an
+ * entry dropped from the record (a duplicate) between two others. */
+static const double wal_vals_x[4] = {-0.0, 9007199254740992.0, 7, INFINITY};
+static const double wal_vals_y[4] = {0.5, 9007199254740994.0, -7, 1.0 / 3};
+static double wal_vals_z[4] = {0, -9007199254740992.0, 1e300, -123456789012};
+
+static void wal_values_child(const char *dir, int fd)
+{
+    tsdb_t *db = open_store(dir);
+    int created;
+    tsdb_sid_t x = resolve(db, "w", "x", &created);
+    tsdb_sid_t y = resolve(db, "w", "y", &created);
+    tsdb_sid_t z = resolve(db, "w", "z", &created);
+    const double *X = wal_vals_x, *Y = wal_vals_y, *Z = wal_vals_z;
+    tsdb_sid_sample_t r1[6] = {{y, T0, Y[0]},        {x, T0, X[0]},        {z, T0, Z[0]},
+                               {x, T0 + 2000, X[1]}, {y, T0 + 1000, Y[1]}, {z, T0 + 1000, Z[1]}};
+    tsdb_sid_sample_t r2[7] = {{z, T0 + 2000, Z[2]}, {x, T0, X[0]} /* duplicate */,
+                               {y, T0 + 2000, Y[2]}, {x, T0 + 1000, X[2]} /* out of order */,
+                               {z, T0 + 3000, Z[3]}, {y, T0 + 3000, Y[3]},
+                               {x, T0 + 3000, X[3]}};
+    tsdb_append_result_t res;
+    if (tsdb_append_sids(db, r1, 6, NULL, &res) || res.stored != 6) _exit(3);
+    if (tsdb_append_sids(db, r2, 7, NULL, &res) || res.stored != 6 || res.duplicate != 1) _exit(3);
+    if (write(fd, "k", 1) != 1) _exit(3);
+    pause();
+    _exit(0);
+}
+
+static void test_sids_wal_values_kill9(void **state)
+{
+    (void)state;
+    wal_vals_z[0] = nan("0x123"); /* a NaN with payload bits */
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        wal_values_child(dir, p[1]);
+    }
+    close(p[1]);
+    char k = 0;
+    assert_int_equal(read(p[0], &k, 1), 1);
+    close(p[0]);
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFSIGNALED(st));
+    for (int round = 0; round < 2; round++) { /* replayed, then sealed and reopened */
+        tsdb_t *db = open_store(dir);
+        const char *dev[3] = {"x", "y", "z"};
+        const double *want[3] = {wal_vals_x, wal_vals_y, wal_vals_z};
+        /* x's samples at T0, +1000, +2000, +3000 are X[0], X[2], X[1], X[3] */
+        const int order_x[4] = {0, 2, 1, 3}, order_yz[4] = {0, 1, 2, 3};
+        for (int d = 0; d < 3; d++) {
+            tsdb_sample_t got[8];
+            assert_int_equal(read_back(db, "w", dev[d], got, 8), 4);
+            for (int i = 0; i < 4; i++) {
+                double w = want[d][d == 0 ? order_x[i] : order_yz[i]];
+                assert_int_equal(got[i].t, T0 + 1000 * i);
+                assert_memory_equal(&got[i].v, &w, sizeof w);
+            }
+        }
+        assert_int_equal(tsdb_close(db), 0);
+    }
     tu_rmrf(dir);
 }
 
@@ -560,6 +703,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sids_outcomes),
         cmocka_unit_test(test_sids_unused),
+        cmocka_unit_test(test_sids_head_order_and_slabs),
+        cmocka_unit_test(test_sids_wal_values_kill9),
         cmocka_unit_test(test_sids_kill9),
         cmocka_unit_test(test_seal_closed_only_kill9),
         cmocka_unit_test(test_seal_closed_only_modes),

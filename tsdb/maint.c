@@ -70,7 +70,7 @@ int tsdb_stats(tsdb_t *db, tsdb_stats_t *st)
                    db->ng_cap * sizeof(struct name_group *) * 4 +
                    db->table_cap * sizeof *db->table + db->active_cap * sizeof(series_t *) +
                    db->wal_pending.cap + db->wal_spare.cap + db->mem_head_bytes;
-    mem += db->nseries * (sizeof(series_t) + 16); /* + malloc overhead */
+    mem += db->nslabs * SERIES_SLAB_BYTES; /* series structs */
     for (uint32_t g = 0; g < db->npages; g++)
         if (db->pages[g]) mem += TSDB_GROUP_SIDS * sizeof(series_t *);
     for (size_t f = 0; f < db->nfresh; f++) mem += db->fresh[f]->labels_len;

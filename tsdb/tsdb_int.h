@@ -78,26 +78,36 @@ int wal_replay(wal_t *w, uint64_t after, wal_record_fn fn, wal_seg_fn seg, void 
 
 /* ---- the store ------------------------------------------------------------ */
 
+/* What an append touches is in the first 64 bytes (one cache line: series
+ * come from 64-byte aligned slabs, see series_add), the rest after it. With a
+ * million series every append misses on its series; one line instead of
+ * two or three per sample. */
 typedef struct series {
-    uint32_t sid;
+    /* hot: appends */
+    _Alignas(64) uint32_t sid;
     uint32_t n, cap;      /* head samples */
-    uint32_t nfrozen;     /* samples being sealed by a flush */
+    uint32_t hint;        /* head capacity to start with: the size of the last head */
     uint8_t sorted;       /* head is sorted by t */
     uint8_t persisted;    /* present in the LMDB index */
     uint8_t deleted;
     uint8_t in_active;    /* listed in db->active */
-    uint32_t hint;        /* head capacity to start with: the size of the last head */
+    uint32_t labels_len;
     tsdb_sample_t *head;
-    tsdb_sample_t *frozen;
     int64_t maxt;         /* newest timestamp ever accepted, INT64_MIN if none */
     int64_t mint;         /* oldest timestamp stored (approximate after retention) */
-    int64_t sealed_mint, sealed_maxt; /* range in LMDB; sealed_maxt = INT64_MIN if none */
     uint8_t *labels;      /* serialized labels while not persisted, else NULL */
-    uint32_t labels_len;
-    uint64_t h[2];        /* label fingerprint */
     uint64_t logged_gen;  /* not persisted: db->wal_gen when its labels were last logged
                              (0 = not in the WAL: created by tsdb_series_id) */
+    /* cold: flushes, lookups, out-of-order samples */
+    uint32_t nfrozen;     /* samples being sealed by a flush */
+    tsdb_sample_t *frozen;
+    int64_t sealed_mint, sealed_maxt; /* range in LMDB; sealed_maxt = INT64_MIN if none */
+    uint64_t h[2];        /* label fingerprint */
 } series_t;
+
+/* Series per slab (4096 x 128 bytes = 512 KiB) and its size. */
+#define SERIES_SLAB 4096
+#define SERIES_SLAB_BYTES ((size_t)SERIES_SLAB * sizeof(series_t))
 
 struct tsdb {
     char *dir;
@@ -177,6 +187,11 @@ struct tsdb {
     int bg_running;
     int bg_wake;
     uint64_t mem_head_bytes;
+    /* series structs: slabs of SERIES_SLAB, freed at close (series are
+     * never freed before: a deleted one stays marked) */
+    void **slabs;
+    size_t nslabs, slabs_cap;
+    size_t slab_used;            /* series handed out from the last slab */
 };
 
 /* The series with id sid, or NULL. Caller holds mu. */

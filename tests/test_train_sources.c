@@ -197,8 +197,38 @@ static void check_no_skew(tsdb_t *db, const ntam_tl_t *t, int32_t W)
     if (last > days - 1 - pr.horizon) assert_true(late > 0);
     /* the last day on which every device's outcome is known (every node is a group) */
     int32_t full = last < days - 1 - pr.horizon ? last : days - 1 - pr.horizon;
-    int32_t pick[3] = {first, days / 2, full};
-    for (int q = 0; q < 3; q++) {
+    int32_t pick[8] = {first, days / 2, full}, np = 3;
+    /* and the days of a swap: a failed device and its replacement on the same slot both report
+     * in the step of the swap (disks, daily steps); the server keeps one device a slot, the
+     * newest, so the failed one is no sample and no neighbour there */
+    int32_t swaps = 0;
+    for (int32_t i = 0; i < t->n_dev; i++)
+        for (int32_t j = 0; j < t->n_dev; j++) {
+            const ntam_tl_dev_t *a = &t->dev[i], *c = &t->dev[j];
+            if (i == j || a->fail == INT32_MIN || c->first != a->last || c->first <= a->first ||
+                strcmp(a->instance, c->instance) ||
+                strcmp(kind == FEAT_KIND_DISK ? a->device : a->id,
+                       kind == FEAT_KIND_DISK ? c->device : c->id))
+                continue;
+            int32_t day = c->first / t->per_day;
+            if (c->first % t->per_day != t->per_day - 1 || day < first || day > full) continue;
+            int in_a = 0, in_c = 0;
+            for (size_t k = 0; k < d.n; k++)
+                if (d.day[k] == day) {
+                    in_a += d.dev[k] == i;
+                    in_c += d.dev[k] == j;
+                }
+            assert_int_equal(in_a, 0);
+            assert_int_equal(in_c, 1);
+            swaps++;
+            int dup = 0;
+            for (int32_t q = 0; q < np; q++)
+                dup |= pick[q] == day;
+            if (!dup && np < 8) pick[np++] = day;
+        }
+    fprintf(stderr, "[test_train_sources] %s: %d swap days\n",
+            kind == FEAT_KIND_DISK ? "disk" : "gpu", swaps);
+    for (int q = 0; q < np; q++) {
         int32_t day = pick[q];
         int32_t s = day * t->per_day + t->per_day - 1;
         predict_result_t *res = NULL;

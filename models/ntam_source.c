@@ -140,6 +140,31 @@ static int tl_obs(const ntam_tl_t *t, const ntam_tl_dev_t *v, int32_t k)
     return 0;
 }
 
+/* Device di is present at step s as the predictor sees the store at that step's end: a sample
+ * at s, and no newer identity of its slot (disks: instance and device; GPUs: instance and UUID)
+ * with one too, since feat_devices_from_store() keeps one device a slot, the newest (a failed
+ * disk and its replacement both report in the step of the swap; only the replacement is
+ * scored, and only it is a neighbour). Newest: the later first step (the replacement), then
+ * the later last step, then the greater id, then the earlier index (the reader's tie-breaks). */
+static int tl_present(const ntam_tl_t *t, int32_t di, int32_t s)
+{
+    const ntam_tl_dev_t *v = &t->dev[di];
+    if (!tl_obs(t, v, s)) return 0;
+    int disk = t->kind == FEAT_KIND_DISK;
+    for (uint32_t q = 0; q < t->node_n[v->node]; q++) {
+        int32_t ui = (int32_t)t->node_dev[v->node][q];
+        const ntam_tl_dev_t *u = &t->dev[ui];
+        if (ui == di || strcmp(disk ? u->device : u->id, disk ? v->device : v->id)) continue;
+        if (!tl_obs(t, u, s)) continue;
+        int c = strcmp(u->id, v->id);
+        if (u->first > v->first ||
+            (u->first == v->first &&
+             (u->last > v->last || (u->last == v->last && (c > 0 || (!c && ui < di))))))
+            return 0;
+    }
+    return 1;
+}
+
 /* ---- labelled windows ------------------------------------------------------------------------ */
 
 static uint64_t mix64(uint64_t x)
@@ -273,7 +298,7 @@ int ntam_tl_build(const ntam_tl_t *t, const ntam_protocol_t *pr, int part, int n
                 for (uint32_t q = 0; q < t->node_n[node]; q++) {
                     int32_t di = (int32_t)t->node_dev[node][q];
                     const ntam_tl_dev_t *v = &t->dev[di];
-                    if (!tl_obs(t, v, s)) continue;
+                    if (!tl_present(t, di, s)) continue;
                     members++;
                     int in = part == NTAM_PART_ALL ||
                              (part == NTAM_PART_TRAIN
@@ -293,7 +318,7 @@ int ntam_tl_build(const ntam_tl_t *t, const ntam_protocol_t *pr, int part, int n
                 for (uint32_t q = 0; q < t->node_n[node]; q++) {
                     int32_t di = (int32_t)t->node_dev[node][q];
                     const ntam_tl_dev_t *v = &t->dev[di];
-                    if (!tl_obs(t, v, s)) continue;
+                    if (!tl_present(t, di, s)) continue;
                     int in = part == NTAM_PART_ALL ||
                              (part == NTAM_PART_TRAIN
                                   ? fold[di] != pr->fold && fold[di] != (pr->fold + 1) % folds

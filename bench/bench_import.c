@@ -229,6 +229,14 @@ static uint64_t rss_bytes(void)
 static void mem_note(tsdb_t *db, unsigned day)
 {
     uint64_t r = rss_bytes();
+    if (getenv("BENCH_IMPORT_VERBOSE")) { /* a line per day on stderr */
+        tsdb_memory_t m;
+        tsdb_memory(db, &m);
+        fprintf(stderr, "day %u: %.1f CPU-s, RSS %.0f MB, store %.0f MB (head %.0f MB, %" PRIu64
+                        " series, %" PRIu64 " not indexed)\n",
+                day + 1, proc_cpu_s(), r / 1e6, m.total / 1e6, m.head / 1e6, m.series,
+                m.unpersisted);
+    }
     if (r <= mem_peak.rss) return;
     mem_peak.rss = r;
     mem_peak.day = day;

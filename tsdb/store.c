@@ -2200,6 +2200,9 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         /* the next head starts this big (capped: a backfill's big head must
          * not make every later one big) */
         s->hint = s->n < 64 ? s->n : 64;
+        /* sealed whole because the memory cap left no room to keep it: its
+         * next head starts small, not as big as this one */
+        if (hold && kept_bytes >= hold_bytes) s->hint = 0;
         db->mem_head_bytes -= (uint64_t)s->cap * sizeof *s->head;
         s->head = NULL;
         s->n = s->cap = 0;

@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +203,50 @@ static void synth_day(synth_t *g, unsigned d, tbuf_t *t)
 
 /* ---- feeding ---------------------------------------------------------------- */
 
+/* --memory-limit (0: none, as `augur import --memory-limit 0`) */
+static uint64_t memory_limit;
+
+/* Memory at the day with the highest RSS (store runs): the store's own
+ * accounting, malloc's, and the process's resident set. */
+static struct {
+    uint64_t rss;
+    unsigned day;
+    tsdb_memory_t m;
+    size_t heap_used, heap_arena, mmapped;
+} mem_peak;
+
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%llu %llu", &size, &res) != 2) res = 0;
+        fclose(f);
+    }
+    return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void mem_note(tsdb_t *db, unsigned day)
+{
+    uint64_t r = rss_bytes();
+    if (getenv("BENCH_IMPORT_VERBOSE")) { /* a line per day on stderr */
+        tsdb_memory_t m;
+        tsdb_memory(db, &m);
+        fprintf(stderr, "day %u: %.1f CPU-s, RSS %.0f MB, store %.0f MB (head %.0f MB, %" PRIu64
+                        " series, %" PRIu64 " not indexed)\n",
+                day + 1, proc_cpu_s(), r / 1e6, m.total / 1e6, m.head / 1e6, m.series,
+                m.unpersisted);
+    }
+    if (r <= mem_peak.rss) return;
+    mem_peak.rss = r;
+    mem_peak.day = day;
+    tsdb_memory(db, &mem_peak.m);
+    struct mallinfo2 mi = mallinfo2();
+    mem_peak.heap_used = mi.uordblks + mi.hblkhd;
+    mem_peak.heap_arena = mi.arena;
+    mem_peak.mmapped = mi.hblkhd;
+}
+
 typedef struct {
     backblaze_t *p;
     double gen_cpu; /* generator CPU seconds (main thread), to subtract */
@@ -292,6 +337,7 @@ static void run(synth_t *g, tbuf_t *files, size_t nfiles, tsdb_t *db, result_t *
             gen += thread_cpu_s() - t0;
             wgen += wall_s() - wt0;
             feed(p, &day);
+            if (db) mem_note(db, d);
         }
         synth_free(g);
     } else {
@@ -299,6 +345,7 @@ static void run(synth_t *g, tbuf_t *files, size_t nfiles, tsdb_t *db, result_t *
             feed(p, &files[f]);
     }
     if (backblaze_finish(p)) abort();
+    if (db) mem_note(db, g ? g->days : 0);
     double cc0 = proc_cpu_s();
     if (db) {
         tsdb_seal_closed_only(db, 0); /* seal the open partitions too */
@@ -357,6 +404,15 @@ int main(int argc, char **argv)
 {
     int ai = 1;
     const char *write_dir = NULL;
+    memory_limit = ingest_default_memory_limit(); /* as `augur import` */
+    if (argc > 2 && !strcmp(argv[1], "--memory-limit")) {
+        if (ingest_parse_bytes(argv[2], &memory_limit)) {
+            fprintf(stderr, "bench_import: --memory-limit %s: want bytes (K/M/G suffix)\n", argv[2]);
+            return 2;
+        }
+        argv += 2;
+        argc -= 2;
+    }
     tbuf_t *files = NULL;
     size_t nfiles = 0;
     if (argc > 1 && !strcmp(argv[1], "--write")) {
@@ -377,7 +433,7 @@ int main(int argc, char **argv)
     unsigned days = argc > ai + 1 ? (unsigned)atoi(argv[ai + 1]) : 90;
     const char *store_arg = argc > ai + 2 ? argv[ai + 2] : NULL;
     if (!drives || !days || days > 3660) {
-        fprintf(stderr, "usage: bench_import [DRIVES [DAYS [STORE_DIR]]] | --files FILE... | "
+        fprintf(stderr, "usage: bench_import [--memory-limit N] [DRIVES [DAYS [STORE_DIR]]] | --files FILE... | "
                         "--write DIR [DRIVES [DAYS]]\n");
         return 2;
     }
@@ -434,7 +490,7 @@ int main(int argc, char **argv)
         if (!mkdtemp(dir)) return 1;
     }
     tsdb_t *db;
-    int rc = ingest_store_open(dir, INGEST_FMT_DAILY, &db);
+    int rc = ingest_store_open(dir, INGEST_FMT_DAILY, memory_limit, &db);
     if (rc) {
         fprintf(stderr, "bench_import: cannot open store %s: %s\n", dir, tsdb_strerror(rc));
         return 1;
@@ -449,6 +505,20 @@ int main(int argc, char **argv)
     printf("store CPU split: importing thread %.2f s (final flush + close %.2f s), background "
            "flushes %.2f s\n",
            sr.main_cpu, sr.close_cpu, sr.cpu - sr.main_cpu);
+    {
+        const tsdb_memory_t *m = &mem_peak.m;
+        double ps = m->series ? 1.0 / (double)m->series : 0;
+        printf("memory at the highest RSS (after day %u of the store run): RSS %.0f MB = %.0f "
+               "bytes/series; malloc in use %.0f MB (main arena %.0f MB, mmapped %.0f MB)\n",
+               mem_peak.day + 1, mem_peak.rss / 1e6, (double)mem_peak.rss * ps,
+               mem_peak.heap_used / 1e6, mem_peak.heap_arena / 1e6, mem_peak.mmapped / 1e6);
+        printf("  store (bytes/series, %" PRIu64 " series): series structs %.0f, label copies %.0f "
+               "(%" PRIu64 " series not in the index), tables %.0f, head %.0f (%.1f samples/series), "
+               "frozen %.0f, WAL buffers %.0f; total %.0f MB; head budget %.0f MB\n",
+               m->series, m->series_structs * ps, m->labels * ps, m->unpersisted, m->tables * ps,
+               m->head * ps, m->head_samples * ps, m->frozen * ps, m->wal_buffers * ps,
+               m->total / 1e6, m->head_budget / 1e6);
+    }
     printf("store / parse CPU: %.2fx; store alone (store - parse): %.2f M samples/CPU-s\n",
            sr.cpu / pr.cpu,
            sr.cpu > pr.cpu ? (double)sr.stored / (sr.cpu - pr.cpu) / 1e6 : 0.0);

@@ -67,6 +67,11 @@ static void import_usage(FILE *f)
           "  --skip-normalized    backblaze: do not import smart_N_normalized columns\n"
           "  --batch N            samples per append/request (default 65536)\n"
           "  --max-errors N       print at most N row errors (default 20; all are counted)\n"
+          "  --memory-limit N     --store: cap the store's memory at N bytes (suffix K, M, G,\n"
+          "                       T: powers of 1024; 0 = no cap; default half the physical\n"
+          "                       memory). Past it the in-memory head is sealed in pieces,\n"
+          "                       as often as needed (slower, partitions merged later).\n"
+          "                       The per-series part (~0.3 KiB a series) is not capped.\n"
           "  --no-progress        no progress bar (it is drawn only when stderr is a TTY)\n"
           "  --quiet              no report\n"
           "\n"
@@ -446,6 +451,7 @@ int cli_import(int argc, char **argv)
                *timearg = NULL;
     int skip_norm = 0, no_progress = 0, quiet = 0;
     long batch = 65536, max_errors = 20;
+    uint64_t memory_limit = ingest_default_memory_limit();
     const char **files = calloc((size_t)argc, sizeof *files);
     size_t nfiles = 0;
     if (!files) return 2;
@@ -471,6 +477,8 @@ int cli_import(int argc, char **argv)
         } else if (OPT("--batch")) {
             batch = v ? strtol(v, NULL, 10) : 0;
             if (batch < 1) v = NULL;
+        } else if (OPT("--memory-limit")) {
+            if (v && ingest_parse_bytes(v, &memory_limit)) v = NULL;
         } else if (OPT("--max-errors")) {
             max_errors = v ? strtol(v, NULL, 10) : -1;
             if (max_errors < 0) v = NULL;
@@ -527,7 +535,7 @@ int cli_import(int argc, char **argv)
     url_sink_t *us = NULL;
     if (store) {
         int rc = ingest_store_open(store, fmt == F_BB ? INGEST_FMT_DAILY : INGEST_FMT_DEFAULT,
-                                   &ss.db);
+                                   memory_limit, &ss.db);
         if (rc) {
             const char *d = tsdb_last_error_detail();
             fprintf(stderr, "augur import: cannot open store %s: %s%s%s\n", store,

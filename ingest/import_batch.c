@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BLOCK_BYTES ((size_t)64 << 10)
 
@@ -141,10 +142,47 @@ int ingest_batch_flush(ingest_batch_t *b, const ingest_sink_t *sink, ingest_tota
 
 /* ---- offline import into a store -------------------------------------------- */
 
-int ingest_store_open(const char *dir, int fmt, tsdb_t **out)
+uint64_t ingest_default_memory_limit(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || psz <= 0) return 0;
+    return (uint64_t)pages * (uint64_t)psz / 2;
+}
+
+int ingest_parse_bytes(const char *s, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9') return -1;
+    uint64_t v = 0;
+    while (*s >= '0' && *s <= '9') {
+        if (v > (UINT64_MAX - 9) / 10) return -1;
+        v = v * 10 + (uint64_t)(*s++ - '0');
+    }
+    unsigned shift = 0;
+    switch (*s) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    case 't': case 'T': shift = 40; break;
+    default: break;
+    }
+    if (shift) {
+        s++;
+        if (*s == 'i') s++;
+        if (*s == 'B' || *s == 'b') s++;
+    } else if (*s == 'B' || *s == 'b') {
+        s++;
+    }
+    if (*s) return -1;
+    if (shift && v > (UINT64_MAX >> shift)) return -1;
+    *out = v << shift;
+    return 0;
+}
+
+int ingest_store_open(const char *dir, int fmt, uint64_t memory_max, tsdb_t **out)
 {
     tsdb_options_t o;
     tsdb_options_init(&o);
+    o.memory_max_bytes = memory_max;
     o.sync_mode = TSDB_SYNC_PERIODIC;          /* fsync'd at the end by tsdb_close */
     o.ooo_window_ms = INT64_C(400) * 86400000; /* history arrives in any file order */
     /* one sample a day: blocks of 32 days instead of 2 h (new groups only) */
@@ -155,7 +193,10 @@ int ingest_store_open(const char *dir, int fmt, tsdb_t **out)
          * instead of handing it to the kernel and faulting it in again
          * (3-5 % of `augur import backblaze`'s CPU on 20k drives x 90 days,
          * peak RSS unchanged). Process-wide: the import is the process. */
-        mallopt(M_TRIM_THRESHOLD, 1 << 30);
+        uint64_t keep = (uint64_t)1 << 30;
+        /* under a memory cap, keep at most a sixteenth of it */
+        if (memory_max && memory_max / 16 < keep) keep = memory_max / 16;
+        mallopt(M_TRIM_THRESHOLD, (int)keep);
         mallopt(M_TOP_PAD, 64 << 20);
     }
     int rc = tsdb_open(dir, &o, out);

@@ -96,7 +96,16 @@ int ingest_batch_flush(ingest_batch_t *b, const ingest_sink_t *sink, ingest_tota
  * Backblaze) 32-day partitions for the groups it creates, sealed once each
  * (tsdb_seal_closed_only: turn it off before the final tsdb_flush). */
 enum { INGEST_FMT_DEFAULT = 0, INGEST_FMT_DAILY = 1 };
-int ingest_store_open(const char *dir, int fmt, tsdb_t **out);
+/* memory_max: the store's heap cap (tsdb_options_t.memory_max_bytes), 0 =
+ * none; see ingest_default_memory_limit(). */
+int ingest_store_open(const char *dir, int fmt, uint64_t memory_max, tsdb_t **out);
+/* What `augur import` caps the store's heap at by default: half the
+ * physical memory (0 if it cannot be read). */
+uint64_t ingest_default_memory_limit(void);
+/* Parse a byte count: digits with an optional K, M, G or T suffix (powers of
+ * 1024, case-insensitive, an optional trailing B or iB). -1 if malformed or
+ * out of range. */
+int ingest_parse_bytes(const char *s, uint64_t *out);
 
 /* A sink that appends into db with tsdb_append(), and the id operations
  * for it (tsdb_series_id, tsdb_append_sids). */

@@ -950,6 +950,35 @@ static void test_rw_encode(void **state)
 
 /* ---- time --------------------------------------------------------------------- */
 
+/* --memory-limit's byte counts: suffixes are powers of 1024, junk refused. */
+static void test_parse_bytes(void **state)
+{
+    (void)state;
+    uint64_t v = 7;
+    assert_int_equal(ingest_parse_bytes("0", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(ingest_parse_bytes("123", &v), 0);
+    assert_int_equal(v, 123);
+    assert_int_equal(ingest_parse_bytes("512k", &v), 0);
+    assert_int_equal(v, UINT64_C(512) << 10);
+    assert_int_equal(ingest_parse_bytes("20G", &v), 0);
+    assert_int_equal(v, UINT64_C(20) << 30);
+    assert_int_equal(ingest_parse_bytes("3MiB", &v), 0);
+    assert_int_equal(v, UINT64_C(3) << 20);
+    assert_int_equal(ingest_parse_bytes("1T", &v), 0);
+    assert_int_equal(v, UINT64_C(1) << 40);
+    assert_int_equal(ingest_parse_bytes("100B", &v), 0);
+    assert_int_equal(v, 100);
+    v = 7;
+    static const char *bad[] = {"", "G", "-1", "1.5G", "12X", "1GG", "1 G",
+                                "99999999999999999999", "17179869184G"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(ingest_parse_bytes(bad[i], &v), -1);
+        assert_int_equal(v, 7);
+    }
+    assert_true(ingest_default_memory_limit() > 0);
+}
+
 static void test_time(void **state)
 {
     (void)state;
@@ -1073,6 +1102,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_time),
+        cmocka_unit_test(test_parse_bytes),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_rw_encode),
         cmocka_unit_test(test_bb_malformed),

@@ -559,6 +559,172 @@ static void test_seal_closed_only_modes(void **state)
     tu_rmrf(dir);
 }
 
+/* ---- memory cap (tsdb_options_t.memory_max_bytes) ------------------------ */
+
+#define MB_SERIES 60000
+#define MB_DAYS 30
+#define MB_BATCH 10000
+
+static tsdb_t *open_budget(const char *dir, uint64_t memory_max)
+{
+    tsdb_options_t o;
+    tsdb_options_init(&o);
+    o.flush_interval_ms = 3600 * 1000; /* a background thread, flushing on demand only */
+    o.sync_mode = TSDB_SYNC_PERIODIC;
+    o.partition_ms = 32 * DAY;
+    o.ooo_window_ms = 400 * DAY;
+    o.head_max_samples = UINT64_C(1) << 40; /* only the memory cap starts a flush */
+    o.memory_max_bytes = memory_max;
+    tsdb_t *db = NULL;
+    assert_int_equal(tsdb_open(dir, &o, &db), 0);
+    tsdb_seal_closed_only(db, 1);
+    return db;
+}
+
+static double mb_value(unsigned i, unsigned d)
+{
+    return (double)(i * 7u + d * 13u % 97u);
+}
+
+/* MB_SERIES series x MB_DAYS daily samples, a day at a time as an import
+ * sends them; fd >= 0: tell it when done and wait to be killed. Checks after
+ * every batch that the head stays inside its budget; *pieces: whether samples
+ * were sealed before the end although every day is in one or two partitions. */
+static void mb_fill(tsdb_t *db, int fd, int *pieces)
+{
+    static tsdb_sid_t sid[MB_SERIES];
+    char dev[32];
+    int created;
+    for (unsigned i = 0; i < MB_SERIES; i++) {
+        snprintf(dev, sizeof dev, "d%u", i);
+        sid[i] = resolve(db, "m", dev, &created);
+    }
+    static tsdb_sid_sample_t b[MB_BATCH];
+    uint64_t max_head = 0, budget = 0;
+    for (unsigned d = 0; d < MB_DAYS; d++)
+        for (unsigned i0 = 0; i0 < MB_SERIES; i0 += MB_BATCH) {
+            for (unsigned k = 0; k < MB_BATCH; k++) {
+                b[k].sid = sid[i0 + k];
+                b[k].t = T0 + (int64_t)d * DAY;
+                b[k].v = mb_value(i0 + k, d);
+            }
+            tsdb_append_result_t res;
+            memset(&res, 0, sizeof res);
+            if (tsdb_append_sids(db, b, MB_BATCH, NULL, &res) || res.stored != MB_BATCH) {
+                if (fd >= 0) _exit(3);
+                fail();
+            }
+            tsdb_memory_t m;
+            tsdb_memory(db, &m);
+            if (m.head > max_head) max_head = m.head;
+            budget = m.head_budget;
+        }
+    /* a flush started by the last appends may still be under way */
+    tsdb_stats_t st;
+    for (int w = 0; w < 200; w++) {
+        if (tsdb_stats(db, &st)) _exit(3);
+        if (!budget || st.flushes > 0) break;
+        usleep(50 * 1000);
+    }
+    *pieces = st.flushes > 0 && st.samples - st.head_samples > 0;
+    if (fd >= 0) {
+        /* every sample is durable (periodic sync: tsdb_flush would seal) */
+        if (budget && max_head > budget) _exit(4);
+        if (write(fd, "k", 1) != 1) _exit(3);
+        pause();
+        _exit(0);
+    }
+    if (budget) assert_true(max_head <= budget);
+}
+
+static void mb_check(const char *dir)
+{
+    tsdb_t *db = open_store(dir);
+    tsdb_stats_t st;
+    assert_int_equal(tsdb_stats(db, &st), 0);
+    assert_int_equal(st.samples, (uint64_t)MB_SERIES * MB_DAYS);
+    assert_int_equal(st.series, MB_SERIES);
+    tsdb_sample_t got[MB_DAYS + 1];
+    char dev[32];
+    for (unsigned i = 0; i < MB_SERIES; i += 997) {
+        snprintf(dev, sizeof dev, "d%u", i);
+        assert_int_equal(read_back(db, "m", dev, got, MB_DAYS + 1), MB_DAYS);
+        for (unsigned d = 0; d < MB_DAYS; d++) {
+            assert_true(got[d].t == T0 + (int64_t)d * DAY);
+            assert_true(got[d].v == mb_value(i, d));
+        }
+    }
+    assert_int_equal(tsdb_close(db), 0);
+}
+
+/* With a memory cap the import's head is sealed in pieces before the
+ * partition is finished (without one nothing is sealed before the end), the
+ * head stays inside its budget, and every sample comes back exactly, after a
+ * close and after a kill -9. */
+static void test_memory_budget_pieces(void **state)
+{
+    (void)state;
+    char dir[256];
+    int pieces = -1;
+    /* no cap: everything stays in the head */
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    tsdb_t *db = open_budget(dir, 0);
+    mb_fill(db, -1, &pieces);
+    assert_int_equal(pieces, 0);
+    tsdb_memory_t m;
+    tsdb_memory(db, &m);
+    assert_int_equal(m.head_budget, 0);
+    assert_int_equal(m.head_samples, (uint64_t)MB_SERIES * MB_DAYS);
+    assert_true(m.head >= m.head_samples * sizeof(tsdb_sample_t));
+    assert_int_equal(m.unpersisted, MB_SERIES);
+    assert_true(m.labels > 0 && m.series_structs >= MB_SERIES * 64u && m.total > m.head);
+    assert_int_equal(tsdb_close(db), 0);
+    mb_check(dir);
+    tu_rmrf(dir);
+
+    /* a cap of 1 byte: the head gets the minimum budget (48 MiB; the heads
+     * here take ~38 MB at 30 days: a flush starts at 16 MiB) */
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    db = open_budget(dir, 1);
+    mb_fill(db, -1, &pieces);
+    assert_int_equal(pieces, 1);
+    tsdb_memory(db, &m);
+    assert_true(m.head_budget >= (UINT64_C(48) << 20));
+    assert_true(m.head_samples < (uint64_t)MB_SERIES * MB_DAYS);
+    assert_true(m.unpersisted < MB_SERIES); /* sealed series dropped their label copy */
+    tsdb_seal_closed_only(db, 0);
+    assert_int_equal(tsdb_flush(db), 0);
+    assert_int_equal(tsdb_close(db), 0);
+    mb_check(dir);
+    tu_rmrf(dir);
+
+    /* the same killed after the last append */
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        tsdb_t *cdb = open_budget(dir, 1);
+        int cp = 0;
+        mb_fill(cdb, p[1], &cp);
+        _exit(5);
+    }
+    close(p[1]);
+    char k = 0;
+    ssize_t got = read(p[0], &k, 1);
+    close(p[0]);
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    assert_int_equal(got, 1);
+    assert_true(WIFSIGNALED(st));
+    mb_check(dir); /* from the WAL and the pieces */
+    mb_check(dir); /* sealed by the close */
+    tu_rmrf(dir);
+}
+
 /* The vacuum after a flush rewrites the index databases page by page
  * (postings a page of ids at a time): every selection still returns exactly
  * the right series afterwards, and the file got smaller. */
@@ -708,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_sids_kill9),
         cmocka_unit_test(test_seal_closed_only_kill9),
         cmocka_unit_test(test_seal_closed_only_modes),
+        cmocka_unit_test(test_memory_budget_pieces),
         cmocka_unit_test(test_vacuum_keeps_index),
         cmocka_unit_test(test_postings_bulk_out_of_order),
     };

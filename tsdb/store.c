@@ -565,6 +565,40 @@ static uint64_t head_new(const tsdb_t *db)
     return db->head_samples > db->head_kept ? db->head_samples - db->head_kept : 0;
 }
 
+/* The heap the store holds besides the head: series structs, label copies,
+ * tables, WAL buffers. Caller holds mu. */
+static uint64_t mem_fixed_locked(const tsdb_t *db)
+{
+    uint64_t m = sizeof *db + (uint64_t)db->npages * sizeof(series_t **) +
+                 db->fresh_cap * sizeof(series_t *) + db->ng_cap * sizeof(struct name_group *) * 4 +
+                 db->table_cap * sizeof *db->table + db->active_cap * sizeof(series_t *) +
+                 db->wal_pending.cap + db->wal_spare.cap;
+    m += db->nslabs * SERIES_SLAB_BYTES;
+    m += db->mem_labels_bytes + db->mem_labels_n * 16; /* 16: malloc's header and rounding */
+    return m;
+}
+
+/* The head's share of opt.memory_max_bytes (what the rest leaves, at least
+ * 48 MiB), 0 = no cap. A flush starts at a third of it; appends wait at two
+ * thirds (the frozen arrays of the flush under way take up to the third
+ * left); a seal_closed_only flush keeps at most a sixth. Caller holds mu. */
+#define HEAD_BUDGET_MIN ((uint64_t)48 << 20)
+static uint64_t head_budget(const tsdb_t *db)
+{
+    if (!db->opt.memory_max_bytes) return 0;
+    uint64_t fixed = mem_fixed_locked(db);
+    uint64_t b = db->opt.memory_max_bytes > fixed ? db->opt.memory_max_bytes - fixed : 0;
+    return b > HEAD_BUDGET_MIN ? b : HEAD_BUDGET_MIN;
+}
+
+/* The head needs a flush: over its sample limit or its memory budget. */
+static int head_full(const tsdb_t *db)
+{
+    if (head_new(db) >= head_limit(db)) return 1;
+    uint64_t b = head_budget(db);
+    return b && head_new(db) && db->mem_head_bytes >= b / 3;
+}
+
 static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
 {
     if (s->n == s->cap) {
@@ -895,6 +929,8 @@ static int series_create_locked(tsdb_t *db, const tsdb_label_t *cl, uint32_t nl,
     if (!s->labels) return TSDB_ENOMEM;
     memcpy(s->labels, ser->p, ser->len);
     s->labels_len = (uint32_t)ser->len;
+    db->mem_labels_bytes += ser->len;
+    db->mem_labels_n++;
     if (rec) {
         if ((rc = rec_put_series(rec, s))) return rc;
         s->logged_gen = db->wal_gen;
@@ -914,7 +950,9 @@ static int append_admit_locked(tsdb_t *db)
         rc = db->failed;
         tsdb_set_detail("store refuses writes after an earlier failure: %s", db->failed_detail);
     } else if (db->closing) rc = TSDB_ECLOSED;
-    while (!rc && head_new(db) >= 2 * head_limit(db)) {
+    while (!rc && (head_new(db) >= 2 * head_limit(db) ||
+                   (head_new(db) && db->opt.memory_max_bytes &&
+                    db->mem_head_bytes >= head_budget(db) / 3 * 2))) {
         if (db->last_flush_err) {
             rc = db->last_flush_err;
             break;
@@ -956,7 +994,7 @@ static int append_commit_unlock(tsdb_t *db, size_t rec_start, int rc)
     }
     rc = db->lsn_durable >= my ? 0 : db->failed;
     if (rc) tsdb_set_detail("%s", db->failed_detail);
-    if (!rc && head_new(db) >= head_limit(db) && !db->bg_wake) {
+    if (!rc && !db->bg_wake && head_full(db)) {
         db->bg_wake = 1;
         pthread_cond_broadcast(&db->cv);
     }
@@ -1356,6 +1394,8 @@ static int replay_record(void *ctx, const uint8_t *p, size_t len)
                         else {
                             memcpy(s->labels, p, n);
                             s->labels_len = (uint32_t)n;
+                            db->mem_labels_bytes += n;
+                            db->mem_labels_n++;
                         }
                     }
                 }
@@ -2106,6 +2146,10 @@ int db_flush_locked(tsdb_t *db, int compact_all)
      * is kept, the other series are sealed whole */
     int hold = db->hold_open && !db->closing && db->max_time != INT64_MIN;
     const uint64_t hold_cap = 2 * head_limit(db);
+    /* and with a memory cap, once the arrays kept take a sixth of the head's
+     * budget: the rest is sealed in pieces, as without this mode */
+    const uint64_t hold_bytes = db->opt.memory_max_bytes ? head_budget(db) / 6 : UINT64_MAX;
+    uint64_t kept_bytes = 0;
     size_t nact = 0;            /* series that keep head samples */
     uint64_t kept = 0;          /* their samples */
     int64_t cutmin = INT64_MAX; /* the earliest partition start kept */
@@ -2121,7 +2165,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         }
         if (!s->sorted && s->n > 1) qsort(s->head, s->n, sizeof *s->head, cmp_sample);
         s->sorted = 1;
-        if (hold && kept < hold_cap) {
+        if (hold && kept < hold_cap && kept_bytes < hold_bytes) {
             int64_t cut = db_part_of(db->max_time, db_group_pm_locked(db, s->sid / TSDB_GROUP_SIDS));
             uint32_t k = first_at_or_after(s->head, s->n, cut);
             tsdb_sample_t *fv = k && k < s->n ? malloc(k * sizeof *fv) : NULL;
@@ -2134,6 +2178,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
                 }
                 db->active[nact++] = s;
                 kept += s->n;
+                kept_bytes += (uint64_t)s->cap * sizeof *s->head;
                 if (cut < cutmin) cutmin = cut;
                 if (!fv) continue;
                 size_t i = nz++;
@@ -2155,6 +2200,9 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         /* the next head starts this big (capped: a backfill's big head must
          * not make every later one big) */
         s->hint = s->n < 64 ? s->n : 64;
+        /* sealed whole because the memory cap left no room to keep it: its
+         * next head starts small, not as big as this one */
+        if (hold && kept_bytes >= hold_bytes) s->hint = 0;
         db->mem_head_bytes -= (uint64_t)s->cap * sizeof *s->head;
         s->head = NULL;
         s->n = s->cap = 0;
@@ -2313,6 +2361,8 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         for (size_t i = 0; i < nnew; i++) {
             series_t *s = nw[i].s;
             s->persisted = 1;
+            db->mem_labels_bytes -= s->labels_len;
+            db->mem_labels_n--;
             free(s->labels);
             s->labels = NULL;
             s->labels_len = 0;
@@ -2904,7 +2954,7 @@ static void *bg_main(void *arg)
             wal_lead(db, 1);
             db->last_sync_ms = now;
         }
-        int want = db->bg_wake || head_new(db) >= head_limit(db) ||
+        int want = db->bg_wake || head_full(db) ||
                    (head_new(db) && now - last_flush >= db->opt.flush_interval_ms);
         db->bg_wake = 0;
         if (want && !db->failed) {
@@ -2939,4 +2989,23 @@ void tsdb_watch(tsdb_t *db, int64_t t, uint64_t *gen)
 uint64_t tsdb_generation(tsdb_t *db)
 {
     return atomic_load(&db->change_gen);
+}
+
+void tsdb_memory(tsdb_t *db, tsdb_memory_t *m)
+{
+    memset(m, 0, sizeof *m);
+    if (!db) return;
+    pthread_mutex_lock(&db->mu);
+    m->series = db->nseries;
+    m->series_structs = db->nslabs * SERIES_SLAB_BYTES;
+    m->labels = db->mem_labels_bytes + db->mem_labels_n * 16;
+    m->unpersisted = db->mem_labels_n;
+    m->wal_buffers = db->wal_pending.cap + db->wal_spare.cap;
+    m->tables = mem_fixed_locked(db) - m->series_structs - m->labels - m->wal_buffers;
+    m->head = db->mem_head_bytes;
+    m->head_samples = db->head_samples;
+    m->frozen = db->frozen_samples * sizeof(tsdb_sample_t);
+    m->total = m->series_structs + m->labels + m->tables + m->wal_buffers + m->head + m->frozen;
+    m->head_budget = head_budget(db);
+    pthread_mutex_unlock(&db->mu);
 }

@@ -127,6 +127,14 @@ typedef struct {
     int64_t sync_interval_ms;   /* TSDB_SYNC_PERIODIC: max time between fsyncs; 0 = 1000 */
     int64_t ooo_window_ms;      /* out-of-order window; 0 = 1 h; < 0 = no out-of-order */
     uint64_t head_max_samples;  /* flush when the head holds more; 0 = 4 M */
+    /* Soft cap on the heap the store holds (series, their labels, tables,
+     * head), 0 = none. What is left of it after the per-series memory is the
+     * head's budget: a flush starts when the head's arrays take a third of
+     * it (at least 16 MiB), appends wait for the flush at twice that, and in
+     * tsdb_seal_closed_only mode a flush keeps at most half of it of open
+     * partitions in the head and seals the rest in pieces. Bounds a bulk
+     * import's memory at the price of partitions written in pieces. */
+    uint64_t memory_max_bytes;
     int64_t flush_interval_ms;  /* background flush period; 0 = 5 min; < 0 = no background thread */
     uint64_t wal_segment_bytes; /* WAL segment size (preallocated); 0 = 64 MiB */
     int64_t partition_ms;       /* time span of a sealed block for series groups created by this
@@ -382,6 +390,24 @@ typedef struct {
 } tsdb_stats_t;
 
 int tsdb_stats(tsdb_t *db, tsdb_stats_t *st);
+
+/* Where the store's heap goes (estimates from its own counters, no LMDB
+ * access: cheap enough to call after every batch). */
+typedef struct {
+    uint64_t series;         /* live series */
+    uint64_t series_structs; /* slabs of series structs */
+    uint64_t labels;         /* label copies of series not yet in the LMDB index */
+    uint64_t unpersisted;    /* series holding such a copy */
+    uint64_t tables;         /* fingerprint table, sid pages, active/fresh lists */
+    uint64_t head;           /* head arrays (capacity) */
+    uint64_t head_samples;   /* samples in them */
+    uint64_t frozen;         /* arrays being sealed by a flush */
+    uint64_t wal_buffers;
+    uint64_t total;          /* all of the above */
+    uint64_t head_budget;    /* the head's share of memory_max_bytes, 0 = no cap */
+} tsdb_memory_t;
+
+void tsdb_memory(tsdb_t *db, tsdb_memory_t *m);
 
 #ifdef __cplusplus
 }

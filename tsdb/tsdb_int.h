@@ -187,6 +187,8 @@ struct tsdb {
     int bg_running;
     int bg_wake;
     uint64_t mem_head_bytes;
+    uint64_t mem_labels_bytes;   /* s->labels of fresh series (bytes, count) */
+    uint64_t mem_labels_n;
     /* series structs: slabs of SERIES_SLAB, freed at close (series are
      * never freed before: a deleted one stays marked) */
     void **slabs;

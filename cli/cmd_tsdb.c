@@ -93,27 +93,14 @@ static int parse_matcher(char *s, tsdb_matcher_t *m)
     return 0;
 }
 
-/* WAL replay progress on stderr (a store left by a crash can take a while
- * to open) */
-static void replay_progress(void *ctx, const tsdb_replay_progress_t *p)
-{
-    (void)ctx;
-    if (!p->done)
-        fprintf(stderr, "augur tsdb: replaying the WAL: %" PRIu64 "/%" PRIu64 " segments, %" PRIu64
-                        " samples, %.1f s\n",
-                p->segments_done, p->segments, p->samples, p->elapsed_s);
-    else
-        fprintf(stderr, "augur tsdb: WAL replayed: %" PRIu64 " segments, %" PRIu64 " samples%s in %.1f s\n",
-                p->segments, p->samples, p->damaged ? " (damaged segments!)" : "", p->elapsed_s);
-}
-
 static int open_or_report(const char *dir, int read_only, tsdb_t **db)
 {
     tsdb_options_t o;
     tsdb_options_init(&o);
     o.flush_interval_ms = -1;
     o.read_only = read_only;
-    o.replay_progress = replay_progress;
+    o.replay_progress = tsdb_replay_progress_stderr;
+    o.replay_progress_ctx = (void *)"augur tsdb";
     o.replay_progress_ms = 5000;
     int rc = tsdb_open(dir, &o, db);
     if (rc) {
@@ -262,7 +249,8 @@ int cli_tsdb(int argc, char **argv)
         tsdb_options_init(&ro_opt);
         ro_opt.flush_interval_ms = -1;
         ro_opt.retention_ms = retention > 0 ? retention : 1;
-        ro_opt.replay_progress = replay_progress;
+        ro_opt.replay_progress = tsdb_replay_progress_stderr;
+        ro_opt.replay_progress_ctx = (void *)"augur tsdb";
         ro_opt.replay_progress_ms = 5000;
         rc = tsdb_open(dir, &ro_opt, &db);
         if (rc) {

@@ -199,6 +199,10 @@ int ingest_store_open(const char *dir, int fmt, uint64_t memory_max, tsdb_t **ou
         mallopt(M_TRIM_THRESHOLD, (int)keep);
         mallopt(M_TOP_PAD, 64 << 20);
     }
+    /* a store left by a crashed import can hold a large WAL: say so */
+    o.replay_progress = tsdb_replay_progress_stderr;
+    o.replay_progress_ctx = (void *)"augur import";
+    o.replay_progress_ms = 5000;
     int rc = tsdb_open(dir, &o, out);
     /* a day file at a time: seal each 32-day partition once, when the
      * import has moved past it (the caller turns this off before its final

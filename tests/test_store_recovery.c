@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "ingest/import_batch.h"
 #include "tsdb/tsdb.h"
 
 #define T0 INT64_C(1767225600000) /* 2026-01-01T00:00:00Z */
@@ -571,6 +572,48 @@ static void test_kill_in_flush_seq(void **state)
     tu_rmrf(dir);
 }
 
+/* `augur import` reopening a store its crashed run left says that it is
+ * replaying the WAL (tsdb_replay_progress_stderr through ingest_store_open),
+ * and the store opens with every acknowledged sample */
+static void test_import_reopen_progress(void **state)
+{
+    (void)state;
+    char dir[256], log[300];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    int acked = run_child(dir, 24 * 6, 0, 24 * 5);
+    assert_true(acked >= 24 * 5);
+    snprintf(log, sizeof log, "%s.stderr", dir);
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    assert_true(dup2(fd, 2) == 2);
+    close(fd);
+    tsdb_t *db = NULL;
+    int rc = ingest_store_open(dir, INGEST_FMT_DAILY, 0, &db);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    assert_int_equal(rc, 0);
+    tsdb_seal_closed_only(db, 0);
+    assert_int_equal(tsdb_close(db), 0);
+    char buf[2048] = {0};
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    unlink(log);
+    buf[n] = 0;
+    const char *line = strstr(buf, "augur import: WAL replayed: ");
+    assert_non_null(line);
+    unsigned long long segs = 0, smp = 0;
+    assert_int_equal(sscanf(line, "augur import: WAL replayed: %llu segments, %llu samples", &segs, &smp), 2);
+    assert_true(segs >= 1);
+    assert_true(smp >= 1);
+    check_store(dir, 1, acked);
+    tu_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_progress),
         cmocka_unit_test(test_hold_wal_reservation),
         cmocka_unit_test(test_kill_in_flush_seq),
+        cmocka_unit_test(test_import_reopen_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,6 @@
-/* errors.c — tsdb_strerror() and the per-thread error detail. */
+/* errors.c — tsdb_strerror(), the per-thread error detail and the stderr
+ * replay-progress printer. */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -35,4 +37,16 @@ void tsdb_set_detail(const char *fmt, ...)
 void tsdb_clear_detail(void)
 {
     err_detail[0] = 0;
+}
+
+void tsdb_replay_progress_stderr(void *ctx, const tsdb_replay_progress_t *p)
+{
+    const char *who = ctx ? (const char *)ctx : "augur";
+    if (!p->done)
+        fprintf(stderr, "%s: replaying the WAL: %" PRIu64 "/%" PRIu64 " segments, %" PRIu64
+                        " samples, %.1f s\n",
+                who, p->segments_done, p->segments, p->samples, p->elapsed_s);
+    else
+        fprintf(stderr, "%s: WAL replayed: %" PRIu64 " segments, %" PRIu64 " samples%s in %.1f s\n",
+                who, p->segments, p->samples, p->damaged ? " (damaged segments!)" : "", p->elapsed_s);
 }

@@ -119,6 +119,12 @@ typedef struct tsdb_replay_progress {
     int done;
 } tsdb_replay_progress_t;
 
+/* A ready-made tsdb_options_t.replay_progress for command-line tools: one
+ * line on stderr per call, "<ctx>: replaying the WAL: ..." and "<ctx>: WAL
+ * replayed: ..." at the end; ctx is the prefix (a const char *, NULL =
+ * "augur"). */
+void tsdb_replay_progress_stderr(void *ctx, const tsdb_replay_progress_t *p);
+
 typedef struct {
     int64_t retention_ms;       /* 0 = keep forever; else data older than now - retention dropped */
     uint64_t map_size_cap;      /* max LMDB map size in bytes; 0 = 1 TiB */

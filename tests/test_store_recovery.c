@@ -67,10 +67,13 @@ static void import_options(tsdb_options_t *o, int bg)
 /* Child: hourly samples of NSER series, an append per hour, acknowledged
  * hours written to fd (4 bytes each); without bg, a tsdb_flush every 31
  * hours. Stops after `hours` and waits to be killed. */
+static int child_nowal; /* the child opens with TSDB_SYNC_NONE (no WAL) */
+
 static void import_child(const char *dir, int fd, int hours, int bg)
 {
     tsdb_options_t o;
     import_options(&o, bg);
+    if (child_nowal) o.sync_mode = TSDB_SYNC_NONE;
     tsdb_t *db = NULL;
     if (tsdb_open(dir, &o, &db)) _exit(3);
     tsdb_seal_closed_only(db, 1);
@@ -572,7 +575,8 @@ static void test_kill_in_flush_seq(void **state)
     tu_rmrf(dir);
 }
 
-/* `augur import` reopening a store its crashed run left says that it is
+/* `augur import` reopening a store with a WAL (left by `augur serve`, or by
+ * an import from before imports stopped writing one) says that it is
  * replaying the WAL (tsdb_replay_progress_stderr through ingest_store_open),
  * and the store opens with every acknowledged sample */
 static void test_import_reopen_progress(void **state)
@@ -597,6 +601,8 @@ static void test_import_reopen_progress(void **state)
     assert_int_equal(rc, 0);
     tsdb_seal_closed_only(db, 0);
     assert_int_equal(tsdb_close(db), 0);
+    /* the import writes no WAL of its own, and its flush retired the old one */
+    assert_true(wal_bytes(dir) == 0);
     char buf[2048] = {0};
     FILE *f = fopen(log, "r");
     assert_non_null(f);
@@ -614,6 +620,84 @@ static void test_import_reopen_progress(void **state)
     tu_rmrf(dir);
 }
 
+/* TSDB_SYNC_NONE (augur import): nothing goes to a WAL; a kill -9 loses
+ * exactly the samples no flush sealed, leaves a store that opens cleanly
+ * with every series a gap-free prefix of what was appended, and running the
+ * same appends again completes it: what was sealed comes back as
+ * duplicates, the rest is stored, and the end result is exact. */
+static void test_nowal_kill9_rerun(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    int hours = 24 * 13;
+    child_nowal = 1;
+    int acked = run_child(dir, hours, 0, -1);
+    child_nowal = 0;
+    assert_int_equal(acked, hours - 1);
+    assert_true(wal_bytes(dir) == 0);
+
+    tsdb_options_t o;
+    import_options(&o, 0);
+    o.sync_mode = TSDB_SYNC_NONE;
+    tsdb_t *db = NULL;
+    assert_int_equal(tsdb_open(dir, &o, &db), 0);
+    tsdb_stats_t st;
+    assert_int_equal(tsdb_stats(db, &st), 0);
+    uint64_t sealed = st.samples;
+    /* the flushes every 31 hours sealed closed partitions: something, not all */
+    assert_true(sealed > 0);
+    assert_true(sealed < (uint64_t)NSER * (uint64_t)hours);
+    /* what is there is a prefix of every series, bit for bit */
+    tsdb_reader_t *r;
+    assert_int_equal(tsdb_reader_open(db, &r), 0);
+    uint64_t seen = 0;
+    for (uint32_t i = 0; i < NSER; i++) {
+        tsdb_sid_t sid = series_of(db, i);
+        assert_true(sid != 0);
+        tsdb_iter_t *it;
+        assert_int_equal(tsdb_iter_open(r, sid, INT64_MIN, INT64_MAX, &it), 0);
+        const tsdb_sample_t *sm;
+        size_t k;
+        int64_t h = 0;
+        int rc;
+        while ((rc = tsdb_iter_next(it, &sm, &k)) == 1)
+            for (size_t j = 0; j < k; j++, h++) {
+                double want = value_of(i, h);
+                if (sm[j].t != T0 + h * HOUR || memcmp(&sm[j].v, &want, 8))
+                    fail_msg("series %u sample %" PRId64 ": t=%" PRId64, i, h, sm[j].t);
+            }
+        assert_int_equal(rc, 0);
+        tsdb_iter_close(it);
+        seen += (uint64_t)h;
+    }
+    tsdb_reader_close(r);
+    assert_true(seen == sealed);
+    /* the rerun */
+    tsdb_seal_closed_only(db, 1);
+    uint64_t stored = 0, dup = 0;
+    for (int32_t h = 0; h < hours; h++) {
+        tsdb_sid_sample_t b[NSER];
+        for (uint32_t i = 0; i < NSER; i++) {
+            b[i].sid = series_of(db, i);
+            b[i].t = T0 + h * HOUR;
+            b[i].v = value_of(i, h);
+        }
+        tsdb_append_result_t res;
+        assert_int_equal(tsdb_append_sids(db, b, NSER, NULL, &res), 0);
+        assert_int_equal(res.conflict + res.too_old + res.invalid, 0);
+        stored += res.stored;
+        dup += res.duplicate;
+    }
+    assert_true(stored + dup == (uint64_t)NSER * (uint64_t)hours);
+    assert_true(dup <= sealed);
+    tsdb_seal_closed_only(db, 0);
+    assert_int_equal(tsdb_close(db), 0);
+    assert_true(wal_bytes(dir) == 0);
+    assert_int_equal(check_store(dir, 0, hours - 1), hours); /* exact, each once */
+    tu_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -624,6 +708,7 @@ int main(void)
         cmocka_unit_test(test_hold_wal_reservation),
         cmocka_unit_test(test_kill_in_flush_seq),
         cmocka_unit_test(test_import_reopen_progress),
+        cmocka_unit_test(test_nowal_kill9_rerun),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -973,6 +973,17 @@ static int append_admit_locked(tsdb_t *db)
 static int append_commit_unlock(tsdb_t *db, size_t rec_start, int rc)
 {
     tbuf_t *rec = &db->wal_pending;
+    if (db->opt.sync_mode == TSDB_SYNC_NONE) {
+        /* no WAL: the record is not kept; nothing to wait for */
+        rec->len = rec_start;
+        if (rc && !db->failed) db->failed = rc;
+        if (!rc && !db->bg_wake && head_full(db)) {
+            db->bg_wake = 1;
+            pthread_cond_broadcast(&db->cv);
+        }
+        pthread_mutex_unlock(&db->mu);
+        return rc;
+    }
     if (!rc && rec->len > rec_start + 8) {
         wal_frame_finish(rec, rec_start);
         db->wal.seg_used += rec->len - rec_start;
@@ -1060,9 +1071,10 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
     if (db->opt.read_only) return TSDB_EINVAL;
     pthread_mutex_lock(&db->mu);
     int rc = append_admit_locked(db);
+    const int log = db->opt.sync_mode != TSDB_SYNC_NONE; /* else no WAL record */
     /* per sample at most: kind, dsid (5), count (5), dt (10), value (9);
      * plus the labels of this batch's series not logged yet */
-    if (!rc)
+    if (!rc && log)
         rc = wal_ensure_locked(db, 64 + (uint64_t)n * 30 +
                                        (db->unlogged_bytes ? batch_unlogged_bytes(db, in, n) : 0));
     tbuf_t *rec = &db->wal_pending;
@@ -1106,6 +1118,22 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
             for (size_t k = i; k < j; k++)
                 if (outcomes) outcomes[k] = TSDB_OUT_INVALID;
             r.invalid += j - i;
+            i = j;
+            continue;
+        }
+        if (!log) {
+            for (size_t k = i; k < j; k++) {
+                int oc = classify(db, s, in[k].t, in[k].v);
+                if (oc == TSDB_OUT_STORED) {
+                    if ((rc = head_push(db, s, in[k].t, in[k].v))) break;
+                    r.stored++;
+                    if (in[k].t <= watch_t) changed = 1;
+                } else if (oc == TSDB_OUT_DUPLICATE) r.duplicate++;
+                else if (oc == TSDB_OUT_CONFLICT) r.conflict++;
+                else r.too_old++;
+                if (outcomes) outcomes[k] = (uint8_t)oc;
+            }
+            if (rc) break;
             i = j;
             continue;
         }
@@ -1189,7 +1217,7 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
 
     pthread_mutex_lock(&db->mu);
     int rc = append_admit_locked(db);
-    if (!rc) rc = wal_ensure_locked(db, bound);
+    if (!rc && db->opt.sync_mode != TSDB_SYNC_NONE) rc = wal_ensure_locked(db, bound);
     if (rc) {
         pthread_mutex_unlock(&db->mu);
         return rc;

@@ -104,6 +104,14 @@ typedef enum {
      * a power loss or kernel crash loses up to sync_interval_ms of
      * acknowledged samples. Never corrupts the store. */
     TSDB_SYNC_PERIODIC = 1,
+    /* No WAL at all: appends go only to the memory head, and samples are
+     * durable once a flush has sealed them (the head limit or memory cap,
+     * tsdb_flush, tsdb_close). A crash loses every sample not sealed yet,
+     * so this is for bulk loads that are simply run again after a crash
+     * (augur import: samples already sealed come back as duplicates). A WAL
+     * left by an earlier open is still replayed, and the first flush
+     * retires it. Writes the store's bytes once instead of twice. */
+    TSDB_SYNC_NONE = 2,
 } tsdb_sync_mode_t;
 
 /* WAL replay progress, see tsdb_options_t.replay_progress. */

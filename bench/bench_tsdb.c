@@ -282,6 +282,9 @@ static uint64_t du_bytes(const char *dir)
 int main(int argc, char **argv)
 {
     const char *wl = NULL, *store = NULL, *shape = "batches", *synth = NULL, *sync = "always";
+    /* BENCH_HEAD_PACKING=0: plain 16-byte heads, to compare in one binary */
+    const char *hp = getenv("BENCH_HEAD_PACKING");
+    if (hp && !strcmp(hp, "0")) tsdb_debug_head_packing(0);
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--workload")) wl = argv[i + 1];
         else if (!strcmp(argv[i], "--store")) store = argv[i + 1];

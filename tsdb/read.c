@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tsdb/headpack.h"
 #include "tsdb/tsdb_int.h"
 
 int tsdb_reader_open(tsdb_t *db, tsdb_reader_t **out)
@@ -364,10 +365,25 @@ int tsdb_iter_open(tsdb_reader_t *r, tsdb_sid_t sid, int64_t mint, int64_t maxt,
             it->head = malloc(n * sizeof *it->head);
             if (!it->head) rc = TSDB_ENOMEM;
         }
-        for (uint32_t i = 0; !rc && i < s->nfrozen; i++)
-            if (s->frozen[i].t >= mint && s->frozen[i].t <= maxt) it->head[it->nhead++] = s->frozen[i];
-        for (uint32_t i = 0; !rc && i < s->n; i++)
-            if (s->head[i].t >= mint && s->head[i].t <= maxt) it->head[it->nhead++] = s->head[i];
+        if (!rc && s->frozen_packed) {
+            tsdb_sample_t *d = it->head + it->nhead;
+            if (headpack_decode(s->fpk, s->nfrozen, d)) rc = TSDB_ECORRUPT; /* never: our own bytes */
+            for (uint32_t i = 0; !rc && i < s->nfrozen; i++)
+                if (d[i].t >= mint && d[i].t <= maxt) it->head[it->nhead++] = d[i];
+        } else {
+            for (uint32_t i = 0; !rc && i < s->nfrozen; i++)
+                if (s->frozen[i].t >= mint && s->frozen[i].t <= maxt) it->head[it->nhead++] = s->frozen[i];
+        }
+        if (!rc && s->packed) {
+            /* decoded after the frozen samples, then filtered in place */
+            tsdb_sample_t *d = it->head + it->nhead;
+            if (headpack_decode(s->pk, s->n, d)) rc = TSDB_ECORRUPT; /* never: our own bytes */
+            for (uint32_t i = 0; !rc && i < s->n; i++)
+                if (d[i].t >= mint && d[i].t <= maxt) it->head[it->nhead++] = d[i];
+        } else {
+            for (uint32_t i = 0; !rc && i < s->n; i++)
+                if (s->head[i].t >= mint && s->head[i].t <= maxt) it->head[it->nhead++] = s->head[i];
+        }
         if (!rc && (s->sealed_maxt == INT64_MIN || s->sealed_maxt < mint || s->sealed_mint > maxt))
             it->blocks_done = 1;
     }

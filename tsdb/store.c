@@ -55,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tsdb/headpack.h"
 #include "tsdb/tsdb_int.h"
 
 #define REC_SERIES 0x01
@@ -599,8 +600,161 @@ static int head_full(const tsdb_t *db)
     return b && head_new(db) && db->mem_head_bytes >= b / 3;
 }
 
+/* Heap bytes of s's head. */
+static inline uint64_t head_bytes(const series_t *s)
+{
+    return s->packed ? (uint64_t)s->cap : (uint64_t)s->cap * sizeof(tsdb_sample_t);
+}
+
+/* About where the next sample of s's head goes (for prefetching): the end
+ * of a packed head is not known without reading its header, but a small
+ * one's header and tail share a line or two. */
+static inline const void *head_tail(const series_t *s)
+{
+    if (s->packed) return s->pk + s->pk_len;
+    return s->head + (s->n < s->cap ? s->n : 0);
+}
+
+/* Turn a packed head into a plain array (room: for half as many again,
+ * else exactly the samples). Caller holds mu. */
+static int head_unpack(tsdb_t *db, series_t *s, int room)
+{
+    if (!s->packed) return 0;
+    uint32_t ncap = room ? (s->n + s->n / 2 > 8 ? s->n + s->n / 2 : 8) : (s->n ? s->n : 1);
+    tsdb_sample_t *a = malloc((size_t)ncap * sizeof *a);
+    if (!a) return TSDB_ENOMEM;
+    if (headpack_decode(s->pk, s->n, a)) abort(); /* our own bytes */
+    db->mem_head_bytes -= s->cap;
+    free(s->pk);
+    s->head = a;
+    s->cap = ncap;
+    s->packed = 0;
+    s->sorted = 1;
+    db->mem_head_bytes += (uint64_t)ncap * sizeof *a;
+    return 0;
+}
+
+/* Pack a plain head whose timestamps strictly increase (sorted, no
+ * duplicates: classify lets none in); room for a few more entries. Keeps
+ * it plain if the memory is not there. Caller holds mu. */
+static void head_repack(tsdb_t *db, series_t *s)
+{
+    if (s->packed || !s->n || !s->sorted) return;
+    uint32_t bound = HEADPACK_HDR + HEADPACK_MAX_ENTRY * s->n;
+    uint8_t *pk = malloc(bound);
+    if (!pk) return;
+    headpack_init(pk);
+    for (uint32_t i = 0; i < s->n; i++) headpack_put(pk, i == 0, s->head[i].t, s->head[i].v);
+    uint32_t len = headpack_len(pk), ncap = len + len / 4 + 2 * HEADPACK_MAX_ENTRY;
+    if (ncap < bound) {
+        uint8_t *np = realloc(pk, ncap);
+        if (np) pk = np;
+        else ncap = bound;
+    } else {
+        ncap = bound;
+    }
+    db->mem_head_bytes -= head_bytes(s);
+    free(s->head);
+    s->pk = pk;
+    s->pk_len = len;
+    s->cap = ncap;
+    s->packed = 1;
+    db->mem_head_bytes += ncap;
+}
+
+static long find_t(const tsdb_sample_t *v, size_t n, int sorted, int64_t t);
+
+/* Index of the head sample at t, or -1; *bits its value's bits. Caller
+ * holds mu. */
+static long head_find(const series_t *s, int64_t t, uint64_t *bits)
+{
+    if (s->packed) return headpack_find(s->pk, s->n, t, bits);
+    long i = find_t(s->head, s->n, s->sorted, t);
+    if (i >= 0) *bits = f64_bits(s->head[i].v);
+    return i;
+}
+
+/* Index of the frozen sample at t, or -1; *bits its value's bits. */
+static long frozen_find(const series_t *s, int64_t t, uint64_t *bits)
+{
+    if (!s->nfrozen) return -1;
+    if (s->frozen_packed) return headpack_find(s->fpk, s->nfrozen, t, bits);
+    long i = find_t(s->frozen, s->nfrozen, 1, t);
+    if (i >= 0) *bits = f64_bits(s->frozen[i].v);
+    return i;
+}
+
+/* The frozen samples' first and last time (nfrozen >= 1). */
+static int64_t frozen_mint(const series_t *s)
+{
+    return s->frozen_packed ? headpack_first_t(s->fpk) : s->frozen[0].t;
+}
+
+static int64_t frozen_maxt(const series_t *s)
+{
+    return s->frozen_packed ? headpack_last_t(s->fpk) : s->frozen[s->nfrozen - 1].t;
+}
+
+/* tsdb_debug_head_packing: -1 follow opt.pack_heads, 0 never, 1 always. */
+static int head_pack_force = -1;
+
+void tsdb_debug_head_packing(int mode)
+{
+    head_pack_force = mode;
+}
+
+static inline int head_pack_on(const tsdb_t *db)
+{
+    return head_pack_force < 0 ? db->opt.pack_heads : head_pack_force;
+}
+
 static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
 {
+    if (!s->in_active && db->nactive == db->active_cap) {
+        /* room in the active list first: nothing to undo after the push */
+        size_t nc = db->active_cap ? db->active_cap * 2 : 1024;
+        series_t **na = realloc(db->active, nc * sizeof *na);
+        if (!na) return TSDB_ENOMEM;
+        db->active = na;
+        db->active_cap = nc;
+    }
+    if (s->n == 0 && !s->head && head_pack_on(db)) {
+        /* a new head starts packed: room for two entries of any size, and
+         * for as many samples as the last head had at a byte each (steady
+         * data: a constant at a fixed interval is 1 byte; x1.5 growth) */
+        uint32_t ncap = HEADPACK_HDR + 2 * HEADPACK_MAX_ENTRY + s->hint;
+        uint8_t *pk = malloc(ncap);
+        if (!pk) return TSDB_ENOMEM;
+        headpack_init(pk);
+        s->pk = pk;
+        s->pk_len = HEADPACK_HDR;
+        s->cap = ncap;
+        s->packed = 1;
+        s->sorted = 1;
+        db->mem_head_bytes += ncap;
+    }
+    if (s->packed) {
+        if (s->n && t <= headpack_last_t(s->pk)) {
+            /* out of order: a plain array from now until the next flush */
+            int rc = head_unpack(db, s, 1);
+            if (rc) return rc;
+        } else {
+            uint32_t len = s->pk_len;
+            if (len + HEADPACK_MAX_ENTRY > s->cap) {
+                uint32_t ncap = s->cap + s->cap / 2;
+                if (ncap < len + 2 * HEADPACK_MAX_ENTRY) ncap = len + 2 * HEADPACK_MAX_ENTRY;
+                uint8_t *np = realloc(s->pk, ncap);
+                if (!np) return TSDB_ENOMEM;
+                db->mem_head_bytes += ncap - s->cap;
+                s->pk = np;
+                s->cap = ncap;
+            }
+            headpack_put(s->pk, s->n == 0, t, v);
+            s->pk_len = headpack_len(s->pk);
+            s->n++;
+            goto added;
+        }
+    }
     if (s->n == s->cap) {
         /* x1.5: less slack; a new head starts as big as the last one was */
         uint32_t ncap = s->cap ? s->cap + s->cap / 2 : s->hint > 8 ? s->hint : 8;
@@ -616,17 +770,8 @@ static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
     s->head[s->n].t = t;
     s->head[s->n].v = v;
     s->n++;
+added:
     if (!s->in_active) {
-        if (db->nactive == db->active_cap) {
-            size_t nc = db->active_cap ? db->active_cap * 2 : 1024;
-            series_t **na = realloc(db->active, nc * sizeof *na);
-            if (!na) {
-                s->n--;
-                return TSDB_ENOMEM;
-            }
-            db->active = na;
-            db->active_cap = nc;
-        }
         db->active[db->nactive++] = s;
         s->in_active = 1;
     }
@@ -719,10 +864,11 @@ static int classify(tsdb_t *db, series_t *s, int64_t t, double v)
 {
     uint64_t vb = f64_bits(v);
     if (s->maxt == INT64_MIN || t > s->maxt) return TSDB_OUT_STORED;
-    long i = find_t(s->head, s->n, s->sorted, t);
-    if (i >= 0) return f64_bits(s->head[i].v) == vb ? TSDB_OUT_DUPLICATE : TSDB_OUT_CONFLICT;
-    i = find_t(s->frozen, s->nfrozen, 1, t);
-    if (i >= 0) return f64_bits(s->frozen[i].v) == vb ? TSDB_OUT_DUPLICATE : TSDB_OUT_CONFLICT;
+    uint64_t hb;
+    long i = head_find(s, t, &hb);
+    if (i >= 0) return hb == vb ? TSDB_OUT_DUPLICATE : TSDB_OUT_CONFLICT;
+    i = frozen_find(s, t, &hb);
+    if (i >= 0) return hb == vb ? TSDB_OUT_DUPLICATE : TSDB_OUT_CONFLICT;
     if (s->sealed_maxt != INT64_MIN && t >= s->sealed_mint && t <= s->sealed_maxt) {
         uint64_t bits = 0;
         int r = sealed_lookup(db, s, t, &bits);
@@ -1111,7 +1257,10 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
         }
         if (j + 15 < n) {
             series_t *ps = db_sid_get(db, in[j + 15].sid);
-            if (ps && ps->head) __builtin_prefetch(ps->head + ps->n, 1);
+            if (ps && ps->head) {
+                __builtin_prefetch(head_tail(ps), 1);
+                if (ps->packed) __builtin_prefetch(ps->pk, 1); /* its header */
+            }
         }
         series_t *s = in[i].sid < TSDB_MAX_SID ? db_sid_get(db, in[i].sid) : NULL;
         if (!s || s->deleted) {
@@ -1232,7 +1381,7 @@ int tsdb_append(tsdb_t *db, const tsdb_series_in_t *series, size_t nseries, uint
         if (s) __builtin_prefetch(s, 1);
     }
     for (size_t i = 0; i < nseries; i++)
-        if (sc->sp[i] && sc->sp[i]->head) __builtin_prefetch(sc->sp[i]->head + sc->sp[i]->n, 1);
+        if (sc->sp[i] && sc->sp[i]->head) __builtin_prefetch(head_tail(sc->sp[i]), 1);
 
     /* The WAL record is built in place in the pending buffer. */
     tbuf_t *rec = &db->wal_pending;
@@ -1367,8 +1516,7 @@ static int replay_apply(replay_t *rs)
     for (size_t i = 0; i < ne && i < 16; i++) __builtin_prefetch(e[i].s, 1);
     for (size_t i = 0; i < ne; i++) {
         if (i + 16 < ne) __builtin_prefetch(e[i + 16].s, 1);
-        if (i + 8 < ne && e[i + 8].s->head && e[i + 8].s->n < e[i + 8].s->cap)
-            __builtin_prefetch(e[i + 8].s->head + e[i + 8].s->n, 1);
+        if (i + 8 < ne && e[i + 8].s->head) __builtin_prefetch(head_tail(e[i + 8].s), 1);
         series_t *s = e[i].s;
         const tsdb_sample_t *v = rs->smp + e[i].off;
         for (uint32_t k = 0; k < e[i].n; k++) {
@@ -1376,7 +1524,8 @@ static int replay_apply(replay_t *rs)
             if (s->maxt != INT64_MIN && t <= s->maxt) {
                 /* in the head already: a duplicate (or a conflict, which
                  * was refused when it was logged after it) */
-                if (find_t(s->head, s->n, s->sorted, t) >= 0) continue;
+                uint64_t hb;
+                if (head_find(s, t, &hb) >= 0) continue;
                 if (s->sealed_maxt != INT64_MIN && t >= s->sealed_mint && t <= s->sealed_maxt &&
                     s->sid < rs->chk_words * 64)
                     rs->chk[s->sid / 64] |= UINT64_C(1) << (s->sid % 64);
@@ -1561,6 +1710,7 @@ static int replay_dedup_sealed(tsdb_t *db, replay_t *rs, uint64_t *dropped)
             for (uint64_t b = rs->chk[w]; b; b &= b - 1) {
                 series_t *s = db_sid_get(db, w * 64 + (size_t)__builtin_ctzll(b));
                 if (!s || !s->n) continue;
+                if ((rc = head_unpack(db, s, 0))) break; /* samples are removed in place */
                 if (!s->sorted && s->n > 1) qsort(s->head, s->n, sizeof *s->head, cmp_sample);
                 s->sorted = 1;
                 grp[ng++] = s;
@@ -2002,7 +2152,8 @@ int tsdb_close(tsdb_t *db)
 typedef struct {
     series_t *s;
     uint32_t sid;     /* s->sid (sorting without touching s) */
-    tsdb_sample_t *v; /* frozen samples, sorted */
+    tsdb_sample_t *v; /* frozen samples, sorted (a packed head: decoded by write_group) */
+    const uint8_t *pk; /* a packed head taken over whole, else NULL */
     uint32_t n;
     int64_t mint, maxt;
     uint8_t *labels; /* for series not yet persisted: serialized labels (owned by s) */
@@ -2044,10 +2195,11 @@ static void sort_frozen_locked(tsdb_t *db, frozen_t *fz, size_t n)
             series_t *x = db_sid_get(db, sid);
             fz[k].s = x;
             fz[k].sid = sid;
-            fz[k].v = x->frozen;
+            fz[k].v = x->frozen_packed ? NULL : x->frozen;
+            fz[k].pk = x->frozen_packed ? x->fpk : NULL;
             fz[k].n = x->nfrozen;
-            fz[k].mint = x->frozen[0].t;
-            fz[k].maxt = x->frozen[x->nfrozen - 1].t;
+            fz[k].mint = frozen_mint(x);
+            fz[k].maxt = frozen_maxt(x);
             fz[k].labels = NULL;
             fz[k].labels_len = 0;
             k++;
@@ -2060,8 +2212,26 @@ static void sort_frozen_locked(tsdb_t *db, frozen_t *fz, size_t n)
  * one block per partition under seq. */
 static int write_group(tsdb_t *db, MDB_txn *txn, frozen_t *fz, size_t n, uint32_t seq,
                        tbuf_t *out, tbuf_t *scratch, block_series_t **bs, size_t *bscap,
-                       uint32_t *pos)
+                       uint32_t *pos, tsdb_sample_t **dec, size_t *deccap)
 {
+    /* packed heads taken over whole: decoded here, a group at a time, so a
+     * flush never holds them all at 16 bytes a sample */
+    size_t need = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fz[i].pk) need += fz[i].n;
+    if (need > *deccap) {
+        tsdb_sample_t *nd = realloc(*dec, need * sizeof *nd);
+        if (!nd) return TSDB_ENOMEM;
+        *dec = nd;
+        *deccap = need;
+    }
+    need = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fz[i].pk) {
+            fz[i].v = *dec + need;
+            if (headpack_decode(fz[i].pk, fz[i].n, fz[i].v)) return TSDB_ECORRUPT; /* never */
+            need += fz[i].n;
+        }
     uint32_t g = fz[0].s->sid / TSDB_GROUP_SIDS;
     int64_t pm;
     int persist_pm;
@@ -2181,20 +2351,68 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     size_t nact = 0;            /* series that keep head samples */
     uint64_t kept = 0;          /* their samples */
     int64_t cutmin = INT64_MAX; /* the earliest partition start kept */
+    int unpack_err = 0;
     for (size_t a = 0; a < db->nactive; a++) {
         series_t *s = db->active[a];
         if (s->n == 0 || s->deleted) { /* emptied by a delete */
-            db->mem_head_bytes -= (uint64_t)s->cap * sizeof *s->head;
+            db->mem_head_bytes -= head_bytes(s);
             free(s->head);
             s->head = NULL;
             s->n = s->cap = 0;
+            s->packed = 0;
             s->in_active = 0;
+            continue;
+        }
+        int64_t cut = 0;
+        if (hold && kept < hold_cap && kept_bytes < hold_bytes) {
+            cut = db_part_of(db->max_time, db_group_pm_locked(db, s->sid / TSDB_GROUP_SIDS));
+            if (s->packed && headpack_first_t(s->pk) >= cut) {
+                /* all in the open partition: stays as it is */
+                db->active[nact++] = s;
+                kept += s->n;
+                kept_bytes += head_bytes(s);
+                if (cut < cutmin) cutmin = cut;
+                continue;
+            }
+        }
+        int split = hold && kept < hold_cap && kept_bytes < hold_bytes;
+        if (s->packed && !split) {
+            /* sealed whole: the flush takes the packed head over as it is */
+            size_t i = nz++;
+            s->fpk = s->pk;
+            s->frozen_packed = 1;
+            s->nfrozen = s->n;
+            s->hint = (uint16_t)(s->n < 64 ? s->n : 64);
+            if (hold && kept_bytes >= hold_bytes) s->hint = 0;
+            db->mem_head_bytes -= head_bytes(s);
+            s->pk = NULL;
+            s->packed = 0;
+            s->n = s->cap = 0;
+            s->pk_len = 0;
+            s->in_active = 0;
+            fz[i].s = s;
+            fz[i].sid = s->sid;
+            fz[i].v = NULL;
+            fz[i].pk = s->fpk;
+            fz[i].n = s->nfrozen;
+            fz[i].mint = frozen_mint(s);
+            fz[i].maxt = frozen_maxt(s);
+            continue;
+        }
+        /* splitting works on plain arrays */
+        if (s->packed && head_unpack(db, s, 0)) {
+            /* no memory to unpack: it stays in the head, and the flush
+             * reports the shortage once it has sealed the others */
+            db->active[nact++] = s;
+            kept += s->n;
+            kept_bytes += head_bytes(s);
+            cutmin = INT64_MIN; /* its samples keep the WAL checkpoint where it was */
+            unpack_err = TSDB_ENOMEM;
             continue;
         }
         if (!s->sorted && s->n > 1) qsort(s->head, s->n, sizeof *s->head, cmp_sample);
         s->sorted = 1;
-        if (hold && kept < hold_cap && kept_bytes < hold_bytes) {
-            int64_t cut = db_part_of(db->max_time, db_group_pm_locked(db, s->sid / TSDB_GROUP_SIDS));
+        if (split) {
             uint32_t k = first_at_or_after(s->head, s->n, cut);
             tsdb_sample_t *fv = k && k < s->n ? malloc(k * sizeof *fv) : NULL;
             if (k == 0 || fv) {
@@ -2204,17 +2422,20 @@ int db_flush_locked(tsdb_t *db, int compact_all)
                     memmove(s->head, s->head + k, (s->n - k) * sizeof *s->head);
                     s->n -= k;
                 }
+                if (head_pack_on(db)) head_repack(db, s); /* sorted, each t once */
                 db->active[nact++] = s;
                 kept += s->n;
-                kept_bytes += (uint64_t)s->cap * sizeof *s->head;
+                kept_bytes += head_bytes(s);
                 if (cut < cutmin) cutmin = cut;
                 if (!fv) continue;
                 size_t i = nz++;
                 s->frozen = fv;
+                s->frozen_packed = 0;
                 s->nfrozen = k;
                 fz[i].s = s;
                 fz[i].sid = s->sid;
                 fz[i].v = fv;
+                fz[i].pk = NULL;
                 fz[i].n = k;
                 fz[i].mint = fv[0].t;
                 fz[i].maxt = fv[k - 1].t;
@@ -2224,6 +2445,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         }
         size_t i = nz++;
         s->frozen = s->head;
+        s->frozen_packed = 0;
         s->nfrozen = s->n;
         /* the next head starts this big (capped: a backfill's big head must
          * not make every later one big) */
@@ -2231,13 +2453,14 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         /* sealed whole because the memory cap left no room to keep it: its
          * next head starts small, not as big as this one */
         if (hold && kept_bytes >= hold_bytes) s->hint = 0;
-        db->mem_head_bytes -= (uint64_t)s->cap * sizeof *s->head;
+        db->mem_head_bytes -= head_bytes(s);
         s->head = NULL;
         s->n = s->cap = 0;
         s->in_active = 0;
         fz[i].s = s;
         fz[i].sid = s->sid;
         fz[i].v = s->frozen;
+        fz[i].pk = NULL;
         fz[i].n = s->nfrozen;
         fz[i].mint = s->frozen[0].t;
         fz[i].maxt = s->frozen[s->nfrozen - 1].t;
@@ -2267,8 +2490,8 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         nw[nnew].sid = s->sid;
         nw[nnew].labels = s->labels;
         nw[nnew].labels_len = s->labels_len;
-        nw[nnew].mint = s->nfrozen ? s->frozen[0].t : INT64_MAX;
-        nw[nnew].maxt = s->nfrozen ? s->frozen[s->nfrozen - 1].t : INT64_MIN;
+        nw[nnew].mint = s->nfrozen ? frozen_mint(s) : INT64_MAX;
+        nw[nnew].maxt = s->nfrozen ? frozen_maxt(s) : INT64_MIN;
         nnew++;
     }
     uint32_t seq = ++db->next_block_seq;
@@ -2294,6 +2517,8 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     block_series_t *bs = NULL;
     size_t bscap = 0;
     uint32_t *pos = malloc((nf + 1) * sizeof *pos);
+    tsdb_sample_t *dec = NULL; /* write_group's decoded packed heads */
+    size_t deccap = 0;
     idx_labels_t il = {0};
     if (!pos && !rc) rc = TSDB_ENOMEM;
     if (!rc) rc = db_txn_begin_write(db, &txn);
@@ -2329,7 +2554,8 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         uint32_t g = fz[i].s->sid / TSDB_GROUP_SIDS;
         size_t j = i;
         while (j < nf && fz[j].s->sid / TSDB_GROUP_SIDS == g) j++;
-        rc = write_group(db, txn, fz + i, j - i, seq, &out, &scratch, &bs, &bscap, pos);
+        rc = write_group(db, txn, fz + i, j - i, seq, &out, &scratch, &bs, &bscap, pos, &dec,
+                         &deccap);
         for (size_t k = i; k < j && !rc; k++)
             if (fz[k].s->persisted)
                 rc = idx_series_widen(txn, &db->idx, fz[k].s->sid, fz[k].mint, fz[k].maxt);
@@ -2353,6 +2579,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     free(il.v);
     free(bs);
     free(pos);
+    free(dec);
     tbuf_free(&out);
     tbuf_free(&scratch);
 
@@ -2361,13 +2588,26 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         /* Give the samples back to the head; they are still in the WAL. */
         for (size_t i = 0; i < nf; i++) {
             series_t *s = fz[i].s;
+            headpack_rd_t rd = {0};
+            if (s->frozen_packed) headpack_rd_init(&rd, s->fpk);
             for (uint32_t k = 0; k < s->nfrozen; k++) {
-                int64_t t = s->frozen[k].t;
-                if (find_t(s->head, s->n, s->sorted, t) >= 0) continue;
-                if (head_push(db, s, t, s->frozen[k].v)) break;
+                int64_t t;
+                double v;
+                if (s->frozen_packed) {
+                    uint64_t vb;
+                    if (headpack_next(&rd, &t, &vb)) break; /* never: our own bytes */
+                    memcpy(&v, &vb, 8);
+                } else {
+                    t = s->frozen[k].t;
+                    v = s->frozen[k].v;
+                }
+                uint64_t hb;
+                if (head_find(s, t, &hb) >= 0) continue;
+                if (head_push(db, s, t, v)) break;
             }
             free(s->frozen);
             s->frozen = NULL;
+            s->frozen_packed = 0;
             s->nfrozen = 0;
         }
         db->next_block_seq--;
@@ -2384,6 +2624,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             if (fz[i].maxt > s->sealed_maxt) s->sealed_maxt = fz[i].maxt;
             free(s->frozen);
             s->frozen = NULL;
+            s->frozen_packed = 0;
             s->nfrozen = 0;
         }
         for (size_t i = 0; i < nnew; i++) {
@@ -2417,7 +2658,9 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     free(fz);
     if (rc) return rc;
     wal_remove_upto(&db->wal, commit_ckpt);
-    return rewrite_all_multi(db, !compact_all);
+    rc = rewrite_all_multi(db, !compact_all);
+    if (!rc && unpack_err) tsdb_set_detail("flush: no memory to unpack a head; it stays in memory");
+    return rc ? rc : unpack_err;
 }
 
 void db_reader_enter(tsdb_t *db)

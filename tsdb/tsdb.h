@@ -149,6 +149,14 @@ typedef struct {
      * partitions in the head and seals the rest in pieces. Bounds a bulk
      * import's memory at the price of partitions written in pieces. */
     uint64_t memory_max_bytes;
+    /* Keep each series' head packed while its samples arrive in time order
+     * (tsdb/headpack.h: 1-5 bytes a sample instead of 16; an out-of-order
+     * sample unpacks it until the next flush). Pays where heads are long —
+     * a bulk import holding a 32-day partition of millions of series (4x
+     * less head memory, partitions not sealed in pieces under the memory
+     * cap) — and costs ~6 % of the ingest CPU where they are short (remote
+     * write, 2 h partitions). 0 = plain arrays. */
+    int pack_heads;
     int64_t flush_interval_ms;  /* background flush period; 0 = 5 min; < 0 = no background thread */
     uint64_t wal_segment_bytes; /* WAL segment size (preallocated); 0 = 64 MiB */
     int64_t partition_ms;       /* time span of a sealed block for series groups created by this
@@ -422,6 +430,10 @@ typedef struct {
 } tsdb_memory_t;
 
 void tsdb_memory(tsdb_t *db, tsdb_memory_t *m);
+
+/* For benchmarks comparing in one binary: -1 (default) heads are packed as
+ * tsdb_options_t.pack_heads says, 0 never, 1 always. Process-wide. */
+void tsdb_debug_head_packing(int mode);
 
 #ifdef __cplusplus
 }

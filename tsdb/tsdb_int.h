@@ -85,14 +85,19 @@ int wal_replay(wal_t *w, uint64_t after, wal_record_fn fn, wal_seg_fn seg, void 
 typedef struct series {
     /* hot: appends */
     _Alignas(64) uint32_t sid;
-    uint32_t n, cap;      /* head samples */
-    uint32_t hint;        /* head capacity to start with: the size of the last head */
-    uint8_t sorted;       /* head is sorted by t */
+    uint32_t n, cap;      /* head samples; capacity (samples, or bytes when packed) */
+    uint16_t hint;        /* head capacity to start with: the size of the last head */
+    uint8_t packed;       /* head is a headpack.h buffer (pk), else a plain array */
+    uint8_t spare_;
+    uint8_t sorted;       /* head is sorted by t (always when packed) */
     uint8_t persisted;    /* present in the LMDB index */
     uint8_t deleted;
     uint8_t in_active;    /* listed in db->active */
-    uint32_t labels_len;
-    tsdb_sample_t *head;
+    uint32_t pk_len;      /* packed: bytes in use (the header's len, kept here to prefetch the end) */
+    union {
+        tsdb_sample_t *head; /* !packed */
+        uint8_t *pk;         /* packed: samples appended in time order, 1-17 bytes each */
+    };
     int64_t maxt;         /* newest timestamp ever accepted, INT64_MIN if none */
     int64_t mint;         /* oldest timestamp stored (approximate after retention) */
     uint8_t *labels;      /* serialized labels while not persisted, else NULL */
@@ -100,7 +105,12 @@ typedef struct series {
                              (0 = not in the WAL: created by tsdb_series_id) */
     /* cold: flushes, lookups, out-of-order samples */
     uint32_t nfrozen;     /* samples being sealed by a flush */
-    tsdb_sample_t *frozen;
+    uint32_t labels_len;
+    union {
+        tsdb_sample_t *frozen; /* !frozen_packed */
+        uint8_t *fpk;          /* frozen_packed: the packed head the flush took over */
+    };
+    uint8_t frozen_packed;
     int64_t sealed_mint, sealed_maxt; /* range in LMDB; sealed_maxt = INT64_MIN if none */
     uint64_t h[2];        /* label fingerprint */
 } series_t;

@@ -1,0 +1,173 @@
+/*
+ * test_headpack.c — the packed in-memory head (tsdb/headpack.h): every
+ * strictly increasing int64 time sequence and every value bit pattern
+ * (NaN payloads, -0.0, infinities, denormals) decodes exactly; lookups find
+ * every stored time and no other; the sizes are what the format promises
+ * for steady data (1 byte a sample for a constant at a fixed interval).
+ */
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+#include "tsdb/headpack.h"
+
+static uint64_t rng;
+
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static double bits_to_f64(uint64_t b)
+{
+    double v;
+    memcpy(&v, &b, 8);
+    return v;
+}
+
+/* Pack ts/vs (n), decode, compare bit for bit, look every time up. */
+static void roundtrip(const int64_t *ts, const double *vs, uint32_t n)
+{
+    uint8_t *p = malloc(HEADPACK_HDR + (size_t)HEADPACK_MAX_ENTRY * n + 1);
+    assert_non_null(p);
+    headpack_init(p);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t before = headpack_len(p);
+        headpack_put(p, i == 0, ts[i], vs[i]);
+        assert_true(headpack_len(p) - before <= HEADPACK_MAX_ENTRY);
+        assert_true(headpack_last_t(p) == ts[i]);
+    }
+    if (n) assert_true(headpack_first_t(p) == ts[0]);
+    tsdb_sample_t *out = malloc((size_t)(n ? n : 1) * sizeof *out);
+    assert_non_null(out);
+    assert_int_equal(headpack_decode(p, n, out), 0);
+    for (uint32_t i = 0; i < n; i++) {
+        if (out[i].t != ts[i] || memcmp(&out[i].v, &vs[i], 8))
+            fail_msg("sample %u of %u: t %" PRId64 " want %" PRId64, i, n, out[i].t, ts[i]);
+        uint64_t bits = 0, want;
+        memcpy(&want, &vs[i], 8);
+        assert_int_equal(headpack_find(p, n, ts[i], &bits), (long)i);
+        assert_true(bits == want);
+        /* a time between two stored ones is not found */
+        if (i + 1 < n && ts[i + 1] - ts[i] > 1) assert_int_equal(headpack_find(p, n, ts[i] + 1, &bits), -1);
+    }
+    uint64_t b;
+    if (n && ts[0] > INT64_MIN) assert_int_equal(headpack_find(p, n, ts[0] - 1, &b), -1);
+    if (n && ts[n - 1] < INT64_MAX) assert_int_equal(headpack_find(p, n, ts[n - 1] + 1, &b), -1);
+    /* a truncated buffer is refused, not overrun */
+    if (n) {
+        uint32_t len = headpack_len(p);
+        headpack_hdr_t h;
+        memcpy(&h, p, sizeof h);
+        h.len = len - 1;
+        memcpy(p, &h, sizeof h);
+        assert_int_equal(headpack_decode(p, n, out), -1);
+    }
+    free(out);
+    free(p);
+}
+
+static void test_steady_sizes(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    int64_t ts[N];
+    double vs[N];
+    for (int i = 0; i < N; i++) {
+        ts[i] = INT64_C(1767225600000) + (int64_t)i * 86400000;
+        vs[i] = 42.0;
+    }
+    uint8_t *p = malloc(HEADPACK_HDR + HEADPACK_MAX_ENTRY * N);
+    assert_non_null(p);
+    headpack_init(p);
+    for (int i = 0; i < N; i++) headpack_put(p, i == 0, ts[i], vs[i]);
+    /* first entry: control + t + the 2 non-zero bytes of 42.0; then the
+     * first interval (86,400,000: four bytes) and 1 byte each */
+    assert_int_equal(headpack_len(p), HEADPACK_HDR + 11 + 5 + (N - 2));
+    free(p);
+    roundtrip(ts, vs, N);
+    /* a counter that grows by small integers at a 15 s scrape with jitter */
+    for (int i = 0; i < N; i++) {
+        ts[i] = INT64_C(1767225600000) + (int64_t)i * 15000 + (int64_t)(rnd() % 7);
+        vs[i] = (double)(1000000 + i * 3);
+    }
+    roundtrip(ts, vs, N);
+}
+
+static void test_random_sequences(void **state)
+{
+    (void)state;
+    rng = tu_seed("headpack_random", 0x9e3779b97f4a7c15u) | 1;
+    enum { N = 300 };
+    int64_t ts[N];
+    double vs[N];
+    for (int round = 0; round < 2000; round++) {
+        uint32_t n = (uint32_t)(rnd() % N);
+        /* start anywhere, including the extremes */
+        int kind = (int)(rnd() % 4);
+        int64_t t = kind == 0 ? INT64_MIN : kind == 1 ? -(int64_t)(rnd() >> 2) : (int64_t)(rnd() >> 20);
+        for (uint32_t i = 0; i < n; i++) {
+            ts[i] = t;
+            /* steps: repeated, small changes, big, huge (wrapping interval arithmetic) */
+            uint64_t room = (uint64_t)INT64_MAX - (uint64_t)t; /* t + step must not overflow */
+            uint64_t step;
+            switch (rnd() % 5) {
+            case 0: step = 1000; break;
+            case 1: step = 1 + rnd() % 300; break;
+            case 2: step = 1 + rnd() % (UINT64_C(1) << 33); break;
+            case 3: step = 1 + (rnd() >> 3); break;
+            default: step = 15000 + rnd() % 3; break;
+            }
+            if (room < (uint64_t)(n - i)) { /* cannot go on: end the sequence here */
+                n = i + 1;
+                break;
+            }
+            uint64_t maxstep = room / (uint64_t)(n - i);
+            if (step > maxstep) step = maxstep ? maxstep : 1;
+            t = (int64_t)((uint64_t)t + step);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            switch (rnd() % 6) {
+            case 0: vs[i] = i ? vs[i - 1] : 0.0; break;
+            case 1: vs[i] = (double)(int64_t)(rnd() % 100000); break;
+            case 2: vs[i] = bits_to_f64(rnd()); break; /* any pattern, NaNs included */
+            case 3: vs[i] = (rnd() & 1) ? -0.0 : INFINITY; break;
+            case 4: vs[i] = bits_to_f64(rnd() & 0x000fffffffffffffu); break; /* denormal */
+            default: vs[i] = (double)(rnd() % 1000) / 100.0; break;
+            }
+        }
+        roundtrip(ts, vs, n);
+    }
+}
+
+static void test_extremes(void **state)
+{
+    (void)state;
+    int64_t ts[4] = {INT64_MIN, -1, 0, INT64_MAX};
+    double vs[4] = {NAN, -0.0, DBL_MAX, -INFINITY};
+    roundtrip(ts, vs, 4);
+    int64_t t2[2] = {INT64_MIN, INT64_MAX};
+    roundtrip(t2, vs, 2);
+    roundtrip(ts, vs, 1);
+    roundtrip(ts, vs, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_steady_sizes),
+        cmocka_unit_test(test_random_sequences),
+        cmocka_unit_test(test_extremes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

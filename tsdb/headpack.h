@@ -1,0 +1,226 @@
+/* headpack.h — the packed form of a series' head (samples not sealed yet).
+ *
+ * A head that only ever received samples in time order is kept packed: a
+ * 32-byte header, then one entry per sample, so that a day-a-sample import
+ * or a steady scrape costs 1-5 bytes a sample in memory instead of 16. Any
+ * other use (an out-of-order sample, a flush that splits the head, a replay
+ * that drops sealed samples) unpacks it into a plain tsdb_sample_t array
+ * first; readers decode it into their own copy.
+ *
+ * Entry: a control byte c, then the time field, then the value field.
+ *   c & 3 (time): 0 the interval repeats (t = prev + dt); 1 one byte, the
+ *     change of the interval (int8); 2 four bytes, the change (int32 LE);
+ *     3 eight bytes, t itself (LE). Intervals and changes are taken modulo
+ *     2^64, so every int64 sequence encodes.
+ *   c >> 2 (value, x = bits(v) XOR bits(previous v)): 63 x == 0; else
+ *     8 * lzb + tzb, where lzb and tzb count the leading and trailing zero
+ *     bytes of x (lzb + tzb <= 7), followed by its 8 - lzb - tzb middle
+ *     bytes, least significant first.
+ * The first entry always stores t whole (mode 3) and its value against
+ * bits 0; the interval before the second entry counts as 0.
+ *
+ * Not a disk format: it lives only in memory (sealed blocks use codec.h).
+ */
+#ifndef AUGUR_TSDB_HEADPACK_H
+#define AUGUR_TSDB_HEADPACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tsdb/tsdb.h"
+
+typedef struct {
+    int64_t last_t;      /* t of the last entry */
+    int64_t last_dt;     /* its interval (mod 2^64) */
+    uint64_t last_v;     /* bits of its value */
+    uint32_t len;        /* bytes in use, header included */
+    uint32_t pad_;
+} headpack_hdr_t;
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "headpack copies value bytes LE");
+
+#define HEADPACK_HDR ((uint32_t)sizeof(headpack_hdr_t))
+#define HEADPACK_MAX_ENTRY 17u /* 1 + 8 + 8 */
+
+static inline void headpack_init(uint8_t *p)
+{
+    headpack_hdr_t h = {0, 0, 0, HEADPACK_HDR, 0};
+    memcpy(p, &h, sizeof h);
+}
+
+static inline uint32_t headpack_len(const uint8_t *p)
+{
+    uint32_t len;
+    memcpy(&len, p + offsetof(headpack_hdr_t, len), 4);
+    return len;
+}
+
+/* t of the last entry (meaningless before the first). */
+static inline int64_t headpack_last_t(const uint8_t *p)
+{
+    int64_t t;
+    memcpy(&t, p + offsetof(headpack_hdr_t, last_t), 8);
+    return t;
+}
+
+/* t of the first entry (n >= 1: it stores t whole). */
+static inline int64_t headpack_first_t(const uint8_t *p)
+{
+    int64_t t;
+    memcpy(&t, p + HEADPACK_HDR + 1, 8);
+    return t;
+}
+
+/* Append (t, v); the buffer has room for HEADPACK_MAX_ENTRY more bytes.
+ * first: no entry yet. */
+static inline void headpack_put(uint8_t *p, int first, int64_t t, double v)
+{
+    headpack_hdr_t h;
+    memcpy(&h, p, sizeof h);
+    uint8_t *o = p + h.len;
+    uint64_t dt = (uint64_t)t - (uint64_t)h.last_t;
+    int64_t dod = (int64_t)(dt - (uint64_t)h.last_dt);
+    uint64_t vb;
+    memcpy(&vb, &v, 8);
+    uint64_t x = vb ^ h.last_v;
+    uint32_t c, k = 1;
+    if (first) {
+        c = 3;
+        uint64_t ut = (uint64_t)t;
+        memcpy(o + 1, &ut, 8);
+        k += 8;
+    } else if (dod == 0) {
+        c = 0;
+    } else if (dod >= -128 && dod <= 127) {
+        c = 1;
+        o[1] = (uint8_t)(int8_t)dod;
+        k += 1;
+    } else if (dod >= INT32_MIN && dod <= INT32_MAX) {
+        c = 2;
+        uint32_t d32 = (uint32_t)(int32_t)dod;
+        memcpy(o + 1, &d32, 4);
+        k += 4;
+    } else {
+        c = 3;
+        uint64_t ut = (uint64_t)t;
+        memcpy(o + 1, &ut, 8);
+        k += 8;
+    }
+    if (x == 0) {
+        c |= 63u << 2;
+    } else {
+        uint32_t lzb = (uint32_t)__builtin_clzll(x) / 8, tzb = (uint32_t)__builtin_ctzll(x) / 8;
+        uint32_t nb = 8 - lzb - tzb;
+        c |= (8 * lzb + tzb) << 2;
+        uint64_t mid = x >> (8 * tzb);
+        memcpy(o + k, &mid, 8); /* little endian; the bytes past nb are overwritten later */
+        k += nb;
+    }
+    o[0] = (uint8_t)c;
+    h.len += k;
+    h.last_dt = first ? 0 : (int64_t)dt; /* the first interval is the second entry's */
+    h.last_t = t;
+    h.last_v = vb;
+    memcpy(p, &h, sizeof h);
+}
+
+/* A reader over the entries. */
+typedef struct {
+    const uint8_t *q, *end;
+    uint64_t t, dt, vb;
+    int first;
+} headpack_rd_t;
+
+static inline void headpack_rd_init(headpack_rd_t *r, const uint8_t *p)
+{
+    r->q = p + HEADPACK_HDR;
+    r->end = p + headpack_len(p);
+    r->t = r->dt = r->vb = 0;
+    r->first = 1;
+}
+
+/* The next entry into *t and *vb. Returns 0, or -1 if the bytes run out
+ * (never for a buffer headpack_put wrote). */
+static inline int headpack_next(headpack_rd_t *r, int64_t *t, uint64_t *vb)
+{
+    const uint8_t *q = r->q, *end = r->end;
+    if (q >= end) return -1;
+    uint32_t c = *q++;
+    uint64_t nt;
+    switch (c & 3) {
+    case 0:
+        nt = r->t + r->dt;
+        break;
+    case 1:
+        if (end - q < 1) return -1;
+        nt = r->t + r->dt + (uint64_t)(int64_t)(int8_t)q[0];
+        q += 1;
+        break;
+    case 2: {
+        if (end - q < 4) return -1;
+        uint32_t d32;
+        memcpy(&d32, q, 4);
+        nt = r->t + r->dt + (uint64_t)(int64_t)(int32_t)d32;
+        q += 4;
+        break;
+    }
+    default:
+        if (end - q < 8) return -1;
+        memcpy(&nt, q, 8);
+        q += 8;
+        break;
+    }
+    r->dt = r->first ? 0 : nt - r->t;
+    r->first = 0;
+    r->t = nt;
+    uint32_t vm = c >> 2;
+    if (vm != 63) {
+        uint32_t lzb = vm / 8, tzb = vm % 8;
+        if (lzb + tzb > 7) return -1;
+        uint32_t nb = 8 - lzb - tzb;
+        if ((uint32_t)(end - q) < nb) return -1;
+        uint64_t mid = 0;
+        memcpy(&mid, q, nb);
+        q += nb;
+        r->vb ^= mid << (8 * tzb);
+    }
+    r->q = q;
+    *t = (int64_t)nt;
+    *vb = r->vb;
+    return 0;
+}
+
+/* Decode n entries into out[0..n). Returns 0 or -1 (see headpack_next). */
+static inline int headpack_decode(const uint8_t *p, uint32_t n, tsdb_sample_t *out)
+{
+    headpack_rd_t r;
+    headpack_rd_init(&r, p);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t vb;
+        if (headpack_next(&r, &out[i].t, &vb)) return -1;
+        memcpy(&out[i].v, &vb, 8);
+    }
+    return 0;
+}
+
+/* Index of the entry at t among n, or -1; *bits its value's bits. */
+static inline long headpack_find(const uint8_t *p, uint32_t n, int64_t t, uint64_t *bits)
+{
+    if (!n || t < headpack_first_t(p) || t > headpack_last_t(p)) return -1;
+    headpack_rd_t r;
+    headpack_rd_init(&r, p);
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t et;
+        uint64_t vb;
+        if (headpack_next(&r, &et, &vb)) return -1;
+        if (et == t) {
+            *bits = vb;
+            return (long)i;
+        }
+        if (et > t) return -1; /* entries are in time order */
+    }
+    return -1;
+}
+
+#endif

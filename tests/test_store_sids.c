@@ -1015,11 +1015,106 @@ static void test_packed_heads(void **state)
     tsdb_memory(db, &m);
     assert_int_equal(m.head_samples, (uint64_t)MB_SERIES * MB_DAYS);
     assert_true(m.head < m.head_budget / 3);
+    assert_int_equal(m.unpersisted, MB_SERIES);
     tsdb_seal_closed_only(db, 0);
     assert_int_equal(tsdb_flush(db), 0);
     assert_int_equal(tsdb_close(db), 0);
     mb_check(da);
     tu_rmrf(da);
+}
+
+/* A flush in tsdb_seal_closed_only mode that seals nothing of a series (its
+ * samples are all in the open partition) indexes it all the same, so its
+ * label copy goes; it is found by its labels, reads back exactly, and after
+ * kill -9 the WAL replay brings every sample back, packed heads or not. */
+#define KW_SERIES 1000
+#define KW_DAYS 10
+static void kw_fill(tsdb_t *db)
+{
+    char dev[32];
+    static tsdb_sid_t sid[KW_SERIES];
+    for (unsigned i = 0; i < KW_SERIES; i++) {
+        snprintf(dev, sizeof dev, "k%u", i);
+        sid[i] = resolve(db, "kw", dev, NULL);
+    }
+    static tsdb_sid_sample_t b[KW_SERIES];
+    /* days 0-9 after 2026-01-01: inside the 32-day partition that starts
+     * 2025-12-26 */
+    for (unsigned d = 0; d < KW_DAYS; d++) {
+        for (unsigned i = 0; i < KW_SERIES; i++) {
+            b[i].sid = sid[i];
+            b[i].t = T0 + (int64_t)d * DAY;
+            b[i].v = mb_value(i, d);
+        }
+        assert_int_equal(tsdb_append_sids(db, b, KW_SERIES, NULL, NULL), 0);
+    }
+}
+
+static void kw_check(tsdb_t *db)
+{
+    char dev[32];
+    tsdb_sample_t got[KW_DAYS + 1];
+    for (unsigned i = 0; i < KW_SERIES; i += 37) {
+        snprintf(dev, sizeof dev, "k%u", i);
+        assert_int_equal(read_back(db, "kw", dev, got, KW_DAYS + 1), KW_DAYS);
+        for (unsigned d = 0; d < KW_DAYS; d++)
+            assert_true(got[d].t == T0 + (int64_t)d * DAY && got[d].v == mb_value(i, d));
+    }
+}
+
+static void test_kept_whole_indexed(void **state)
+{
+    (void)state;
+    for (int pack = 0; pack < 2; pack++) {
+        char dir[256];
+        assert_non_null(tu_mkdtemp(dir, sizeof dir));
+        tsdb_t *db = open_budget(dir, 0, pack);
+        kw_fill(db);
+        assert_int_equal(tsdb_flush(db), 0);
+        tsdb_stats_t st;
+        assert_int_equal(tsdb_stats(db, &st), 0);
+        assert_int_equal(st.samples - st.head_samples, 0); /* nothing sealed */
+        tsdb_memory_t m;
+        tsdb_memory(db, &m);
+        assert_int_equal(m.unpersisted, 0);
+        assert_int_equal(m.labels, 0);
+        kw_check(db);
+        assert_int_equal(tsdb_close(db), 0);
+        db = open_budget(dir, 0, pack);
+        kw_check(db);
+        assert_int_equal(tsdb_close(db), 0);
+        tu_rmrf(dir);
+
+        /* kill -9 after the flush: the WAL replay finds the series by id */
+        assert_non_null(tu_mkdtemp(dir, sizeof dir));
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(p[0]);
+            tsdb_t *cdb = open_budget(dir, 0, pack);
+            kw_fill(cdb);
+            if (tsdb_flush(cdb)) _exit(3);
+            if (write(p[1], "k", 1) != 1) _exit(3);
+            pause();
+            _exit(0);
+        }
+        close(p[1]);
+        char k = 0;
+        ssize_t got = read(p[0], &k, 1);
+        close(p[0]);
+        kill(pid, SIGKILL);
+        int wst;
+        waitpid(pid, &wst, 0);
+        assert_int_equal(got, 1);
+        db = open_budget(dir, 0, pack);
+        assert_int_equal(tsdb_stats(db, &st), 0);
+        assert_int_equal(st.series, KW_SERIES);
+        kw_check(db);
+        assert_int_equal(tsdb_close(db), 0);
+        tu_rmrf(dir);
+    }
 }
 
 int main(void)
@@ -1034,6 +1129,7 @@ int main(void)
         cmocka_unit_test(test_seal_closed_only_modes),
         cmocka_unit_test(test_memory_budget_pieces),
         cmocka_unit_test(test_packed_heads),
+        cmocka_unit_test(test_kept_whole_indexed),
         cmocka_unit_test(test_vacuum_keeps_index),
         cmocka_unit_test(test_postings_bulk_out_of_order),
     };

@@ -2478,7 +2478,13 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     for (size_t f = 0; f < nfresh; f++) {
         series_t *s = db->fresh[f];
         if (s->deleted || !s->labels) continue;
-        if (!s->nfrozen) { /* no sample sealed yet (tsdb_series_id, or kept): stays fresh */
+        /* Kept whole in the head (tsdb_seal_closed_only): indexed now all the
+         * same, its range for now that of its head samples, so its label copy
+         * (~180 bytes) goes instead of staying for the rest of the partition.
+         * A replay finds it by id; without a WAL (an import) a crash leaves
+         * an index entry whose samples the re-run brings. */
+        int kept_whole = !s->nfrozen && s->n && s->in_active && s->maxt != INT64_MIN;
+        if (!s->nfrozen && !kept_whole) { /* no sample (tsdb_series_id): stays fresh */
             /* its labels must be logged again unless they already count as
              * unlogged (not logged since an earlier flush or its creation):
              * counting them at every flush inflated the WAL room each append
@@ -2490,8 +2496,8 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         nw[nnew].sid = s->sid;
         nw[nnew].labels = s->labels;
         nw[nnew].labels_len = s->labels_len;
-        nw[nnew].mint = s->nfrozen ? frozen_mint(s) : INT64_MAX;
-        nw[nnew].maxt = s->nfrozen ? frozen_maxt(s) : INT64_MIN;
+        nw[nnew].mint = s->nfrozen ? frozen_mint(s) : s->mint;
+        nw[nnew].maxt = s->nfrozen ? frozen_maxt(s) : s->maxt;
         nnew++;
     }
     uint32_t seq = ++db->next_block_seq;

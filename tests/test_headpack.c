@@ -59,7 +59,7 @@ static void roundtrip(const int64_t *ts, const double *vs, uint32_t n)
         assert_int_equal(headpack_find(p, n, ts[i], &bits), (long)i);
         assert_true(bits == want);
         /* a time between two stored ones is not found */
-        if (i + 1 < n && ts[i + 1] - ts[i] > 1) assert_int_equal(headpack_find(p, n, ts[i] + 1, &bits), -1);
+        if (i + 1 < n && (uint64_t)ts[i + 1] - (uint64_t)ts[i] > 1) assert_int_equal(headpack_find(p, n, ts[i] + 1, &bits), -1);
     }
     uint64_t b;
     if (n && ts[0] > INT64_MIN) assert_int_equal(headpack_find(p, n, ts[0] - 1, &b), -1);

@@ -39,8 +39,9 @@
 
 enum { TW = 3 };
 
-/* A tiny untrained model of the disk (or GPU) schema, saved at path. */
-static void write_model(const char *path, int kind, uint64_t seed, uint64_t schema_override)
+/* A tiny untrained model of the disk (or GPU) schema and neighbourhood scope, saved at path. */
+static void write_model_scope(const char *path, int kind, uint64_t seed, uint64_t schema_override,
+                              int scope)
 {
     feat_kind_t fk = kind ? FEAT_KIND_GPU : FEAT_KIND_DISK;
     ntam_hparams_t hp;
@@ -63,8 +64,15 @@ static void write_model(const char *path, int kind, uint64_t seed, uint64_t sche
     b.threshold = 0.5f;
     b.seed = seed;
     b.folds = 5;
+    b.scope = scope;
+    b.scope_cap = 128;
     assert_int_equal(ntam_bundle_save(&b, path), 0);
     ntam_bundle_clear(&b);
+}
+
+static void write_model(const char *path, int kind, uint64_t seed, uint64_t schema_override)
+{
+    write_model_scope(path, kind, seed, schema_override, FEAT_SCOPE_NODE);
 }
 
 static void test_model_validation(void **state)
@@ -238,6 +246,21 @@ static void test_predict_run_store(void **state)
     assert_int_equal(sids.n, 1);
     tsdb_sids_free(&sids);
     tsdb_reader_close(r);
+    /* the same weights with scope rack or pod: these devices have no rack or pod label, so
+     * each keeps its node (feat_scope_t's fallback) and every probability is the same */
+    for (int sc = FEAT_SCOPE_RACK; sc <= FEAT_SCOPE_POD; sc++) {
+        m->b.scope = sc;
+        predict_result_t *rr = NULL;
+        assert_int_equal(tsdb_reader_open(db, &r), 0);
+        assert_int_equal(predict_run(m, r, T, &pc, &rr, err, sizeof err), 0);
+        tsdb_reader_close(r);
+        assert_int_equal(rr->n, 3);
+        for (uint32_t i = 0; i < 3; i++) {
+            assert_true(rr->score[i].prob == res->score[i].prob);
+            assert_int_equal(rr->score[i].nnb, res->score[i].nnb);
+        }
+        predict_result_destroy(rr);
+    }
     predict_result_destroy(res);
     predict_model_destroy(m);
     assert_int_equal(tsdb_close(db), 0);
@@ -390,7 +413,12 @@ static void test_serve_predictor(void **state)
     assert_int_equal(count_str(buf, "\"probability\":"), 3 + 3); /* 3 devices + 1 neighbour each */
     assert_int_equal(count_str(buf, "\"features\":["), 3);
     assert_int_equal(count_str(buf, "\"no_neighbour_weight\":"), 3);
-    assert_non_null(strstr(buf, "\"neighbours\":[{\"device\":"));
+    assert_non_null(strstr(buf, "\"neighbours\":[{\"instance\":\""));
+    assert_non_null(strstr(buf, "\"scope\":\"node\""));
+    /* scope node: a device's neighbours are on its own node (entries {"instance":... are
+     * neighbours: a device's own entry starts with "kind") */
+    assert_int_equal(count_str(buf, "{\"instance\":\"n1\"") + count_str(buf, "{\"instance\":\"n2\""),
+                     3);
     assert_non_null(strstr(buf, "\"horizon_days\":7"));
     /* ranking: probabilities of the listed devices never increase */
     double prev = 2;
@@ -451,6 +479,25 @@ static void test_serve_predictor(void **state)
     assert_int_equal(st, 200);
     assert_non_null(strstr(buf, "augur_predict_reloads_total{result=\"success\"} 1"));
     assert_non_null(strstr(buf, "augur_predict_reloads_total{result=\"failure\"} 2"));
+    /* a rack-scope model: every disk is in rack r1, so each has the 3 others as neighbours,
+     * two of them on the other node, and the explanation names their instance */
+    write_model_scope(model, 0, 7, 0, FEAT_SCOPE_RACK);
+    assert_int_equal(http(port, "POST", "/api/v1/admin/reload", "", buf, sizeof buf), 200);
+    assert_int_equal(http(port, "POST", "/api/v1/admin/predict", "", buf, sizeof buf), 200);
+    st = http(port, "GET", "/api/v1/predictions?kind=disk&limit=0", NULL, buf, sizeof buf);
+    assert_int_equal(st, 200);
+    assert_non_null(strstr(buf, "\"scope\":\"rack\",\"scope_cap\":128"));
+    assert_int_equal(count_str(buf, "\"probability\":"), 4 + 4 * 3);
+    assert_int_equal(count_str(buf, "{\"instance\":\"n1\""), 6);
+    assert_int_equal(count_str(buf, "{\"instance\":\"n2\""), 6);
+    /* n1/sda's neighbours include n2's disks (its entry, then its neighbour list) */
+    const char *e = strstr(buf, "{\"kind\":\"disk\",\"instance\":\"n1\",\"device\":\"sda\"");
+    assert_non_null(e);
+    const char *nb = strstr(e, "\"neighbours\":[");
+    const char *end = strstr(nb, "]}");
+    assert_true(nb && end);
+    const char *hit = strstr(nb, "{\"instance\":\"n2\",\"device\":\"sdb\",\"serial\":\"S4\"");
+    assert_true(hit && hit < end);
     kill(pid, SIGTERM);
     int ws = 0;
     assert_int_equal(waitpid(pid, &ws, 0), pid);

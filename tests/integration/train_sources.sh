@@ -168,6 +168,18 @@ expect_fail mixed 'the only source' \
   --out "$TMP/csv.ntam" >/dev/null 2>&1 || fail "train on CSV"
 expect_fail csvmodel 'feature schema' \
   "$AUGUR_BIN" eval --model "$TMP/csv.ntam" --source "$TMP/st"
+# the same CSV imported into a store: the importer labels each drive instance
+# <datacenter>/<vault_id>/<pod_id> (the server) and pod <datacenter>/<vault_id> (the vault; the
+# simulator writes vault_id = rack: 16 nodes x 4 disks); no rack label, so --scope rack keeps
+# the node and --scope pod groups the vault
+"$AUGUR_BIN" import backblaze --store "$TMP/bbst" "$TMP/bb.csv" >/dev/null 2>&1 || fail "import"
+for sc in node:4 rack:4 pod:64; do
+  "$AUGUR_BIN" train --kind disk --source "$TMP/bbst" --window 3 --horizon 2 --epochs 1 \
+    --d-model 8 --d-ff 8 --d-head 8 --folds 3 --scope "${sc%%:*}" --out "$TMP/bb-${sc%%:*}.ntam" \
+    >/dev/null 2>"$TMP/bbscope.err" || fail "train --scope ${sc%%:*} on the import"
+  grep -q "largest ${sc%%:*}-day group ${sc##*:} " "$TMP/bbscope.err" ||
+    fail "import, --scope ${sc%%:*}: $(grep -m1 'largest' "$TMP/bbscope.err")"
+done
 expect_fail csvscope 'needs a store directory or simulator source' \
   "$AUGUR_BIN" train --kind disk --source "$TMP/bb.csv" --window 3 --horizon 2 --scope pod \
   "${SMALL[@]}" --out "$TMP/x.ntam"

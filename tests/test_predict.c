@@ -267,6 +267,81 @@ static void test_predict_run_store(void **state)
     tu_rmrf(dir);
 }
 
+/* A rack larger than the model's cap: 20 nodes x 4 disks in one rack, cap 64 → two chunks of
+ * 10 whole nodes; no neighbour crosses the cut, batches grow to hold a whole chunk (batch_dev
+ * 16 < 40), and the cap changes the probabilities (without it every disk sees all 79 others). */
+static void test_predict_rack_cap(void **state)
+{
+    (void)state;
+    char dir[256], path[300], err[600], sd[300];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/m.ntam", dir);
+    write_model_scope(path, 0, 11, 0, FEAT_SCOPE_RACK);
+    predict_model_t *m = NULL;
+    assert_int_equal(predict_model_load(path, FEAT_KIND_DISK, &m, err, sizeof err), 0);
+    assert_int_equal(m->b.scope, FEAT_SCOPE_RACK);
+    snprintf(sd, sizeof sd, "%s/db", dir);
+    tsdb_options_t o;
+    tsdb_options_init(&o);
+    o.flush_interval_ms = -1;
+    tsdb_t *db = NULL;
+    assert_int_equal(tsdb_open(sd, &o, &db), 0);
+    int64_t T = 1700000000000LL;
+    for (int nd = 0; nd < 20; nd++)
+        for (int k = 0; k < 4; k++)
+            for (int w = 0; w < TW; w++) {
+                char inst[16], dev[8], ser[16], v5[16];
+                snprintf(inst, sizeof inst, "n%02d", nd);
+                snprintf(dev, sizeof dev, "sd%c", 'a' + k);
+                snprintf(ser, sizeof ser, "S%02d%d", nd, k);
+                int64_t t = T - (TW - 1 - w) * HOUR - 60000;
+                const char *d[] = {"__name__", "smartctl_device", "instance", inst, "device", dev,
+                                   "serial_number", ser, "rack", "r1", NULL};
+                put(db, d, t, 1);
+                snprintf(v5, sizeof v5, "5");
+                const char *a5[] = {"__name__", "smartctl_device_attribute", "instance", inst,
+                                    "device", dev, "attribute_id", v5, "attribute_value_type",
+                                    "raw", NULL};
+                put(db, a5, t, (nd * 4 + k) % 7 == 0 ? 5.0 * w * w : 0);
+                const char *tp[] = {"__name__", "smartctl_device_temperature", "instance", inst,
+                                    "device", dev, NULL};
+                put(db, tp, t, 30 + (nd % 5) + k);
+            }
+    float prob[2][80];
+    for (int pass = 0; pass < 2; pass++) {
+        m->b.scope_cap = pass ? 0 : 64;
+        tsdb_reader_t *r = NULL;
+        assert_int_equal(tsdb_reader_open(db, &r), 0);
+        predict_config_t pc = {HOUR, 16};
+        predict_result_t *res = NULL;
+        assert_int_equal(predict_run(m, r, T, &pc, &res, err, sizeof err), 0);
+        tsdb_reader_close(r);
+        assert_int_equal(res->n, 80);
+        for (uint32_t i = 0; i < 80; i++) {
+            const predict_score_t *sc = &res->score[i];
+            prob[pass][i] = sc->prob;
+            assert_int_equal(sc->nnb, PREDICT_TOP);
+            int half = atoi(feat_devices_get(res->devices, i)->instance + 1) / 10;
+            float sum = sc->slot_weight;
+            for (int k = 0; k < sc->nnb; k++) {
+                sum += sc->nb[k].weight;
+                assert_true(sc->nb[k].device != i);
+                int nh = atoi(feat_devices_get(res->devices, sc->nb[k].device)->instance + 1) / 10;
+                if (!pass) assert_int_equal(nh, half); /* never across the cut */
+            }
+            assert_true(sum <= 1 + 1e-4f);
+        }
+        predict_result_destroy(res);
+    }
+    int differ = 0;
+    for (int i = 0; i < 80; i++)
+        differ += prob[0][i] != prob[1][i];
+    assert_true(differ > 0);
+    predict_model_destroy(m);
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
 /* ---- end to end ------------------------------------------------------------------------------ */
 
 static void sleep_ms(int ms)
@@ -549,6 +624,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_validation),
         cmocka_unit_test(test_predict_run_store),
+        cmocka_unit_test(test_predict_rack_cap),
         cmocka_unit_test_teardown(test_serve_predictor, kill_live),
         cmocka_unit_test_teardown(test_serve_bad_model, kill_live),
     };

@@ -384,6 +384,13 @@ int cli_eval(int argc, char **argv)
                            : "the held-out test fold of the model's device split");
     printf("alarm threshold %.4f (best F1 on the validation fold); lead times look back %d days\n",
            b.threshold, max_lead);
+    if (b.scope != FEAT_SCOPE_NODE) {
+        if (b.scope_cap)
+            printf("neighbourhood scope %s, groups cut at %d devices (whole nodes)\n",
+                   feat_scope_name((feat_scope_t)b.scope), b.scope_cap);
+        else
+            printf("neighbourhood scope %s, no cap\n", feat_scope_name((feat_scope_t)b.scope));
+    }
     ntam_eval_print(stdout, rows, n);
     if (plot) {
         const char *pn[4];

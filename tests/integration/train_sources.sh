@@ -55,6 +55,8 @@ for s in "" "--scope rack"; do
     >"$TMP/eval_disk_rack.txt" || fail "eval rack model ($s)"
   [ "$(ntam_row "$TMP/train_disk_rack.txt")" == "$(ntam_row "$TMP/eval_disk_rack.txt")" ] ||
     fail "eval of the rack model differs from its training run ($s)"
+  grep -qx 'neighbourhood scope rack, groups cut at 128 devices (whole nodes)' \
+    "$TMP/eval_disk_rack.txt" || fail "eval does not name the model's scope"
 done
 # (the store has rack labels, so the rack model is another model: groups of up to 96 disks)
 [ "$(ntam_row "$TMP/train_disk.txt")" != "$(ntam_row "$TMP/train_disk_rack.txt")" ] ||

@@ -137,9 +137,10 @@ int main(int argc, char **argv)
     double t_blas = (now_s() - t1) / steps;
     int n_gemm = 0;
     for (int i = 0; i < tr.n; i++) n_gemm += tr.c[i].kind == 'g';
-    printf("training step: %d devices (groups of %d), W=%d F=%d d=%d d_ff=%d, nb_summary %d, %d BLAS "
-           "threads\n",
-           b.n_dev, per_node, W, F, hp.d_model, hp.d_ff, hp.nb_summary, threads);
+    printf(
+        "training step: %d devices (groups of %d), W=%d F=%d d=%d d_ff=%d, nb_summary %d, %d BLAS "
+        "threads\n",
+        b.n_dev, per_node, W, F, hp.d_model, hp.d_ff, hp.nb_summary, threads);
     printf("  BLAS calls per step: %d (%d gemm, %d gemv), %.3f GFLOP\n", tr.n, n_gemm,
            tr.n - n_gemm, flops * 1e-9);
     printf("  whole training step: %.2f ms -> %.1f GFLOP/s sustained\n", t_train * 1e3,
@@ -165,8 +166,9 @@ int main(int argc, char **argv)
     }
     double t_inf = now_s() - t2;
     free(loc);
-    printf("inference: %d devices (W=%d F=%d d=%d, groups of %d), 1 thread: %.3f s (%.1f us/device)\n",
-           nd, W, F, hp.d_model, per_node, t_inf, t_inf / nd * 1e6);
+    printf(
+        "inference: %d devices (W=%d F=%d d=%d, groups of %d), 1 thread: %.3f s (%.1f us/device)\n",
+        nd, W, F, hp.d_model, per_node, t_inf, t_inf / nd * 1e6);
     free(A);
     free(Bm);
     free(C);

@@ -247,7 +247,8 @@ int cli_eval(int argc, char **argv)
         fprintf(stderr,
                 "augur eval: %s was trained with --scope %s, not %s: its neighbourhoods are "
                 "part of the model (omit --scope to use the model's)\n",
-                model, feat_scope_name((feat_scope_t)b.scope), feat_scope_name((feat_scope_t)scope));
+                model, feat_scope_name((feat_scope_t)b.scope),
+                feat_scope_name((feat_scope_t)scope));
         ntam_bundle_clear(&b);
         return 2;
     }

@@ -113,7 +113,7 @@ static const char train_usage[] =
     "                           a device without one keeps its node), or of its pod (label pod,\n"
     "                           else rack, else node); recorded in the model, served alike\n"
     "  --scope-cap N            most devices in one neighbourhood group: a larger rack/pod is cut\n"
-    "                           into chunks of whole nodes (default 128 = 16 nodes x 8; 0: no cap)\n"
+    "                           into chunks of whole nodes (default 128: 16 nodes x 8; 0: none)\n"
     "  --ablate-neighbours      neighbourhood attention off (the ablation baseline)\n"
     "  --with-ablation          in --cv, also train the ablation per fold\n"
     "  --quiet                  no progress output\n";
@@ -595,8 +595,8 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
                 "F=%d W=%d, largest %s-day group %d (%zu training rows with context), "
                 "pos_weight %.2f\n",
                 fold, tr.n_pos + tr.n_neg, tr.n_pos, va.n_pos + va.n_neg, va.n_pos,
-                te.n_pos + te.n_neg, te.n_pos, tr.F, tr.W,
-                feat_scope_name((feat_scope_t)pr.scope), tr.max_group, tr.n, pw);
+                te.n_pos + te.n_neg, te.n_pos, tr.F, tr.W, feat_scope_name((feat_scope_t)pr.scope),
+                tr.max_group, tr.n, pw);
     rc = train_one(a, &hp, &tr, &va, pw, fold, hp.ablate_neighbours ? "ntam(ablated)" : "ntam", &m);
     if (rc) goto out;
     rc = NTAM_ENOMEM;

@@ -451,9 +451,12 @@ static grp_t *groups(const feat_devices_t *d, feat_scope_t scope)
 const char *feat_scope_name(feat_scope_t scope)
 {
     switch (scope) {
-    case FEAT_SCOPE_NODE: return "node";
-    case FEAT_SCOPE_RACK: return "rack";
-    case FEAT_SCOPE_POD: return "pod";
+    case FEAT_SCOPE_NODE:
+        return "node";
+    case FEAT_SCOPE_RACK:
+        return "rack";
+    case FEAT_SCOPE_POD:
+        return "pod";
     }
     return NULL;
 }

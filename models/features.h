@@ -48,7 +48,7 @@ typedef enum {
     FEAT_SCOPE_NODE = 0, /* neighbours: same instance */
     FEAT_SCOPE_RACK = 1, /* same rack label (falls back to instance without one) */
     FEAT_SCOPE_POD = 2,  /* same pod label (falls back to rack, then instance) */
-} feat_scope_t; /* a model file records its scope; see feat_scope_plan() */
+} feat_scope_t;          /* a model file records one: see feat_scope_plan() */
 
 /* Raw channels (C), in order. */
 enum {

@@ -70,8 +70,8 @@ static float getf(const uint8_t *p)
 
 #define HDR_FIXED 72u                             /* through the second F */
 #define PER_FEATURE (NTAM_FEATURE_NAME + 4 + 4) /* name, mean, scale */
-#define MID_FIXED_V2 44u                          /* threshold .. n_params, version 2 */
-#define MID_FIXED 52u                             /* version 3: + scope, scope cap */
+#define MID_FIXED_V2 44u                        /* threshold .. n_params, version 2 */
+#define MID_FIXED 52u                           /* version 3: + scope, scope cap */
 
 static size_t file_len_v(uint32_t version, int F, size_t n_par)
 {

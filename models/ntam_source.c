@@ -279,12 +279,11 @@ static void tl_emit(const ntam_tl_t *t, ntam_data_t *d, size_t n, int32_t di, in
 
 /* Scratch for the rack / pod grouping of one sample step. */
 typedef struct {
-    int32_t *dev;          /* present devices, in node order */
-    int8_t *lab;           /* their labels (−1 context), after the node-day draw */
-    feat_device_t *view;   /* their labels as feat_scope_plan reads them */
+    int32_t *dev;        /* present devices, in node order */
+    int8_t *lab;         /* their labels (−1 context), after the node-day draw */
+    feat_device_t *view; /* their labels as feat_scope_plan reads them */
     const feat_device_t **pv;
     uint32_t *order, *goff;
-    uint32_t cap;
 } tl_scope_ws_t;
 
 static void tl_scope_ws_free(tl_scope_ws_t *g)
@@ -378,8 +377,8 @@ int ntam_tl_build(const ntam_tl_t *t, const ntam_protocol_t *pr, int part, int n
                         pos += lab == 1;
                         gs.dev[m] = di;
                         gs.lab[m] = (int8_t)lab;
-                        gs.view[m] = (feat_device_t){v->instance, v->device, v->id, "", v->rack,
-                                                     v->pod, INT64_MIN, v->nvme};
+                        gs.view[m] = (feat_device_t){v->instance, v->device, v->id,     "",
+                                                     v->rack,     v->pod,    INT64_MIN, v->nvme};
                         gs.pv[m] = &gs.view[m];
                         m++;
                     }

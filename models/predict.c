@@ -267,8 +267,8 @@ int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t, const pre
         for (uint32_t i = 0; i < n; i++)
             pv[i] = feat_devices_get(res->devices, i);
         uint32_t ngr = 0;
-        int prc = feat_scope_plan(pv, n, (feat_scope_t)m->b.scope, (uint32_t)m->b.scope_cap,
-                                  order, goff, &ngr);
+        int prc = feat_scope_plan(pv, n, (feat_scope_t)m->b.scope, (uint32_t)m->b.scope_cap, order,
+                                  goff, &ngr);
         free(pv);
         if (prc) {
             rc = prc == FEAT_ENOMEM ? NTAM_ENOMEM : NTAM_EINVAL;
@@ -287,8 +287,7 @@ int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t, const pre
     }
     noff[nn] = (int32_t)n;
     for (uint32_t row = 0; row < n; row++) {
-        memcpy(xp + (size_t)row * W * F, x + (size_t)order[row] * W * F,
-               (size_t)W * F * sizeof *x);
+        memcpy(xp + (size_t)row * W * F, x + (size_t)order[row] * W * F, (size_t)W * F * sizeof *x);
         memcpy(mp + (size_t)row * W, mask + (size_t)order[row] * W, W);
     }
     if (batch < maxn) batch = maxn;

@@ -211,7 +211,6 @@ static void test_neighbours(void **state)
     feat_devices_destroy(NULL);
 }
 
-
 /* The plan as text: groups separated by '|', rows as "instance/device". */
 static void check_plan(const feat_devices_t *d, feat_scope_t sc, uint32_t cap, const char *want)
 {
@@ -283,9 +282,8 @@ static void test_scope_plan(void **state)
     assert_true(order && goff && pv);
     for (uint32_t i = 0; i < n; i++)
         pv[i] = feat_devices_get(d, i);
-    assert_int_equal(feat_scope_plan(pv, n, FEAT_SCOPE_RACK, FEAT_SCOPE_CAP_DEFAULT, order, goff,
-                                     &ng),
-                     0);
+    assert_int_equal(
+        feat_scope_plan(pv, n, FEAT_SCOPE_RACK, FEAT_SCOPE_CAP_DEFAULT, order, goff, &ng), 0);
     assert_int_equal(ng, 2);
     assert_int_equal(goff[1], 72);
     assert_int_equal(goff[2], 136);

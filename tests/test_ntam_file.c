@@ -210,8 +210,10 @@ static void test_v1_file_refused(void **state)
 static void fix_checksum(uint8_t *buf, size_t n)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n - 8; i++) h = (h ^ buf[i]) * 0x100000001b3ULL;
-    for (int i = 0; i < 8; i++) buf[n - 8 + i] = (uint8_t)(h >> (8 * i));
+    for (size_t i = 0; i < n - 8; i++)
+        h = (h ^ buf[i]) * 0x100000001b3ULL;
+    for (int i = 0; i < 8; i++)
+        buf[n - 8 + i] = (uint8_t)(h >> (8 * i));
 }
 
 /* Version 3 records the neighbourhood scope and its cap; a bad scope or cap is refused even
@@ -245,7 +247,8 @@ static void test_scope(void **state)
     memcpy(v2, buf, at);
     memcpy(v2 + at, buf + at + 8, n - at - 8);
     v2[8] = 2;
-    for (int i = 0; i < 8; i++) v2[16 + i] = (uint8_t)((uint64_t)n2 >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        v2[16 + i] = (uint8_t)((uint64_t)n2 >> (8 * i));
     fix_checksum(v2, n2);
     assert_int_equal(ntam_bundle_decode(v2, n2, b.schema_hash, &c), 0);
     assert_int_equal(c.version, 2);
@@ -324,12 +327,9 @@ static void test_save_load(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_nb_summary),
-        cmocka_unit_test(test_v1_file_refused),
-        cmocka_unit_test(test_scope),
-        cmocka_unit_test(test_v2_demo_loads),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_nb_summary), cmocka_unit_test(test_v1_file_refused),
+        cmocka_unit_test(test_scope),      cmocka_unit_test(test_v2_demo_loads),
         cmocka_unit_test(test_save_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

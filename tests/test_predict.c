@@ -295,16 +295,26 @@ static void test_predict_rack_cap(void **state)
                 snprintf(dev, sizeof dev, "sd%c", 'a' + k);
                 snprintf(ser, sizeof ser, "S%02d%d", nd, k);
                 int64_t t = T - (TW - 1 - w) * HOUR - 60000;
-                const char *d[] = {"__name__", "smartctl_device", "instance", inst, "device", dev,
-                                   "serial_number", ser, "rack", "r1", NULL};
+                const char *d[] = {"__name__", "smartctl_device", "instance", inst,   "device",
+                                   dev,        "serial_number",   ser,        "rack", "r1",
+                                   NULL};
                 put(db, d, t, 1);
                 snprintf(v5, sizeof v5, "5");
-                const char *a5[] = {"__name__", "smartctl_device_attribute", "instance", inst,
-                                    "device", dev, "attribute_id", v5, "attribute_value_type",
-                                    "raw", NULL};
+                const char *a5[] = {"__name__",
+                                    "smartctl_device_attribute",
+                                    "instance",
+                                    inst,
+                                    "device",
+                                    dev,
+                                    "attribute_id",
+                                    v5,
+                                    "attribute_value_type",
+                                    "raw",
+                                    NULL};
                 put(db, a5, t, (nd * 4 + k) % 7 == 0 ? 5.0 * w * w : 0);
-                const char *tp[] = {"__name__", "smartctl_device_temperature", "instance", inst,
-                                    "device", dev, NULL};
+                const char *tp[] = {
+                    "__name__", "smartctl_device_temperature", "instance", inst, "device", dev,
+                    NULL};
                 put(db, tp, t, 30 + (nd % 5) + k);
             }
     float prob[2][80];
@@ -492,8 +502,8 @@ static void test_serve_predictor(void **state)
     assert_non_null(strstr(buf, "\"scope\":\"node\""));
     /* scope node: a device's neighbours are on its own node (entries {"instance":... are
      * neighbours: a device's own entry starts with "kind") */
-    assert_int_equal(count_str(buf, "{\"instance\":\"n1\"") + count_str(buf, "{\"instance\":\"n2\""),
-                     3);
+    assert_int_equal(
+        count_str(buf, "{\"instance\":\"n1\"") + count_str(buf, "{\"instance\":\"n2\""), 3);
     assert_non_null(strstr(buf, "\"horizon_days\":7"));
     /* ranking: probabilities of the listed devices never increase */
     double prev = 2;

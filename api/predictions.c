@@ -228,10 +228,11 @@ int api_predict_start(tsdb_t *db, const api_predict_config_t *cfg, api_predict_t
             const ntam_hparams_t *hp = ntam_hparams(p->model[k]->b.model);
             api_log(API_LOG_INFO, "prediction model loaded",
                     "kind=%s file=%s checksum=%016" PRIx64 " window=%d horizon_days=%d "
-                    "interval_ms=%" PRId64,
+                    "scope=%s interval_ms=%" PRId64,
                     kind_str[k],
                     api_log_quote(q, sizeof q, p->model[k]->path, strlen(p->model[k]->path)),
-                    p->model[k]->checksum, hp->window, p->model[k]->b.horizon, interval_of(p, k));
+                    p->model[k]->checksum, hp->window, p->model[k]->b.horizon,
+                    feat_scope_name((feat_scope_t)p->model[k]->b.scope), interval_of(p, k));
         }
     *out = p;
     return 0;
@@ -420,7 +421,9 @@ static int device_json(tbuf_t *b, const predict_result_t *r, uint32_t i)
     if (jfmt(b, "],\"no_neighbour_weight\":%.4g,\"neighbours\":[", s->slot_weight)) return -1;
     for (int k = 0; k < s->nnb; k++) {
         const feat_device_t *nd = feat_devices_get(r->devices, s->nb[k].device);
-        if ((k && jputs(b, ",")) || jputs(b, "{\"device\":") || jstr(b, nd->device) ||
+        /* with a rack or pod scope a neighbour may sit on another node: name its instance */
+        if ((k && jputs(b, ",")) || jputs(b, "{\"instance\":") || jstr(b, nd->instance) ||
+            jputs(b, ",\"device\":") || jstr(b, nd->device) ||
             jputs(b, gpu ? ",\"UUID\":" : ",\"serial\":") || jstr(b, nd->id) ||
             jfmt(b, ",\"weight\":%.4g,\"probability\":%.6g}", s->nb[k].weight,
                  r->score[s->nb[k].device].prob))
@@ -491,6 +494,8 @@ int api_predict_list_json(api_predict_t *p, const char *kind, const char *min_p,
             jputs(body, ",\"file\":") || jstr(body, p->model[k]->path) ||
             jfmt(body, ",\"checksum\":\"%016" PRIx64 "\",\"horizon_days\":%d,\"threshold\":%.6g",
                  p->model[k]->checksum, p->model[k]->b.horizon, p->model[k]->b.threshold) ||
+            jfmt(body, ",\"scope\":\"%s\",\"scope_cap\":%d",
+                 feat_scope_name((feat_scope_t)p->model[k]->b.scope), p->model[k]->b.scope_cap) ||
             (r ? jfmt(body, ",\"evaluated_at\":%.3f,\"devices\":%u}", (double)r->t_ms / 1e3, r->n)
                : jputs(body, ",\"evaluated_at\":null,\"devices\":0}")))
             goto out;

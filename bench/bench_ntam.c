@@ -1,15 +1,17 @@
 /*
  * bench_ntam.c — NTAM speed.
  *
- *   bench_ntam [--threads T] [--batch B] [--steps N] [--devices D]
+ *   bench_ntam [--threads T] [--batch B] [--steps N] [--devices D] [--nb-summary S] [--group N]
  *
- * 1. Training: ntam_train_step on batches of B devices (nodes of 8), W = 14, F = 32, d = 64,
+ * 1. Training: ntam_train_step on batches of B devices in neighbourhood groups of N (default 8,
+ *    a node; 128 is a rack of 16 nodes x 8, augur train --scope rack), W = 14, F = 32, d = 64,
  *    d_ff = 128, d_head = 64. The BLAS calls of one step are recorded (shapes and transposes);
  *    the step's GEMM/GEMV floating-point work divided by the wall time of a whole step (loss,
  *    softmaxes, layer norms, AdamW included) is the throughput training sustains. Then the
  *    very same calls, alone, back to back, give the throughput OpenBLAS reaches on those shapes.
  *    The ratio is the fraction the goal asks ≥ 50 % of.
- * 2. Inference: D devices (default 10,000) scored in batches of 1,024 devices on one thread.
+ * 2. Inference: D devices (default 10,000) scored in batches of whole groups, up to 1,024
+ *    devices, on one thread.
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -55,21 +57,25 @@ static float frand(void)
 
 int main(int argc, char **argv)
 {
-    int threads = 1, B = 256, steps = 20, D = 10000, nbs = 0;
+    int threads = 1, B = 256, steps = 20, D = 10000, nbs = 0, per_node = 8;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--devices")) D = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--nb-summary")) nbs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--group")) per_node = atoi(argv[i + 1]);
     }
-    if (B < 8 || steps < 1 || D < 8 || threads < 1 || nbs < 0 || nbs > NTAM_NB_SUMMARY_ALL) {
+    if (B < 8 || steps < 1 || D < 8 || threads < 1 || nbs < 0 || nbs > NTAM_NB_SUMMARY_ALL ||
+        per_node < 1 || per_node > B || per_node > D) {
         fprintf(stderr, "usage: bench_ntam [--threads T] [--batch B≥8] [--steps N] [--devices D]"
-                        " [--nb-summary 0-3 (default 0, augur train's)]\n");
+                        " [--nb-summary 0-3 (default 0, augur train's)]"
+                        " [--group N: devices per neighbourhood group, default 8 (a node);"
+                        " 128 = a rack of 16 nodes x 8, augur train --scope rack]\n");
         return 2;
     }
     ntam_set_threads(threads);
-    const int W = 14, F = 32, per_node = 8;
+    const int W = 14, F = 32;
     ntam_hparams_t hp;
     ntam_hparams_default(&hp, F, W);
     hp.nb_summary = nbs;
@@ -131,9 +137,10 @@ int main(int argc, char **argv)
     double t_blas = (now_s() - t1) / steps;
     int n_gemm = 0;
     for (int i = 0; i < tr.n; i++) n_gemm += tr.c[i].kind == 'g';
-    printf("training step: %d devices (nodes of %d), W=%d F=%d d=%d d_ff=%d, nb_summary %d, %d BLAS "
-           "threads\n",
-           b.n_dev, per_node, W, F, hp.d_model, hp.d_ff, hp.nb_summary, threads);
+    printf(
+        "training step: %d devices (groups of %d), W=%d F=%d d=%d d_ff=%d, nb_summary %d, %d BLAS "
+        "threads\n",
+        b.n_dev, per_node, W, F, hp.d_model, hp.d_ff, hp.nb_summary, threads);
     printf("  BLAS calls per step: %d (%d gemm, %d gemv), %.3f GFLOP\n", tr.n, n_gemm,
            tr.n - n_gemm, flops * 1e-9);
     printf("  whole training step: %.2f ms -> %.1f GFLOP/s sustained\n", t_train * 1e3,
@@ -145,18 +152,23 @@ int main(int argc, char **argv)
     /* inference */
     ntam_set_threads(1);
     int nd = D / per_node * per_node;
+    int ib_dev = 1024 / per_node * per_node; /* whole groups, as the predictor batches */
+    if (ib_dev < per_node) ib_dev = per_node;
+    int32_t *loc = malloc(sizeof(int32_t) * (size_t)(ib_dev / per_node + 1));
+    if (!loc) return 1;
     double t2 = now_s();
-    for (int s = 0; s < nd; s += 1024) {
-        int cnt = nd - s < 1024 ? nd - s : 1024;
+    for (int s = 0; s < nd; s += ib_dev) {
+        int cnt = nd - s < ib_dev ? nd - s : ib_dev;
         int nn = cnt / per_node;
-        int32_t loc[1024 / 8 + 1];
         for (int k = 0; k <= nn; k++) loc[k] = k * per_node;
         ntam_batch_t ib = {cnt, nn, loc, x + (size_t)s * W * F, NULL, NULL, NULL};
         if (ntam_forward(m, &ib, ws, wsz, logit + s)) return 1;
     }
     double t_inf = now_s() - t2;
-    printf("inference: %d devices (W=%d F=%d d=%d, nodes of %d), 1 thread: %.3f s (%.1f us/device)\n",
-           nd, W, F, hp.d_model, per_node, t_inf, t_inf / nd * 1e6);
+    free(loc);
+    printf(
+        "inference: %d devices (W=%d F=%d d=%d, groups of %d), 1 thread: %.3f s (%.1f us/device)\n",
+        nd, W, F, hp.d_model, per_node, t_inf, t_inf / nd * 1e6);
     free(A);
     free(Bm);
     free(C);

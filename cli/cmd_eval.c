@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "models/bbcsv.h"
+#include "models/features.h"
 #include "models/ntam.h"
 #include "models/ntam_data.h"
 #include "models/ntam_eval.h"
@@ -50,6 +51,8 @@ static const char eval_usage[] =
     "                           training devices (its hyper-parameters, --epochs) and score it\n"
     "  --epochs N               epochs for --ablate-neighbours (default 30, patience 6)\n"
     "  --seed S                 seed for --ablate-neighbours (default: the model's)\n"
+    "  --scope node|rack|pod    the neighbourhood scope the model was trained with (read from\n"
+    "                           the model file; given, it must match)\n"
     "  --neg-keep N             store/simulator: fit the baselines on 1 in N training node-days\n"
     "                           without a positive (default 1: all)\n"
     "  --all-devices            score every device of the source (a source the model never saw)\n"
@@ -82,6 +85,8 @@ static void model_protocol(const ntam_bundle_t *b, ntam_protocol_t *pr)
     pr->split_seed = b->split_seed;
     pr->holdout_days = b->holdout_days;
     pr->negatives = (b->flags & NTAM_FLAG_NEG_NEVER_FAILED) ? NTAM_NEG_NEVER_FAILED : NTAM_NEG_ALL;
+    pr->scope = b->scope;
+    pr->scope_cap = b->scope_cap;
 }
 
 /* Build part with the protocol recorded in b. CSV: the feature set is the one whose schema
@@ -141,6 +146,7 @@ int cli_eval(int argc, char **argv)
     const char *model = NULL, *ablation = NULL, *plot = NULL, *preds = NULL, *filter = NULL;
     const char *src[64];
     int n_src = 0, all = 0, threads = 1, kind = -1, ablate = 0, epochs = 0, neg_keep = 1, quiet = 0;
+    int scope = -1;
     long seed = -1;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -191,6 +197,13 @@ int cli_eval(int argc, char **argv)
                 fprintf(stderr, "augur eval: bad --kind '%s' (disk or gpu)\n", v);
                 return 2;
             }
+        } else if (!strcmp(o, "--scope")) {
+            feat_scope_t sc;
+            if (feat_scope_parse(v, &sc)) {
+                fprintf(stderr, "augur eval: bad value '%s' for --scope (node, rack or pod)\n", v);
+                return 2;
+            }
+            scope = (int)sc;
         } else if (!strcmp(o, "--threads") || !strcmp(o, "--epochs") || !strcmp(o, "--neg-keep") ||
                    !strcmp(o, "--seed")) {
             long x = strtol(v, &end, 10);
@@ -229,6 +242,15 @@ int cli_eval(int argc, char **argv)
                 kind_str(kind));
         ntam_bundle_clear(&b);
         return 1;
+    }
+    if (scope >= 0 && scope != b.scope) {
+        fprintf(stderr,
+                "augur eval: %s was trained with --scope %s, not %s: its neighbourhoods are "
+                "part of the model (omit --scope to use the model's)\n",
+                model, feat_scope_name((feat_scope_t)b.scope),
+                feat_scope_name((feat_scope_t)scope));
+        ntam_bundle_clear(&b);
+        return 2;
     }
     if (ablation && load_model(ablation, &ab)) {
         ntam_bundle_clear(&b);
@@ -363,6 +385,13 @@ int cli_eval(int argc, char **argv)
                            : "the held-out test fold of the model's device split");
     printf("alarm threshold %.4f (best F1 on the validation fold); lead times look back %d days\n",
            b.threshold, max_lead);
+    if (b.scope != FEAT_SCOPE_NODE) {
+        if (b.scope_cap)
+            printf("neighbourhood scope %s, groups cut at %d devices (whole nodes)\n",
+                   feat_scope_name((feat_scope_t)b.scope), b.scope_cap);
+        else
+            printf("neighbourhood scope %s, no cap\n", feat_scope_name((feat_scope_t)b.scope));
+    }
     ntam_eval_print(stdout, rows, n);
     if (plot) {
         const char *pn[4];

@@ -108,6 +108,12 @@ static const char train_usage[] =
     "                           step minus window mean): in the neighbourhood attention's keys\n"
     "                           and values (kv), as a node summary (mean, max) in the head\n"
     "                           (head), or both (on); measured, no PR-AUC gain (default off)\n"
+    "  --scope node|rack|pod    neighbourhood of a device (store/simulator sources): the\n"
+    "                           devices of its node (default), of its rack (series label rack;\n"
+    "                           a device without one keeps its node), or of its pod (label pod,\n"
+    "                           else rack, else node); recorded in the model, served alike\n"
+    "  --scope-cap N            most devices in one neighbourhood group: a larger rack/pod is cut\n"
+    "                           into chunks of whole nodes (default 128: 16 nodes x 8; 0: none)\n"
     "  --ablate-neighbours      neighbourhood attention off (the ablation baseline)\n"
     "  --with-ablation          in --cv, also train the ablation per fold\n"
     "  --quiet                  no progress output\n";
@@ -121,7 +127,7 @@ typedef struct {
     ntam_hparams_t hp;
     ntam_train_cfg_t tc;
     float pos_weight; /* < 0: auto */
-    int threads, cv, with_ablation, quiet, tty, neg_keep, window_set;
+    int threads, cv, with_ablation, quiet, tty, neg_keep, window_set, scope_set;
 } targs_t;
 
 typedef struct {
@@ -334,6 +340,25 @@ static int parse_args(int argc, char **argv, targs_t *a)
             else if (!strcmp(v, "on")) a->hp.nb_summary = NTAM_NB_SUMMARY_ALL;
             else
                 BAD;
+        } else if (!strcmp(o, "--scope")) {
+            NEEDV;
+            feat_scope_t sc;
+            if (feat_scope_parse(v, &sc)) {
+                fprintf(stderr, "augur train: bad value '%s' for --scope (node, rack or pod)\n", v);
+                return 2;
+            }
+            a->pr.scope = (int32_t)sc;
+            a->scope_set = 1;
+        } else if (!strcmp(o, "--scope-cap")) {
+            NEEDV;
+            if (parse_int(v, 0, 1 << 20, &a->pr.scope_cap) ||
+                (a->pr.scope_cap > 0 && a->pr.scope_cap < 2)) {
+                fprintf(stderr,
+                        "augur train: bad value '%s' for --scope-cap (0 for no cap, or at least "
+                        "2 devices)\n",
+                        v);
+                return 2;
+            }
         } else if (!strcmp(o, "--ablate-neighbours")) {
             a->hp.ablate_neighbours = 1;
         } else if (!strcmp(o, "--with-ablation")) {
@@ -476,30 +501,73 @@ static int train_one(const targs_t *a, const ntam_hparams_t *hp, const ntam_data
     return 0;
 }
 
-/* One fold: build parts, normalise, train, evaluate with baselines. Saves the model if path. */
+/* Save m (trained on tr, normalised with mean/scale) as the model of `fold`. */
+static int save_model(const targs_t *a, const source_t *t, const ntam_protocol_t *pr, int fold,
+                      ntam_t *m, const ntam_data_t *tr, const float *mean, const float *scale,
+                      float thr, const char *save_path)
+{
+    ntam_bundle_t b;
+    memset(&b, 0, sizeof b);
+    b.model = m;
+    b.kind = a->kind;
+    b.horizon = pr->horizon;
+    b.n_features = tr->F;
+    for (int f = 0; f < tr->F; f++) {
+        memcpy(b.feature[f], tr->feature[f], NTAM_FEATURE_NAME);
+        b.mean[f] = mean[f];
+        b.scale[f] = scale[f];
+    }
+    b.schema_hash = t->tl ? feat_schema_hash(t->tl->kind)
+                          : ntam_schema_hash((const char(*)[NTAM_FEATURE_NAME])b.feature, tr->F);
+    b.threshold = thr;
+    b.seed = a->tc.seed;
+    b.split_seed = pr->split_seed;
+    b.folds = pr->folds;
+    b.fold = fold;
+    b.holdout_days = pr->holdout_days;
+    b.flags = pr->negatives == NTAM_NEG_NEVER_FAILED ? NTAM_FLAG_NEG_NEVER_FAILED : 0;
+    b.scope = pr->scope;
+    b.scope_cap = pr->scope_cap;
+    int rc = ntam_bundle_save(&b, save_path);
+    if (rc) {
+        fprintf(stderr, "augur train: cannot write %s: %s\n", save_path, ntam_strerror(rc));
+        return rc;
+    }
+    if (!a->quiet) fprintf(stderr, "wrote %s (alarm threshold %.4f)\n", save_path, thr);
+    return 0;
+}
+
+/* Build the three parts of fold under pr. 0 or an error (message printed). */
+static int build_parts(const source_t *t, const ntam_protocol_t *pr, ntam_data_t *tr,
+                       ntam_data_t *va, ntam_data_t *te)
+{
+    char err[512];
+    memset(va, 0, sizeof *va);
+    memset(te, 0, sizeof *te);
+    int rc = build_any(t, pr, NTAM_PART_TRAIN, tr, err, sizeof err);
+    if (!rc) rc = build_any(t, pr, NTAM_PART_VAL, va, err, sizeof err);
+    if (!rc) rc = build_any(t, pr, NTAM_PART_TEST, te, err, sizeof err);
+    if (rc) fprintf(stderr, "augur train: %s\n", err);
+    return rc;
+}
+
+/* One fold: build parts, normalise, train, evaluate with baselines. Saves the model if path.
+ * With a rack or pod scope, NTAM trains and scores on the scope's groups; the baselines (the
+ * no-neighbour ablation, logistic regression, the rule) are then computed on the parts built
+ * with scope node — the same scored samples, so their rows are exactly those of a --scope node
+ * run and the comparison changes only what NTAM's neighbourhood is. */
 static int run_fold(const targs_t *a, const source_t *t, int fold, const char *save_path,
                     fold_result_t *fr)
 {
     memset(fr, 0, sizeof *fr);
     ntam_protocol_t pr = a->pr;
     pr.fold = fold;
+    int scoped = t->tl && pr.scope != FEAT_SCOPE_NODE;
     ntam_data_t tr, va, te;
-    char err[256];
-    int rc = build_any(t, &pr, NTAM_PART_TRAIN, &tr, err, sizeof err);
-    if (!rc)
-        rc = build_any(t, &pr, NTAM_PART_VAL, &va, err, sizeof err);
-    else
-        memset(&va, 0, sizeof va);
-    if (!rc)
-        rc = build_any(t, &pr, NTAM_PART_TEST, &te, err, sizeof err);
-    else
-        memset(&te, 0, sizeof te);
+    int rc = build_parts(t, &pr, &tr, &va, &te);
     ntam_t *m = NULL, *ab = NULL;
     float *p_ntam = NULL, *p_ab = NULL, *p_lr = NULL, *p_rule = NULL, *lrw = NULL;
-    if (rc) {
-        fprintf(stderr, "augur train: %s\n", err);
-        goto out;
-    }
+    if (rc) goto out;
     if (!tr.n_pos || !te.n_pos) {
         fprintf(stderr,
                 "augur train: fold %d has no positive in the %s part (%zu train, %zu test"
@@ -524,19 +592,17 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
     if (!a->quiet)
         fprintf(stderr,
                 "fold %d: train %zu samples (%zu pos), val %zu (%zu pos), test %zu (%zu pos); "
-                "F=%d W=%d, largest node-day group %d, pos_weight %.2f\n",
+                "F=%d W=%d, largest %s-day group %d (%zu training rows with context), "
+                "pos_weight %.2f\n",
                 fold, tr.n_pos + tr.n_neg, tr.n_pos, va.n_pos + va.n_neg, va.n_pos,
-                te.n_pos + te.n_neg, te.n_pos, tr.F, tr.W, tr.max_group, pw);
+                te.n_pos + te.n_neg, te.n_pos, tr.F, tr.W, feat_scope_name((feat_scope_t)pr.scope),
+                tr.max_group, tr.n, pw);
     rc = train_one(a, &hp, &tr, &va, pw, fold, hp.ablate_neighbours ? "ntam(ablated)" : "ntam", &m);
     if (rc) goto out;
     rc = NTAM_ENOMEM;
     p_ntam = malloc(te.n * sizeof *p_ntam + 1);
-    p_ab = malloc(te.n * sizeof *p_ab + 1);
-    p_lr = malloc(te.n * sizeof *p_lr + 1);
-    p_rule = malloc(te.n * sizeof *p_rule + 1);
-    lrw = malloc(((size_t)tr.W * tr.F + 1) * sizeof *lrw);
     float *vprob = malloc(va.n * sizeof *vprob + 1);
-    if (!p_ntam || !p_ab || !p_lr || !p_rule || !lrw || !vprob) {
+    if (!p_ntam || !vprob) {
         free(vprob);
         goto out;
     }
@@ -564,19 +630,6 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
     }
     free(vprob);
     if ((rc = ntam_predict(m, &te, chunk, p_ntam))) goto out;
-    int ablate_row = !hp.ablate_neighbours && (a->with_ablation || !a->cv);
-    if (ablate_row && tr.max_group > 1) {
-        ntam_hparams_t hpa = hp;
-        hpa.ablate_neighbours = 1;
-        if ((rc = train_one(a, &hpa, &tr, &va, pw, fold, "ntam(ablated)", &ab))) goto out;
-        if ((rc = ntam_predict(ab, &te, chunk, p_ab))) goto out;
-    } else {
-        memcpy(p_ab, p_ntam, te.n * sizeof *p_ab);
-    }
-    if ((rc = ntam_logreg_fit(&tr, pw, 1e-3f, 400, lrw))) goto out;
-    ntam_logreg_predict(&te, lrw, p_lr);
-    for (size_t i = 0; i < te.n; i++)
-        p_rule[i] = te.rule[i];
     int32_t wdays = t->tl ? (pr.window + t->tl->per_day - 1) / t->tl->per_day : pr.window;
     int32_t max_lead = wdays + pr.horizon > 30 ? wdays + pr.horizon : 30;
     int k = 0;
@@ -584,9 +637,54 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
                     &fr->rows[k++]);
     if (isfinite(thr1))
         ntam_eval_score(&te, p_ntam, thr1, max_lead, "NTAM, alarm at 1% val FPR", &fr->rows[k++]);
+    fr->n_train = tr.n_pos + tr.n_neg;
+    fr->n_pos_train = tr.n_pos;
+    fr->n_test = te.n_pos + te.n_neg;
+    fr->n_pos_test = te.n_pos;
+    if (save_path && (rc = save_model(a, t, &pr, fold, m, &tr, mean, scale, thr, save_path)))
+        goto out;
+    int ablate_row = !hp.ablate_neighbours && (a->with_ablation || !a->cv);
+    if (scoped) {
+        /* the baselines' parts: scope node (same scored samples, node groups) */
+        ntam_data_free(&tr);
+        ntam_data_free(&va);
+        ntam_data_free(&te);
+        ntam_protocol_t pn = pr;
+        pn.scope = FEAT_SCOPE_NODE;
+        if ((rc = build_parts(t, &pn, &tr, &va, &te))) goto out;
+        if ((size_t)fr->n_test != te.n_pos + te.n_neg || fr->n_pos_test != te.n_pos) {
+            fprintf(stderr, "augur train: fold %d: the node-scope test part differs (%zu, %zu)\n",
+                    fold, te.n_pos + te.n_neg, te.n_pos);
+            rc = NTAM_EINVAL;
+            goto out;
+        }
+        ntam_data_fit_norm(&tr, mean, scale);
+        ntam_data_apply_norm(&tr, mean, scale);
+        ntam_data_apply_norm(&va, mean, scale);
+        ntam_data_apply_norm(&te, mean, scale);
+    }
+    rc = NTAM_ENOMEM;
+    p_ab = malloc(te.n * sizeof *p_ab + 1);
+    p_lr = malloc(te.n * sizeof *p_lr + 1);
+    p_rule = malloc(te.n * sizeof *p_rule + 1);
+    lrw = malloc(((size_t)tr.W * tr.F + 1) * sizeof *lrw);
+    if (!p_ab || !p_lr || !p_rule || !lrw) goto out;
+    int own_ablation = ablate_row && (tr.max_group > 1 || scoped);
+    if (own_ablation) {
+        ntam_hparams_t hpa = hp;
+        hpa.ablate_neighbours = 1;
+        if ((rc = train_one(a, &hpa, &tr, &va, pw, fold, "ntam(ablated)", &ab))) goto out;
+        if ((rc = ntam_predict(ab, &te, chunk, p_ab))) goto out;
+    } else if (ablate_row) {
+        memcpy(p_ab, p_ntam, te.n * sizeof *p_ab);
+    }
+    if ((rc = ntam_logreg_fit(&tr, pw, 1e-3f, 400, lrw))) goto out;
+    ntam_logreg_predict(&te, lrw, p_lr);
+    for (size_t i = 0; i < te.n; i++)
+        p_rule[i] = te.rule[i];
     if (!hp.ablate_neighbours && ablate_row) {
         ntam_eval_score(&te, p_ab, thr, max_lead,
-                        tr.max_group > 1 ? "NTAM no-neighbour" : "NTAM no-neighbour (=NTAM)",
+                        own_ablation ? "NTAM no-neighbour" : "NTAM no-neighbour (=NTAM)",
                         &fr->rows[k++]);
     }
     ntam_eval_score(&te, p_lr, 0.5f, max_lead, "logistic regression", &fr->rows[k++]);
@@ -595,38 +693,6 @@ static int run_fold(const targs_t *a, const source_t *t, int fold, const char *s
     /* logistic: lead time at its own best-F1 threshold would need validation scores too; 0.5 is
      * its class-weighted decision point */
     fr->n_rows = k;
-    fr->n_train = tr.n_pos + tr.n_neg;
-    fr->n_pos_train = tr.n_pos;
-    fr->n_test = te.n_pos + te.n_neg;
-    fr->n_pos_test = te.n_pos;
-    if (save_path) {
-        ntam_bundle_t b;
-        memset(&b, 0, sizeof b);
-        b.model = m;
-        b.kind = a->kind;
-        b.horizon = pr.horizon;
-        b.n_features = tr.F;
-        for (int f = 0; f < tr.F; f++) {
-            memcpy(b.feature[f], tr.feature[f], NTAM_FEATURE_NAME);
-            b.mean[f] = mean[f];
-            b.scale[f] = scale[f];
-        }
-        b.schema_hash = t->tl ? feat_schema_hash(t->tl->kind)
-                              : ntam_schema_hash((const char(*)[NTAM_FEATURE_NAME])b.feature, tr.F);
-        b.threshold = thr;
-        b.seed = a->tc.seed;
-        b.split_seed = pr.split_seed;
-        b.folds = pr.folds;
-        b.fold = fold;
-        b.holdout_days = pr.holdout_days;
-        b.flags = pr.negatives == NTAM_NEG_NEVER_FAILED ? NTAM_FLAG_NEG_NEVER_FAILED : 0;
-        rc = ntam_bundle_save(&b, save_path);
-        if (rc) {
-            fprintf(stderr, "augur train: cannot write %s: %s\n", save_path, ntam_strerror(rc));
-            goto out;
-        }
-        if (!a->quiet) fprintf(stderr, "wrote %s (alarm threshold %.4f)\n", save_path, thr);
-    }
     rc = 0;
 out:
     ntam_destroy(m);

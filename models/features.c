@@ -393,37 +393,150 @@ const feat_device_t *feat_devices_get(const feat_devices_t *d, uint32_t i)
     return d && i < d->n ? &d->v[i] : NULL;
 }
 
-static const char *scope_key(const feat_device_t *d, feat_scope_t scope)
+/* The neighbourhood key of a device under scope, with its level (2 pod, 1 rack, 0 instance):
+ * keys of different levels never match, so a rack named like a node is not merged with it. */
+static const char *scope_key(const feat_device_t *d, feat_scope_t scope, int *level)
 {
-    if (scope == FEAT_SCOPE_POD && d->pod[0]) return d->pod;
-    if (scope >= FEAT_SCOPE_RACK && d->rack[0]) return d->rack;
+    const char *pod = d->pod ? d->pod : "", *rack = d->rack ? d->rack : "";
+    if (scope == FEAT_SCOPE_POD && pod[0]) return *level = 2, pod;
+    if (scope >= FEAT_SCOPE_RACK && rack[0]) return *level = 1, rack;
+    *level = 0;
     return d->instance;
 }
 
-/* Group order: indices sorted by (scope key, index). */
+/* Group order: indices sorted by (level, scope key, index). */
 typedef struct {
     const char *key;
+    int level;
     uint32_t i;
 } grp_t;
+
+static int grp_key_cmp(const grp_t *x, const grp_t *y)
+{
+    if (x->level != y->level) return x->level - y->level;
+    return strcmp(x->key, y->key);
+}
 
 static int grp_cmp(const void *a, const void *b)
 {
     const grp_t *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
+    int c = grp_key_cmp(x, y);
     if (c) return c;
     return (x->i > y->i) - (x->i < y->i);
 }
 
-static grp_t *groups(const feat_devices_t *d, feat_scope_t scope)
+static grp_t *groups_of(const feat_device_t *const *v, uint32_t n, feat_scope_t scope)
 {
-    grp_t *g = malloc((d->n + 1) * sizeof *g);
+    grp_t *g = malloc(((size_t)n + 1) * sizeof *g);
     if (!g) return NULL;
-    for (uint32_t i = 0; i < d->n; i++) {
-        g[i].key = scope_key(&d->v[i], scope);
+    for (uint32_t i = 0; i < n; i++) {
+        g[i].key = scope_key(v[i], scope, &g[i].level);
         g[i].i = i;
     }
-    qsort(g, d->n, sizeof *g, grp_cmp);
+    qsort(g, n, sizeof *g, grp_cmp);
     return g;
+}
+
+static grp_t *groups(const feat_devices_t *d, feat_scope_t scope)
+{
+    const feat_device_t **v = malloc(((size_t)d->n + 1) * sizeof *v);
+    if (!v) return NULL;
+    for (uint32_t i = 0; i < d->n; i++)
+        v[i] = &d->v[i];
+    grp_t *g = groups_of(v, d->n, scope);
+    free(v);
+    return g;
+}
+
+const char *feat_scope_name(feat_scope_t scope)
+{
+    switch (scope) {
+    case FEAT_SCOPE_NODE:
+        return "node";
+    case FEAT_SCOPE_RACK:
+        return "rack";
+    case FEAT_SCOPE_POD:
+        return "pod";
+    }
+    return NULL;
+}
+
+int feat_scope_parse(const char *s, feat_scope_t *out)
+{
+    for (int k = FEAT_SCOPE_NODE; s && k <= FEAT_SCOPE_POD; k++)
+        if (!strcmp(s, feat_scope_name((feat_scope_t)k))) {
+            if (out) *out = (feat_scope_t)k;
+            return 0;
+        }
+    return FEAT_EINVAL;
+}
+
+/* Index order inside a scope group: by instance, then by input index (nodes stay runs). */
+typedef struct {
+    const char *inst;
+    uint32_t i;
+} inst_t;
+
+static int inst_cmp(const void *a, const void *b)
+{
+    const inst_t *x = a, *y = b;
+    int c = strcmp(x->inst, y->inst);
+    if (c) return c;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+int feat_scope_plan(const feat_device_t *const *dev, uint32_t n, feat_scope_t scope, uint32_t cap,
+                    uint32_t *order, uint32_t *goff, uint32_t *n_groups)
+{
+    if ((n && (!dev || !order)) || !goff || !n_groups || (int)scope < FEAT_SCOPE_NODE ||
+        scope > FEAT_SCOPE_POD)
+        return FEAT_EINVAL;
+    for (uint32_t i = 0; i < n; i++)
+        if (!dev[i] || !dev[i]->instance) return FEAT_EINVAL;
+    *n_groups = 0;
+    goff[0] = 0;
+    if (!n) return 0;
+    grp_t *g = groups_of(dev, n, scope);
+    inst_t *in = malloc((size_t)n * sizeof *in);
+    if (!g || !in) {
+        free(g);
+        free(in);
+        return FEAT_ENOMEM;
+    }
+    uint32_t ng = 0, pos = 0;
+    for (uint32_t a = 0; a < n;) {
+        uint32_t b = a;
+        while (b < n && !grp_key_cmp(&g[b], &g[a]))
+            b++;
+        uint32_t m = b - a;
+        for (uint32_t k = 0; k < m; k++)
+            in[k] = (inst_t){dev[g[a + k].i]->instance, g[a + k].i};
+        qsort(in, m, sizeof *in, inst_cmp);
+        /* cap: cut the group into k = ceil(m / cap) chunks of whole nodes, each filled up to
+         * ceil(m / k) devices, never past cap unless one node alone is larger */
+        uint32_t chunks = cap && m > cap ? (m + cap - 1) / cap : 1;
+        uint32_t target = (m + chunks - 1) / chunks, fill = 0;
+        for (uint32_t k = 0; k < m;) {
+            uint32_t e = k;
+            while (e < m && !strcmp(in[e].inst, in[k].inst))
+                e++;
+            uint32_t nodesz = e - k;
+            if (fill && (fill >= target || (cap && fill + nodesz > cap))) {
+                goff[++ng] = pos;
+                fill = 0;
+            }
+            for (uint32_t q = k; q < e; q++)
+                order[pos++] = in[q].i;
+            fill += nodesz;
+            k = e;
+        }
+        goff[++ng] = pos;
+        a = b;
+    }
+    *n_groups = ng;
+    free(g);
+    free(in);
+    return 0;
 }
 
 size_t feat_neighbours_bound(const feat_devices_t *d, feat_scope_t scope)
@@ -434,7 +547,7 @@ size_t feat_neighbours_bound(const feat_devices_t *d, feat_scope_t scope)
     size_t total = 0;
     for (uint32_t a = 0; a < d->n;) {
         uint32_t b = a;
-        while (b < d->n && !strcmp(g[b].key, g[a].key))
+        while (b < d->n && !grp_key_cmp(&g[b], &g[a]))
             b++;
         total += (size_t)(b - a) * (b - a - 1);
         a = b;
@@ -461,7 +574,7 @@ int feat_neighbours(const feat_devices_t *d, feat_scope_t scope, uint32_t *off, 
     }
     for (uint32_t a = 0; a < d->n;) {
         uint32_t b = a;
-        while (b < d->n && !strcmp(g[b].key, g[a].key))
+        while (b < d->n && !grp_key_cmp(&g[b], &g[a]))
             b++;
         for (uint32_t k = a; k < b; k++) {
             gs[2 * g[k].i] = a;

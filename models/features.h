@@ -48,7 +48,7 @@ typedef enum {
     FEAT_SCOPE_NODE = 0, /* neighbours: same instance */
     FEAT_SCOPE_RACK = 1, /* same rack label (falls back to instance without one) */
     FEAT_SCOPE_POD = 2,  /* same pod label (falls back to rack, then instance) */
-} feat_scope_t;
+} feat_scope_t;          /* a model file records one: see feat_scope_plan() */
 
 /* Raw channels (C), in order. */
 enum {
@@ -130,6 +130,27 @@ size_t feat_neighbours_bound(const feat_devices_t *d, feat_scope_t scope);
  * small). */
 int feat_neighbours(const feat_devices_t *d, feat_scope_t scope, uint32_t *off, uint32_t *idx,
                     size_t cap);
+
+/* "node", "rack", "pod" (NULL for another value); feat_scope_parse() reads those names:
+ * 0 or FEAT_EINVAL. */
+const char *feat_scope_name(feat_scope_t scope);
+int feat_scope_parse(const char *s, feat_scope_t *out);
+
+/* Default cap on the devices of one neighbourhood group (a rack of 16 nodes x 8 devices). */
+#define FEAT_SCOPE_CAP_DEFAULT 128
+
+/* The neighbourhood groups of n devices under scope, as the model sees them: devices with the
+ * same scope key (feat_neighbours' keys: instance, or the rack / pod label with its fallbacks;
+ * a rack key never matches an instance key) form a group; inside a group devices are ordered
+ * by instance, then by their position in dev, so a node is a run. A group of m > cap devices
+ * (cap 0: no cap) is cut, deterministically, into k = ceil(m / cap) chunks of whole nodes in
+ * instance order, each filled to ceil(m / k) devices and never past cap (a single node larger
+ * than cap stays whole: a node's own neighbourhood is never cut). Chunks depend only on the
+ * set of devices and their labels, so training and the server's predictor cut alike.
+ * order[k] (n entries) is the device at row k; group g is rows goff[g] .. goff[g+1]-1 (goff
+ * has n + 1 entries); groups come in order of (key level, key). 0, FEAT_EINVAL, FEAT_ENOMEM. */
+int feat_scope_plan(const feat_device_t *const *dev, uint32_t n, feat_scope_t scope, uint32_t cap,
+                    uint32_t *order, uint32_t *goff, uint32_t *n_groups);
 
 /* ---- from a store ------------------------------------------------------------------ */
 

@@ -50,8 +50,8 @@
     X(NTAM_EIO, -3, "I/O error")                                                                   \
     X(NTAM_EFORMAT, -4, "not an augur model file (bad magic)")                                     \
     X(NTAM_EVERSION, -5,                                                                           \
-      "unsupported model file format version (this build reads version 2; a model written "      \
-      "before the neighbour summaries is version 1: retrain it with augur train)")                \
+      "unsupported model file format version (this build reads versions 2 and 3; a model "         \
+      "written before the neighbour summaries is version 1: retrain it with augur train)")         \
     X(NTAM_ETRUNC, -6, "model file is truncated")                                                  \
     X(NTAM_ECHECKSUM, -7, "model file checksum mismatch: the file is corrupted")                   \
     X(NTAM_ESCHEMA, -8, "model was trained on a different feature schema")                         \

@@ -19,6 +19,8 @@ void ntam_protocol_default(ntam_protocol_t *p)
     p->folds = 5;
     p->fold = 0;
     p->split_seed = 1;
+    p->scope = 0;
+    p->scope_cap = 128;
 }
 
 void ntam_data_free(ntam_data_t *d)
@@ -106,6 +108,14 @@ int ntam_data_build(const bbcsv_t *t, const ntam_protocol_t *p, int part, ntam_d
         (p->folds && (p->folds < 3 || p->fold < 0 || p->fold >= p->folds)) || p->holdout_days < 0 ||
         (part != NTAM_PART_ALL && !p->folds && !p->holdout_days)) {
         snprintf(err, errlen, "invalid protocol (window 1..366, horizon ≥ 0, folds 0 or ≥ 3)");
+        return NTAM_EINVAL;
+    }
+    if (p->scope != 0) {
+        snprintf(err, errlen,
+                 "neighbourhood scope rack or pod needs a store directory or simulator source "
+                 "(Backblaze CSV rows are grouped by pod_id, one server: scope node); import "
+                 "the CSV into a store with augur import backblaze, whose pod label is the "
+                 "vault, and train on the store");
         return NTAM_EINVAL;
     }
     const int W = p->window, H = p->horizon, min_obs = p->min_obs > 0 ? p->min_obs : W;

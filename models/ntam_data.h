@@ -50,9 +50,13 @@ typedef struct {
     int32_t fold;         /* test fold */
     uint64_t split_seed;  /* seeds the device order */
     int32_t holdout_days; /* time split (0 = devices only) */
+    int32_t scope;        /* neighbourhood groups: feat_scope_t (0 node, 1 rack, 2 pod); store
+                           * and simulator sources (ntam_tl_build); CSV rows: node only */
+    int32_t scope_cap;    /* most devices in one group (feat_scope_plan; 0 = no cap) */
 } ntam_protocol_t;
 
-/* W = 14, H = 7, leak-free, all negatives, 5 folds, fold 0, seed 1, no time split. */
+/* W = 14, H = 7, leak-free, all negatives, 5 folds, fold 0, seed 1, no time split, scope node,
+ * scope cap 128 (FEAT_SCOPE_CAP_DEFAULT). */
 void ntam_protocol_default(ntam_protocol_t *p);
 
 typedef struct {

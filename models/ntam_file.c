@@ -12,7 +12,7 @@
 
 #include "models/ntam_file.h"
 
-_Static_assert(NTAM_FILE_VERSION == 2, "NTAM_EVERSION's message in ntam.h names the version");
+_Static_assert(NTAM_FILE_VERSION == 3, "NTAM_EVERSION's message in ntam.h names the version");
 
 static const uint8_t MAGIC[8] = {'A', 'U', 'G', 'R', 'N', 'T', 'A', 'M'};
 
@@ -70,11 +70,18 @@ static float getf(const uint8_t *p)
 
 #define HDR_FIXED 72u                             /* through the second F */
 #define PER_FEATURE (NTAM_FEATURE_NAME + 4 + 4) /* name, mean, scale */
-#define MID_FIXED 44u                             /* threshold .. n_params */
+#define MID_FIXED_V2 44u                        /* threshold .. n_params, version 2 */
+#define MID_FIXED 52u                           /* version 3: + scope, scope cap */
+
+static size_t file_len_v(uint32_t version, int F, size_t n_par)
+{
+    return HDR_FIXED + (size_t)F * PER_FEATURE + (version == 2 ? MID_FIXED_V2 : MID_FIXED) +
+           4 * n_par + 8;
+}
 
 static size_t file_len(int F, size_t n_par)
 {
-    return HDR_FIXED + (size_t)F * PER_FEATURE + MID_FIXED + 4 * n_par + 8;
+    return file_len_v(NTAM_FILE_VERSION, F, n_par);
 }
 
 size_t ntam_bundle_bound(const ntam_bundle_t *b)
@@ -88,6 +95,7 @@ int64_t ntam_bundle_encode(const ntam_bundle_t *b, uint8_t *buf, size_t cap)
     if (!b || !b->model || !buf) return NTAM_EINVAL;
     const ntam_hparams_t *hp = ntam_hparams(b->model);
     if (b->n_features != hp->n_features || b->n_features > NTAM_MAX_FEATURES) return NTAM_EINVAL;
+    if (b->scope < 0 || b->scope > NTAM_SCOPE_MAX || b->scope_cap < 0) return NTAM_EINVAL;
     size_t np = ntam_param_count(b->model), total = file_len(b->n_features, np);
     if (cap < total) return NTAM_EINVAL;
     uint8_t *p = buf;
@@ -118,7 +126,9 @@ int64_t ntam_bundle_encode(const ntam_bundle_t *b, uint8_t *buf, size_t cap)
     put32(p + 24, (uint32_t)b->fold);
     put32(p + 28, (uint32_t)b->holdout_days);
     put32(p + 32, b->flags);
-    put64(p + 36, np);
+    put32(p + 36, (uint32_t)b->scope);
+    put32(p + 40, (uint32_t)b->scope_cap);
+    put64(p + 44, np);
     p += MID_FIXED;
     const float *w = ntam_params_const(b->model);
     for (size_t i = 0; i < np; i++, p += 4) putf(p, w[i]);
@@ -132,11 +142,14 @@ int ntam_bundle_decode(const uint8_t *buf, size_t len, uint64_t expect_schema, n
     memset(out, 0, sizeof *out);
     if (len < 8 || memcmp(buf, MAGIC, 8)) return NTAM_EFORMAT;
     if (len < 24) return NTAM_ETRUNC;
-    if (get32(buf + 8) != NTAM_FILE_VERSION) return NTAM_EVERSION;
+    /* version 2 (before the scope) reads as scope node, no cap: the grouping it was trained on */
+    uint32_t version = get32(buf + 8);
+    if (version != NTAM_FILE_VERSION && version != 2) return NTAM_EVERSION;
+    size_t mid = version == 2 ? MID_FIXED_V2 : MID_FIXED;
     uint32_t hflags = get32(buf + 12);
     uint64_t total = get64(buf + 16);
     if (total > len) return NTAM_ETRUNC;
-    if (total < len || total < HDR_FIXED + MID_FIXED + 8) return NTAM_ECHECKSUM;
+    if (total < len || total < HDR_FIXED + mid + 8) return NTAM_ECHECKSUM;
     if (fnv1a(buf, total - 8, FNV_INIT) != get64(buf + total - 8)) return NTAM_ECHECKSUM;
     /* the bytes are what was written; still check every field before use */
     ntam_hparams_t hp;
@@ -149,7 +162,7 @@ int ntam_bundle_decode(const uint8_t *buf, size_t len, uint64_t expect_schema, n
     int F = (int32_t)get32(buf + 68);
     if (ntam_hparams_check(&hp) || F != hp.n_features || F > NTAM_MAX_FEATURES)
         return NTAM_EFORMAT;
-    if (HDR_FIXED + (size_t)F * PER_FEATURE + MID_FIXED + 8 > total) return NTAM_EFORMAT;
+    if (HDR_FIXED + (size_t)F * PER_FEATURE + mid + 8 > total) return NTAM_EFORMAT;
     const uint8_t *p = buf + HDR_FIXED;
     for (int i = 0; i < F; i++, p += NTAM_FEATURE_NAME) {
         memcpy(out->feature[i], p, NTAM_FEATURE_NAME);
@@ -164,17 +177,28 @@ int ntam_bundle_decode(const uint8_t *buf, size_t len, uint64_t expect_schema, n
     out->fold = (int32_t)get32(p + 24);
     out->holdout_days = (int32_t)get32(p + 28);
     out->flags = get32(p + 32);
-    uint64_t np = get64(p + 36);
-    p += MID_FIXED;
+    uint64_t np;
+    if (version == 2) {
+        out->scope = 0;
+        out->scope_cap = 0;
+        np = get64(p + 36);
+    } else {
+        out->scope = (int32_t)get32(p + 36);
+        out->scope_cap = (int32_t)get32(p + 40);
+        np = get64(p + 44);
+    }
+    out->version = (int32_t)version;
+    p += mid;
     out->schema_hash = get64(buf + 24);
     out->kind = (int32_t)get32(buf + 32);
     out->horizon = (int32_t)get32(buf + 36);
     out->n_features = F;
     if (out->kind != NTAM_KIND_DISK && out->kind != NTAM_KIND_GPU) return NTAM_EFORMAT;
     if (out->folds < 0 || out->fold < 0 || (out->folds && out->fold >= out->folds) ||
-        out->holdout_days < 0 || (out->flags & ~NTAM_FLAG_NEG_NEVER_FAILED))
+        out->holdout_days < 0 || (out->flags & ~NTAM_FLAG_NEG_NEVER_FAILED) || out->scope < 0 ||
+        out->scope > NTAM_SCOPE_MAX || out->scope_cap < 0)
         return NTAM_EFORMAT;
-    if (np > (total - (size_t)(p - buf) - 8) / 4 || file_len(F, (size_t)np) != total)
+    if (np > (total - (size_t)(p - buf) - 8) / 4 || file_len_v(version, F, (size_t)np) != total)
         return NTAM_EFORMAT;
     for (int i = 0; i < F; i++)
         if (!isfinite(out->mean[i]) || !isfinite(out->scale[i])) return NTAM_EFORMAT;

@@ -3,11 +3,11 @@
  * (feature schema, normalisation statistics, hyper-parameters, horizon, alarm threshold, how
  * the training split was made), versioned and checksummed.
  *
- * Byte layout (version 2, all integers and floats little-endian):
+ * Byte layout (version 3, all integers and floats little-endian):
  *
  *   offset      size   field
  *   0           8      magic "AUGRNTAM"
- *   8           4      format version (2)
+ *   8           4      format version (3; 2 is read too, see below)
  *   12          4      model flags = ntam_hparams_t.nb_summary: bit 0 neighbour summaries in
  *                      the keys/values, bit 1 node summary in the head; other bits 0
  *   16          8      total file length in bytes
@@ -26,12 +26,17 @@
  *   96+56F      4      fold held out for validation/test
  *   100+56F     4      holdout days (time split; 0 = devices only)
  *   104+56F     4      protocol flags: bit 0 = negatives only from never-failed devices
- *   108+56F     8      P = number of parameters
- *   116+56F     P×4    parameters (f32), in ntam_tensor_info order
- *   116+56F+4P  8      FNV-1a 64 of every byte before it
+ *   108+56F     4      neighbourhood scope (feat_scope_t: 0 node, 1 rack, 2 pod)
+ *   112+56F     4      scope cap: most devices in one neighbourhood group (0 = no cap)
+ *   116+56F     8      P = number of parameters
+ *   124+56F     P×4    parameters (f32), in ntam_tensor_info order
+ *   124+56F+4P  8      FNV-1a 64 of every byte before it
+ *
+ * Version 2 is the same without the two scope words (P at 108+56F): it is read as scope node,
+ * no cap — how every version-2 model was trained and served (issue 8, rounds 3 and before).
  *
  * Example: F = 7, W = 1, d = 32, one block, d_ff = 64, d_head = 32 → P = 13,953 and the file is
- * 116 + 7·56 + 4·13,953 + 8 = 56,328 bytes.
+ * 124 + 7·56 + 4·13,953 + 8 = 56,336 bytes.
  *
  * Loading checks, in order: length and magic (NTAM_EFORMAT), version (NTAM_EVERSION), stated
  * length against the real one (NTAM_ETRUNC when shorter), checksum (NTAM_ECHECKSUM), field
@@ -46,9 +51,12 @@
 #include "models/ntam.h"
 
 /* Version 2 (issue 8, round 3): the model flags word and the neighbour-summary tensors
- * (nb.ws follows head.b2 when bit 0 is set; head.w1 has 2d + 4F rows when bit 1 is). Version 1
- * files (no summaries, written before) are refused with NTAM_EVERSION: retrain them. */
-#define NTAM_FILE_VERSION 2
+ * (nb.ws follows head.b2 when bit 0 is set; head.w1 has 2d + 4F rows when bit 1 is). Version 3
+ * (issue 8, round 4): the neighbourhood scope and its cap; version 2 files still load (scope
+ * node). Version 1 files (no summaries, written before) are refused with NTAM_EVERSION:
+ * retrain them. */
+#define NTAM_FILE_VERSION 3
+#define NTAM_SCOPE_MAX 2 /* FEAT_SCOPE_POD (models/features.h) */
 #define NTAM_MAX_FEATURES 256
 #define NTAM_FEATURE_NAME 48
 
@@ -70,6 +78,9 @@ typedef struct {
     int32_t folds, fold;                                 /* device folds, held-out fold */
     int32_t holdout_days;                                /* time split (0: devices only) */
     uint32_t flags;                                      /* NTAM_FLAG_* (protocol) */
+    int32_t scope;     /* neighbourhood: feat_scope_t (0 node, 1 rack, 2 pod) */
+    int32_t scope_cap; /* most devices in one neighbourhood group (0 = no cap) */
+    int32_t version;   /* decode: the file's format version (2 or 3); ignored by encode */
 } ntam_bundle_t;
 
 /* Hash of an ordered list of feature names (FNV-1a 64 over names and NULs). */

@@ -36,6 +36,8 @@ void ntam_tl_free(ntam_tl_t *t)
         free(t->dev[i].id);
         free(t->dev[i].instance);
         free(t->dev[i].device);
+        free(t->dev[i].rack);
+        free(t->dev[i].pod);
         free(t->dev[i].raw);
     }
     free(t->dev);
@@ -86,7 +88,7 @@ static int node_push(ntam_tl_t *t, uint32_t node, uint32_t dev)
 
 /* A new device at step `first` (raw rows first .. n_steps−1, NaN); its index or -1. */
 static int32_t tl_add(ntam_tl_t *t, const char *id, const char *instance, const char *device,
-                      uint32_t node, int32_t first, int nvme)
+                      const char *rack, const char *pod, uint32_t node, int32_t first, int nvme)
 {
     if (t->n_dev == t->cap) {
         int32_t ncap = t->cap ? t->cap * 2 : 1024;
@@ -103,8 +105,10 @@ static int32_t tl_add(ntam_tl_t *t, const char *id, const char *instance, const 
     v->id = strdup(id);
     v->instance = strdup(instance);
     v->device = strdup(device);
+    v->rack = strdup(rack ? rack : "");
+    v->pod = strdup(pod ? pod : "");
     v->raw = malloc(rows * t->C * sizeof *v->raw + 1);
-    if (!v->id || !v->instance || !v->device || !v->raw) return -1;
+    if (!v->id || !v->instance || !v->device || !v->rack || !v->pod || !v->raw) return -1;
     for (size_t q = 0; q < rows * t->C; q++)
         v->raw[q] = NAN;
     v->node = node;
@@ -252,6 +256,47 @@ static int tl_rule(const ntam_tl_t *t, const ntam_tl_dev_t *v, int32_t s)
     return 0;
 }
 
+/* Write sample n of d: device di's window ending at step s (day `day`), label lab (−1: context
+ * only). raw is W·C scratch. */
+static void tl_emit(const ntam_tl_t *t, ntam_data_t *d, size_t n, int32_t di, int32_t s,
+                    int32_t day, int lab, int32_t W, int32_t F, double *raw)
+{
+    const ntam_tl_dev_t *v = &t->dev[di];
+    uint32_t C = t->C;
+    for (int32_t w = 0; w < W; w++) {
+        int32_t k = s - W + 1 + w;
+        const double *row = k >= v->first && k <= v->last ? tl_row(t, v, k) : NULL;
+        for (uint32_t c = 0; c < C; c++)
+            raw[(size_t)w * C + c] = row ? row[c] : NAN;
+    }
+    feat_compute(t->kind, 1, (uint32_t)W, raw, d->x + n * (size_t)W * F, d->tmask + n * (size_t)W);
+    d->y[n] = lab == 1 ? 1.0f : 0.0f;
+    d->w[n] = lab >= 0 ? 1.0f : 0.0f;
+    d->dev[n] = di;
+    d->day[n] = day;
+    d->rule[n] = (uint8_t)tl_rule(t, v, s);
+}
+
+/* Scratch for the rack / pod grouping of one sample step. */
+typedef struct {
+    int32_t *dev;        /* present devices, in node order */
+    int8_t *lab;         /* their labels (−1 context), after the node-day draw */
+    feat_device_t *view; /* their labels as feat_scope_plan reads them */
+    const feat_device_t **pv;
+    uint32_t *order, *goff;
+} tl_scope_ws_t;
+
+static void tl_scope_ws_free(tl_scope_ws_t *g)
+{
+    free(g->dev);
+    free(g->lab);
+    free(g->view);
+    free(g->pv);
+    free(g->order);
+    free(g->goff);
+    memset(g, 0, sizeof *g);
+}
+
 int ntam_tl_build(const ntam_tl_t *t, const ntam_protocol_t *pr, int part, int neg_keep,
                   ntam_data_t *d, char *err, size_t errlen)
 {
@@ -285,7 +330,26 @@ int ntam_tl_build(const ntam_tl_t *t, const ntam_protocol_t *pr, int part, int n
     }
     size_t n = 0, ng = 0;
     int rc = NTAM_ENOMEM;
-    double *raw = malloc((size_t)W * C * sizeof *raw);
+    tl_scope_ws_t gs;
+    memset(&gs, 0, sizeof gs);
+    double *raw = NULL;
+    if (pr->scope < FEAT_SCOPE_NODE || pr->scope > FEAT_SCOPE_POD || pr->scope_cap < 0) {
+        free(fold);
+        seterr(err, errlen, "bad protocol (neighbourhood scope)");
+        return NTAM_EINVAL;
+    }
+    int scoped = pr->scope != FEAT_SCOPE_NODE;
+    if (scoped) {
+        size_t nd = (size_t)t->n_dev + 1;
+        gs.dev = malloc(nd * sizeof *gs.dev);
+        gs.lab = malloc(nd);
+        gs.view = calloc(nd, sizeof *gs.view);
+        gs.pv = malloc(nd * sizeof *gs.pv);
+        gs.order = malloc(nd * sizeof *gs.order);
+        gs.goff = malloc((nd + 1) * sizeof *gs.goff);
+        if (!gs.dev || !gs.lab || !gs.view || !gs.pv || !gs.order || !gs.goff) goto fail;
+    }
+    raw = malloc((size_t)W * C * sizeof *raw);
     if (!raw) goto fail;
     for (int pass = 0; pass < 2; pass++) {
         n = ng = 0;
@@ -293,6 +357,61 @@ int ntam_tl_build(const ntam_tl_t *t, const ntam_protocol_t *pr, int part, int n
         d->max_group = 0;
         for (int32_t day = dmin; day <= dmax; day++) {
             int32_t s = day * P + P - 1;
+            if (scoped) {
+                /* rack / pod: node-days drawn as for scope node (their scored samples), then
+                 * every present device grouped as the predictor groups them */
+                uint32_t m = 0;
+                for (uint32_t node = 0; node < t->n_nodes; node++) {
+                    uint32_t m0 = m;
+                    int32_t scored = 0, pos = 0;
+                    for (uint32_t q = 0; q < t->node_n[node]; q++) {
+                        int32_t di = (int32_t)t->node_dev[node][q];
+                        const ntam_tl_dev_t *v = &t->dev[di];
+                        if (!tl_present(t, di, s)) continue;
+                        int in = part == NTAM_PART_ALL ||
+                                 (part == NTAM_PART_TRAIN
+                                      ? fold[di] != pr->fold && fold[di] != (pr->fold + 1) % folds
+                                      : fold[di] == want_fold);
+                        int lab = in ? tl_label(t, v, s, H, neg_never) : -1;
+                        scored += lab >= 0;
+                        pos += lab == 1;
+                        gs.dev[m] = di;
+                        gs.lab[m] = (int8_t)lab;
+                        gs.view[m] = (feat_device_t){v->instance, v->device, v->id,     "",
+                                                     v->rack,     v->pod,    INT64_MIN, v->nvme};
+                        gs.pv[m] = &gs.view[m];
+                        m++;
+                    }
+                    int keep = scored > 0;
+                    if (keep && part == NTAM_PART_TRAIN && neg_keep > 1 && !pos &&
+                        mix64(pr->split_seed ^ ((uint64_t)day << 32) ^ node) % (uint64_t)neg_keep)
+                        keep = 0;
+                    for (uint32_t q = m0; !keep && q < m; q++)
+                        gs.lab[q] = -1;
+                }
+                uint32_t gn = 0;
+                if (feat_scope_plan(gs.pv, m, (feat_scope_t)pr->scope, (uint32_t)pr->scope_cap,
+                                    gs.order, gs.goff, &gn))
+                    goto fail;
+                for (uint32_t g = 0; g < gn; g++) {
+                    int any = 0;
+                    for (uint32_t r = gs.goff[g]; r < gs.goff[g + 1] && !any; r++)
+                        any = gs.lab[gs.order[r]] >= 0;
+                    if (!any) continue;
+                    if (pass) d->goff[ng] = n;
+                    ng++;
+                    int32_t members = (int32_t)(gs.goff[g + 1] - gs.goff[g]);
+                    if (members > d->max_group) d->max_group = members;
+                    for (uint32_t r = gs.goff[g]; r < gs.goff[g + 1]; r++) {
+                        int lab = gs.lab[gs.order[r]];
+                        if (lab == 1) d->n_pos++;
+                        if (lab == 0) d->n_neg++;
+                        if (pass) tl_emit(t, d, n, gs.dev[gs.order[r]], s, day, lab, W, F, raw);
+                        n++;
+                    }
+                }
+                continue;
+            }
             for (uint32_t node = 0; node < t->n_nodes; node++) {
                 int32_t members = 0, scored = 0, pos = 0;
                 for (uint32_t q = 0; q < t->node_n[node]; q++) {
@@ -374,11 +493,13 @@ int ntam_tl_build(const ntam_tl_t *t, const ntam_protocol_t *pr, int part, int n
         snprintf(d->feature[f], NTAM_FEATURE_NAME, "%s", feat_name(t->kind, (uint32_t)f));
     free(raw);
     free(fold);
+    tl_scope_ws_free(&gs);
     return 0;
 fail:
     seterr(err, errlen, "out of memory");
     free(raw);
     free(fold);
+    tl_scope_ws_free(&gs);
     ntam_data_free(d);
     return rc;
 }
@@ -546,8 +667,8 @@ int ntam_tl_from_reader(tsdb_reader_t *r, feat_kind_t kind, ntam_tl_t *out, char
             snprintf(idbuf, sizeof idbuf, "%s/%s", fd->instance, fd->device);
             id = idbuf;
         }
-        int32_t d = tl_add(t, id, fd->instance, fd->device, node, (int32_t)step_of(t, fd->first_ms),
-                           fd->nvme);
+        int32_t d = tl_add(t, id, fd->instance, fd->device, fd->rack, fd->pod, node,
+                           (int32_t)step_of(t, fd->first_ms), fd->nvme);
         if (d < 0) goto out;
         t->dev[d].last = (int32_t)step_of(t, last[i]);
         tdev[i] = d;
@@ -835,7 +956,9 @@ int ntam_tl_from_sim(const char *spec, feat_kind_t kind, ntam_tl_t *out, char *s
             int32_t d = cur[i];
             if (d < 0 || strcmp(t->dev[d].id, di.serial)) {
                 if (!di.present) continue;
-                d = tl_add(t, di.serial, di.instance, di.device ? di.device : "", di.node, k,
+                /* the rack and pod labels the simulator puts on the device's series */
+                d = tl_add(t, di.serial, di.instance, di.device ? di.device : "",
+                           c.rack_labels ? di.rack : "", c.rack_labels ? di.pod : "", di.node, k,
                            gpu ? 0 : di.nvme);
                 if (d < 0) goto nomem;
                 cur[i] = d;

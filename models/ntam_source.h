@@ -20,7 +20,12 @@
  *               sample's day; the failure itself and later are context only; a healthy
  *               device's last H days are unlabelled (outcome unknown); negatives from every
  *               device or, with NTAM_NEG_NEVER_FAILED, only from devices that never failed.
- *   groups      the devices of one node (instance) present at the sample step: neighbours.
+ *   groups      the devices of one node (instance) present at the sample step: neighbours;
+ *               with protocol scope rack or pod, the devices of one rack / pod (labels, with
+ *               feat_scope_plan()'s fallbacks and cap) present at the step, exactly as the
+ *               predictor groups them. --neg-keep still draws node-days (the same draw as
+ *               scope node); devices of node-days not drawn are context (weight 0), so every
+ *               scope trains on the same scored samples.
  *   split       devices dealt into folds (failed and healthy separately, seeded hash of the
  *               id); --holdout-days also splits by time. Never a random row split.
  *   rule        the baseline at the sample: disks, Backblaze's (raw 5/187/188/197/198 or NVMe
@@ -49,6 +54,7 @@ typedef struct {
     char *id;       /* serial / UUID (never empty: "instance/device" when the source has none) */
     char *instance; /* node */
     char *device;
+    char *rack, *pod;    /* the series' rack / pod labels ("" without) */
     uint32_t node;       /* index into the timeline's nodes */
     int32_t first, last; /* steps with data */
     int32_t fail;        /* failure step, INT32_MIN if it did not fail */

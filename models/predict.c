@@ -225,11 +225,17 @@ int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t, const pre
     int32_t *node_of = malloc((size_t)n * sizeof *node_of);
     int32_t *noff = malloc(((size_t)n + 1) * sizeof *noff);
     float *logit = malloc((size_t)n * sizeof *logit);
+    uint32_t *order = malloc((size_t)n * sizeof *order);
+    uint32_t *goff = malloc(((size_t)n + 1) * sizeof *goff);
+    float *xp = malloc((size_t)n * W * F * sizeof *xp); /* x in plan order */
+    uint8_t *mp = malloc((size_t)n * W);
     float *wbuf = NULL;
     void *ws = NULL;
+    int32_t nn = 0, maxn = 0;
     rc = NTAM_ENOMEM;
     seterr(err, errlen, "out of memory");
-    if (!raw || !x || !mask || !node_of || !noff || !logit) goto out;
+    if (!raw || !x || !mask || !node_of || !noff || !logit || !order || !goff || !xp || !mp)
+        goto out;
     rc = feat_read_store(r, &fc, res->devices, t, raw);
     if (rc) {
         seterr(err, errlen, "reading %s windows from the store: %s", feat_kind_name(m->kind),
@@ -252,17 +258,38 @@ int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t, const pre
         for (uint32_t f = 0; f < F; f++)
             row[f] = (row[f] - m->b.mean[f]) * m->b.scale[f];
     }
-    /* Nodes: devices are sorted by (instance, device), so a node is a run. */
-    int32_t nn = 0, maxn = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (!i || strcmp(feat_devices_get(res->devices, i)->instance,
-                         feat_devices_get(res->devices, i - 1)->instance))
-            noff[nn++] = (int32_t)i;
-        node_of[i] = nn - 1;
+    /* Neighbourhood groups under the model's scope (feat_scope_plan: the grouping training
+     * used): rows of the batches are devices in plan order; with scope node and devices sorted
+     * by (instance, device), plan order is device order. */
+    {
+        const feat_device_t **pv = malloc((size_t)n * sizeof *pv);
+        if (!pv) goto out;
+        for (uint32_t i = 0; i < n; i++)
+            pv[i] = feat_devices_get(res->devices, i);
+        uint32_t ngr = 0;
+        int prc = feat_scope_plan(pv, n, (feat_scope_t)m->b.scope, (uint32_t)m->b.scope_cap, order,
+                                  goff, &ngr);
+        free(pv);
+        if (prc) {
+            rc = prc == FEAT_ENOMEM ? NTAM_ENOMEM : NTAM_EINVAL;
+            seterr(err, errlen, "grouping devices by %s failed",
+                   feat_scope_name((feat_scope_t)m->b.scope));
+            goto out;
+        }
+        nn = (int32_t)ngr;
+    }
+    for (int32_t k = 0; k < nn; k++) {
+        noff[k] = (int32_t)goff[k];
+        if ((int32_t)goff[k + 1] - (int32_t)goff[k] > maxn)
+            maxn = (int32_t)goff[k + 1] - (int32_t)goff[k];
+        for (uint32_t row = goff[k]; row < goff[k + 1]; row++)
+            node_of[row] = k;
     }
     noff[nn] = (int32_t)n;
-    for (int32_t k = 0; k < nn; k++)
-        if (noff[k + 1] - noff[k] > maxn) maxn = noff[k + 1] - noff[k];
+    for (uint32_t row = 0; row < n; row++) {
+        memcpy(xp + (size_t)row * W * F, x + (size_t)order[row] * W * F, (size_t)W * F * sizeof *x);
+        memcpy(mp + (size_t)row * W, mask + (size_t)order[row] * W, W);
+    }
     if (batch < maxn) batch = maxn;
     size_t wsz = ntam_workspace_size(hp, batch, maxn);
     ws = malloc(wsz ? wsz : 1);
@@ -285,11 +312,12 @@ int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t, const pre
         }
         for (int32_t k = k0; k <= k1; k++)
             bo[k - k0] = noff[k] - d0;
-        ntam_batch_t b = {nd,   k1 - k0, bo, x + (size_t)d0 * W * F, mask + (size_t)d0 * W,
+        ntam_batch_t b = {nd,   k1 - k0, bo, xp + (size_t)d0 * W * F, mp + (size_t)d0 * W,
                           NULL, NULL};
         rc = ntam_forward(m->b.model, &b, ws, wsz, logit + d0);
         for (int32_t i = 0; !rc && i < nd; i++) {
-            predict_score_t *s = &res->score[d0 + i];
+            uint32_t dev = order[d0 + i];
+            predict_score_t *s = &res->score[dev];
             s->prob = ntam_sigmoid(logit[d0 + i]);
             float slot = 1;
             int cnt = ntam_neighbour_weights(m->b.model, &b, ws, i, &slot, wbuf);
@@ -300,14 +328,14 @@ int predict_run(const predict_model_t *m, tsdb_reader_t *r, int64_t t, const pre
             s->slot_weight = slot;
             int32_t ns = bo[node_of[d0 + i] - k0];
             for (int j = 0; j < cnt; j++)
-                if (ns + j != i) top_nb(s, (uint32_t)(d0 + ns + j), wbuf[j]);
+                if (ns + j != i) top_nb(s, order[d0 + ns + j], wbuf[j]);
             /* last observed step */
             int32_t last = -1;
             for (int32_t w = (int32_t)W - 1; w >= 0 && last < 0; w--)
-                if (mask[(size_t)(d0 + i) * W + (size_t)w]) last = w;
+                if (mask[(size_t)dev * W + (size_t)w]) last = w;
             if (last >= 0)
                 for (uint32_t f = 0; f < F; f++)
-                    top_feat(s, (uint16_t)f, x[((size_t)(d0 + i) * W + (size_t)last) * F + f]);
+                    top_feat(s, (uint16_t)f, x[((size_t)dev * W + (size_t)last) * F + f]);
         }
         free(heap);
         if (rc) {
@@ -324,6 +352,10 @@ out:
     free(node_of);
     free(noff);
     free(logit);
+    free(order);
+    free(goff);
+    free(xp);
+    free(mp);
     free(wbuf);
     free(ws);
     if (rc) {

@@ -211,6 +211,106 @@ static void test_neighbours(void **state)
     feat_devices_destroy(NULL);
 }
 
+/* The plan as text: groups separated by '|', rows as "instance/device". */
+static void check_plan(const feat_devices_t *d, feat_scope_t sc, uint32_t cap, const char *want)
+{
+    uint32_t n = feat_devices_count(d), order[64], goff[65], ng = 99;
+    const feat_device_t *pv[64];
+    assert_true(n <= 64);
+    for (uint32_t i = 0; i < n; i++)
+        pv[i] = feat_devices_get(d, i);
+    assert_int_equal(feat_scope_plan(pv, n, sc, cap, order, goff, &ng), 0);
+    char got[1024] = "";
+    assert_int_equal(goff[0], 0);
+    assert_int_equal(goff[ng], n);
+    for (uint32_t g = 0; g < ng; g++) {
+        assert_true(goff[g + 1] > goff[g]);
+        size_t l = strlen(got);
+        snprintf(got + l, sizeof got - l, "%s", g ? "|" : "");
+        for (uint32_t r = goff[g]; r < goff[g + 1]; r++) {
+            l = strlen(got);
+            snprintf(got + l, sizeof got - l, "%s%s/%s", r > goff[g] ? " " : "",
+                     pv[order[r]]->instance, pv[order[r]]->device);
+        }
+    }
+    assert_string_equal(got, want);
+}
+
+static void test_scope_plan(void **state)
+{
+    (void)state;
+    feat_devices_t *d = NULL;
+    assert_int_equal(feat_devices_create(&d), 0);
+    add_dev(d, "b", "sda", "r1", "p1");
+    add_dev(d, "a", "sda", "r1", "p1");
+    add_dev(d, "a", "sdb", "r1", "p1");
+    add_dev(d, "c", "sda", "r2", "p1");
+    add_dev(d, "d", "sda", "", "");
+    add_dev(d, "r1", "sda", "", ""); /* a node named like a rack: not in rack r1 */
+    check_plan(d, FEAT_SCOPE_NODE, 0, "a/sda a/sdb|b/sda|c/sda|d/sda|r1/sda");
+    /* without a rack label a device keeps its node; rack keys never meet instance keys */
+    check_plan(d, FEAT_SCOPE_RACK, 0, "d/sda|r1/sda|a/sda a/sdb b/sda|c/sda");
+    check_plan(d, FEAT_SCOPE_POD, 0, "d/sda|r1/sda|a/sda a/sdb b/sda c/sda");
+    /* the cap cuts whole nodes: a node is never split, even when alone above the cap */
+    check_plan(d, FEAT_SCOPE_POD, 2, "d/sda|r1/sda|a/sda a/sdb|b/sda c/sda");
+    check_plan(d, FEAT_SCOPE_POD, 3, "d/sda|r1/sda|a/sda a/sdb|b/sda c/sda");
+    check_plan(d, FEAT_SCOPE_NODE, 1, "a/sda a/sdb|b/sda|c/sda|d/sda|r1/sda");
+    /* the input order does not change the groups (training and the predictor list devices in
+     * different orders) */
+    feat_devices_t *e = NULL;
+    assert_int_equal(feat_devices_create(&e), 0);
+    for (int i = 5; i >= 0; i--) {
+        const feat_device_t *x = feat_devices_get(d, (uint32_t)i);
+        add_dev(e, x->instance, x->device, x->rack, x->pod);
+    }
+    check_plan(e, FEAT_SCOPE_POD, 2, "d/sda|r1/sda|a/sdb a/sda|b/sda c/sda");
+    feat_devices_destroy(e);
+    feat_devices_destroy(d);
+    /* a rack of 17 nodes x 8 devices at the default cap 128: two balanced chunks (9 and 8
+     * nodes), not 16 + 1 */
+    assert_int_equal(feat_devices_create(&d), 0);
+    for (int nd = 0; nd < 17; nd++)
+        for (int k = 0; k < 8; k++) {
+            char in[16], dv[16];
+            snprintf(in, sizeof in, "n%02d", nd);
+            snprintf(dv, sizeof dv, "sd%c", 'a' + k);
+            add_dev(d, in, dv, "r", "");
+        }
+    uint32_t n = feat_devices_count(d), *order = malloc(n * sizeof *order),
+             *goff = malloc((n + 1) * sizeof *goff), ng = 0;
+    const feat_device_t **pv = malloc(n * sizeof *pv);
+    assert_true(order && goff && pv);
+    for (uint32_t i = 0; i < n; i++)
+        pv[i] = feat_devices_get(d, i);
+    assert_int_equal(
+        feat_scope_plan(pv, n, FEAT_SCOPE_RACK, FEAT_SCOPE_CAP_DEFAULT, order, goff, &ng), 0);
+    assert_int_equal(ng, 2);
+    assert_int_equal(goff[1], 72);
+    assert_int_equal(goff[2], 136);
+    assert_int_equal(feat_scope_plan(pv, n, FEAT_SCOPE_RACK, 0, order, goff, &ng), 0);
+    assert_int_equal(ng, 1);
+    /* errors */
+    assert_int_equal(feat_scope_plan(pv, n, (feat_scope_t)3, 0, order, goff, &ng), FEAT_EINVAL);
+    assert_int_equal(feat_scope_plan(pv, n, FEAT_SCOPE_RACK, 0, NULL, goff, &ng), FEAT_EINVAL);
+    assert_int_equal(feat_scope_plan(NULL, 0, FEAT_SCOPE_RACK, 0, NULL, goff, &ng), 0);
+    assert_int_equal(ng, 0);
+    free(order);
+    free(goff);
+    free(pv);
+    feat_devices_destroy(d);
+    /* names */
+    feat_scope_t sc = FEAT_SCOPE_NODE;
+    assert_int_equal(feat_scope_parse("rack", &sc), 0);
+    assert_int_equal(sc, FEAT_SCOPE_RACK);
+    assert_int_equal(feat_scope_parse("pod", &sc), 0);
+    assert_int_equal(sc, FEAT_SCOPE_POD);
+    assert_int_equal(feat_scope_parse("Rack", &sc), FEAT_EINVAL);
+    assert_int_equal(feat_scope_parse("", &sc), FEAT_EINVAL);
+    assert_int_equal(feat_scope_parse(NULL, &sc), FEAT_EINVAL);
+    assert_string_equal(feat_scope_name(FEAT_SCOPE_NODE), "node");
+    assert_null(feat_scope_name((feat_scope_t)7));
+}
+
 /* ---- store paths -------------------------------------------------------------------- */
 
 static tsdb_t *open_store(const char *dir)
@@ -505,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_disk_window_by_hand),
         cmocka_unit_test(test_gpu_window_by_hand),
         cmocka_unit_test(test_neighbours),
+        cmocka_unit_test(test_scope_plan),
         cmocka_unit_test(test_store_tiny_by_hand),
         cmocka_unit_test(test_store_matches_simulator),
     };

@@ -40,6 +40,8 @@ static void make_bundle(ntam_bundle_t *b)
     b->folds = 5;
     b->fold = 2;
     b->holdout_days = 0;
+    b->scope = 1; /* rack */
+    b->scope_cap = 128;
 }
 
 static uint8_t *encode(const ntam_bundle_t *b, size_t *n)
@@ -60,13 +62,14 @@ static void test_round_trip(void **state)
     uint8_t *buf = encode(&b, &n);
     /* the worked example of ntam_file.h */
     assert_int_equal(ntam_param_count(b.model), 13953);
-    assert_int_equal(n, 56328);
+    assert_int_equal(n, 56336);
     assert_int_equal(ntam_bundle_decode(buf, n, b.schema_hash, &c), 0);
     assert_int_equal(c.n_features, 7);
     assert_string_equal(c.feature[3], "log_smart_3_raw");
     assert_true(c.mean[4] == b.mean[4] && c.scale[6] == b.scale[6]);
     assert_true(c.threshold == 0.25f && c.horizon == 3 && c.fold == 2 && c.folds == 5);
     assert_true(c.seed == 7 && c.split_seed == 99);
+    assert_true(c.scope == 1 && c.scope_cap == 128 && c.version == NTAM_FILE_VERSION);
     assert_memory_equal(ntam_hparams(c.model), ntam_hparams(b.model), sizeof(ntam_hparams_t));
     assert_memory_equal(ntam_params(c.model), ntam_params(b.model),
                         ntam_param_count(b.model) * sizeof(float));
@@ -105,11 +108,11 @@ static void test_refused(void **state)
     buf[n - 1] ^= 1; /* the checksum itself */
     assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), NTAM_ECHECKSUM);
     buf[n - 1] ^= 1;
-    /* wrong version: an older (1) or a newer (3) format */
+    /* wrong version: an older (1) or a newer (4) format */
     assert_int_equal(buf[8], NTAM_FILE_VERSION);
     buf[8] = 1;
     assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), NTAM_EVERSION);
-    buf[8] = 3;
+    buf[8] = 4;
     assert_int_equal(ntam_bundle_decode(buf, n, 0, &c), NTAM_EVERSION);
     buf[8] = NTAM_FILE_VERSION;
     /* unknown model-flag bits, with a valid checksum: refused as a bad field */
@@ -198,9 +201,102 @@ static void test_v1_file_refused(void **state)
     assert_int_equal(ntam_bundle_load(path, 0, &c), NTAM_EVERSION);
     assert_null(c.model);
     const char *msg = ntam_strerror(NTAM_EVERSION);
-    assert_non_null(strstr(msg, "version 2"));
+    assert_non_null(strstr(msg, "versions 2 and 3"));
     assert_non_null(strstr(msg, "version 1"));
     assert_non_null(strstr(msg, "retrain"));
+}
+
+/* Rewrite the checksum of buf[0..n) after an edit. */
+static void fix_checksum(uint8_t *buf, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n - 8; i++)
+        h = (h ^ buf[i]) * 0x100000001b3ULL;
+    for (int i = 0; i < 8; i++)
+        buf[n - 8 + i] = (uint8_t)(h >> (8 * i));
+}
+
+/* Version 3 records the neighbourhood scope and its cap; a bad scope or cap is refused even
+ * with a valid checksum; the version-2 layout (no scope words) still loads, as scope node. */
+static void test_scope(void **state)
+{
+    (void)state;
+    ntam_bundle_t b, c;
+    make_bundle(&b);
+    size_t n;
+    uint8_t *buf = encode(&b, &n);
+    size_t at = 72 + 7 * 56 + 36; /* the scope word: 108 + 56F */
+    assert_int_equal(buf[at], 1);
+    assert_int_equal(buf[at + 4], 128);
+    for (int bad = 0; bad < 3; bad++) {
+        uint8_t *x = malloc(n);
+        assert_non_null(x);
+        memcpy(x, buf, n);
+        if (bad == 0) x[at] = 3;        /* no such scope */
+        if (bad == 1) x[at + 3] = 0x80; /* negative scope */
+        if (bad == 2) x[at + 7] = 0x80; /* negative cap */
+        fix_checksum(x, n);
+        assert_int_equal(ntam_bundle_decode(x, n, 0, &c), NTAM_EFORMAT);
+        assert_null(c.model);
+        free(x);
+    }
+    /* the same model in the version-2 layout: drop the two words, version 2, new length */
+    size_t n2 = n - 8;
+    uint8_t *v2 = malloc(n2);
+    assert_non_null(v2);
+    memcpy(v2, buf, at);
+    memcpy(v2 + at, buf + at + 8, n - at - 8);
+    v2[8] = 2;
+    for (int i = 0; i < 8; i++)
+        v2[16 + i] = (uint8_t)((uint64_t)n2 >> (8 * i));
+    fix_checksum(v2, n2);
+    assert_int_equal(ntam_bundle_decode(v2, n2, b.schema_hash, &c), 0);
+    assert_int_equal(c.version, 2);
+    assert_int_equal(c.scope, 0); /* node: how version-2 models were trained and served */
+    assert_int_equal(c.scope_cap, 0);
+    assert_memory_equal(ntam_params(c.model), ntam_params(b.model),
+                        ntam_param_count(b.model) * sizeof(float));
+    /* re-encoded it is a version-3 file of scope node */
+    size_t n3;
+    uint8_t *re = encode(&c, &n3);
+    assert_int_equal(n3, n);
+    assert_int_equal(re[8], 3);
+    assert_int_equal(re[at], 0);
+    free(re);
+    ntam_bundle_clear(&c);
+    /* the version-2 layout with a version-3 number is not mistaken for one */
+    v2[8] = 3;
+    fix_checksum(v2, n2);
+    assert_int_not_equal(ntam_bundle_decode(v2, n2, 0, &c), 0);
+    assert_null(c.model);
+    /* encode refuses a scope it cannot record */
+    b.scope = 3;
+    uint8_t *y = malloc(n);
+    assert_non_null(y);
+    assert_int_equal(ntam_bundle_encode(&b, y, n), NTAM_EINVAL);
+    free(y);
+    free(v2);
+    free(buf);
+    ntam_bundle_clear(&b);
+}
+
+/* The demo models shipped in models/data are version-2 files: they still load, as scope node. */
+static void test_v2_demo_loads(void **state)
+{
+    (void)state;
+    const char *src = getenv("AUGUR_SRC");
+    assert_non_null(src);
+    const char *files[2] = {"models/data/disk-sim.ntam", "models/data/gpu-sim.ntam"};
+    for (int k = 0; k < 2; k++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", src, files[k]);
+        ntam_bundle_t c;
+        assert_int_equal(ntam_bundle_load(path, 0, &c), 0);
+        assert_int_equal(c.version, 2);
+        assert_int_equal(c.scope, 0);
+        assert_int_equal(c.kind, k == 0 ? NTAM_KIND_DISK : NTAM_KIND_GPU);
+        ntam_bundle_clear(&c);
+    }
 }
 
 static void test_save_load(void **state)
@@ -231,10 +327,9 @@ static void test_save_load(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_nb_summary),
-        cmocka_unit_test(test_v1_file_refused),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_nb_summary), cmocka_unit_test(test_v1_file_refused),
+        cmocka_unit_test(test_scope),      cmocka_unit_test(test_v2_demo_loads),
         cmocka_unit_test(test_save_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

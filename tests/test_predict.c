@@ -39,8 +39,9 @@
 
 enum { TW = 3 };
 
-/* A tiny untrained model of the disk (or GPU) schema, saved at path. */
-static void write_model(const char *path, int kind, uint64_t seed, uint64_t schema_override)
+/* A tiny untrained model of the disk (or GPU) schema and neighbourhood scope, saved at path. */
+static void write_model_scope(const char *path, int kind, uint64_t seed, uint64_t schema_override,
+                              int scope)
 {
     feat_kind_t fk = kind ? FEAT_KIND_GPU : FEAT_KIND_DISK;
     ntam_hparams_t hp;
@@ -63,8 +64,15 @@ static void write_model(const char *path, int kind, uint64_t seed, uint64_t sche
     b.threshold = 0.5f;
     b.seed = seed;
     b.folds = 5;
+    b.scope = scope;
+    b.scope_cap = 128;
     assert_int_equal(ntam_bundle_save(&b, path), 0);
     ntam_bundle_clear(&b);
+}
+
+static void write_model(const char *path, int kind, uint64_t seed, uint64_t schema_override)
+{
+    write_model_scope(path, kind, seed, schema_override, FEAT_SCOPE_NODE);
 }
 
 static void test_model_validation(void **state)
@@ -238,7 +246,107 @@ static void test_predict_run_store(void **state)
     assert_int_equal(sids.n, 1);
     tsdb_sids_free(&sids);
     tsdb_reader_close(r);
+    /* the same weights with scope rack or pod: these devices have no rack or pod label, so
+     * each keeps its node (feat_scope_t's fallback) and every probability is the same */
+    for (int sc = FEAT_SCOPE_RACK; sc <= FEAT_SCOPE_POD; sc++) {
+        m->b.scope = sc;
+        predict_result_t *rr = NULL;
+        assert_int_equal(tsdb_reader_open(db, &r), 0);
+        assert_int_equal(predict_run(m, r, T, &pc, &rr, err, sizeof err), 0);
+        tsdb_reader_close(r);
+        assert_int_equal(rr->n, 3);
+        for (uint32_t i = 0; i < 3; i++) {
+            assert_true(rr->score[i].prob == res->score[i].prob);
+            assert_int_equal(rr->score[i].nnb, res->score[i].nnb);
+        }
+        predict_result_destroy(rr);
+    }
     predict_result_destroy(res);
+    predict_model_destroy(m);
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
+/* A rack larger than the model's cap: 20 nodes x 4 disks in one rack, cap 64 → two chunks of
+ * 10 whole nodes; no neighbour crosses the cut, batches grow to hold a whole chunk (batch_dev
+ * 16 < 40), and the cap changes the probabilities (without it every disk sees all 79 others). */
+static void test_predict_rack_cap(void **state)
+{
+    (void)state;
+    char dir[256], path[300], err[600], sd[300];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/m.ntam", dir);
+    write_model_scope(path, 0, 11, 0, FEAT_SCOPE_RACK);
+    predict_model_t *m = NULL;
+    assert_int_equal(predict_model_load(path, FEAT_KIND_DISK, &m, err, sizeof err), 0);
+    assert_int_equal(m->b.scope, FEAT_SCOPE_RACK);
+    snprintf(sd, sizeof sd, "%s/db", dir);
+    tsdb_options_t o;
+    tsdb_options_init(&o);
+    o.flush_interval_ms = -1;
+    tsdb_t *db = NULL;
+    assert_int_equal(tsdb_open(sd, &o, &db), 0);
+    int64_t T = 1700000000000LL;
+    for (int nd = 0; nd < 20; nd++)
+        for (int k = 0; k < 4; k++)
+            for (int w = 0; w < TW; w++) {
+                char inst[16], dev[8], ser[16], v5[16];
+                snprintf(inst, sizeof inst, "n%02d", nd);
+                snprintf(dev, sizeof dev, "sd%c", 'a' + k);
+                snprintf(ser, sizeof ser, "S%02d%d", nd, k);
+                int64_t t = T - (TW - 1 - w) * HOUR - 60000;
+                const char *d[] = {"__name__", "smartctl_device", "instance", inst,   "device",
+                                   dev,        "serial_number",   ser,        "rack", "r1",
+                                   NULL};
+                put(db, d, t, 1);
+                snprintf(v5, sizeof v5, "5");
+                const char *a5[] = {"__name__",
+                                    "smartctl_device_attribute",
+                                    "instance",
+                                    inst,
+                                    "device",
+                                    dev,
+                                    "attribute_id",
+                                    v5,
+                                    "attribute_value_type",
+                                    "raw",
+                                    NULL};
+                put(db, a5, t, (nd * 4 + k) % 7 == 0 ? 5.0 * w * w : 0);
+                const char *tp[] = {
+                    "__name__", "smartctl_device_temperature", "instance", inst, "device", dev,
+                    NULL};
+                put(db, tp, t, 30 + (nd % 5) + k);
+            }
+    float prob[2][80];
+    for (int pass = 0; pass < 2; pass++) {
+        m->b.scope_cap = pass ? 0 : 64;
+        tsdb_reader_t *r = NULL;
+        assert_int_equal(tsdb_reader_open(db, &r), 0);
+        predict_config_t pc = {HOUR, 16};
+        predict_result_t *res = NULL;
+        assert_int_equal(predict_run(m, r, T, &pc, &res, err, sizeof err), 0);
+        tsdb_reader_close(r);
+        assert_int_equal(res->n, 80);
+        for (uint32_t i = 0; i < 80; i++) {
+            const predict_score_t *sc = &res->score[i];
+            prob[pass][i] = sc->prob;
+            assert_int_equal(sc->nnb, PREDICT_TOP);
+            int half = atoi(feat_devices_get(res->devices, i)->instance + 1) / 10;
+            float sum = sc->slot_weight;
+            for (int k = 0; k < sc->nnb; k++) {
+                sum += sc->nb[k].weight;
+                assert_true(sc->nb[k].device != i);
+                int nh = atoi(feat_devices_get(res->devices, sc->nb[k].device)->instance + 1) / 10;
+                if (!pass) assert_int_equal(nh, half); /* never across the cut */
+            }
+            assert_true(sum <= 1 + 1e-4f);
+        }
+        predict_result_destroy(res);
+    }
+    int differ = 0;
+    for (int i = 0; i < 80; i++)
+        differ += prob[0][i] != prob[1][i];
+    assert_true(differ > 0);
     predict_model_destroy(m);
     assert_int_equal(tsdb_close(db), 0);
     tu_rmrf(dir);
@@ -390,7 +498,12 @@ static void test_serve_predictor(void **state)
     assert_int_equal(count_str(buf, "\"probability\":"), 3 + 3); /* 3 devices + 1 neighbour each */
     assert_int_equal(count_str(buf, "\"features\":["), 3);
     assert_int_equal(count_str(buf, "\"no_neighbour_weight\":"), 3);
-    assert_non_null(strstr(buf, "\"neighbours\":[{\"device\":"));
+    assert_non_null(strstr(buf, "\"neighbours\":[{\"instance\":\""));
+    assert_non_null(strstr(buf, "\"scope\":\"node\""));
+    /* scope node: a device's neighbours are on its own node (entries {"instance":... are
+     * neighbours: a device's own entry starts with "kind") */
+    assert_int_equal(
+        count_str(buf, "{\"instance\":\"n1\"") + count_str(buf, "{\"instance\":\"n2\""), 3);
     assert_non_null(strstr(buf, "\"horizon_days\":7"));
     /* ranking: probabilities of the listed devices never increase */
     double prev = 2;
@@ -451,6 +564,25 @@ static void test_serve_predictor(void **state)
     assert_int_equal(st, 200);
     assert_non_null(strstr(buf, "augur_predict_reloads_total{result=\"success\"} 1"));
     assert_non_null(strstr(buf, "augur_predict_reloads_total{result=\"failure\"} 2"));
+    /* a rack-scope model: every disk is in rack r1, so each has the 3 others as neighbours,
+     * two of them on the other node, and the explanation names their instance */
+    write_model_scope(model, 0, 7, 0, FEAT_SCOPE_RACK);
+    assert_int_equal(http(port, "POST", "/api/v1/admin/reload", "", buf, sizeof buf), 200);
+    assert_int_equal(http(port, "POST", "/api/v1/admin/predict", "", buf, sizeof buf), 200);
+    st = http(port, "GET", "/api/v1/predictions?kind=disk&limit=0", NULL, buf, sizeof buf);
+    assert_int_equal(st, 200);
+    assert_non_null(strstr(buf, "\"scope\":\"rack\",\"scope_cap\":128"));
+    assert_int_equal(count_str(buf, "\"probability\":"), 4 + 4 * 3);
+    assert_int_equal(count_str(buf, "{\"instance\":\"n1\""), 6);
+    assert_int_equal(count_str(buf, "{\"instance\":\"n2\""), 6);
+    /* n1/sda's neighbours include n2's disks (its entry, then its neighbour list) */
+    const char *e = strstr(buf, "{\"kind\":\"disk\",\"instance\":\"n1\",\"device\":\"sda\"");
+    assert_non_null(e);
+    const char *nb = strstr(e, "\"neighbours\":[");
+    const char *end = strstr(nb, "]}");
+    assert_true(nb && end);
+    const char *hit = strstr(nb, "{\"instance\":\"n2\",\"device\":\"sdb\",\"serial\":\"S4\"");
+    assert_true(hit && hit < end);
     kill(pid, SIGTERM);
     int ws = 0;
     assert_int_equal(waitpid(pid, &ws, 0), pid);
@@ -502,6 +634,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_validation),
         cmocka_unit_test(test_predict_run_store),
+        cmocka_unit_test(test_predict_rack_cap),
         cmocka_unit_test_teardown(test_serve_predictor, kill_live),
         cmocka_unit_test_teardown(test_serve_bad_model, kill_live),
     };

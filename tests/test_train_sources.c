@@ -151,8 +151,11 @@ static void check_labels(const fleet_t *fl, const ntam_tl_t *t, int g)
     assert_true(replaced >= 1);
 }
 
-/* Windows cut from the timeline score exactly as predict_run() scores the store at that time. */
-static void check_no_skew(tsdb_t *db, const ntam_tl_t *t, int32_t W)
+/* Windows cut from the timeline score exactly as predict_run() scores the store at that time,
+ * with the model's neighbourhood scope (node, rack, pod) and cap: training groups devices as
+ * the predictor does. want_group: the largest group training must have built. */
+static void check_no_skew(tsdb_t *db, const ntam_tl_t *t, int32_t W, feat_scope_t scope,
+                          int32_t cap, int32_t want_group)
 {
     feat_kind_t kind = t->kind;
     ntam_protocol_t pr;
@@ -160,9 +163,12 @@ static void check_no_skew(tsdb_t *db, const ntam_tl_t *t, int32_t W)
     pr.window = W;
     pr.horizon = 2;
     pr.folds = 0;
+    pr.scope = (int32_t)scope;
+    pr.scope_cap = cap;
     ntam_data_t d;
     char err[256];
     assert_int_equal(ntam_tl_build(t, &pr, NTAM_PART_ALL, 1, &d, err, sizeof err), 0);
+    assert_int_equal(d.max_group, want_group);
     assert_int_equal(d.F, (int32_t)feat_count(kind));
     assert_true(d.n_pos > 0);
     float mean[NTAM_MAX_FEATURES], scale[NTAM_MAX_FEATURES];
@@ -190,9 +196,11 @@ static void check_no_skew(tsdb_t *db, const ntam_tl_t *t, int32_t W)
     }
     b.schema_hash = feat_schema_hash(kind);
     b.threshold = 0.5f;
-    size_t cap = ntam_bundle_bound(&b);
-    uint8_t *buf = malloc(cap);
-    int64_t len = ntam_bundle_encode(&b, buf, cap);
+    b.scope = (int32_t)scope;
+    b.scope_cap = cap;
+    size_t bcap = ntam_bundle_bound(&b);
+    uint8_t *buf = malloc(bcap);
+    int64_t len = ntam_bundle_encode(&b, buf, bcap);
     assert_true(len > 0);
     predict_model_t *pm = NULL;
     assert_int_equal(predict_model_from_bytes(buf, (size_t)len, "tl", kind, &pm, err, sizeof err),
@@ -303,8 +311,13 @@ static void test_store_timeline(void **state)
     /* NVMe disks are flagged on every observed step, as feat_read_store() does */
     for (int32_t i = 0; i < disk.n_dev; i++)
         assert_int_equal(disk.dev[i].nvme, !strncmp(disk.dev[i].device, "nvme", 4));
-    check_no_skew(fl.db, &disk, 5);
-    check_no_skew(fl.db, &gpu, 24);
+    /* 6 nodes of 3 disks and 3 GPUs, racks of 3 nodes, one pod */
+    check_no_skew(fl.db, &disk, 5, FEAT_SCOPE_NODE, 128, 3);
+    check_no_skew(fl.db, &gpu, 24, FEAT_SCOPE_NODE, 128, 3);
+    check_no_skew(fl.db, &disk, 5, FEAT_SCOPE_RACK, 128, 9);
+    check_no_skew(fl.db, &gpu, 24, FEAT_SCOPE_RACK, 128, 9);
+    /* the pod (18 devices) cut at 7: three chunks of two whole nodes */
+    check_no_skew(fl.db, &disk, 5, FEAT_SCOPE_POD, 7, 6);
     ntam_tl_free(&disk);
     ntam_tl_free(&gpu);
     /* the same through the directory (read-only open beside the writer) */

@@ -45,6 +45,45 @@ grep -q '^NTAM no-neighbour' "$TMP/train_disk.txt" || fail "no ablation row"
 [ "$(ntam_row "$TMP/train_disk.txt")" == "$(ntam_row "$TMP/eval_disk.txt")" ] ||
   fail "eval on the store differs from the training run's test fold"
 
+# a rack-scope model (simulate labels 16 nodes a rack): eval reproduces its row, takes the scope
+# from the model, refuses another explicit one; its baselines are exactly scope node's
+"$AUGUR_BIN" train --kind disk --source "$TMP/st" --window 5 --horizon 3 "${SMALL[@]}" \
+  --scope rack --out "$TMP/disk-rack.ntam" >"$TMP/train_disk_rack.txt" || fail "train --scope rack"
+for s in "" "--scope rack"; do
+  # shellcheck disable=SC2086
+  "$AUGUR_BIN" eval --model "$TMP/disk-rack.ntam" --source "$TMP/st" $s --quiet \
+    >"$TMP/eval_disk_rack.txt" || fail "eval rack model ($s)"
+  [ "$(ntam_row "$TMP/train_disk_rack.txt")" == "$(ntam_row "$TMP/eval_disk_rack.txt")" ] ||
+    fail "eval of the rack model differs from its training run ($s)"
+  grep -qx 'neighbourhood scope rack, groups cut at 128 devices (whole nodes)' \
+    "$TMP/eval_disk_rack.txt" || fail "eval does not name the model's scope"
+done
+# (the store has rack labels, so the rack model is another model: groups of up to 96 disks)
+[ "$(ntam_row "$TMP/train_disk.txt")" != "$(ntam_row "$TMP/train_disk_rack.txt")" ] ||
+  fail "the rack model scored exactly as the node model: no rack groups?"
+for r in '^logistic regression' '^SMART rule'; do
+  [ "$(grep -m1 "$r" "$TMP/train_disk.txt")" == "$(grep -m1 "$r" "$TMP/train_disk_rack.txt")" ] ||
+    fail "rack run's baseline row '$r' differs from the node run's"
+done
+# the ablation's threshold-free columns (its detections are counted at NTAM's alarm threshold)
+abl() { grep -m1 '^NTAM no-neighbour' "$1" | awk '{print $3, $4, $5, $6, $7, $8}'; }
+[ -n "$(abl "$TMP/train_disk.txt")" ] && [ "$(abl "$TMP/train_disk.txt")" == "$(abl "$TMP/train_disk_rack.txt")" ] ||
+  fail "rack run's ablation differs from the node run's"
+expect_fail scopemismatch 'trained with --scope rack, not node' \
+  "$AUGUR_BIN" eval --model "$TMP/disk-rack.ntam" --source "$TMP/st" --scope node
+expect_fail scopemismatch2 'trained with --scope node, not pod' \
+  "$AUGUR_BIN" eval --model "$TMP/disk.ntam" --source "$TMP/st" --scope pod
+expect_fail evalbadscope "bad value 'racks' for --scope" \
+  "$AUGUR_BIN" eval --model "$TMP/disk.ntam" --source "$TMP/st" --scope racks
+expect_fail badscope "bad value 'row' for --scope" \
+  "$AUGUR_BIN" train --kind disk --source "$TMP/st" --scope row --out "$TMP/x.ntam"
+expect_fail noscope '--scope needs a value' \
+  "$AUGUR_BIN" train --kind disk --source "$TMP/st" --out "$TMP/x.ntam" --scope
+expect_fail badcap "bad value '1' for --scope-cap" \
+  "$AUGUR_BIN" train --kind disk --source "$TMP/st" --scope rack --scope-cap 1 --out "$TMP/x.ntam"
+expect_fail badcap2 "bad value '-3' for --scope-cap" \
+  "$AUGUR_BIN" train --kind disk --source "$TMP/st" --scope rack --scope-cap -3 --out "$TMP/x.ntam"
+
 # GPUs from the store (hourly windows); eval with plot, predictions and the ablation
 "$AUGUR_BIN" train --kind gpu --source "$TMP/st" --window 12 --horizon 3 "${SMALL[@]}" \
   --out "$TMP/gpu.ntam" >"$TMP/train_gpu.txt" || fail "train gpu from store"
@@ -135,4 +174,19 @@ expect_fail mixed 'the only source' \
   --out "$TMP/csv.ntam" >/dev/null 2>&1 || fail "train on CSV"
 expect_fail csvmodel 'feature schema' \
   "$AUGUR_BIN" eval --model "$TMP/csv.ntam" --source "$TMP/st"
+# the same CSV imported into a store: the importer labels each drive instance
+# <datacenter>/<vault_id>/<pod_id> (the server) and pod <datacenter>/<vault_id> (the vault; the
+# simulator writes vault_id = rack: 16 nodes x 4 disks); no rack label, so --scope rack keeps
+# the node and --scope pod groups the vault
+"$AUGUR_BIN" import backblaze --store "$TMP/bbst" "$TMP/bb.csv" >/dev/null 2>&1 || fail "import"
+for sc in node:4 rack:4 pod:64; do
+  "$AUGUR_BIN" train --kind disk --source "$TMP/bbst" --window 3 --horizon 2 --epochs 1 \
+    --d-model 8 --d-ff 8 --d-head 8 --folds 3 --scope "${sc%%:*}" --out "$TMP/bb-${sc%%:*}.ntam" \
+    >/dev/null 2>"$TMP/bbscope.err" || fail "train --scope ${sc%%:*} on the import"
+  grep -q "largest ${sc%%:*}-day group ${sc##*:} " "$TMP/bbscope.err" ||
+    fail "import, --scope ${sc%%:*}: $(grep -m1 'largest' "$TMP/bbscope.err")"
+done
+expect_fail csvscope 'needs a store directory or simulator source' \
+  "$AUGUR_BIN" train --kind disk --source "$TMP/bb.csv" --window 3 --horizon 2 --scope pod \
+  "${SMALL[@]}" --out "$TMP/x.ntam"
 echo "PASS"

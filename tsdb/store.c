@@ -580,9 +580,10 @@ static uint64_t mem_fixed_locked(const tsdb_t *db)
 }
 
 /* The head's share of opt.memory_max_bytes (what the rest leaves, at least
- * 48 MiB), 0 = no cap. A flush starts at a third of it; appends wait at two
- * thirds (the frozen arrays of the flush under way take up to the third
- * left); a seal_closed_only flush keeps at most a sixth. Caller holds mu. */
+ * 48 MiB), 0 = no cap. A flush starts when the head has grown by a third
+ * of it since the last flush; appends wait at two thirds (the frozen arrays
+ * of the flush under way take up to the third left); a seal_closed_only
+ * flush keeps at most a third. Caller holds mu. */
 #define HEAD_BUDGET_MIN ((uint64_t)48 << 20)
 static uint64_t head_budget(const tsdb_t *db)
 {
@@ -592,12 +593,15 @@ static uint64_t head_budget(const tsdb_t *db)
     return b > HEAD_BUDGET_MIN ? b : HEAD_BUDGET_MIN;
 }
 
-/* The head needs a flush: over its sample limit or its memory budget. */
+/* The head needs a flush: over its sample limit or its memory budget. What
+ * a tsdb_seal_closed_only flush kept (at most a third of the budget) does
+ * not count: it would only be kept again. */
 static int head_full(const tsdb_t *db)
 {
     if (head_new(db) >= head_limit(db)) return 1;
     uint64_t b = head_budget(db);
-    return b && head_new(db) && db->mem_head_bytes >= b / 3;
+    uint64_t nb = db->mem_head_bytes > db->head_kept_bytes ? db->mem_head_bytes - db->head_kept_bytes : 0;
+    return b && head_new(db) && nb >= b / 3;
 }
 
 /* Heap bytes of s's head. */
@@ -2344,9 +2348,11 @@ int db_flush_locked(tsdb_t *db, int compact_all)
      * is kept, the other series are sealed whole */
     int hold = db->hold_open && !db->closing && db->max_time != INT64_MIN;
     const uint64_t hold_cap = 2 * head_limit(db);
-    /* and with a memory cap, once the arrays kept take a sixth of the head's
-     * budget: the rest is sealed in pieces, as without this mode */
-    const uint64_t hold_bytes = db->opt.memory_max_bytes ? head_budget(db) / 6 : UINT64_MAX;
+    /* and with a memory cap, once the arrays kept take a third of the head's
+     * budget: the rest is sealed in pieces, as without this mode. (Kept
+     * third + frozen third + the third appended while the flush runs, after
+     * which appends wait: the head stays inside its budget.) */
+    const uint64_t hold_bytes = db->opt.memory_max_bytes ? head_budget(db) / 3 : UINT64_MAX;
     uint64_t kept_bytes = 0;
     size_t nact = 0;            /* series that keep head samples */
     uint64_t kept = 0;          /* their samples */
@@ -2472,6 +2478,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
     db->frozen_samples = nfrozen_samples;
     db->head_samples = kept;
     db->head_kept = kept;
+    db->head_kept_bytes = kept_bytes;
     /* new series: labels to persist */
     size_t nnew = 0;
     frozen_t *nw = fz + nf;

@@ -157,6 +157,7 @@ struct tsdb {
     size_t nactive, active_cap;
     uint64_t head_samples, frozen_samples;
     uint64_t head_kept;          /* head samples a flush kept (tsdb_seal_closed_only) */
+    uint64_t head_kept_bytes;    /* and their bytes then */
     int hold_open;               /* tsdb_seal_closed_only() */
     uint64_t ckpt_done;          /* the WAL checkpoint of the last committed flush */
     uint64_t freeze_ckpt;        /* the last flush's WAL segment when it froze the head */

@@ -150,6 +150,53 @@ static void test_random_sequences(void **state)
     }
 }
 
+/* headpack_split: the parts decode to the samples before and from the cut,
+ * in order; one side empty refuses to split. */
+static void test_split(void **state)
+{
+    (void)state;
+    rng = tu_seed("headpack_split", 77) | 1;
+    enum { N = 200 };
+    int64_t ts[N];
+    double vs[N];
+    for (int round = 0; round < 500; round++) {
+        uint32_t n = 1 + (uint32_t)(rnd() % N);
+        int64_t t = (int64_t)(rnd() >> 24);
+        for (uint32_t i = 0; i < n; i++) {
+            ts[i] = t;
+            t += 1 + (int64_t)(rnd() % 100000);
+            vs[i] = (rnd() % 3) ? (double)(rnd() % 50) : bits_to_f64(rnd());
+        }
+        uint8_t *p = malloc(HEADPACK_HDR + HEADPACK_MAX_ENTRY * N);
+        assert_non_null(p);
+        headpack_init(p);
+        for (uint32_t i = 0; i < n; i++) headpack_put(p, i == 0, ts[i], vs[i]);
+        uint32_t k = (uint32_t)(rnd() % (n + 1)); /* cut before sample k */
+        int64_t cut = k < n ? ts[k] : ts[n - 1] + 1;
+        uint8_t *lo, *hi;
+        uint32_t nlo, lc, hc;
+        int rc = headpack_split(p, n, cut, 40, &lo, &nlo, &lc, &hi, &hc);
+        if (k == 0 || k == n) {
+            assert_int_equal(rc, -1);
+            assert_null(lo);
+            assert_null(hi);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(nlo, k);
+            assert_true(headpack_len(lo) <= lc && headpack_len(hi) + 40 <= hc);
+            tsdb_sample_t out[N];
+            assert_int_equal(headpack_decode(lo, k, out), 0);
+            assert_int_equal(headpack_decode(hi, n - k, out + k), 0);
+            for (uint32_t i = 0; i < n; i++)
+                assert_true(out[i].t == ts[i] && !memcmp(&out[i].v, &vs[i], 8));
+            assert_true(headpack_last_t(lo) == ts[k - 1] && headpack_first_t(hi) == ts[k]);
+            free(lo);
+            free(hi);
+        }
+        free(p);
+    }
+}
+
 static void test_extremes(void **state)
 {
     (void)state;
@@ -167,6 +214,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_steady_sizes),
         cmocka_unit_test(test_random_sequences),
+        cmocka_unit_test(test_split),
         cmocka_unit_test(test_extremes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

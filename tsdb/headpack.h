@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tsdb/tsdb.h"
@@ -201,6 +202,55 @@ static inline int headpack_decode(const uint8_t *p, uint32_t n, tsdb_sample_t *o
         if (headpack_next(&r, &out[i].t, &vb)) return -1;
         memcpy(&out[i].v, &vb, 8);
     }
+    return 0;
+}
+
+/* Split the n entries of p at time cut into two new buffers: lo gets those
+ * before cut (*nlo of them), hi those at or after it, with room for `room`
+ * more bytes. Both NULL (and nothing changed) if either part is empty or
+ * memory is short; the caller frees p. Entries are re-encoded, so each
+ * part starts with a whole entry; sizes *lo_cap / *hi_cap. */
+static inline int headpack_split(const uint8_t *p, uint32_t n, int64_t cut, uint32_t room,
+                                 uint8_t **lo, uint32_t *nlo, uint32_t *lo_cap, uint8_t **hi,
+                                 uint32_t *hi_cap)
+{
+    *lo = *hi = NULL;
+    *nlo = *lo_cap = *hi_cap = 0;
+    uint32_t len = headpack_len(p);
+    uint8_t *a = (uint8_t *)malloc(len + HEADPACK_MAX_ENTRY);
+    uint8_t *b = (uint8_t *)malloc(len + HEADPACK_MAX_ENTRY + room);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return -1;
+    }
+    headpack_init(a);
+    headpack_init(b);
+    headpack_rd_t r;
+    headpack_rd_init(&r, p);
+    uint32_t na = 0, nb = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t t;
+        uint64_t vb;
+        double v;
+        if (headpack_next(&r, &t, &vb)) break; /* never: our own bytes */
+        memcpy(&v, &vb, 8);
+        if (t < cut) headpack_put(a, na++ == 0, t, v);
+        else headpack_put(b, nb++ == 0, t, v);
+    }
+    if (!na || !nb || na + nb != n) {
+        free(a);
+        free(b);
+        return -1;
+    }
+    uint32_t alen = headpack_len(a);
+    uint8_t *sa = (uint8_t *)realloc(a, alen);
+    if (sa) a = sa;
+    *lo = a;
+    *nlo = na;
+    *lo_cap = sa ? alen : len + HEADPACK_MAX_ENTRY;
+    *hi = b;
+    *hi_cap = len + HEADPACK_MAX_ENTRY + room;
     return 0;
 }
 

@@ -2382,7 +2382,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             }
         }
         int split = hold && kept < hold_cap && kept_bytes < hold_bytes;
-        if (s->packed && !split) {
+        if (s->packed && (!split || headpack_last_t(s->pk) < cut)) {
             /* sealed whole: the flush takes the packed head over as it is */
             size_t i = nz++;
             s->fpk = s->pk;
@@ -2404,6 +2404,41 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             fz[i].mint = frozen_mint(s);
             fz[i].maxt = frozen_maxt(s);
             continue;
+        }
+        if (s->packed) {
+            /* split packed: the part before the cut is sealed packed (no
+             * 16-byte copy of every series that crosses into a new
+             * partition), the rest stays packed */
+            uint8_t *lo, *hi;
+            uint32_t nlo, lo_cap, hi_cap;
+            if (!headpack_split(s->pk, s->n, cut, 2 * HEADPACK_MAX_ENTRY + s->n, &lo, &nlo,
+                                &lo_cap, &hi, &hi_cap)) {
+                db->mem_head_bytes -= head_bytes(s);
+                free(s->pk);
+                s->pk = hi;
+                s->pk_len = headpack_len(hi);
+                s->cap = hi_cap;
+                s->n -= nlo;
+                db->mem_head_bytes += hi_cap;
+                db->active[nact++] = s;
+                kept += s->n;
+                kept_bytes += head_bytes(s);
+                if (cut < cutmin) cutmin = cut;
+                size_t i = nz++;
+                s->fpk = lo;
+                s->frozen_packed = 1;
+                s->nfrozen = nlo;
+                fz[i].s = s;
+                fz[i].sid = s->sid;
+                fz[i].v = NULL;
+                fz[i].pk = lo;
+                fz[i].n = nlo;
+                fz[i].mint = frozen_mint(s);
+                fz[i].maxt = frozen_maxt(s);
+                continue;
+            }
+            /* one side empty (all before the cut: sealed whole below), or
+             * no memory: the plain way */
         }
         /* splitting works on plain arrays */
         if (s->packed && head_unpack(db, s, 0)) {

@@ -205,52 +205,61 @@ static inline int headpack_decode(const uint8_t *p, uint32_t n, tsdb_sample_t *o
     return 0;
 }
 
-/* Split the n entries of p at time cut into two new buffers: lo gets those
- * before cut (*nlo of them), hi those at or after it, with room for `room`
- * more bytes. Both NULL (and nothing changed) if either part is empty or
- * memory is short; the caller frees p. Entries are re-encoded, so each
- * part starts with a whole entry; sizes *lo_cap / *hi_cap. */
-static inline int headpack_split(const uint8_t *p, uint32_t n, int64_t cut, uint32_t room,
-                                 uint8_t **lo, uint32_t *nlo, uint32_t *lo_cap, uint8_t **hi,
-                                 uint32_t *hi_cap)
+/* Split the n entries of *pp at time cut: the entries before cut stay in
+ * *pp (cut short in place: its header takes the state after the last of
+ * them; *nlo of them, its size shrunk to *lo_cap), those at or after it go
+ * to a new buffer *hi, re-encoded, with room for `room` more bytes (size
+ * *hi_cap). Returns -1 and changes nothing if either part would be empty or
+ * memory is short. */
+static inline int headpack_split(uint8_t **pp, uint32_t n, int64_t cut, uint32_t room,
+                                 uint32_t *nlo, uint32_t *lo_cap, uint8_t **hi, uint32_t *hi_cap)
 {
-    *lo = *hi = NULL;
+    *hi = NULL;
     *nlo = *lo_cap = *hi_cap = 0;
-    uint32_t len = headpack_len(p);
-    uint8_t *a = (uint8_t *)malloc(len + HEADPACK_MAX_ENTRY);
-    uint8_t *b = (uint8_t *)malloc(len + HEADPACK_MAX_ENTRY + room);
-    if (!a || !b) {
-        free(a);
-        free(b);
-        return -1;
-    }
-    headpack_init(a);
-    headpack_init(b);
+    uint8_t *p = *pp;
     headpack_rd_t r;
     headpack_rd_init(&r, p);
-    uint32_t na = 0, nb = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    uint32_t k = 0;
+    const uint8_t *at = r.q; /* start of entry k */
+    headpack_rd_t before = r;
+    for (; k < n; k++) {
+        int64_t t;
+        uint64_t vb;
+        before = r;
+        at = r.q;
+        if (headpack_next(&r, &t, &vb)) return -1; /* never: our own bytes */
+        if (t >= cut) break;
+    }
+    if (k == 0 || k == n) return -1;
+    /* entries k.. into a new buffer: at most the old bytes plus a whole first entry */
+    uint32_t len = headpack_len(p), tail = (uint32_t)(p + len - at);
+    uint32_t cap = HEADPACK_HDR + tail + HEADPACK_MAX_ENTRY + room;
+    uint8_t *b = (uint8_t *)malloc(cap);
+    if (!b) return -1;
+    headpack_init(b);
+    headpack_rd_t rr = before;
+    for (uint32_t i = k; i < n; i++) {
         int64_t t;
         uint64_t vb;
         double v;
-        if (headpack_next(&r, &t, &vb)) break; /* never: our own bytes */
+        if (headpack_next(&rr, &t, &vb)) break;
         memcpy(&v, &vb, 8);
-        if (t < cut) headpack_put(a, na++ == 0, t, v);
-        else headpack_put(b, nb++ == 0, t, v);
+        headpack_put(b, i == k, t, v);
     }
-    if (!na || !nb || na + nb != n) {
-        free(a);
-        free(b);
-        return -1;
-    }
-    uint32_t alen = headpack_len(a);
-    uint8_t *sa = (uint8_t *)realloc(a, alen);
-    if (sa) a = sa;
-    *lo = a;
-    *nlo = na;
-    *lo_cap = sa ? alen : len + HEADPACK_MAX_ENTRY;
+    /* cut p short after entry k - 1: the reader state before entry k */
+    headpack_hdr_t h;
+    memcpy(&h, p, sizeof h);
+    h.len = (uint32_t)(at - p);
+    h.last_t = (int64_t)before.t;
+    h.last_dt = (int64_t)before.dt;
+    h.last_v = before.vb;
+    memcpy(p, &h, sizeof h);
+    uint8_t *sp = (uint8_t *)realloc(p, h.len);
+    if (sp) *pp = sp;
+    *nlo = k;
+    *lo_cap = sp ? h.len : 0; /* 0: the caller keeps its size */
     *hi = b;
-    *hi_cap = len + HEADPACK_MAX_ENTRY + room;
+    *hi_cap = cap;
     return 0;
 }
 

@@ -2409,12 +2409,11 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             /* split packed: the part before the cut is sealed packed (no
              * 16-byte copy of every series that crosses into a new
              * partition), the rest stays packed */
-            uint8_t *lo, *hi;
+            uint8_t *lo = s->pk, *hi;
             uint32_t nlo, lo_cap, hi_cap;
-            if (!headpack_split(s->pk, s->n, cut, 2 * HEADPACK_MAX_ENTRY + s->n, &lo, &nlo,
-                                &lo_cap, &hi, &hi_cap)) {
-                db->mem_head_bytes -= head_bytes(s);
-                free(s->pk);
+            if (!headpack_split(&lo, s->n, cut, 2 * HEADPACK_MAX_ENTRY + s->n, &nlo, &lo_cap, &hi,
+                                &hi_cap)) {
+                db->mem_head_bytes -= head_bytes(s); /* lo leaves the head as frozen */
                 s->pk = hi;
                 s->pk_len = headpack_len(hi);
                 s->cap = hi_cap;

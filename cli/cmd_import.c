@@ -75,6 +75,10 @@ static void import_usage(FILE *f)
           "  --no-progress        no progress bar (it is drawn only when stderr is a TTY)\n"
           "  --quiet              no report\n"
           "\n"
+          "--store writes no WAL: samples are stored when a flush seals them, and the\n"
+          "report comes after the last one. If an import is killed, run it again with the\n"
+          "same files: what was already stored counts as duplicates, the rest is added.\n"
+          "\n"
           "Exit status: 0 every row imported; 1 some rows or samples were refused (the report\n"
           "says which); 2 usage or I/O error, or the import stopped early.\n",
           f);

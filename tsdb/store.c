@@ -808,9 +808,49 @@ static long find_t(const tsdb_sample_t *v, size_t n, int sorted, int64_t t)
     return -1;
 }
 
-/* Look t up in sealed blocks. 1 found (*bits set), 0 not found, <0 error. */
-static int sealed_lookup(tsdb_t *db, series_t *s, int64_t t, uint64_t *bits)
+/* sealed_lookup: samples re-sent into sealed partitions (a re-run import,
+ * a retrying sender far behind) are looked up in their blocks. Decoding a
+ * block of 128 series for each sample made a re-run ~100x slower than the
+ * import, so the decoded (group, partition)s are kept: a day file touches
+ * each group's partition for 128 drives in a row. Valid while db->gen is
+ * unchanged (flushes, deletes and vacuums bump it; a flush's samples are
+ * found in s->frozen until it completes; merges keep the samples). */
+#define SEAL_CACHE_N 128
+struct seal_cache {
+    int valid;
+    uint32_t g;
+    int64_t part;
+    uint64_t gen, used;
+    size_t n, cap;
+    struct seal_ent {
+        uint32_t slot; /* sid % TSDB_GROUP_SIDS */
+        uint32_t seq;  /* block order: the first block's sample wins */
+        int64_t t;
+        uint64_t bits;
+    } *e;
+};
+
+static int cmp_seal_ent(const void *a, const void *b)
 {
+    const struct seal_ent *x = a, *y = b;
+    if (x->slot != y->slot) return x->slot < y->slot ? -1 : 1;
+    if (x->t != y->t) return x->t < y->t ? -1 : 1;
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+static void seal_cache_free(tsdb_t *db)
+{
+    if (!db->scache) return;
+    for (int i = 0; i < SEAL_CACHE_N; i++) free(db->scache[i].e);
+    free(db->scache);
+    db->scache = NULL;
+}
+
+/* Decode every block of (g, part) into c. */
+static int seal_cache_fill(tsdb_t *db, struct seal_cache *c, uint32_t g, int64_t part)
+{
+    c->valid = 0;
+    c->n = 0;
     MDB_txn *txn;
     int rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn);
     if (rc) return db_lmdb_err(rc, "read txn");
@@ -820,17 +860,16 @@ static int sealed_lookup(tsdb_t *db, series_t *s, int64_t t, uint64_t *bits)
         mdb_txn_abort(txn);
         return db_lmdb_err(rc, "cursor");
     }
-    uint32_t g = s->sid / TSDB_GROUP_SIDS;
-    int64_t part = db_part_of(t, db_group_pm_locked(db, g));
     uint8_t k[16];
     db_block_key(k, g, part, 0);
     MDB_val key = {16, k}, val;
     block_reader_t br = {0};
     tbuf_t fb = {0};
     tsdb_sample_t *tmp = NULL;
-    int found = 0;
-    int op = MDB_SET_RANGE;
-    while ((rc = mdb_cursor_get(cur, &key, &val, op)) == 0) {
+    size_t tmp_cap = 0;
+    int op = MDB_SET_RANGE, r;
+    rc = 0;
+    while (!rc && (r = mdb_cursor_get(cur, &key, &val, op)) == 0) {
         op = MDB_NEXT;
         uint32_t kg, seq;
         int64_t kp;
@@ -841,18 +880,36 @@ static int sealed_lookup(tsdb_t *db, series_t *s, int64_t t, uint64_t *bits)
         size_t bl;
         if (db_block_read(db, txn, &val, &fb, &bp, &bl)) continue;
         if (block_open(&br, bp, bl)) continue; /* corrupt: reported by readers */
-        long i = block_find(&br, s->sid);
-        if (i < 0) continue;
-        size_t cnt = br.counts[i], n;
-        tsdb_sample_t *nt = realloc(tmp, cnt * sizeof *nt);
-        if (!nt) break;
-        tmp = nt;
-        if (block_decode_series(&br, (uint32_t)i, tmp, cnt, &n)) continue;
-        long j = find_t(tmp, n, 1, t);
-        if (j >= 0) {
-            *bits = f64_bits(tmp[j].v);
-            found = 1;
-            break;
+        for (uint32_t i = 0; i < br.nseries && !rc; i++) {
+            size_t cnt = br.counts[i], got;
+            if (cnt > tmp_cap) {
+                tsdb_sample_t *nt = realloc(tmp, cnt * sizeof *nt);
+                if (!nt) {
+                    rc = TSDB_ENOMEM;
+                    break;
+                }
+                tmp = nt;
+                tmp_cap = cnt;
+            }
+            if (block_decode_series(&br, i, tmp, cnt, &got)) continue;
+            if (c->n + got > c->cap) {
+                size_t nc = c->cap ? c->cap * 2 : 4096;
+                while (nc < c->n + got) nc *= 2;
+                struct seal_ent *ne = realloc(c->e, nc * sizeof *ne);
+                if (!ne) {
+                    rc = TSDB_ENOMEM;
+                    break;
+                }
+                c->e = ne;
+                c->cap = nc;
+            }
+            for (size_t j = 0; j < got; j++) {
+                struct seal_ent *x = &c->e[c->n++];
+                x->slot = br.sids[i] % TSDB_GROUP_SIDS;
+                x->seq = seq;
+                x->t = tmp[j].t;
+                x->bits = f64_bits(tmp[j].v);
+            }
         }
     }
     free(tmp);
@@ -860,7 +917,56 @@ static int sealed_lookup(tsdb_t *db, series_t *s, int64_t t, uint64_t *bits)
     block_reader_free(&br);
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
-    return found;
+    if (rc) return rc;
+    /* one block (the usual case once merged) comes out in order already */
+    size_t i = 1;
+    while (i < c->n && cmp_seal_ent(&c->e[i - 1], &c->e[i]) <= 0) i++;
+    if (i < c->n) qsort(c->e, c->n, sizeof *c->e, cmp_seal_ent);
+    c->g = g;
+    c->part = part;
+    c->gen = db->gen;
+    c->valid = 1;
+    return 0;
+}
+
+/* Look t up in sealed blocks. 1 found (*bits set), 0 not found, <0 error.
+ * Caller holds mu. */
+static int sealed_lookup(tsdb_t *db, series_t *s, int64_t t, uint64_t *bits)
+{
+    if (!db->scache) {
+        db->scache = calloc(SEAL_CACHE_N, sizeof *db->scache);
+        if (!db->scache) return TSDB_ENOMEM;
+    }
+    uint32_t g = s->sid / TSDB_GROUP_SIDS;
+    int64_t part = db_part_of(t, db_group_pm_locked(db, g));
+    struct seal_cache *c = NULL, *lru = &db->scache[0];
+    for (int i = 0; i < SEAL_CACHE_N; i++) {
+        struct seal_cache *x = &db->scache[i];
+        if (x->valid && x->gen == db->gen && x->g == g && x->part == part) {
+            c = x;
+            break;
+        }
+        if (!x->valid || x->gen != db->gen) x->used = 0; /* stale: first to go */
+        if (x->used < lru->used) lru = x;
+    }
+    if (!c) {
+        int rc = seal_cache_fill(db, lru, g, part);
+        if (rc) return rc;
+        c = lru;
+    }
+    c->used = ++db->scache_clock;
+    struct seal_ent key = {s->sid % TSDB_GROUP_SIDS, 0, t, 0};
+    size_t lo = 0, hi = c->n;
+    while (lo < hi) { /* first entry >= (slot, t, seq 0) */
+        size_t mid = lo + (hi - lo) / 2;
+        if (cmp_seal_ent(&c->e[mid], &key) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < c->n && c->e[lo].slot == key.slot && c->e[lo].t == t) {
+        *bits = c->e[lo].bits;
+        return 1;
+    }
+    return 0;
 }
 
 /* Classify one sample for series s. Caller holds mu. */
@@ -2124,6 +2230,7 @@ int tsdb_close(tsdb_t *db)
         rc = db_flush_locked(db, 0);
         pthread_mutex_unlock(&db->flush_mu);
     }
+    seal_cache_free(db);
     if (db->env) mdb_env_close(db->env);
     wal_close(&db->wal);
     for (uint32_t g = 0; g < db->npages; g++) {

@@ -200,6 +200,8 @@ struct tsdb {
     uint64_t mem_head_bytes;
     uint64_t mem_labels_bytes;   /* s->labels of fresh series (bytes, count) */
     uint64_t mem_labels_n;
+    struct seal_cache *scache;   /* sealed_lookup's decoded (group, partition)s, under mu */
+    uint64_t scache_clock;
     /* series structs: slabs of SERIES_SLAB, freed at close (series are
      * never freed before: a deleted one stays marked) */
     void **slabs;

@@ -950,6 +950,22 @@ static int sealed_lookup(tsdb_t *db, series_t *s, int64_t t, uint64_t *bits)
         if (x->used < lru->used) lru = x;
     }
     if (!c) {
+        /* at most ~64 MB of decoded samples (a server's 2 h partitions of
+         * 15 s scrapes are ~1.5 MB a group): drop the oldest arrays */
+        for (;;) {
+            size_t bytes = 0;
+            struct seal_cache *old = NULL;
+            for (int i = 0; i < SEAL_CACHE_N; i++) {
+                struct seal_cache *x = &db->scache[i];
+                bytes += x->cap * sizeof *x->e;
+                if (x->e && x != lru && (!old || x->used < old->used)) old = x;
+            }
+            if (bytes <= ((size_t)64 << 20) || !old) break;
+            free(old->e);
+            old->e = NULL;
+            old->n = old->cap = 0;
+            old->valid = 0;
+        }
         int rc = seal_cache_fill(db, lru, g, part);
         if (rc) return rc;
         c = lru;

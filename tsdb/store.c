@@ -808,6 +808,21 @@ static long find_t(const tsdb_sample_t *v, size_t n, int sorted, int64_t t)
     return -1;
 }
 
+/* Decode series i of br into *tmp, grown as needed (*cap). 0, TSDB_ENOMEM,
+ * or TSDB_ECORRUPT (the caller skips the series: readers report it). */
+static int block_decode_grow(const block_reader_t *br, uint32_t i, tsdb_sample_t **tmp,
+                             size_t *cap, size_t *n)
+{
+    size_t cnt = br->counts[i];
+    if (cnt > *cap) {
+        tsdb_sample_t *nt = realloc(*tmp, cnt * sizeof *nt);
+        if (!nt) return TSDB_ENOMEM;
+        *tmp = nt;
+        *cap = cnt;
+    }
+    return block_decode_series(br, i, *tmp, cnt, n) ? TSDB_ECORRUPT : 0;
+}
+
 /* sealed_lookup: samples re-sent into sealed partitions (a re-run import,
  * a retrying sender far behind) are looked up in their blocks. Decoding a
  * block of 128 series for each sample made a re-run ~100x slower than the
@@ -881,17 +896,10 @@ static int seal_cache_fill(tsdb_t *db, struct seal_cache *c, uint32_t g, int64_t
         if (db_block_read(db, txn, &val, &fb, &bp, &bl)) continue;
         if (block_open(&br, bp, bl)) continue; /* corrupt: reported by readers */
         for (uint32_t i = 0; i < br.nseries && !rc; i++) {
-            size_t cnt = br.counts[i], got;
-            if (cnt > tmp_cap) {
-                tsdb_sample_t *nt = realloc(tmp, cnt * sizeof *nt);
-                if (!nt) {
-                    rc = TSDB_ENOMEM;
-                    break;
-                }
-                tmp = nt;
-                tmp_cap = cnt;
-            }
-            if (block_decode_series(&br, i, tmp, cnt, &got)) continue;
+            size_t got;
+            int drc = block_decode_grow(&br, i, &tmp, &tmp_cap, &got);
+            if (drc == TSDB_ENOMEM) rc = drc;
+            if (drc) continue;
             if (c->n + got > c->cap) {
                 size_t nc = c->cap ? c->cap * 2 : 4096;
                 while (nc < c->n + got) nc *= 2;
@@ -1897,17 +1905,13 @@ static int replay_dedup_sealed(tsdb_t *db, replay_t *rs, uint64_t *dropped)
                     series_t *s = grp[i];
                     long bi = block_find(&br, s->sid);
                     if (bi < 0) continue;
-                    size_t cnt = br.counts[bi], nd;
-                    if (cnt > tmp_cap) {
-                        tsdb_sample_t *nt = realloc(tmp, cnt * sizeof *nt);
-                        if (!nt) {
-                            rc = TSDB_ENOMEM;
-                            break;
-                        }
-                        tmp = nt;
-                        tmp_cap = cnt;
+                    size_t nd;
+                    int drc = block_decode_grow(&br, (uint32_t)bi, &tmp, &tmp_cap, &nd);
+                    if (drc == TSDB_ENOMEM) {
+                        rc = drc;
+                        break;
                     }
-                    if (block_decode_series(&br, (uint32_t)bi, tmp, cnt, &nd)) continue;
+                    if (drc) continue;
                     /* both sorted: drop head samples of [part, pend) found in tmp */
                     uint32_t a = first_at_or_after(s->head, s->n, part);
                     uint32_t b = pend == INT64_MAX ? s->n : first_at_or_after(s->head, s->n, pend);

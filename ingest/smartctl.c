@@ -127,6 +127,10 @@ static int one_document(smartctl_t *p, uint32_t root, size_t idx)
         return 1;
     }
     if (!strncmp(name, "/dev/", 5)) name += 5;
+    if (!*name) { /* "/dev/": no device left to label */
+        report(p, 0, "document %zu: device.name \"/dev/\" names no device", idx + 1);
+        return 1;
+    }
     double tt;
     if (!num_at(doc, root, "local_time.time_t", &tt) && tt > 0 && tt < 253402300799.0)
         d.t = (int64_t)tt * 1000;

@@ -733,11 +733,17 @@ static void test_smartctl(void **state)
     /* Not smartctl output. */
     assert_int_equal(smartctl_document(p, "[1,2]", 5), 1);
     assert_int_equal(smartctl_document(p, "{}", 2), 1);
+    /* "/dev/" alone names no device (found by fuzz_json: it made an empty
+     * device label) */
+    const char *nodev = "{\"device\":{\"name\":\"/dev/\"},\"local_time\":{\"time_t\":1709294460},"
+                        "\"smart_status\":{\"passed\":true}}";
+    assert_int_equal(smartctl_document(p, nodev, strlen(nodev)), 1);
+    assert_non_null(strstr(f.errs, "names no device"));
     assert_int_equal(f.tot.samples, sent);
     smartctl_stats_t st;
     smartctl_stats(p, &st);
     assert_int_equal(st.documents, 3);
-    assert_int_equal(st.documents_skipped, 5);
+    assert_int_equal(st.documents_skipped, 6);
     smartctl_destroy(p);
 
     /* With a default time the same document is accepted. */

@@ -2280,7 +2280,7 @@ int tsdb_close(tsdb_t *db)
 
 /* ---- flush ---------------------------------------------------------------------- */
 
-typedef struct {
+typedef struct frozen {
     series_t *s;
     uint32_t sid;     /* s->sid (sorting without touching s) */
     tsdb_sample_t *v; /* frozen samples, sorted (a packed head: decoded by write_group) */
@@ -2290,6 +2290,20 @@ typedef struct {
     uint8_t *labels; /* for series not yet persisted: serialized labels (owned by s) */
     uint32_t labels_len;
 } frozen_t;
+
+/* The flush's entry for s, from what s has frozen (nfrozen >= 1). */
+static void frozen_entry(frozen_t *f, series_t *s)
+{
+    f->s = s;
+    f->sid = s->sid;
+    f->v = s->frozen_packed ? NULL : s->frozen;
+    f->pk = s->frozen_packed ? s->fpk : NULL;
+    f->n = s->nfrozen;
+    f->mint = frozen_mint(s);
+    f->maxt = frozen_maxt(s);
+    f->labels = NULL;
+    f->labels_len = 0;
+}
 
 static int cmp_frozen(const void *a, const void *b)
 {
@@ -2323,17 +2337,7 @@ static void sort_frozen_locked(tsdb_t *db, frozen_t *fz, size_t n)
     for (size_t w = 0; w < words; w++)
         for (uint64_t b = bits[w]; b; b &= b - 1) {
             uint32_t sid = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(b));
-            series_t *x = db_sid_get(db, sid);
-            fz[k].s = x;
-            fz[k].sid = sid;
-            fz[k].v = x->frozen_packed ? NULL : x->frozen;
-            fz[k].pk = x->frozen_packed ? x->fpk : NULL;
-            fz[k].n = x->nfrozen;
-            fz[k].mint = frozen_mint(x);
-            fz[k].maxt = frozen_maxt(x);
-            fz[k].labels = NULL;
-            fz[k].labels_len = 0;
-            k++;
+            frozen_entry(&fz[k++], db_sid_get(db, sid));
         }
     free(tmp);
     free(bits);
@@ -2523,13 +2527,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             s->n = s->cap = 0;
             s->pk_len = 0;
             s->in_active = 0;
-            fz[i].s = s;
-            fz[i].sid = s->sid;
-            fz[i].v = NULL;
-            fz[i].pk = s->fpk;
-            fz[i].n = s->nfrozen;
-            fz[i].mint = frozen_mint(s);
-            fz[i].maxt = frozen_maxt(s);
+            frozen_entry(&fz[i], s);
             continue;
         }
         if (s->packed) {
@@ -2554,13 +2552,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
                 s->fpk = lo;
                 s->frozen_packed = 1;
                 s->nfrozen = nlo;
-                fz[i].s = s;
-                fz[i].sid = s->sid;
-                fz[i].v = NULL;
-                fz[i].pk = lo;
-                fz[i].n = nlo;
-                fz[i].mint = frozen_mint(s);
-                fz[i].maxt = frozen_maxt(s);
+                frozen_entry(&fz[i], s);
                 continue;
             }
             /* one side empty (all before the cut: sealed whole below), or
@@ -2599,13 +2591,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
                 s->frozen = fv;
                 s->frozen_packed = 0;
                 s->nfrozen = k;
-                fz[i].s = s;
-                fz[i].sid = s->sid;
-                fz[i].v = fv;
-                fz[i].pk = NULL;
-                fz[i].n = k;
-                fz[i].mint = fv[0].t;
-                fz[i].maxt = fv[k - 1].t;
+                frozen_entry(&fz[i], s);
                 continue;
             }
             /* k == n, or no memory for the split: seal it all */
@@ -2624,13 +2610,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         s->head = NULL;
         s->n = s->cap = 0;
         s->in_active = 0;
-        fz[i].s = s;
-        fz[i].sid = s->sid;
-        fz[i].v = s->frozen;
-        fz[i].pk = NULL;
-        fz[i].n = s->nfrozen;
-        fz[i].mint = s->frozen[0].t;
-        fz[i].maxt = s->frozen[s->nfrozen - 1].t;
+        frozen_entry(&fz[i], s);
     }
     nf = nz;
     sort_frozen_locked(db, fz, nf);

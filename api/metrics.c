@@ -235,6 +235,9 @@ int api_metrics_render(const api_metrics_t *m, tsdb_t *db, int ready, int64_t in
             rc |= gauge(out, "augur_storage_lmdb_bytes", "LMDB file size.", (double)st.lmdb_bytes);
             rc |= gauge(out, "augur_storage_lmdb_used_bytes", "LMDB pages in use.",
                         (double)st.lmdb_used_bytes);
+            rc |= counter(out, "augur_storage_vacuums_total",
+                          "Compacting rewrites of the LMDB file (when over a fifth of it is free).",
+                          st.vacuums);
             rc |= gauge(out, "augur_wal_bytes", "WAL bytes written.", (double)st.wal_bytes);
             rc |= gauge(out, "augur_storage_memory_bytes", "Heap held by the store.",
                         (double)st.memory_bytes);

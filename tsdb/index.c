@@ -743,22 +743,21 @@ out:
     return rc;
 }
 
-int idx_series_widen(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, int64_t mint, int64_t maxt)
+int idx_series_widen_cur(MDB_cursor *c, uint32_t sid, int64_t mint, int64_t maxt)
 {
-    if (!txn || !d || maxt < mint) return TSDB_EINVAL;
+    if (!c || maxt < mint) return TSDB_EINVAL;
     /* Every flush widens every series it seals: only the range at the head
      * of the record changes, so the record is rewritten through a cursor
      * (in place when its size stays the same: no second search, no decode
-     * of the pair ids). */
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, d->series, &c);
-    if (rc) return idx_lmdb_err(rc, "series cursor");
+     * of the pair ids). A cursor kept across calls in ascending sid order
+     * finds the next record on the leaf page it is on, without a search
+     * from the root (a flush widens millions). */
+    int rc;
     uint8_t kb[4];
     be32_put(kb, sid);
     MDB_val k = {4, kb}, v;
     rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
     if (rc) {
-        mdb_cursor_close(c);
         if (rc == MDB_NOTFOUND) {
             tsdb_set_detail("index: series %u not found", sid);
             return TSDB_ENOTFOUND;
@@ -767,10 +766,7 @@ int idx_series_widen(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, int64_t mi
     }
     int64_t lo, hi;
     rc = srec_decode(&v, sid, &lo, &hi, NULL);
-    if (rc || (mint >= lo && maxt <= hi)) {
-        mdb_cursor_close(c);
-        return rc;
-    }
+    if (rc || (mint >= lo && maxt <= hi)) return rc;
     const uint8_t *p = v.mv_data, *end = p + v.mv_size;
     uint64_t zz, range, n, id;
     varint_get(&p, end, &zz); /* checked by srec_decode */
@@ -779,17 +775,11 @@ int idx_series_widen(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, int64_t mi
     int bad = varint_get(&q, end, &n) != 0;
     for (uint64_t i = 0; !bad && i < n; i++)
         bad = varint_get(&q, end, &id) || id == 0 || id > UINT32_MAX;
-    if (bad || q != end) {
-        mdb_cursor_close(c);
-        return idx_corrupt("series", sid);
-    }
+    if (bad || q != end) return idx_corrupt("series", sid);
     size_t tail = (size_t)(end - p);
     uint8_t stackbuf[256];
     uint8_t *rec = tail + 20 <= sizeof stackbuf ? stackbuf : malloc(tail + 20);
-    if (!rec) {
-        mdb_cursor_close(c);
-        return TSDB_ENOMEM;
-    }
+    if (!rec) return TSDB_ENOMEM;
     int64_t nlo = mint < lo ? mint : lo, nhi = maxt > hi ? maxt : hi;
     size_t len = varint_put_raw(rec, zigzag_enc(nlo));
     len += varint_put_raw(rec + len, (uint64_t)nhi - (uint64_t)nlo);
@@ -799,8 +789,18 @@ int idx_series_widen(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, int64_t mi
     k = (MDB_val){4, kb}; /* not the page's copy: a size change moves the node */
     rc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT);
     if (rec != stackbuf) free(rec);
-    mdb_cursor_close(c);
     return rc ? idx_lmdb_err(rc, "series put") : 0;
+}
+
+int idx_series_widen(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, int64_t mint, int64_t maxt)
+{
+    if (!txn || !d || maxt < mint) return TSDB_EINVAL;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, d->series, &c);
+    if (rc) return idx_lmdb_err(rc, "series cursor");
+    rc = idx_series_widen_cur(c, sid, mint, maxt);
+    mdb_cursor_close(c);
+    return rc;
 }
 
 int idx_series_delete(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid)

@@ -57,6 +57,9 @@ int idx_pair_cache_write_postings(MDB_txn *txn, const idx_dbis_t *d, idx_pair_ca
 /* Widen the stored time range of an existing series to include [mint, maxt].
  * TSDB_ENOTFOUND if the series does not exist. */
 int idx_series_widen(MDB_txn *txn, const idx_dbis_t *d, uint32_t sid, int64_t mint, int64_t maxt);
+/* The same through c, a cursor on d->series the caller keeps open (calls in
+ * ascending sid order stay on the leaf page they are on). */
+int idx_series_widen_cur(MDB_cursor *c, uint32_t sid, int64_t mint, int64_t maxt);
 
 /* Labels (sorted by name) and range of a series. The label strings are
  * copied into `buf` (cleared first) and `labels` (cleared first) points into

@@ -39,20 +39,17 @@ int tsdb_stats(tsdb_t *db, tsdb_stats_t *st)
     MDB_envinfo info;
     MDB_stat ms;
     MDB_txn *txn;
-    uint64_t used_pages = 0, nblocks = 0;
+    uint64_t free_pages = 0, nblocks = 0;
     db_reader_enter(db);
     mdb_env_info(db->env, &info);
     mdb_env_stat(db->env, &ms);
     if (mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn) == 0) {
-        MDB_dbi dbis[] = {db->meta,       db->blocks,      db->bdata,      db->groups,
-                          db->idx.pairs, db->idx.pairids, db->idx.series, db->idx.postings};
-        for (size_t i = 0; i < sizeof dbis / sizeof *dbis; i++) {
-            MDB_stat s;
-            if (mdb_stat(txn, dbis[i], &s) == 0) {
-                used_pages += s.ms_branch_pages + s.ms_leaf_pages + s.ms_overflow_pages;
-                if (dbis[i] == db->blocks) nblocks = s.ms_entries;
-            }
-        }
+        MDB_stat s;
+        if (mdb_stat(txn, db->blocks, &s) == 0) nblocks = s.ms_entries;
+        /* in use: the file less LMDB's free list (the trees' own page counts
+         * leave out the postings' sorted-duplicate subtrees) */
+        free_pages = db_free_pages(txn);
+        mdb_env_info(db->env, &info);
         mdb_txn_abort(txn);
     }
     db_reader_leave(db);
@@ -64,6 +61,7 @@ int tsdb_stats(tsdb_t *db, tsdb_stats_t *st)
     st->wal_fsyncs = db->fsyncs;
     st->wal_fsync_ns = db->fsync_ns;
     st->flushes = db->flushes;
+    st->vacuums = db->vacuums;
     st->corrupt_blocks = db->corrupt_blocks;
     st->wal_bytes = db->wal.bytes_written;
     uint64_t mem = sizeof *db + db->npages * sizeof(series_t **) + db->fresh_cap * sizeof(series_t *) +
@@ -79,7 +77,8 @@ int tsdb_stats(tsdb_t *db, tsdb_stats_t *st)
     st->blocks = nblocks;
     st->map_size = info.me_mapsize;
     st->lmdb_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
-    st->lmdb_used_bytes = used_pages * ms.ms_psize;
+    uint64_t filep = (uint64_t)info.me_last_pgno + 1;
+    st->lmdb_used_bytes = (filep > free_pages ? filep - free_pages : 0) * ms.ms_psize;
     st->bytes_on_disk = dir_bytes(db->dir);
     st->bytes_per_sample = st->samples ? (double)st->bytes_on_disk / (double)st->samples : 0;
     return 0;

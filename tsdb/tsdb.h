@@ -400,7 +400,8 @@ typedef struct {
     uint64_t blocks;          /* sealed blocks */
     uint64_t bytes_on_disk;   /* whole directory: LMDB file + WAL */
     uint64_t lmdb_bytes;      /* LMDB file size */
-    uint64_t lmdb_used_bytes; /* pages in use (excludes free pages) */
+    uint64_t lmdb_used_bytes; /* pages in use (the file less LMDB's free list) */
+    uint64_t vacuums;         /* compacting rewrites of the file since open */
     uint64_t wal_bytes;       /* WAL bytes written (not preallocated size) */
     uint64_t map_size;        /* current LMDB map size */
     uint64_t memory_bytes;    /* heap held by the store (head, series map, buffers) */

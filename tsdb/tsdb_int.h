@@ -253,6 +253,8 @@ int db_block_del(tsdb_t *db, MDB_txn *txn, const uint8_t *k);
 /* store.c internals used by maint.c */
 int db_txn_begin_write(tsdb_t *db, MDB_txn **txn);
 int db_lmdb_err(int rc, const char *what);
+/* Pages in LMDB's free list, as seen by txn. */
+uint64_t db_free_pages(MDB_txn *txn);
 void db_block_key(uint8_t k[16], uint32_t group, int64_t part, uint32_t seq);
 void db_block_key_parse(const uint8_t k[16], uint32_t *group, int64_t *part, uint32_t *seq);
 int64_t db_part_of(int64_t t, int64_t pm);

@@ -770,6 +770,7 @@ static void test_malformed_table(void **state)
         strstr(r.body, "augur_samples_rejected_total{reason=\"duplicate_label_name\"} 1\n"));
     assert_non_null(strstr(r.body, "augur_samples_rejected_total{reason=\"too_many_labels\"} 1\n"));
     assert_non_null(strstr(r.body, "augur_http_inflight_body_bytes 0\n"));
+    assert_non_null(strstr(r.body, "# TYPE augur_storage_vacuums_total counter\naugur_storage_vacuums_total 0\n"));
     resp_free(&r);
     expect_healthy(f.port);
     tbuf_free(&utf8);

@@ -2971,14 +2971,18 @@ static int repack_dbi(MDB_txn *txn, MDB_dbi dbi)
     return db_lmdb_err(rc, "repack");
 }
 
-static int repack_all(tsdb_t *db)
+/* light: only the small trees written out of key order (blocks, pairs,
+ * pairids), not series and postings (appended in key order by an import,
+ * and the postings' copy is the costly one). */
+static int repack_all(tsdb_t *db, int light)
 {
     MDB_txn *txn;
     int rc = db_txn_begin_write(db, &txn);
     if (rc) return rc;
     MDB_dbi dbis[] = {db->blocks, db->idx.pairs, db->idx.pairids, db->idx.series,
                       db->idx.postings};
-    for (size_t i = 0; i < sizeof dbis / sizeof *dbis && !rc; i++) rc = repack_dbi(txn, dbis[i]);
+    size_t n = light ? 3 : sizeof dbis / sizeof *dbis;
+    for (size_t i = 0; i < n && !rc; i++) rc = repack_dbi(txn, dbis[i]);
     if (rc) {
         mdb_txn_abort(txn);
         return rc;
@@ -2991,10 +2995,11 @@ static int repack_all(tsdb_t *db)
  * than a fifth of a non-trivial file is free and no read transaction is
  * open, rewrite it with LMDB's compacting copy and swap it in atomically
  * (rename), the index trees repacked first. A store without a WAL (an
- * import, written once) is also copied, without the repack, when over a
- * fiftieth of it is free: the copy costs ~0.4 CPU-s a GB, the repack of
- * its postings (appended in order, already dense) ~15 % of the import for
- * under 1 %. Appends wait on mu meanwhile. Caller holds flush_mu. */
+ * import, written once) gets a lighter one: the small trees repacked
+ * (repack_all light), then the copy if over a hundredth of the file is
+ * free: the copy costs ~0.4 CPU-s a GB, while the repack of the postings
+ * (appended in order, already dense) cost ~15 % of an import for under
+ * 1 %. Appends wait on mu meanwhile. Caller holds flush_mu. */
 static int db_vacuum_locked(tsdb_t *db)
 {
     MDB_envinfo info;
@@ -3009,16 +3014,31 @@ static int db_vacuum_locked(tsdb_t *db)
     mdb_txn_abort(txn);
     uint64_t filep = (uint64_t)info.me_last_pgno + 1;
     int full = freep * 5 > filep;
-    int copy_only = !full && db->opt.sync_mode == TSDB_SYNC_NONE && freep * 50 > filep;
-    if (filep < 512 || (!full && !copy_only)) return 0;
+    int light = !full && db->opt.sync_mode == TSDB_SYNC_NONE;
+    if (filep < 512 || (!full && !light)) return 0;
     pthread_mutex_lock(&db->mu);
     if (db->nreaders || db->failed) {
         pthread_mutex_unlock(&db->mu);
         return 0;
     }
+    if (light) {
+        /* the repack's freed pages count as free for the copy's test */
+        if (repack_all(db, 1) || mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)) {
+            pthread_mutex_unlock(&db->mu);
+            return 0;
+        }
+        freep = db_free_pages(txn);
+        mdb_env_info(db->env, &info);
+        mdb_txn_abort(txn);
+        filep = (uint64_t)info.me_last_pgno + 1;
+        if (freep * 100 <= filep) {
+            pthread_mutex_unlock(&db->mu);
+            return 0;
+        }
+    }
     /* the index trees were built by inserts in the middle: pack them too
      * (their freed pages vanish in the copy below) */
-    if (full && repack_all(db)) {
+    if (full && repack_all(db, 0)) {
         pthread_mutex_unlock(&db->mu);
         return 0;
     }

@@ -26,17 +26,22 @@ static tsdb_str_t S(const char *s)
     return r;
 }
 
-static tsdb_t *open_store(const char *dir)
+static tsdb_t *open_store_mode(const char *dir, int sync_mode)
 {
     tsdb_options_t o;
     tsdb_options_init(&o);
     o.flush_interval_ms = -1;
-    o.sync_mode = TSDB_SYNC_PERIODIC;
+    o.sync_mode = sync_mode;
     tsdb_t *db = NULL;
     int rc = tsdb_open(dir, &o, &db);
     if (rc) fprintf(stderr, "open: %s (%s)\n", tsdb_strerror(rc), tsdb_last_error_detail());
     assert_int_equal(rc, 0);
     return db;
+}
+
+static tsdb_t *open_store(const char *dir)
+{
+    return open_store_mode(dir, TSDB_SYNC_PERIODIC);
 }
 
 static tsdb_sid_t resolve(tsdb_t *db, const char *name, const char *dev, int *created)
@@ -786,12 +791,7 @@ static void test_nowal_compact_copy(void **state)
     (void)state;
     char dir[256];
     assert_non_null(tu_mkdtemp(dir, sizeof dir));
-    tsdb_options_t o;
-    tsdb_options_init(&o);
-    o.flush_interval_ms = -1;
-    o.sync_mode = TSDB_SYNC_NONE;
-    tsdb_t *db = NULL;
-    assert_int_equal(tsdb_open(dir, &o, &db), 0);
+    tsdb_t *db = open_store_mode(dir, TSDB_SYNC_NONE);
     enum { N = 20000, K = 6 };
     static tsdb_sid_sample_t in[N];
     static tsdb_sid_t sids[N];

@@ -731,6 +731,95 @@ static void test_memory_budget_pieces(void **state)
     tu_rmrf(dir);
 }
 
+
+/* A flush sorts its entries by series id, which the active list mostly is
+ * already (a shortcut takes an ordered or nearly ordered list as it is, or
+ * moves the few entries out of place and merges them back). Series take
+ * their samples in orders that exercise each way: in id order; with late
+ * series amid early ones; with early ones last; reversed and shuffled (the
+ * full sort); with many early ones first (the shortcut gives up half way). A wrong order splits a block group across two writes, and the
+ * second overwrites the first: every sample must read back after a reopen. */
+static void test_flush_sort_orders(void **state)
+{
+    (void)state;
+    enum { NS = 5000, ROUNDS = 3 };
+    size_t *ord = malloc(NS * sizeof *ord);
+    tsdb_sid_t *ids = malloc(NS * sizeof *ids);
+    tsdb_sid_sample_t *b = malloc(NS * sizeof *b);
+    tsdb_sample_t got[ROUNDS + 1];
+    assert_non_null(ord);
+    assert_non_null(ids);
+    assert_non_null(b);
+    char dev[32];
+    for (int pattern = 0; pattern < 6; pattern++) {
+        char dir[256];
+        assert_non_null(tu_mkdtemp(dir, sizeof dir));
+        tsdb_t *db = open_store_mode(dir, pattern & 1 ? TSDB_SYNC_NONE : TSDB_SYNC_PERIODIC);
+        int created;
+        for (int i = 0; i < NS; i++) {
+            snprintf(dev, sizeof dev, "d%d", i);
+            ids[i] = resolve(db, "o", dev, &created);
+        }
+        for (size_t i = 0; i < NS; i++) ord[i] = i;
+        uint64_t rng = 12345 + (uint64_t)pattern;
+        if (pattern == 1) { /* the last 51 series, one every 97 places: too big there */
+            size_t k = 0, late = NS - 51, next = late;
+            for (size_t i = 0; i < late; i++) {
+                if (i % 97 == 50) ord[k++] = next++;
+                ord[k++] = i;
+            }
+            while (next < NS) ord[k++] = next++;
+        } else if (pattern == 5) { /* every 97th series first: overflows the shortcut */
+            size_t k = 0;
+            for (size_t i = 0; i < NS; i += 97) ord[k++] = i;
+            for (size_t i = 0; i < NS; i++)
+                if (i % 97) ord[k++] = i;
+        } else if (pattern == 2) { /* every 89th series last: too small */
+            size_t k = 0;
+            for (size_t i = 0; i < NS; i++)
+                if (i % 89) ord[k++] = i;
+            for (size_t i = 0; i < NS; i += 89) ord[k++] = i;
+        } else if (pattern == 3) {
+            for (size_t i = 0; i < NS; i++) ord[i] = NS - 1 - i;
+        } else if (pattern == 4) {
+            for (size_t i = NS - 1; i > 0; i--) {
+                rng = rng * 6364136223846793005u + 1442695040888963407u;
+                size_t j = (size_t)(rng >> 33) % (i + 1), t = ord[i];
+                ord[i] = ord[j];
+                ord[j] = t;
+            }
+        }
+        for (int r = 0; r < ROUNDS; r++) {
+            for (size_t i = 0; i < NS; i++) {
+                b[i].sid = ids[ord[i]];
+                b[i].t = T0 + r * 60000;
+                b[i].v = (double)ord[i] * 10 + r;
+            }
+            tsdb_append_result_t res;
+            assert_int_equal(tsdb_append_sids(db, b, NS, NULL, &res), 0);
+            assert_int_equal(res.stored, NS);
+            assert_int_equal(tsdb_flush(db), 0);
+        }
+        assert_int_equal(tsdb_close(db), 0);
+        db = open_store_mode(dir, TSDB_SYNC_PERIODIC);
+        for (int i = 0; i < NS; i++) {
+            snprintf(dev, sizeof dev, "d%d", i);
+            long n = read_back(db, "o", dev, got, ROUNDS + 1);
+            if (n != ROUNDS) fprintf(stderr, "pattern %d series %d: %ld samples\n", pattern, i, n);
+            assert_int_equal(n, ROUNDS);
+            for (int r = 0; r < ROUNDS; r++) {
+                assert_int_equal(got[r].t, T0 + r * 60000);
+                assert_true(got[r].v == (double)i * 10 + r);
+            }
+        }
+        assert_int_equal(tsdb_close(db), 0);
+        tu_rmrf(dir);
+    }
+    free(ord);
+    free(ids);
+    free(b);
+}
+
 /* A store written in order, with nothing deleted, is dense: its in-use
  * count (the file less LMDB's free list) covers the postings' duplicate
  * subtrees, and the flush does not vacuum it. Summing the trees' own page
@@ -1236,6 +1325,7 @@ int main(void)
         cmocka_unit_test(test_seal_closed_only_modes),
         cmocka_unit_test(test_memory_budget_pieces),
         cmocka_unit_test(test_packed_heads),
+        cmocka_unit_test(test_flush_sort_orders),
         cmocka_unit_test(test_kept_whole_indexed),
         cmocka_unit_test(test_vacuum_keeps_index),
         cmocka_unit_test(test_dense_store_not_vacuumed),

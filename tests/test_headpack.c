@@ -199,6 +199,75 @@ static void test_split(void **state)
     }
 }
 
+/* The shortcut for a cut before the last entry (headpack_split_last, the
+ * usual case at a partition boundary) against a part packed from scratch:
+ * the same bytes and the same header state (time, interval, value bits of
+ * its last entry), so it decodes and finds the same; the new part takes
+ * further entries. Intervals and values of every kind, including jumps that
+ * store the time whole (no shortcut: the slow way must give the same). */
+static void test_split_last(void **state)
+{
+    (void)state;
+    rng = tu_seed("headpack_split_last", 91) | 1;
+    enum { N = 64 };
+    int64_t ts[N + 1];
+    double vs[N + 1];
+    for (int round = 0; round < 3000; round++) {
+        uint32_t n = 2 + (uint32_t)(rnd() % (N - 1));
+        int64_t t = (int64_t)(rnd() >> 2) - (INT64_C(1) << 61);
+        int64_t dt = 1 + (int64_t)(rnd() % 1000);
+        for (uint32_t i = 0; i < n; i++) {
+            ts[i] = t;
+            switch (rnd() % 5) {
+            case 0: break;                                   /* steady */
+            case 1: dt += (int64_t)(rnd() % 200) - 100; break; /* int8 change */
+            case 2: dt += (int64_t)(rnd() % 2000000); break; /* int32 change */
+            case 3: dt += (int64_t)(rnd() % (UINT64_C(1) << 40)); break; /* stored whole */
+            default: dt = 1 + (int64_t)(rnd() % 1000); break;
+            }
+            if (dt < 1) dt = 1;
+            t += dt;
+            uint64_t r = rnd() % 4;
+            vs[i] = r == 0 ? 42.0 : r == 1 ? (double)(rnd() % 50) : r == 2 ? vs[i ? i - 1 : 0] : bits_to_f64(rnd());
+        }
+        uint8_t *p = malloc(HEADPACK_HDR + HEADPACK_MAX_ENTRY * N);
+        uint8_t *ref = malloc(HEADPACK_HDR + HEADPACK_MAX_ENTRY * N);
+        assert_non_null(p);
+        assert_non_null(ref);
+        headpack_init(p);
+        headpack_init(ref);
+        for (uint32_t i = 0; i < n; i++) headpack_put(p, i == 0, ts[i], vs[i]);
+        for (uint32_t i = 0; i + 1 < n; i++) headpack_put(ref, i == 0, ts[i], vs[i]);
+        /* cut anywhere in (ts[n-2], ts[n-1]] */
+        int64_t gap = ts[n - 1] - ts[n - 2];
+        int64_t cut = ts[n - 2] + 1 + (int64_t)(rnd() % (uint64_t)gap);
+        uint8_t *lo = p, *hi;
+        uint32_t nlo, lc, hc;
+        assert_int_equal(headpack_split(&lo, n, cut, 40, &nlo, &lc, &hi, &hc), 0);
+        assert_int_equal(nlo, n - 1);
+        headpack_hdr_t a, b;
+        memcpy(&a, lo, sizeof a);
+        memcpy(&b, ref, sizeof b);
+        assert_int_equal(a.len, b.len);
+        assert_true(a.last_t == b.last_t && a.last_dt == b.last_dt && a.last_v == b.last_v);
+        assert_memory_equal(lo + HEADPACK_HDR, ref + HEADPACK_HDR, a.len - HEADPACK_HDR);
+        assert_true(headpack_len(hi) + 40 <= hc);
+        tsdb_sample_t out[N + 1];
+        memset(out, 0, sizeof out);
+        assert_int_equal(headpack_decode(hi, 1, out), 0);
+        assert_true(out[0].t == ts[n - 1] && !memcmp(&out[0].v, &vs[n - 1], 8));
+        /* the new part takes another entry as a head would */
+        headpack_put(hi, 0, ts[n - 1] + 7, 1.5);
+        assert_int_equal(headpack_decode(hi, 2, out), 0);
+        assert_true(out[1].t == ts[n - 1] + 7 && out[1].v == 1.5);
+        uint64_t bits;
+        assert_int_equal(headpack_find(lo, n - 1, ts[n - 2], &bits), (long)(n - 2));
+        free(hi);
+        free(lo);
+        free(ref);
+    }
+}
+
 static void test_extremes(void **state)
 {
     (void)state;
@@ -217,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_steady_sizes),
         cmocka_unit_test(test_random_sequences),
         cmocka_unit_test(test_split),
+        cmocka_unit_test(test_split_last),
         cmocka_unit_test(test_extremes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -36,7 +36,7 @@ typedef struct {
     int64_t last_dt;     /* its interval (mod 2^64) */
     uint64_t last_v;     /* bits of its value */
     uint32_t len;        /* bytes in use, header included */
-    uint32_t pad_;
+    uint32_t last_off;   /* where the last entry starts (0: no entry, or not known) */
 } headpack_hdr_t;
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "headpack copies value bytes LE");
@@ -119,6 +119,7 @@ static inline void headpack_put(uint8_t *p, int first, int64_t t, double v)
         k += nb;
     }
     o[0] = (uint8_t)c;
+    h.last_off = h.len;
     h.len += k;
     h.last_dt = first ? 0 : (int64_t)dt; /* the first interval is the second entry's */
     h.last_t = t;
@@ -205,6 +206,76 @@ static inline int headpack_decode(const uint8_t *p, uint32_t n, tsdb_sample_t *o
     return 0;
 }
 
+/* headpack_split's shortcut for the usual case at a partition boundary: only
+ * the last entry is at or after cut. The state before it (its time, interval
+ * and value) follows from the header and the last entry's own bytes, so no
+ * entry is decoded. -1 (nothing changed) when that is not the case or cannot
+ * be told that way: the last entry's start unknown, or its time stored whole
+ * (the interval before it is not recorded then). The caller has n >= 2. */
+static inline int headpack_split_last(uint8_t **pp, int64_t cut, uint32_t room, uint32_t *lo_cap,
+                                      uint8_t **hi, uint32_t *hi_cap)
+{
+    uint8_t *p = *pp;
+    headpack_hdr_t h;
+    memcpy(&h, p, sizeof h);
+    if (h.last_t < cut || h.last_off <= HEADPACK_HDR || h.last_off >= h.len) return -1;
+    int64_t prev_t = (int64_t)((uint64_t)h.last_t - (uint64_t)h.last_dt);
+    if (prev_t >= cut) return -1;
+    const uint8_t *q = p + h.last_off, *end = p + h.len;
+    uint32_t c = *q++;
+    uint64_t dod;
+    switch (c & 3) {
+    case 0:
+        dod = 0;
+        break;
+    case 1:
+        if (end - q < 1) return -1;
+        dod = (uint64_t)(int64_t)(int8_t)q[0];
+        q += 1;
+        break;
+    case 2: {
+        if (end - q < 4) return -1;
+        uint32_t d32;
+        memcpy(&d32, q, 4);
+        dod = (uint64_t)(int64_t)(int32_t)d32;
+        q += 4;
+        break;
+    }
+    default:
+        return -1;
+    }
+    uint64_t x = 0;
+    uint32_t vm = c >> 2;
+    if (vm != 63) {
+        uint32_t lzb = vm / 8, tzb = vm % 8;
+        if (lzb + tzb > 7) return -1;
+        uint32_t nb = 8 - lzb - tzb;
+        if ((uint32_t)(end - q) < nb) return -1;
+        memcpy(&x, q, nb);
+        x <<= 8 * tzb;
+    }
+    uint32_t cap = HEADPACK_HDR + 2 * HEADPACK_MAX_ENTRY + room;
+    uint8_t *b = (uint8_t *)malloc(cap);
+    if (!b) return -1;
+    headpack_init(b);
+    double v;
+    memcpy(&v, &h.last_v, 8);
+    headpack_put(b, 1, h.last_t, v);
+    /* p loses its last entry: the state after the one before */
+    h.len = h.last_off;
+    h.last_off = 0; /* not known: a frozen part takes no more entries */
+    h.last_dt = (int64_t)((uint64_t)h.last_dt - dod);
+    h.last_t = prev_t;
+    h.last_v ^= x;
+    memcpy(p, &h, sizeof h);
+    uint8_t *sp = (uint8_t *)realloc(p, h.len);
+    if (sp) *pp = sp;
+    *lo_cap = sp ? h.len : 0;
+    *hi = b;
+    *hi_cap = cap;
+    return 0;
+}
+
 /* Split the n entries of *pp at time cut: the entries before cut stay in
  * *pp (cut short in place: its header takes the state after the last of
  * them; *nlo of them, its size shrunk to *lo_cap), those at or after it go
@@ -217,6 +288,10 @@ static inline int headpack_split(uint8_t **pp, uint32_t n, int64_t cut, uint32_t
     *hi = NULL;
     *nlo = *lo_cap = *hi_cap = 0;
     uint8_t *p = *pp;
+    if (n >= 2 && headpack_split_last(pp, cut, room, lo_cap, hi, hi_cap) == 0) {
+        *nlo = n - 1;
+        return 0;
+    }
     headpack_rd_t r;
     headpack_rd_init(&r, p);
     uint32_t k = 0;
@@ -250,6 +325,7 @@ static inline int headpack_split(uint8_t **pp, uint32_t n, int64_t cut, uint32_t
     headpack_hdr_t h;
     memcpy(&h, p, sizeof h);
     h.len = (uint32_t)(at - p);
+    h.last_off = 0; /* not known (see headpack_split_last) */
     h.last_t = (int64_t)before.t;
     h.last_dt = (int64_t)before.dt;
     h.last_v = before.vb;

@@ -142,40 +142,41 @@ static inline void headpack_rd_init(headpack_rd_t *r, const uint8_t *p)
     r->first = 1;
 }
 
-/* The next entry into *t and *vb. Returns 0, or -1 if the bytes run out
- * (never for a buffer headpack_put wrote). */
-static inline int headpack_next(headpack_rd_t *r, int64_t *t, uint64_t *vb)
+/* The fields of the entry at *qp (before end): *whole 1 with the time itself
+ * in *tf, else 0 with the change of the interval in *tf; the value's XOR
+ * with the previous one in *x. Advances *qp. -1 if the bytes run out. */
+static inline int headpack_entry(const uint8_t **qp, const uint8_t *end, int *whole, uint64_t *tf,
+                                 uint64_t *x)
 {
-    const uint8_t *q = r->q, *end = r->end;
+    const uint8_t *q = *qp;
     if (q >= end) return -1;
     uint32_t c = *q++;
-    uint64_t nt;
+    *whole = 0;
     switch (c & 3) {
     case 0:
-        nt = r->t + r->dt;
+        *tf = 0;
         break;
     case 1:
         if (end - q < 1) return -1;
-        nt = r->t + r->dt + (uint64_t)(int64_t)(int8_t)q[0];
+        *tf = (uint64_t)(int64_t)(int8_t)q[0];
         q += 1;
         break;
     case 2: {
         if (end - q < 4) return -1;
         uint32_t d32;
         memcpy(&d32, q, 4);
-        nt = r->t + r->dt + (uint64_t)(int64_t)(int32_t)d32;
+        *tf = (uint64_t)(int64_t)(int32_t)d32;
         q += 4;
         break;
     }
     default:
         if (end - q < 8) return -1;
-        memcpy(&nt, q, 8);
+        memcpy(tf, q, 8);
         q += 8;
+        *whole = 1;
         break;
     }
-    r->dt = r->first ? 0 : nt - r->t;
-    r->first = 0;
-    r->t = nt;
+    *x = 0;
     uint32_t vm = c >> 2;
     if (vm != 63) {
         uint32_t lzb = vm / 8, tzb = vm % 8;
@@ -185,9 +186,24 @@ static inline int headpack_next(headpack_rd_t *r, int64_t *t, uint64_t *vb)
         uint64_t mid = 0;
         memcpy(&mid, q, nb);
         q += nb;
-        r->vb ^= mid << (8 * tzb);
+        *x = mid << (8 * tzb);
     }
-    r->q = q;
+    *qp = q;
+    return 0;
+}
+
+/* The next entry into *t and *vb. Returns 0, or -1 if the bytes run out
+ * (never for a buffer headpack_put wrote). */
+static inline int headpack_next(headpack_rd_t *r, int64_t *t, uint64_t *vb)
+{
+    int whole;
+    uint64_t tf, x;
+    if (headpack_entry(&r->q, r->end, &whole, &tf, &x)) return -1;
+    uint64_t nt = whole ? tf : r->t + r->dt + tf;
+    r->dt = r->first ? 0 : nt - r->t;
+    r->first = 0;
+    r->t = nt;
+    r->vb ^= x;
     *t = (int64_t)nt;
     *vb = r->vb;
     return 0;
@@ -221,39 +237,10 @@ static inline int headpack_split_last(uint8_t **pp, int64_t cut, uint32_t room, 
     if (h.last_t < cut || h.last_off <= HEADPACK_HDR || h.last_off >= h.len) return -1;
     int64_t prev_t = (int64_t)((uint64_t)h.last_t - (uint64_t)h.last_dt);
     if (prev_t >= cut) return -1;
-    const uint8_t *q = p + h.last_off, *end = p + h.len;
-    uint32_t c = *q++;
-    uint64_t dod;
-    switch (c & 3) {
-    case 0:
-        dod = 0;
-        break;
-    case 1:
-        if (end - q < 1) return -1;
-        dod = (uint64_t)(int64_t)(int8_t)q[0];
-        q += 1;
-        break;
-    case 2: {
-        if (end - q < 4) return -1;
-        uint32_t d32;
-        memcpy(&d32, q, 4);
-        dod = (uint64_t)(int64_t)(int32_t)d32;
-        q += 4;
-        break;
-    }
-    default:
-        return -1;
-    }
-    uint64_t x = 0;
-    uint32_t vm = c >> 2;
-    if (vm != 63) {
-        uint32_t lzb = vm / 8, tzb = vm % 8;
-        if (lzb + tzb > 7) return -1;
-        uint32_t nb = 8 - lzb - tzb;
-        if ((uint32_t)(end - q) < nb) return -1;
-        memcpy(&x, q, nb);
-        x <<= 8 * tzb;
-    }
+    const uint8_t *q = p + h.last_off;
+    int whole;
+    uint64_t dod, x;
+    if (headpack_entry(&q, p + h.len, &whole, &dod, &x) || whole) return -1;
     uint32_t cap = HEADPACK_HDR + 2 * HEADPACK_MAX_ENTRY + room;
     uint8_t *b = (uint8_t *)malloc(cap);
     if (!b) return -1;

@@ -2286,7 +2286,7 @@ int tsdb_close(tsdb_t *db)
 typedef struct frozen {
     series_t *s;
     union {
-        tsdb_sample_t *v;  /* !pk: frozen samples, sorted */
+        tsdb_sample_t *v;  /* !packed: frozen samples, sorted */
         const uint8_t *pk; /* a packed head taken over whole (write_group decodes it) */
     };
     int64_t mint, maxt;

@@ -2783,13 +2783,17 @@ int db_flush_locked(tsdb_t *db, int compact_all)
      * commit is idempotent (series puts) or deduplicated (a block written
      * again by a retried flush is merged away), and the WAL checkpoint is only
      * in the last transaction, so a crash in between replays the WAL and loses
-     * nothing. */
+     * nothing. Each commit copies the paths to every page it touched (the
+     * postings' last leaves, the trees' right edges): steps of 65,536 units
+     * made a 100,000-drive import write 6.2 GB for a 0.6 GB store, steps of
+     * 524,288 units 3.1 GB (a few thousand dirty pages a step, far below
+     * LMDB's limit of 131,071). */
     size_t work = 0;
     MDB_cursor *wc = NULL; /* idx_series_widen_cur's, in txn */
 #define FLUSH_STEP(units)                                                                      \
     do {                                                                                       \
         work += (units);                                                                       \
-        if (!rc && work >= 65536) {                                                            \
+        if (!rc && work >= 524288) {                                                           \
             if (wc) mdb_cursor_close(wc);                                                      \
             wc = NULL;                                                                         \
             rc = idx_pair_cache_write_postings(txn, &db->idx, pcache);                         \

@@ -151,7 +151,9 @@ static void test_random_sequences(void **state)
 }
 
 /* headpack_split: the parts decode to the samples before and from the cut,
- * in order; one side empty refuses to split. */
+ * in order, the later part at the front of the head's own buffer; one side
+ * empty, or a buffer too small for the re-encoded part, refuses to split and
+ * changes nothing. */
 static void test_split(void **state)
 {
     (void)state;
@@ -159,7 +161,8 @@ static void test_split(void **state)
     enum { N = 200 };
     int64_t ts[N];
     double vs[N];
-    for (int round = 0; round < 500; round++) {
+    int refused_small = 0;
+    for (int round = 0; round < 1000; round++) {
         uint32_t n = 1 + (uint32_t)(rnd() % N);
         int64_t t = (int64_t)(rnd() >> 24);
         for (uint32_t i = 0; i < n; i++) {
@@ -171,38 +174,56 @@ static void test_split(void **state)
         assert_non_null(p);
         headpack_init(p);
         for (uint32_t i = 0; i < n; i++) headpack_put(p, i == 0, ts[i], vs[i]);
+        uint32_t len = headpack_len(p);
+        /* sometimes a buffer exactly as long as its entries: the part kept
+         * may not fit once its first entries store time and value whole */
+        uint32_t cap = (rnd() % 4) ? HEADPACK_HDR + HEADPACK_MAX_ENTRY * N : len;
+        uint8_t *copy = malloc(len);
+        assert_non_null(copy);
+        memcpy(copy, p, len);
         uint32_t k = (uint32_t)(rnd() % (n + 1)); /* cut before sample k */
         int64_t cut = k < n ? ts[k] : ts[n - 1] + 1;
-        uint8_t *lo = p, *hi;
-        uint32_t nlo, lc, hc;
-        int rc = headpack_split(&lo, n, cut, 40, &nlo, &lc, &hi, &hc);
-        if (k == 0 || k == n) {
+        uint8_t *lo;
+        uint32_t nlo;
+        int rc = headpack_split(p, n, cap, cut, &lo, &nlo);
+        if (rc) {
             assert_int_equal(rc, -1);
-            assert_true(lo == p);
-            assert_null(hi);
-            free(p);
+            assert_null(lo);
+            assert_memory_equal(p, copy, len); /* untouched */
+            if (k != 0 && k != n) {
+                assert_true(cap == len);
+                refused_small++;
+            }
         } else {
-            assert_int_equal(rc, 0);
+            assert_true(k != 0 && k != n);
             assert_int_equal(nlo, k);
-            assert_true(headpack_len(lo) <= lc || lc == 0);
-            assert_true(headpack_len(hi) + 40 <= hc);
+            assert_true(headpack_len(p) + HEADPACK_MAX_ENTRY <= cap);
             tsdb_sample_t out[N];
             assert_int_equal(headpack_decode(lo, k, out), 0);
-            assert_int_equal(headpack_decode(hi, n - k, out + k), 0);
+            assert_int_equal(headpack_decode(p, n - k, out + k), 0);
             for (uint32_t i = 0; i < n; i++)
                 assert_true(out[i].t == ts[i] && !memcmp(&out[i].v, &vs[i], 8));
-            assert_true(headpack_last_t(lo) == ts[k - 1] && headpack_first_t(hi) == ts[k]);
-            /* the part kept in place takes further entries as a head would */
-            free(hi);
+            assert_true(headpack_last_t(lo) == ts[k - 1] && headpack_first_t(p) == ts[k]);
+            assert_true(headpack_last_t(p) == ts[n - 1]);
+            /* the part kept in the head takes further entries as a head would */
+            if (cap > len) {
+                headpack_put(p, 0, ts[n - 1] + 5, 2.5);
+                tsdb_sample_t o2[N + 1];
+                assert_int_equal(headpack_decode(p, n - k + 1, o2), 0);
+                assert_true(o2[n - k].t == ts[n - 1] + 5 && o2[n - k].v == 2.5);
+            }
             free(lo);
         }
+        free(copy);
+        free(p);
     }
+    assert_true(refused_small > 0); /* the size check was exercised */
 }
 
 /* The shortcut for a cut before the last entry (headpack_split_last, the
  * usual case at a partition boundary) against a part packed from scratch:
  * the same bytes and the same header state (time, interval, value bits of
- * its last entry), so it decodes and finds the same; the new part takes
+ * its last entry), so it decodes and finds the same; the part kept takes
  * further entries. Intervals and values of every kind, including jumps that
  * store the time whole (no shortcut: the slow way must give the same). */
 static void test_split_last(void **state)
@@ -230,8 +251,9 @@ static void test_split_last(void **state)
             uint64_t r = rnd() % 4;
             vs[i] = r == 0 ? 42.0 : r == 1 ? (double)(rnd() % 50) : r == 2 ? vs[i ? i - 1 : 0] : bits_to_f64(rnd());
         }
-        uint8_t *p = malloc(HEADPACK_HDR + HEADPACK_MAX_ENTRY * N);
-        uint8_t *ref = malloc(HEADPACK_HDR + HEADPACK_MAX_ENTRY * N);
+        uint32_t cap = HEADPACK_HDR + HEADPACK_MAX_ENTRY * N;
+        uint8_t *p = malloc(cap);
+        uint8_t *ref = malloc(cap);
         assert_non_null(p);
         assert_non_null(ref);
         headpack_init(p);
@@ -241,9 +263,9 @@ static void test_split_last(void **state)
         /* cut anywhere in (ts[n-2], ts[n-1]] */
         int64_t gap = ts[n - 1] - ts[n - 2];
         int64_t cut = ts[n - 2] + 1 + (int64_t)(rnd() % (uint64_t)gap);
-        uint8_t *lo = p, *hi;
-        uint32_t nlo, lc, hc;
-        assert_int_equal(headpack_split(&lo, n, cut, 40, &nlo, &lc, &hi, &hc), 0);
+        uint8_t *lo;
+        uint32_t nlo;
+        assert_int_equal(headpack_split(p, n, cap, cut, &lo, &nlo), 0);
         assert_int_equal(nlo, n - 1);
         headpack_hdr_t a, b;
         memcpy(&a, lo, sizeof a);
@@ -251,18 +273,23 @@ static void test_split_last(void **state)
         assert_int_equal(a.len, b.len);
         assert_true(a.last_t == b.last_t && a.last_dt == b.last_dt && a.last_v == b.last_v);
         assert_memory_equal(lo + HEADPACK_HDR, ref + HEADPACK_HDR, a.len - HEADPACK_HDR);
-        assert_true(headpack_len(hi) + 40 <= hc);
         tsdb_sample_t out[N + 1];
         memset(out, 0, sizeof out);
-        assert_int_equal(headpack_decode(hi, 1, out), 0);
+        assert_int_equal(headpack_decode(p, 1, out), 0);
         assert_true(out[0].t == ts[n - 1] && !memcmp(&out[0].v, &vs[n - 1], 8));
-        /* the new part takes another entry as a head would */
-        headpack_put(hi, 0, ts[n - 1] + 7, 1.5);
-        assert_int_equal(headpack_decode(hi, 2, out), 0);
+        /* the head is now its last entry packed from scratch */
+        uint8_t one[HEADPACK_HDR + HEADPACK_MAX_ENTRY];
+        headpack_init(one);
+        headpack_put(one, 1, ts[n - 1], vs[n - 1]);
+        assert_int_equal(headpack_len(p), headpack_len(one));
+        assert_memory_equal(p, one, headpack_len(one));
+        /* the part kept takes another entry as a head would */
+        headpack_put(p, 0, ts[n - 1] + 7, 1.5);
+        assert_int_equal(headpack_decode(p, 2, out), 0);
         assert_true(out[1].t == ts[n - 1] + 7 && out[1].v == 1.5);
         uint64_t bits;
         assert_int_equal(headpack_find(lo, n - 1, ts[n - 2], &bits), (long)(n - 2));
-        free(hi);
+        free(p);
         free(lo);
         free(ref);
     }

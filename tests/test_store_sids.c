@@ -820,6 +820,101 @@ static void test_flush_sort_orders(void **state)
     free(b);
 }
 
+/* An import at partition boundaries: a row gives each device's series of
+ * two metrics in turn, so the active list alternates between two id ranges
+ * (out of id order at every device), and at a boundary almost every head is
+ * split, its earlier part copied out to be sealed and the rest kept at the
+ * front of its own buffer. Some devices miss days (their head is then
+ * sealed whole, or kept whole in the open partition, and comes back at the
+ * end of the list) and some start late. The flush sorts, and when it has
+ * split every series it keeps, hands the list back in id order. Every
+ * sample reads back after a reopen, packed heads or not. */
+static double il_value(int dev, int metric, int day)
+{
+    return (double)(dev * 1000 + metric * 100 + day) + (day % 3 ? 0.25 : 0.0);
+}
+
+static int il_has(int dev, int day)
+{
+    if (dev >= 150 && day < 5) return 0; /* starts late */
+    return (dev + day) % 11 != 0;        /* misses a day now and then */
+}
+
+static void test_split_interleaved_import(void **state)
+{
+    (void)state;
+    enum { ND = 200, DAYS = 14 };
+    char dev[32];
+    for (int pack = 0; pack < 2; pack++) {
+        char dir[256];
+        assert_non_null(tu_mkdtemp(dir, sizeof dir));
+        tsdb_options_t o;
+        tsdb_options_init(&o);
+        o.flush_interval_ms = -1;
+        o.sync_mode = pack ? TSDB_SYNC_NONE : TSDB_SYNC_PERIODIC;
+        o.partition_ms = 4 * DAY;
+        o.ooo_window_ms = 400 * DAY;
+        o.head_max_samples = UINT64_C(1) << 40;
+        o.pack_heads = pack;
+        tsdb_t *db = NULL;
+        assert_int_equal(tsdb_open(dir, &o, &db), 0);
+        tsdb_seal_closed_only(db, 1);
+        tsdb_sid_t ids[ND][2];
+        int created;
+        /* the metrics' ids in two ranges, created device by device */
+        for (int d = 0; d < ND; d++) {
+            snprintf(dev, sizeof dev, "d%d", d);
+            ids[d][0] = resolve(db, "m0", dev, &created);
+            ids[d][1] = resolve(db, "m1", dev, &created);
+        }
+        assert_true(ids[1][0] < ids[0][1]); /* interleaved ranges, as assumed */
+        uint64_t total = 0;
+        tsdb_sid_sample_t b[2 * ND];
+        for (int day = 0; day < DAYS; day++) {
+            size_t n = 0;
+            for (int d = 0; d < ND; d++) {
+                if (!il_has(d, day)) continue;
+                for (int m = 0; m < 2; m++) {
+                    b[n].sid = ids[d][m];
+                    b[n].t = T0 + day * DAY + 3600000 * (d % 5);
+                    b[n].v = il_value(d, m, day);
+                    n++;
+                }
+            }
+            tsdb_append_result_t res;
+            assert_int_equal(tsdb_append_sids(db, b, n, NULL, &res), 0);
+            assert_int_equal(res.stored, n);
+            total += n;
+            assert_int_equal(tsdb_flush(db), 0);
+        }
+        tsdb_stats_t st;
+        assert_int_equal(tsdb_stats(db, &st), 0);
+        assert_int_equal(st.samples, total); /* sealed and in the head */
+        tsdb_seal_closed_only(db, 0);
+        assert_int_equal(tsdb_flush(db), 0);
+        assert_int_equal(tsdb_close(db), 0);
+        db = open_store_mode(dir, TSDB_SYNC_PERIODIC);
+        tsdb_sample_t got[DAYS + 1];
+        for (int d = 0; d < ND; d++) {
+            snprintf(dev, sizeof dev, "d%d", d);
+            for (int m = 0; m < 2; m++) {
+                long n = read_back(db, m ? "m1" : "m0", dev, got, DAYS + 1);
+                long k = 0;
+                for (int day = 0; day < DAYS; day++) {
+                    if (!il_has(d, day)) continue;
+                    assert_true(k < n);
+                    assert_int_equal(got[k].t, T0 + day * DAY + 3600000 * (d % 5));
+                    assert_true(got[k].v == il_value(d, m, day));
+                    k++;
+                }
+                assert_int_equal(n, k);
+            }
+        }
+        assert_int_equal(tsdb_close(db), 0);
+        tu_rmrf(dir);
+    }
+}
+
 /* A store written in order, with nothing deleted, is dense: its in-use
  * count (the file less LMDB's free list) covers the postings' duplicate
  * subtrees, and the flush does not vacuum it. Summing the trees' own page
@@ -1326,6 +1421,7 @@ int main(void)
         cmocka_unit_test(test_memory_budget_pieces),
         cmocka_unit_test(test_packed_heads),
         cmocka_unit_test(test_flush_sort_orders),
+        cmocka_unit_test(test_split_interleaved_import),
         cmocka_unit_test(test_kept_whole_indexed),
         cmocka_unit_test(test_vacuum_keeps_index),
         cmocka_unit_test(test_dense_store_not_vacuumed),

@@ -227,11 +227,10 @@ static inline int headpack_decode(const uint8_t *p, uint32_t n, tsdb_sample_t *o
  * and value) follows from the header and the last entry's own bytes, so no
  * entry is decoded. -1 (nothing changed) when that is not the case or cannot
  * be told that way: the last entry's start unknown, or its time stored whole
- * (the interval before it is not recorded then). The caller has n >= 2. */
-static inline int headpack_split_last(uint8_t **pp, int64_t cut, uint32_t room, uint32_t *lo_cap,
-                                      uint8_t **hi, uint32_t *hi_cap)
+ * (the interval before it is not recorded then). The caller has n >= 2 and
+ * cap >= HEADPACK_HDR + HEADPACK_MAX_ENTRY. */
+static inline int headpack_split_last(uint8_t *p, int64_t cut, uint8_t **lo)
 {
-    uint8_t *p = *pp;
     headpack_hdr_t h;
     memcpy(&h, p, sizeof h);
     if (h.last_t < cut || h.last_off <= HEADPACK_HDR || h.last_off >= h.len) return -1;
@@ -241,41 +240,43 @@ static inline int headpack_split_last(uint8_t **pp, int64_t cut, uint32_t room, 
     int whole;
     uint64_t dod, x;
     if (headpack_entry(&q, p + h.len, &whole, &dod, &x) || whole) return -1;
-    uint32_t cap = HEADPACK_HDR + 2 * HEADPACK_MAX_ENTRY + room;
-    uint8_t *b = (uint8_t *)malloc(cap);
+    uint8_t *b = (uint8_t *)malloc(h.last_off);
     if (!b) return -1;
-    headpack_init(b);
+    /* b: every entry but the last, with the state after the one before it */
+    memcpy(b, p, h.last_off);
+    headpack_hdr_t bh = h;
+    bh.len = h.last_off;
+    bh.last_off = 0; /* not known: a frozen part takes no more entries */
+    bh.last_dt = (int64_t)((uint64_t)h.last_dt - dod);
+    bh.last_t = prev_t;
+    bh.last_v = h.last_v ^ x;
+    memcpy(b, &bh, sizeof bh);
+    /* p: the last entry alone */
     double v;
     memcpy(&v, &h.last_v, 8);
-    headpack_put(b, 1, h.last_t, v);
-    /* p loses its last entry: the state after the one before */
-    h.len = h.last_off;
-    h.last_off = 0; /* not known: a frozen part takes no more entries */
-    h.last_dt = (int64_t)((uint64_t)h.last_dt - dod);
-    h.last_t = prev_t;
-    h.last_v ^= x;
-    memcpy(p, &h, sizeof h);
-    uint8_t *sp = (uint8_t *)realloc(p, h.len);
-    if (sp) *pp = sp;
-    *lo_cap = sp ? h.len : 0;
-    *hi = b;
-    *hi_cap = cap;
+    headpack_init(p);
+    headpack_put(p, 1, h.last_t, v);
+    *lo = b;
     return 0;
 }
 
-/* Split the n entries of *pp at time cut: the entries before cut stay in
- * *pp (cut short in place: its header takes the state after the last of
- * them; *nlo of them, its size shrunk to *lo_cap), those at or after it go
- * to a new buffer *hi, re-encoded, with room for `room` more bytes (size
- * *hi_cap). Returns -1 and changes nothing if either part would be empty or
- * memory is short. */
-static inline int headpack_split(uint8_t **pp, uint32_t n, int64_t cut, uint32_t room,
-                                 uint32_t *nlo, uint32_t *lo_cap, uint8_t **hi, uint32_t *hi_cap)
+/* Split the n entries of the buffer p (cap bytes) at time cut, p staying the
+ * head: the entries before cut are copied to a new buffer *lo of exactly
+ * their size (its header the state after the last of them; *nlo of them);
+ * those at or after it are re-encoded at the front of p, which keeps its
+ * size. The buffer the head grew in is kept, and only the part that is
+ * sealed and freed soon is allocated: at a partition boundary of an import
+ * every series splits, and a new buffer for each series' head would come
+ * from fresh pages of the flushing thread's heap every time. Returns -1 and
+ * changes nothing if either part would be empty, the re-encoded part would
+ * not fit in cap, or memory is short. */
+static inline int headpack_split(uint8_t *p, uint32_t n, uint32_t cap, int64_t cut, uint8_t **lo,
+                                 uint32_t *nlo)
 {
-    *hi = NULL;
-    *nlo = *lo_cap = *hi_cap = 0;
-    uint8_t *p = *pp;
-    if (n >= 2 && headpack_split_last(pp, cut, room, lo_cap, hi, hi_cap) == 0) {
+    *lo = NULL;
+    *nlo = 0;
+    if (cap < HEADPACK_HDR + HEADPACK_MAX_ENTRY) return -1;
+    if (n >= 2 && headpack_split_last(p, cut, lo) == 0) {
         *nlo = n - 1;
         return 0;
     }
@@ -293,12 +294,14 @@ static inline int headpack_split(uint8_t **pp, uint32_t n, int64_t cut, uint32_t
         if (t >= cut) break;
     }
     if (k == 0 || k == n) return -1;
-    /* entries k.. into a new buffer: at most the old bytes plus a whole first entry */
+    /* entries k.. re-encoded aside first (they may grow: the first stores
+     * its time and value whole, the second its interval) */
     uint32_t len = headpack_len(p), tail = (uint32_t)(p + len - at);
-    uint32_t cap = HEADPACK_HDR + tail + HEADPACK_MAX_ENTRY + room;
-    uint8_t *b = (uint8_t *)malloc(cap);
-    if (!b) return -1;
-    headpack_init(b);
+    uint32_t tcap = HEADPACK_HDR + tail + 2 * HEADPACK_MAX_ENTRY + 8;
+    uint8_t stackbuf[512];
+    uint8_t *t2 = tcap <= sizeof stackbuf ? stackbuf : (uint8_t *)malloc(tcap);
+    if (!t2) return -1;
+    headpack_init(t2);
     headpack_rd_t rr = before;
     for (uint32_t i = k; i < n; i++) {
         int64_t t;
@@ -306,23 +309,28 @@ static inline int headpack_split(uint8_t **pp, uint32_t n, int64_t cut, uint32_t
         double v;
         if (headpack_next(&rr, &t, &vb)) break;
         memcpy(&v, &vb, 8);
-        headpack_put(b, i == k, t, v);
+        headpack_put(t2, i == k, t, v);
     }
-    /* cut p short after entry k - 1: the reader state before entry k */
+    uint32_t hlen = headpack_len(t2), llen = (uint32_t)(at - p);
+    uint8_t *b = hlen + HEADPACK_MAX_ENTRY <= cap ? (uint8_t *)malloc(llen) : NULL;
+    if (!b) {
+        if (t2 != stackbuf) free(t2);
+        return -1;
+    }
+    /* b: entries ..k-1, with the reader's state before entry k */
+    memcpy(b, p, llen);
     headpack_hdr_t h;
     memcpy(&h, p, sizeof h);
-    h.len = (uint32_t)(at - p);
+    h.len = llen;
     h.last_off = 0; /* not known (see headpack_split_last) */
     h.last_t = (int64_t)before.t;
     h.last_dt = (int64_t)before.dt;
     h.last_v = before.vb;
-    memcpy(p, &h, sizeof h);
-    uint8_t *sp = (uint8_t *)realloc(p, h.len);
-    if (sp) *pp = sp;
+    memcpy(b, &h, sizeof h);
+    memcpy(p, t2, hlen);
+    if (t2 != stackbuf) free(t2);
+    *lo = b;
     *nlo = k;
-    *lo_cap = sp ? h.len : 0; /* 0: the caller keeps its size */
-    *hi = b;
-    *hi_cap = cap;
     return 0;
 }
 

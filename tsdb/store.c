@@ -2294,6 +2294,7 @@ typedef struct frozen {
     uint32_t n;
     uint8_t packed;    /* pk, not v */
     uint8_t persisted; /* s->persisted when the entry was made */
+    uint8_t kept;      /* split: s stays in the active list with the rest */
 } frozen_t; /* 48 bytes: a flush of 17.8 M series has as many */
 
 /* The flush's entry for s, from what s has frozen (nfrozen >= 1). */
@@ -2308,6 +2309,7 @@ static void frozen_entry(frozen_t *f, series_t *s)
     f->mint = frozen_mint(s);
     f->maxt = frozen_maxt(s);
     f->persisted = s->persisted;
+    f->kept = s->in_active; /* the freeze has taken the others off the list */
 }
 
 static int cmp_frozen(const void *a, const void *b)
@@ -2367,28 +2369,30 @@ static int sort_nearly_sorted(frozen_t *fz, size_t n)
     return 1;
 }
 
-/* Sort fz[0..n) by sid. With many series, a bitmap over the ids in use is
- * walked in order instead of a comparison sort (a flush of a million series
- * spent ~0.3 s in qsort). Caller holds mu (db_sid_get). */
-static void sort_frozen_locked(tsdb_t *db, frozen_t *fz, size_t n)
+/* Sort fz[0..n) by sid; 1 if they were not in order. With many series, a
+ * bitmap over the ids in use is walked in order instead of a comparison sort
+ * (a flush of a million series spent ~0.3 s in qsort). Caller holds mu
+ * (db_sid_get). */
+static int sort_frozen_locked(tsdb_t *db, frozen_t *fz, size_t n)
 {
-    if (n < 2) return;
+    if (n < 2) return 0;
     /* The active list is usually in id order already (an import appends
      * every series of a day in the order they were created), or nearly:
      * check before sorting. The bitmap walk below re-reads every series and
      * its head and, at 17.8 M series, copies and faults in 1.3 GB. */
-    if (sorted_by_sid(fz, n) || sort_nearly_sorted(fz, n)) return;
+    if (sorted_by_sid(fz, n)) return 0;
+    if (sort_nearly_sorted(fz, n)) return 1;
     size_t words = ((size_t)db->next_sid + 63) / 64;
     uint64_t *bits = n >= 4096 && words <= 64 * n ? calloc(words, sizeof *bits) : NULL;
     if (!bits) {
         qsort(fz, n, sizeof *fz, cmp_frozen);
-        return;
+        return 1;
     }
     frozen_t *tmp = malloc(n * sizeof *tmp);
     if (!tmp) {
         free(bits);
         qsort(fz, n, sizeof *fz, cmp_frozen);
-        return;
+        return 1;
     }
     memcpy(tmp, fz, n * sizeof *tmp);
     for (size_t i = 0; i < n; i++)
@@ -2402,6 +2406,7 @@ static void sort_frozen_locked(tsdb_t *db, frozen_t *fz, size_t n)
         }
     free(tmp);
     free(bits);
+    return 1;
 }
 
 /* Encode one group's frozen series (fz[0..n), same group, ascending sid) into
@@ -2633,19 +2638,29 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             continue;
         }
         if (s->packed) {
-            /* split packed: the part before the cut is sealed packed (no
-             * 16-byte copy of every series that crosses into a new
-             * partition), the rest stays packed */
-            uint8_t *lo = s->pk, *hi;
-            uint32_t nlo, lo_cap, hi_cap;
-            if (!headpack_split(&lo, s->n, cut, 2 * HEADPACK_MAX_ENTRY + s->n, &nlo, &lo_cap, &hi,
-                                &hi_cap)) {
-                db->mem_head_bytes -= head_bytes(s); /* lo leaves the head as frozen */
-                s->pk = hi;
-                s->pk_len = headpack_len(hi);
-                s->cap = hi_cap;
+            /* split packed: the part before the cut is copied out and
+             * sealed packed (no 16-byte copy of every series that crosses
+             * into a new partition); the rest stays at the front of the
+             * head's own buffer, which has the room the next partition will
+             * want (a new buffer for every series' head would come from
+             * fresh pages of this thread's heap at every boundary) */
+            uint8_t *lo;
+            uint32_t nlo;
+            if (!headpack_split(s->pk, s->n, s->cap, cut, &lo, &nlo)) {
+                s->pk_len = headpack_len(s->pk);
                 s->n -= nlo;
-                db->mem_head_bytes += hi_cap;
+                uint32_t lo_len = headpack_len(lo);
+                uint32_t want = s->pk_len + lo_len + 2 * HEADPACK_MAX_ENTRY;
+                if (s->cap > 2 * want) {
+                    /* a head that once took a backfill does not keep its
+                     * size for ever: room for a partition like the last */
+                    uint8_t *np = realloc(s->pk, want);
+                    if (np) {
+                        db->mem_head_bytes -= s->cap - want;
+                        s->pk = np;
+                        s->cap = want;
+                    }
+                }
                 db->active[nact++] = s;
                 kept += s->n;
                 kept_bytes += head_bytes(s);
@@ -2715,7 +2730,19 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         frozen_entry(&fz[i], s);
     }
     nf = nz;
-    sort_frozen_locked(db, fz, nf);
+    if (sort_frozen_locked(db, fz, nf)) {
+        /* The active list was out of id order (a row of a daily file
+         * interleaves the id ranges of its metrics). If every series it
+         * keeps was split, the sorted entries give them in id order: the
+         * next flush finds its list sorted and skips the sort. */
+        size_t nk = 0;
+        for (size_t i = 0; i < nf; i++) nk += fz[i].kept;
+        if (nk == nact) {
+            nk = 0;
+            for (size_t i = 0; i < nf; i++)
+                if (fz[i].kept) db->active[nk++] = fz[i].s;
+        }
+    }
     db->nactive = nact;
     uint64_t nfrozen_samples = db->head_samples - kept;
     db->frozen_samples = nfrozen_samples;

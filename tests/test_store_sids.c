@@ -915,6 +915,61 @@ static void test_split_interleaved_import(void **state)
     }
 }
 
+/* A packed head keeps its last entry's state in the series, its time being
+ * the newest accepted. After a flush sealed the newest samples, an older
+ * sample starts the next head: it must not start packed with a time that
+ * is not the newest, or the next entry's interval is computed from the
+ * wrong time. Values and outcomes read back exactly, before and after a
+ * flush and a reopen. */
+static void test_packed_head_after_sealed_newer(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir));
+    tsdb_options_t o;
+    tsdb_options_init(&o);
+    o.flush_interval_ms = -1;
+    o.sync_mode = TSDB_SYNC_PERIODIC;
+    o.ooo_window_ms = 400 * DAY;
+    o.pack_heads = 1;
+    tsdb_t *db = NULL;
+    assert_int_equal(tsdb_open(dir, &o, &db), 0);
+    int created;
+    tsdb_sid_t a = resolve(db, "ph", "a", &created);
+    tsdb_sid_sample_t s1[2] = {{a, T0 + 10 * DAY, 1}, {a, T0 + 20 * DAY, 2}};
+    assert_int_equal(tsdb_append_sids(db, s1, 2, NULL, NULL), 0);
+    assert_int_equal(tsdb_flush(db), 0); /* the newest (day 20) sealed */
+    /* day 15 (older than the newest), then days 25, 26, 27.5 */
+    tsdb_sid_sample_t s2[4] = {{a, T0 + 15 * DAY, 3}, {a, T0 + 25 * DAY, 4},
+                               {a, T0 + 26 * DAY, 5}, {a, T0 + 27 * DAY + DAY / 2, 6}};
+    tsdb_append_result_t res;
+    assert_int_equal(tsdb_append_sids(db, s2, 4, NULL, &res), 0);
+    assert_int_equal(res.stored, 4);
+    int64_t want_t[6] = {10, 15, 20, 25, 26, 27};
+    double want_v[6] = {1, 3, 2, 4, 5, 6};
+    for (int pass = 0; pass < 3; pass++) {
+        tsdb_sample_t got[8];
+        assert_int_equal(read_back(db, "ph", "a", got, 8), 6);
+        for (int i = 0; i < 6; i++) {
+            assert_int_equal(got[i].t, T0 + want_t[i] * DAY + (i == 5 ? DAY / 2 : 0));
+            assert_true(got[i].v == want_v[i]);
+        }
+        /* the same samples again: duplicates; another value: a conflict */
+        uint8_t oc[2];
+        tsdb_sid_sample_t d2[2] = {{a, T0 + 26 * DAY, 5}, {a, T0 + 15 * DAY, 9}};
+        assert_int_equal(tsdb_append_sids(db, d2, 2, oc, NULL), 0);
+        assert_int_equal(oc[0], TSDB_OUT_DUPLICATE);
+        assert_int_equal(oc[1], TSDB_OUT_CONFLICT);
+        if (pass == 0) assert_int_equal(tsdb_flush(db), 0);
+        if (pass == 1) {
+            assert_int_equal(tsdb_close(db), 0);
+            db = open_store_mode(dir, TSDB_SYNC_PERIODIC);
+        }
+    }
+    assert_int_equal(tsdb_close(db), 0);
+    tu_rmrf(dir);
+}
+
 /* A store written in order, with nothing deleted, is dense: its in-use
  * count (the file less LMDB's free list) covers the postings' duplicate
  * subtrees, and the flush does not vacuum it. Summing the trees' own page
@@ -1422,6 +1477,7 @@ int main(void)
         cmocka_unit_test(test_packed_heads),
         cmocka_unit_test(test_flush_sort_orders),
         cmocka_unit_test(test_split_interleaved_import),
+        cmocka_unit_test(test_packed_head_after_sealed_newer),
         cmocka_unit_test(test_kept_whole_indexed),
         cmocka_unit_test(test_vacuum_keeps_index),
         cmocka_unit_test(test_dense_store_not_vacuumed),

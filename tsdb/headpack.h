@@ -73,18 +73,20 @@ static inline int64_t headpack_first_t(const uint8_t *p)
     return t;
 }
 
-/* Append (t, v); the buffer has room for HEADPACK_MAX_ENTRY more bytes.
- * first: no entry yet. */
-static inline void headpack_put(uint8_t *p, int first, int64_t t, double v)
+/* Append (t, v) to the entries of p, with the header state in *h instead
+ * of p's own header (which is left as it is): a store that keeps that state
+ * beside the series appends without touching the header's cache line, and
+ * writes it back (memcpy to p) before anything else reads p. The buffer has
+ * room for HEADPACK_MAX_ENTRY more bytes after h->len. first: no entry yet.
+ * Returns the entry's size. */
+static inline uint32_t headpack_put_h(uint8_t *p, headpack_hdr_t *h, int first, int64_t t, double v)
 {
-    headpack_hdr_t h;
-    memcpy(&h, p, sizeof h);
-    uint8_t *o = p + h.len;
-    uint64_t dt = (uint64_t)t - (uint64_t)h.last_t;
-    int64_t dod = (int64_t)(dt - (uint64_t)h.last_dt);
+    uint8_t *o = p + h->len;
+    uint64_t dt = (uint64_t)t - (uint64_t)h->last_t;
+    int64_t dod = (int64_t)(dt - (uint64_t)h->last_dt);
     uint64_t vb;
     memcpy(&vb, &v, 8);
-    uint64_t x = vb ^ h.last_v;
+    uint64_t x = vb ^ h->last_v;
     uint32_t c, k = 1;
     if (first) {
         c = 3;
@@ -119,11 +121,21 @@ static inline void headpack_put(uint8_t *p, int first, int64_t t, double v)
         k += nb;
     }
     o[0] = (uint8_t)c;
-    h.last_off = h.len;
-    h.len += k;
-    h.last_dt = first ? 0 : (int64_t)dt; /* the first interval is the second entry's */
-    h.last_t = t;
-    h.last_v = vb;
+    h->last_off = h->len;
+    h->len += k;
+    h->last_dt = first ? 0 : (int64_t)dt; /* the first interval is the second entry's */
+    h->last_t = t;
+    h->last_v = vb;
+    return k;
+}
+
+/* Append (t, v), header in p; the buffer has room for HEADPACK_MAX_ENTRY
+ * more bytes. first: no entry yet. */
+static inline void headpack_put(uint8_t *p, int first, int64_t t, double v)
+{
+    headpack_hdr_t h;
+    memcpy(&h, p, sizeof h);
+    headpack_put_h(p, &h, first, t, v);
     memcpy(p, &h, sizeof h);
 }
 

@@ -377,6 +377,7 @@ int tsdb_iter_open(tsdb_reader_t *r, tsdb_sid_t sid, int64_t mint, int64_t maxt,
         if (!rc && s->packed) {
             /* decoded after the frozen samples, then filtered in place */
             tsdb_sample_t *d = it->head + it->nhead;
+            head_pk_store(s); /* appends leave the header behind */
             if (headpack_decode(s->pk, s->n, d)) rc = TSDB_ECORRUPT; /* never: our own bytes */
             for (uint32_t i = 0; !rc && i < s->n; i++)
                 if (d[i].t >= mint && d[i].t <= maxt) it->head[it->nhead++] = d[i];

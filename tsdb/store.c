@@ -457,8 +457,9 @@ static int sid_alloc(tsdb_t *db, tsdb_str_t name, uint32_t *sid)
     return 0;
 }
 
-_Static_assert(offsetof(series_t, logged_gen) + sizeof(uint64_t) <= 64,
+_Static_assert(offsetof(series_t, pk_last_v) + sizeof(uint64_t) <= 64,
                "the fields an append touches fit in one cache line");
+_Static_assert(sizeof(series_t) == 128, "two cache lines a series");
 
 /* A zeroed series struct, 64-byte aligned (its hot fields in one line), from
  * the current slab. Caller holds mu. */
@@ -628,6 +629,7 @@ static int head_unpack(tsdb_t *db, series_t *s, int room)
     uint32_t ncap = room ? (s->n + s->n / 2 > 8 ? s->n + s->n / 2 : 8) : (s->n ? s->n : 1);
     tsdb_sample_t *a = malloc((size_t)ncap * sizeof *a);
     if (!a) return TSDB_ENOMEM;
+    head_pk_store(s);
     if (headpack_decode(s->pk, s->n, a)) abort(); /* our own bytes */
     db->mem_head_bytes -= s->cap;
     free(s->pk);
@@ -644,7 +646,9 @@ static int head_unpack(tsdb_t *db, series_t *s, int room)
  * it plain if the memory is not there. Caller holds mu. */
 static void head_repack(tsdb_t *db, series_t *s)
 {
-    if (s->packed || !s->n || !s->sorted) return;
+    /* a packed head ends at maxt (series_t keeps its last entry's state
+     * but not its time): not when newer samples were sealed before these */
+    if (s->packed || !s->n || !s->sorted || s->head[s->n - 1].t != s->maxt) return;
     uint32_t bound = HEADPACK_HDR + HEADPACK_MAX_ENTRY * s->n;
     uint8_t *pk = malloc(bound);
     if (!pk) return;
@@ -661,9 +665,9 @@ static void head_repack(tsdb_t *db, series_t *s)
     db->mem_head_bytes -= head_bytes(s);
     free(s->head);
     s->pk = pk;
-    s->pk_len = len;
     s->cap = ncap;
     s->packed = 1;
+    head_pk_load(s);
     db->mem_head_bytes += ncap;
 }
 
@@ -671,9 +675,12 @@ static long find_t(const tsdb_sample_t *v, size_t n, int sorted, int64_t t);
 
 /* Index of the head sample at t, or -1; *bits its value's bits. Caller
  * holds mu. */
-static long head_find(const series_t *s, int64_t t, uint64_t *bits)
+static long head_find(series_t *s, int64_t t, uint64_t *bits)
 {
-    if (s->packed) return headpack_find(s->pk, s->n, t, bits);
+    if (s->packed) {
+        head_pk_store(s);
+        return headpack_find(s->pk, s->n, t, bits);
+    }
     long i = find_t(s->head, s->n, s->sorted, t);
     if (i >= 0) *bits = f64_bits(s->head[i].v);
     return i;
@@ -723,23 +730,28 @@ static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
         db->active = na;
         db->active_cap = nc;
     }
-    if (s->n == 0 && !s->head && head_pack_on(db)) {
+    if (s->n == 0 && !s->head && t > s->maxt && head_pack_on(db)) {
         /* a new head starts packed: room for two entries of any size, and
          * for as many samples as the last head had at a byte each (steady
-         * data: a constant at a fixed interval is 1 byte; x1.5 growth) */
+         * data: a constant at a fixed interval is 1 byte; x1.5 growth).
+         * Not for a sample older than one already accepted (sealed since):
+         * a packed head ends at maxt, which series_t relies on */
         uint32_t ncap = HEADPACK_HDR + 2 * HEADPACK_MAX_ENTRY + s->hint;
         uint8_t *pk = malloc(ncap);
         if (!pk) return TSDB_ENOMEM;
         headpack_init(pk);
         s->pk = pk;
         s->pk_len = HEADPACK_HDR;
+        s->pk_last_sz = 0;
+        s->pk_last_dt = 0;
+        s->pk_last_v = 0;
         s->cap = ncap;
         s->packed = 1;
         s->sorted = 1;
         db->mem_head_bytes += ncap;
     }
     if (s->packed) {
-        if (s->n && t <= headpack_last_t(s->pk)) {
+        if (s->n && t <= s->maxt) { /* maxt: the time of the last entry */
             /* out of order: a plain array from now until the next flush */
             int rc = head_unpack(db, s, 1);
             if (rc) return rc;
@@ -754,8 +766,13 @@ static int head_push(tsdb_t *db, series_t *s, int64_t t, double v)
                 s->pk = np;
                 s->cap = ncap;
             }
-            headpack_put(s->pk, s->n == 0, t, v);
-            s->pk_len = headpack_len(s->pk);
+            /* the header's state is kept in s (see series_t) */
+            headpack_hdr_t h = {s->n ? s->maxt : 0, s->n ? s->pk_last_dt : 0,
+                                s->n ? s->pk_last_v : 0, len, 0};
+            s->pk_last_sz = (uint8_t)headpack_put_h(s->pk, &h, s->n == 0, t, v);
+            s->pk_len = h.len;
+            s->pk_last_dt = h.last_dt;
+            s->pk_last_v = h.last_v;
             s->n++;
             goto added;
         }
@@ -1392,10 +1409,7 @@ int tsdb_append_sids(tsdb_t *db, const tsdb_sid_sample_t *in, size_t n, uint8_t 
         }
         if (j + 15 < n) {
             series_t *ps = db_sid_get(db, in[j + 15].sid);
-            if (ps && ps->head) {
-                __builtin_prefetch(head_tail(ps), 1);
-                if (ps->packed) __builtin_prefetch(ps->pk, 1); /* its header */
-            }
+            if (ps && ps->head) __builtin_prefetch(head_tail(ps), 1); /* its header is not read */
         }
         series_t *s = in[i].sid < TSDB_MAX_SID ? db_sid_get(db, in[i].sid) : NULL;
         if (!s || s->deleted) {
@@ -2620,13 +2634,14 @@ int db_flush_locked(tsdb_t *db, int compact_all)
             }
         }
         int split = hold && kept < hold_cap && kept_bytes < hold_bytes;
-        if (s->packed && (!split || headpack_last_t(s->pk) < cut)) {
+        if (s->packed && (!split || s->maxt < cut)) {
             /* sealed whole: the flush takes the packed head over as it is */
+            head_pk_store(s);
             size_t i = nz++;
             s->fpk = s->pk;
             s->frozen_packed = 1;
             s->nfrozen = s->n;
-            s->hint = (uint16_t)(s->n < 64 ? s->n : 64);
+            s->hint = (uint8_t)(s->n < 64 ? s->n : 64);
             if (hold && kept_bytes >= hold_bytes) s->hint = 0;
             db->mem_head_bytes -= head_bytes(s);
             s->pk = NULL;
@@ -2646,8 +2661,9 @@ int db_flush_locked(tsdb_t *db, int compact_all)
              * fresh pages of this thread's heap at every boundary) */
             uint8_t *lo;
             uint32_t nlo;
+            head_pk_store(s);
             if (!headpack_split(s->pk, s->n, s->cap, cut, &lo, &nlo)) {
-                s->pk_len = headpack_len(s->pk);
+                head_pk_load(s);
                 s->n -= nlo;
                 uint32_t lo_len = headpack_len(lo);
                 uint32_t want = s->pk_len + lo_len + 2 * HEADPACK_MAX_ENTRY;
@@ -2719,7 +2735,7 @@ int db_flush_locked(tsdb_t *db, int compact_all)
         s->nfrozen = s->n;
         /* the next head starts this big (capped: a backfill's big head must
          * not make every later one big) */
-        s->hint = s->n < 64 ? s->n : 64;
+        s->hint = (uint8_t)(s->n < 64 ? s->n : 64);
         /* sealed whole because the memory cap left no room to keep it: its
          * next head starts small, not as big as this one */
         if (hold && kept_bytes >= hold_bytes) s->hint = 0;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "tsdb/codec.h"
+#include "tsdb/headpack.h"
 #include "tsdb/index.h"
 #include "tsdb/tsdb.h"
 #include "tsdb/tsdb_util.h"
@@ -86,31 +87,38 @@ typedef struct series {
     /* hot: appends */
     _Alignas(64) uint32_t sid;
     uint32_t n, cap;      /* head samples; capacity (samples, or bytes when packed) */
-    uint16_t hint;        /* head capacity to start with: the size of the last head */
+    uint8_t hint;         /* head capacity to start with: the size of the last head (<= 64) */
+    uint8_t frozen_packed; /* the frozen samples are a packed head (fpk) */
     uint8_t packed;       /* head is a headpack.h buffer (pk), else a plain array */
-    uint8_t spare_;
+    uint8_t pk_last_sz;   /* packed: bytes of the last entry (0: none, or not known) */
     uint8_t sorted;       /* head is sorted by t (always when packed) */
     uint8_t persisted;    /* present in the LMDB index */
     uint8_t deleted;
     uint8_t in_active;    /* listed in db->active */
-    uint32_t pk_len;      /* packed: bytes in use (the header's len, kept here to prefetch the end) */
+    uint32_t pk_len;      /* packed: bytes in use */
     union {
         tsdb_sample_t *head; /* !packed */
         uint8_t *pk;         /* packed: samples appended in time order, 1-17 bytes each */
     };
     int64_t maxt;         /* newest timestamp ever accepted, INT64_MIN if none */
     int64_t mint;         /* oldest timestamp stored (approximate after retention) */
+    /* packed: the state of the last entry, kept here and not in the buffer's
+     * header, so that an append touches this line and the buffer's end only
+     * (head_pk_store writes the header before anything reads the buffer).
+     * Its time is maxt: a packed head is only started, or repacked, when its
+     * last sample is the newest the series has accepted. */
+    int64_t pk_last_dt;
+    uint64_t pk_last_v;
+    /* cold: flushes, lookups, out-of-order samples, series not indexed yet */
     uint8_t *labels;      /* serialized labels while not persisted, else NULL */
     uint64_t logged_gen;  /* not persisted: db->wal_gen when its labels were last logged
                              (0 = not in the WAL: created by tsdb_series_id) */
-    /* cold: flushes, lookups, out-of-order samples */
     uint32_t nfrozen;     /* samples being sealed by a flush */
     uint32_t labels_len;
     union {
         tsdb_sample_t *frozen; /* !frozen_packed */
         uint8_t *fpk;          /* frozen_packed: the packed head the flush took over */
     };
-    uint8_t frozen_packed;
     int64_t sealed_mint, sealed_maxt; /* range in LMDB; sealed_maxt = INT64_MIN if none */
     uint64_t h[2];        /* label fingerprint */
 } series_t;
@@ -219,6 +227,32 @@ struct tsdb {
 };
 
 /* The series with id sid, or NULL. Caller holds mu. */
+/* A packed head's header written from the state its series keeps (appends
+ * leave the header as it was): before anything but an append reads s->pk.
+ * Caller holds mu. */
+static inline void head_pk_store(series_t *s)
+{
+    headpack_hdr_t h;
+    h.last_t = s->n ? s->maxt : 0;
+    h.last_dt = s->n ? s->pk_last_dt : 0;
+    h.last_v = s->n ? s->pk_last_v : 0;
+    h.len = s->pk_len;
+    h.last_off = s->n && s->pk_last_sz ? s->pk_len - s->pk_last_sz : 0;
+    memcpy(s->pk, &h, sizeof h);
+}
+
+/* The state in s from its packed head's header, after something other than
+ * an append wrote the buffer (a split, a repack). Caller holds mu. */
+static inline void head_pk_load(series_t *s)
+{
+    headpack_hdr_t h;
+    memcpy(&h, s->pk, sizeof h);
+    s->pk_len = h.len;
+    s->pk_last_dt = h.last_dt;
+    s->pk_last_v = h.last_v;
+    s->pk_last_sz = h.last_off && h.len - h.last_off <= HEADPACK_MAX_ENTRY ? (uint8_t)(h.len - h.last_off) : 0;
+}
+
 static inline series_t *db_sid_get(const tsdb_t *db, uint64_t sid)
 {
     uint64_t g = sid / TSDB_GROUP_SIDS;

@@ -226,15 +226,17 @@ static uint64_t rss_bytes(void)
     return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-static void mem_note(tsdb_t *db, unsigned day)
+/* imp_cpu: the importing thread's CPU so far, generator left out */
+static void mem_note(tsdb_t *db, unsigned day, double imp_cpu)
 {
     uint64_t r = rss_bytes();
     if (getenv("BENCH_IMPORT_VERBOSE")) { /* a line per day on stderr */
         tsdb_memory_t m;
         tsdb_memory(db, &m);
-        fprintf(stderr, "day %u: %.1f CPU-s, RSS %.0f MB, store %.0f MB (head %.0f MB, %" PRIu64
-                        " series, %" PRIu64 " not indexed)\n",
-                day + 1, proc_cpu_s(), r / 1e6, m.total / 1e6, m.head / 1e6, m.series,
+        fprintf(stderr,
+                "day %u: %.1f CPU-s, importing thread %.1f, RSS %.0f MB, store %.0f MB (head %.0f "
+                "MB, %" PRIu64 " series, %" PRIu64 " not indexed)\n",
+                day + 1, proc_cpu_s(), imp_cpu, r / 1e6, m.total / 1e6, m.head / 1e6, m.series,
                 m.unpersisted);
     }
     if (r <= mem_peak.rss) return;
@@ -325,6 +327,7 @@ static void run(synth_t *g, tbuf_t *files, size_t nfiles, tsdb_t *db, result_t *
     o.sink = &sink;
     o.sid_ops = db ? &ingest_store_sid_ops : &count_ops;
     o.totals = &tot;
+    o.general_parse = getenv("BENCH_IMPORT_GENERAL_PARSE") != NULL; /* the row parser before */
     backblaze_t *p;
     if (backblaze_create(&o, &p)) abort();
     tbuf_t day = {0};
@@ -340,7 +343,7 @@ static void run(synth_t *g, tbuf_t *files, size_t nfiles, tsdb_t *db, result_t *
             if (db) {
                 /* mallinfo2 walks malloc's free lists: not the import's CPU */
                 double n0 = thread_cpu_s(), wn0 = wall_s();
-                mem_note(db, d);
+                mem_note(db, d, n0 - m0 - gen);
                 gen += thread_cpu_s() - n0;
                 wgen += wall_s() - wn0;
             }
@@ -353,7 +356,7 @@ static void run(synth_t *g, tbuf_t *files, size_t nfiles, tsdb_t *db, result_t *
     if (backblaze_finish(p)) abort();
     if (db) { /* as above: the last mallinfo2 walk is not the import's CPU either */
         double n0 = thread_cpu_s(), wn0 = wall_s();
-        mem_note(db, g ? g->days : 0);
+        mem_note(db, g ? g->days : 0, n0 - m0 - gen);
         gen += thread_cpu_s() - n0;
         wgen += wall_s() - wn0;
     }

@@ -6,7 +6,9 @@
  * byte at a line start begins a new file. Oracles beyond ASan/UBSan: every
  * batch the sink receives satisfies tsdb_append()'s input contract
  * (non-empty distinct label names, non-empty values, __name__ present, one
- * sample); rows imported + rows skipped never exceeds the data lines fed.
+ * sample); rows imported + rows skipped never exceeds the data lines fed;
+ * the one-pass row parser and the general one (backblaze_options_t
+ * general_parse) give the same samples, errors and stats, byte for byte.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -25,11 +27,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                          \
     } while (0)
 
+/* A digest of everything a parse gives out, in order (FNV-1a). */
+static void mix(uint64_t *h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        *h = (*h ^ b[i]) * 1099511628211u;
+}
+
 static int check_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_append_result_t *res)
 {
-    (void)ctx;
+    uint64_t *h = ctx;
     for (size_t i = 0; i < n; i++) {
         CHECK(s[i].nsamples == 1);
+        for (uint32_t a = 0; a < s[i].nlabels; a++) {
+            mix(h, s[i].labels[a].name.ptr, s[i].labels[a].name.len);
+            mix(h, "=", 1);
+            mix(h, s[i].labels[a].value.ptr, s[i].labels[a].value.len);
+            mix(h, ",", 1);
+        }
+        mix(h, &s[i].samples[0].t, sizeof s[i].samples[0].t);
+        mix(h, &s[i].samples[0].v, sizeof s[i].samples[0].v);
         int name = 0;
         for (uint32_t a = 0; a < s[i].nlabels; a++) {
             CHECK(s[i].labels[a].name.len > 0);
@@ -52,11 +70,20 @@ static int check_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_app
     return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void on_error(void *ctx, uint64_t line, const char *msg)
 {
-    if (!size) return 0;
+    uint64_t *h = ctx;
+    mix(h, &line, sizeof line);
+    mix(h, msg, strlen(msg) + 1);
+}
+
+/* One parse of the input; its digest and stats. 0, or -1 if the importer
+ * could not be created. */
+static int run(const uint8_t *data, size_t size, int general, uint64_t *h, backblaze_stats_t *st)
+{
     uint8_t flags = data[0];
-    ingest_sink_t sink = {check_append, NULL};
+    *h = 1469598103934665603u;
+    ingest_sink_t sink = {check_append, h};
     ingest_totals_t tot;
     memset(&tot, 0, sizeof tot);
     backblaze_options_t o;
@@ -66,8 +93,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.batch_samples = flags & 4 ? 1 : 64;
     o.sink = &sink;
     o.totals = &tot;
+    o.on_error = on_error;
+    o.err_ctx = h;
+    o.general_parse = general;
     backblaze_t *p;
-    if (backblaze_create(&o, &p)) return 0;
+    if (backblaze_create(&o, &p)) return -1;
     backblaze_file_begin(p);
     const char *s = (const char *)data + 1, *end = (const char *)data + size;
     uint64_t lines = 0;
@@ -86,10 +116,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         s += n + 1;
     }
     CHECK(backblaze_finish(p) == 0);
-    backblaze_stats_t st;
-    backblaze_stats(p, &st);
-    CHECK(st.rows + st.rows_skipped <= lines);
+    backblaze_stats(p, st);
+    CHECK(st->rows + st->rows_skipped <= lines);
     CHECK(tot.samples == tot.stored);
     backblaze_destroy(p);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!size) return 0;
+    uint64_t h[2];
+    backblaze_stats_t st[2];
+    if (run(data, size, 0, &h[0], &st[0]) || run(data, size, 1, &h[1], &st[1])) return 0;
+    CHECK(h[0] == h[1]);
+    CHECK(!memcmp(&st[0], &st[1], sizeof st[0]));
     return 0;
 }

@@ -72,7 +72,9 @@ struct backblaze {
     int want_header;
     uint64_t line;
     col_t *cols;
+    uint8_t *kind8; /* cols[i].kind, a byte each (row_fast walks it per cell) */
     size_t ncols;
+    size_t nsmart; /* COL_SMART columns */
     int have_loc; /* header has datacenter/vault/pod columns */
     const char **cell;
     uint32_t *cell_len;
@@ -198,6 +200,7 @@ void backblaze_destroy(backblaze_t *p)
     if (!p) return;
     ingest_batch_free(&p->batch);
     free(p->cols);
+    free(p->kind8);
     free(p->cell);
     free(p->cell_len);
     free(p->scratch);
@@ -353,9 +356,13 @@ static int parse_header(backblaze_t *p, const char *s, size_t len)
         return TSDB_EINVAL;
     }
     free(p->cols);
+    free(p->kind8);
     p->cols = calloc((size_t)n, sizeof *p->cols);
-    if (!p->cols) return TSDB_ENOMEM;
+    p->kind8 = calloc((size_t)n, 1);
+    p->ncols = 0;
+    if (!p->cols || !p->kind8) return TSDB_ENOMEM;
     p->ncols = (size_t)n;
+    p->nsmart = 0;
     p->have_loc = 0;
     p->st.columns_ignored = 0;
     int have_date = 0, have_serial = 0;
@@ -413,6 +420,8 @@ static int parse_header(backblaze_t *p, const char *s, size_t len)
         if (col->kind == COL_DATACENTER || col->kind == COL_VAULT || col->kind == COL_POD)
             p->have_loc = 1;
         if (col->kind == COL_IGNORE) p->st.columns_ignored++;
+        if (col->kind == COL_SMART) p->nsmart++;
+        p->kind8[i] = (uint8_t)col->kind;
     }
     if (!have_date || !have_serial) {
         report(p, "header: no %s column (is this a Backblaze drive-stats CSV?)",
@@ -654,7 +663,22 @@ typedef struct {
     double cap;
 } row_t;
 
-static int emit_sids(backblaze_t *p, const row_t *r, const double *vals, const unsigned char *has)
+/* One row's cells as both parsing paths leave them: the fixed columns by
+ * kind (f[k] NULL: the file has no such column), the checked date, capacity
+ * and failure flag, then the SMART values present, in column order, with
+ * their column index. */
+typedef struct {
+    const char *f[COL_SMART];
+    size_t fl[COL_SMART];
+    int64_t t;
+    int failure, have_cap;
+    double cap;
+    size_t nv;
+    uint16_t vcol[BACKBLAZE_MAX_COLUMNS];
+    double vals[BACKBLAZE_MAX_COLUMNS];
+} cells_t;
+
+static int emit_sids(backblaze_t *p, const row_t *r, const cells_t *cv)
 {
     char ident[4 * (3 * BACKBLAZE_MAX_FIELD + 4)];
     size_t idl = 0;
@@ -679,19 +703,19 @@ static int emit_sids(backblaze_t *p, const row_t *r, const double *vals, const u
     if (r->pod) s_lab[bn++] = L("pod", r->pod, r->podl);
     double temp = 0, poh = 0;
     int have_temp = 0, have_poh = 0, rc;
-    for (size_t i = 0; i < p->ncols; i++) {
-        if (!has[i]) continue;
-        const col_t *c = &p->cols[i];
+    for (size_t k = 0; k < cv->nv; k++) {
+        const col_t *c = &p->cols[cv->vcol[k]];
+        double v = cv->vals[k];
         if (!d->sid[c->slot]) {
             s_lab[bn] = L("attribute_id", c->id_str, strlen(c->id_str));
             s_lab[bn + 1] = L("attribute_name", c->name, strlen(c->name));
             s_lab[bn + 2] =
                 c->raw ? LS("attribute_value_type", "raw") : LS("attribute_value_type", "value");
         }
-        if ((rc = sid_add(p, d, c->slot, s_lab, bn + 3, r->t, vals[i]))) return rc;
+        if ((rc = sid_add(p, d, c->slot, s_lab, bn + 3, r->t, v))) return rc;
         p->st.values++;
-        if (c->raw && c->id == 194) temp = vals[i], have_temp = 1;
-        if (c->raw && c->id == 9) poh = vals[i], have_poh = 1;
+        if (c->raw && c->id == 194) temp = v, have_temp = 1;
+        if (c->raw && c->id == 9) poh = v, have_poh = 1;
     }
     s_lab[0] = LS("__name__", "smartctl_device");
     uint32_t k = bn;
@@ -715,7 +739,90 @@ static int emit_sids(backblaze_t *p, const row_t *r, const double *vals, const u
     return 0;
 }
 
-static int parse_row(backblaze_t *p, const char *s, size_t len)
+/* The common case in one pass over the row's bytes: split, file each cell
+ * by its column's kind and parse the SMART numbers as they go by (the
+ * general path below makes three passes over a quarter's ~200 cells, most
+ * of them blank). Only a row with no quote and nothing wrong in it is taken:
+ * 0 = c is filled; 1 = the general path is to parse the row again, and
+ * report what is wrong with it. Leaves no trace in p but the date cache. */
+static int row_fast(backblaze_t *p, const char *s, size_t len, cells_t *c)
+{
+    const uint8_t *kind = p->kind8;
+    const size_t ncols = p->ncols;
+    size_t n = 0, start = 0, i = 0, nv = 0;
+    memset(c->f, 0, sizeof c->f);
+    memset(c->fl, 0, sizeof c->fl);
+#define CELL_END(pos)                                                                              \
+    do {                                                                                           \
+        size_t cl_ = (pos) - start;                                                                \
+        if (n == ncols) return 1;                                                                  \
+        unsigned k_ = kind[n];                                                                     \
+        if (k_ == COL_SMART) {                                                                     \
+            if (cl_) {                                                                             \
+                if (cl_ > BACKBLAZE_MAX_FIELD || parse_num(s + start, cl_, &c->vals[nv]))          \
+                    return 1;                                                                      \
+                c->vcol[nv++] = (uint16_t)n;                                                       \
+            }                                                                                      \
+        } else if (k_ != COL_IGNORE) {                                                             \
+            c->f[k_] = s + start;                                                                  \
+            c->fl[k_] = cl_;                                                                       \
+        }                                                                                          \
+        n++;                                                                                       \
+        start = (pos) + 1;                                                                         \
+    } while (0)
+#ifdef __SSE2__
+    const __m128i vc = _mm_set1_epi8(','), vq = _mm_set1_epi8('"');
+    for (; i + 16 <= len; i += 16) {
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        if (_mm_movemask_epi8(_mm_cmpeq_epi8(b, vq))) return 1;
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(b, vc));
+        while (m) {
+            CELL_END(i + (size_t)__builtin_ctz(m));
+            m &= m - 1;
+        }
+    }
+#endif
+    for (; i < len; i++) {
+        if (s[i] == '"') return 1;
+        if (s[i] == ',') CELL_END(i);
+    }
+    CELL_END(len);
+#undef CELL_END
+    if (n != ncols) return 1;
+    c->nv = nv;
+    /* the general path's checks, without its reports */
+    const char *d = c->f[COL_DATE];
+    size_t dl = c->fl[COL_DATE];
+    if (dl == 10 && !memcmp(d, p->last_date, 10)) {
+        c->t = p->last_date_ms;
+    } else {
+        if (!d || ingest_date_parse(d, dl, &c->t)) return 1;
+        if (dl == 10) {
+            memcpy(p->last_date, d, 10);
+            p->last_date_ms = c->t;
+        }
+    }
+    c->have_cap = 0;
+    c->cap = 0;
+    if (c->fl[COL_CAPACITY]) {
+        if (parse_num(c->f[COL_CAPACITY], c->fl[COL_CAPACITY], &c->cap)) return 1;
+        c->have_cap = c->cap >= 0; /* Backblaze writes -1 when unknown */
+    }
+    c->failure = 0;
+    if (c->f[COL_FAILURE]) {
+        const char *fv = c->f[COL_FAILURE];
+        if (c->fl[COL_FAILURE] != 1 || (fv[0] != '0' && fv[0] != '1')) return 1;
+        c->failure = fv[0] == '1';
+    }
+    size_t sl = c->fl[COL_SERIAL];
+    if (!sl || sl > BACKBLAZE_MAX_FIELD) return 1;
+    return 0;
+}
+
+/* Any row: split (quotes too), then a pass for the fixed columns and the
+ * checks, and one for the numbers, reporting the first problem in column
+ * order. 0 = c is filled, 1 = reported, or an error. */
+static int row_general(backblaze_t *p, const char *s, size_t len, cells_t *cv)
 {
     long n = split(p, s, len, p->ncols);
     if (n == -2) return TSDB_ENOMEM;
@@ -729,57 +836,44 @@ static int parse_row(backblaze_t *p, const char *s, size_t len)
     }
     /* Pass 1: identity fields and validation (nothing added yet, so a bad
      * row leaves no trace in the batch). */
-    const char *serial = NULL, *model = NULL, *dc = NULL, *vault = NULL, *pod = NULL, *slot = NULL;
-    size_t sl = 0, ml = 0, dcl = 0, vl = 0, pl = 0, slotl = 0;
-    int64_t t = 0;
-    int failure = 0, have_cap = 0;
-    double cap = 0;
+    memset(cv->f, 0, sizeof cv->f);
+    memset(cv->fl, 0, sizeof cv->fl);
+    cv->t = 0;
+    cv->failure = cv->have_cap = 0;
+    cv->cap = 0;
     for (size_t i = 0; i < p->ncols; i++) {
         const char *c = p->cell[i];
         size_t cl = p->cell_len[i];
-        switch (p->cols[i].kind) {
+        col_kind_t k = p->cols[i].kind;
+        if (k != COL_IGNORE && k != COL_SMART) {
+            cv->f[k] = c;
+            cv->fl[k] = cl;
+        }
+        switch (k) {
         case COL_DATE:
             if (cl == 10 && !memcmp(c, p->last_date, 10)) {
-                t = p->last_date_ms;
-            } else if (ingest_date_parse(c, cl, &t)) {
+                cv->t = p->last_date_ms;
+            } else if (ingest_date_parse(c, cl, &cv->t)) {
                 report(p, "bad date \"%.*s\" (want YYYY-MM-DD)", (int)(cl > 40 ? 40 : cl), c);
                 return 1;
-            } else {
+            } else if (cl == 10) {
                 memcpy(p->last_date, c, 10);
-                p->last_date_ms = t;
+                p->last_date_ms = cv->t;
             }
-            break;
-        case COL_SERIAL:
-            serial = c, sl = cl;
-            break;
-        case COL_MODEL:
-            model = c, ml = cl;
-            break;
-        case COL_DATACENTER:
-            dc = c, dcl = cl;
-            break;
-        case COL_VAULT:
-            vault = c, vl = cl;
-            break;
-        case COL_POD:
-            pod = c, pl = cl;
-            break;
-        case COL_SLOT:
-            slot = c, slotl = cl;
             break;
         case COL_CAPACITY:
             if (cl) {
-                if (parse_num(c, cl, &cap)) {
+                if (parse_num(c, cl, &cv->cap)) {
                     report(p, "capacity_bytes \"%.*s\" is not a number", (int)(cl > 40 ? 40 : cl),
                            c);
                     return 1;
                 }
-                have_cap = cap >= 0; /* Backblaze writes -1 when unknown */
+                cv->have_cap = cv->cap >= 0; /* Backblaze writes -1 when unknown */
             }
             break;
         case COL_FAILURE:
             if (cl == 1 && (c[0] == '0' || c[0] == '1'))
-                failure = c[0] == '1';
+                cv->failure = c[0] == '1';
             else {
                 report(p, "failure \"%.*s\" is not 0 or 1", (int)(cl > 40 ? 40 : cl), c);
                 return 1;
@@ -795,6 +889,7 @@ static int parse_row(backblaze_t *p, const char *s, size_t len)
             break;
         }
     }
+    size_t sl = cv->fl[COL_SERIAL];
     if (!sl || sl > BACKBLAZE_MAX_FIELD) {
         if (sl)
             report(p, "serial_number longer than %d bytes", BACKBLAZE_MAX_FIELD);
@@ -803,23 +898,41 @@ static int parse_row(backblaze_t *p, const char *s, size_t len)
         return 1;
     }
     /* Numbers are checked before anything is added. */
-    double vals[BACKBLAZE_MAX_COLUMNS];
-    unsigned char has[BACKBLAZE_MAX_COLUMNS];
+    size_t nv = 0;
     for (size_t i = 0; i < p->ncols; i++) {
-        has[i] = 0;
         if (p->cols[i].kind != COL_SMART) continue;
         if (!p->cell_len[i]) {
             p->st.blanks++;
             continue;
         }
-        if (parse_num(p->cell[i], p->cell_len[i], &vals[i])) {
+        if (parse_num(p->cell[i], p->cell_len[i], &cv->vals[nv])) {
             report(p, "column %zu (smart_%u_%s): \"%.*s\" is not a number", i + 1, p->cols[i].id,
                    p->cols[i].raw ? "raw" : "normalized",
                    (int)(p->cell_len[i] > 40 ? 40 : p->cell_len[i]), p->cell[i]);
             return 1;
         }
-        has[i] = 1;
+        cv->vcol[nv++] = (uint16_t)i;
     }
+    cv->nv = nv;
+    return 0;
+}
+
+static int parse_row(backblaze_t *p, const char *s, size_t len)
+{
+    cells_t cv;
+    if (p->o.general_parse || row_fast(p, s, len, &cv)) {
+        int rc = row_general(p, s, len, &cv);
+        if (rc) return rc;
+    } else {
+        p->st.blanks += p->nsmart - cv.nv;
+    }
+    const int64_t t = cv.t;
+    const int failure = cv.failure, have_cap = cv.have_cap;
+    const double cap = cv.cap;
+    const char *serial = cv.f[COL_SERIAL], *model = cv.f[COL_MODEL], *dc = cv.f[COL_DATACENTER];
+    const char *vault = cv.f[COL_VAULT], *pod = cv.f[COL_POD], *slot = cv.f[COL_SLOT];
+    const size_t sl = cv.fl[COL_SERIAL], ml = cv.fl[COL_MODEL], dcl = cv.fl[COL_DATACENTER];
+    const size_t vl = cv.fl[COL_VAULT], pl = cv.fl[COL_POD], slotl = cv.fl[COL_SLOT];
     if (p->use_sids) {
         row_t r = {t, serial, model, slot, NULL, NULL, sl, ml, slotl, 0, 0, have_cap, cap};
         char tmp[3 * BACKBLAZE_MAX_FIELD + 4];
@@ -838,7 +951,7 @@ static int parse_row(backblaze_t *p, const char *s, size_t len)
             r.inst = serial;
             r.il = sl;
         }
-        int rc = emit_sids(p, &r, vals, has);
+        int rc = emit_sids(p, &r, &cv);
         if (rc) return rc;
         if (failure) {
             p->st.rows_failed++;
@@ -881,18 +994,18 @@ static int parse_row(backblaze_t *p, const char *s, size_t len)
     uint32_t bn = nb + 1;
     double temp = 0, poh = 0;
     int have_temp = 0, have_poh = 0;
-    for (size_t i = 0; i < p->ncols; i++) {
-        if (!has[i]) continue;
-        const col_t *c = &p->cols[i];
+    for (size_t q = 0; q < cv.nv; q++) {
+        const col_t *c = &p->cols[cv.vcol[q]];
+        const double v = cv.vals[q];
         s_lab[0] = LS("__name__", "smartctl_device_attribute");
         s_lab[bn] = L("attribute_id", c->id_str, strlen(c->id_str));
         s_lab[bn + 1] = L("attribute_name", c->name, strlen(c->name));
         s_lab[bn + 2] =
             c->raw ? LS("attribute_value_type", "raw") : LS("attribute_value_type", "value");
-        if (ingest_batch_add(b, s_lab, bn + 3, t, vals[i])) return TSDB_ENOMEM;
+        if (ingest_batch_add(b, s_lab, bn + 3, t, v)) return TSDB_ENOMEM;
         p->st.values++;
-        if (c->raw && c->id == 194) temp = vals[i], have_temp = 1;
-        if (c->raw && c->id == 9) poh = vals[i], have_poh = 1;
+        if (c->raw && c->id == 194) temp = v, have_temp = 1;
+        if (c->raw && c->id == 9) poh = v, have_poh = 1;
     }
     s_lab[0] = LS("__name__", "smartctl_device");
     uint32_t k = bn;

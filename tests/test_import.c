@@ -628,6 +628,208 @@ static void test_bb_malformed(void **state)
     fx_close(&f);
 }
 
+/* ---- Backblaze: the one-pass row parser against the general one ------------- */
+
+/* Everything a parse produces, in order: each sample the sink receives
+ * (labels, time, value), each error line, the stats at the end. */
+typedef struct {
+    tbuf_t out;
+} rec_t;
+
+static int rec_append(void *ctx, const tsdb_series_in_t *s, size_t n, tsdb_append_result_t *res)
+{
+    rec_t *r = ctx;
+    for (size_t i = 0; i < n; i++) {
+        for (uint32_t a = 0; a < s[i].nlabels; a++) {
+            tbuf_put(&r->out, s[i].labels[a].name.ptr, s[i].labels[a].name.len);
+            tbuf_put(&r->out, "=", 1);
+            tbuf_put(&r->out, s[i].labels[a].value.ptr, s[i].labels[a].value.len);
+            tbuf_put(&r->out, ",", 1);
+        }
+        for (size_t k = 0; k < s[i].nsamples; k++) {
+            char b[64];
+            int m = snprintf(b, sizeof b, " %" PRId64 "=%.17g\n", s[i].samples[k].t,
+                             s[i].samples[k].v);
+            tbuf_put(&r->out, b, (size_t)m);
+        }
+    }
+    res->stored = n;
+    return 0;
+}
+
+static void rec_err(void *ctx, uint64_t line, const char *msg)
+{
+    rec_t *r = ctx;
+    char b[32];
+    int m = snprintf(b, sizeof b, "error %" PRIu64 ": ", line);
+    tbuf_put(&r->out, b, (size_t)m);
+    tbuf_put(&r->out, msg, strlen(msg));
+    tbuf_put(&r->out, "\n", 1);
+}
+
+/* Parse files[0..nf) (NUL-terminated texts, each one file) with the general
+ * path or not; the record in r. */
+static void rec_parse(rec_t *r, const char *const *files, size_t nf, int general)
+{
+    ingest_sink_t sink = {rec_append, r};
+    backblaze_options_t o;
+    backblaze_options_init(&o);
+    o.sink = &sink;
+    o.on_error = rec_err;
+    o.err_ctx = r;
+    o.batch_samples = 777;
+    o.general_parse = general;
+    backblaze_t *p;
+    assert_int_equal(backblaze_create(&o, &p), 0);
+    for (size_t i = 0; i < nf; i++) {
+        backblaze_file_begin(p);
+        const char *s = files[i];
+        while (*s) {
+            const char *e = strchr(s, '\n');
+            size_t n = e ? (size_t)(e - s) : strlen(s);
+            int rc = backblaze_line(p, s, n);
+            assert_true(rc == 0 || rc == TSDB_EINVAL); /* EINVAL: a refused header */
+            s += n + (e ? 1 : 0);
+        }
+    }
+    assert_int_equal(backblaze_finish(p), 0);
+    backblaze_stats_t st;
+    backblaze_stats(p, &st);
+    char b[256];
+    int m = snprintf(b, sizeof b,
+                     "lines %" PRIu64 " rows %" PRIu64 " skipped %" PRIu64 " failed %" PRIu64
+                     " values %" PRIu64 " blanks %" PRIu64 " events %" PRIu64 "\n",
+                     st.lines, st.rows, st.rows_skipped, st.rows_failed, st.values, st.blanks,
+                     st.failure_events);
+    tbuf_put(&r->out, b, (size_t)m);
+    backblaze_destroy(p);
+}
+
+static void rec_agree(const char *const *files, size_t nf, size_t *out_len)
+{
+    rec_t r[2] = {{{0}}, {{0}}};
+    rec_parse(&r[0], files, nf, 0);
+    rec_parse(&r[1], files, nf, 1);
+    if (r[0].out.len != r[1].out.len || memcmp(r[0].out.p, r[1].out.p, r[0].out.len)) {
+        size_t i = 0;
+        while (i < r[0].out.len && i < r[1].out.len && r[0].out.p[i] == r[1].out.p[i])
+            i++;
+        size_t a = i > 200 ? i - 200 : 0;
+        fprintf(stderr, "fast and general parses differ at byte %zu:\nfast: %.*s\ngeneral: %.*s\n",
+                i, (int)((r[0].out.len > a + 400 ? 400 : r[0].out.len - a)),
+                (const char *)r[0].out.p + a, (int)((r[1].out.len > a + 400 ? 400 : r[1].out.len - a)),
+                (const char *)r[1].out.p + a);
+        fail();
+    }
+    if (out_len) *out_len = r[0].out.len;
+    tbuf_free(&r[0].out);
+    tbuf_free(&r[1].out);
+}
+
+static char *slurp_path(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    tbuf_t b = {0};
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
+        tbuf_put(&b, buf, n);
+    fclose(fp);
+    tbuf_put(&b, "", 1);
+    return (char *)b.p;
+}
+
+/* Rows of a recent layout with random damage: each row of a clean file is
+ * copied with up to three edits (a byte replaced by one of ",\".-x0 \r+e",
+ * a byte dropped, a cell blanked), so both paths see every kind of bad cell
+ * in every kind of column, amid good rows. */
+static char *mutated_file(uint64_t *rng, const char *clean)
+{
+    static const char repl[] = ",\".-x0 \r+e9";
+    tbuf_t b = {0};
+    const char *s = clean;
+    int first = 1;
+    while (*s) {
+        const char *e = strchr(s, '\n');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        char line[8192];
+        if (n >= sizeof line - 1) n = sizeof line - 2;
+        memcpy(line, s, n);
+        *rng = *rng * 6364136223846793005u + 1442695040888963407u;
+        unsigned edits = first ? 0 : (unsigned)(*rng >> 61) % 4; /* header kept */
+        for (unsigned k = 0; k < edits && n; k++) {
+            *rng = *rng * 6364136223846793005u + 1442695040888963407u;
+            size_t at = (size_t)(*rng >> 33) % n;
+            switch ((*rng >> 20) % 3) {
+            case 0:
+                line[at] = repl[(*rng >> 8) % (sizeof repl - 1)];
+                break;
+            case 1:
+                memmove(line + at, line + at + 1, n - at - 1);
+                n--;
+                break;
+            default: { /* blank the cell around at */
+                size_t a = at, z = at;
+                while (a && line[a - 1] != ',')
+                    a--;
+                while (z < n && line[z] != ',')
+                    z++;
+                memmove(line + a, line + z, n - z);
+                n -= z - a;
+            }
+            }
+        }
+        tbuf_put(&b, line, n);
+        tbuf_put(&b, "\n", 1);
+        first = 0;
+        s += (e ? (size_t)(e - s) + 1 : strlen(s));
+    }
+    tbuf_put(&b, "", 1);
+    return (char *)b.p;
+}
+
+static void test_bb_fast_general_agree(void **state)
+{
+    (void)state;
+    /* the malformed and layout cases of the tests above */
+    const char *small[] = {
+        "date,serial_number,model,capacity_bytes,failure,smart_5_raw,smart_9_raw\n"
+        "2019-01-01,A,M,100,0,1.0,10.0\n2019-01-01,B,M,100,0,1.0\n"
+        "2019-01-01,C,M,100,0,1.0,10.0,9\n2019-01-01,D,M,100,0,x,10.0\n"
+        "2019-13-01,E,M,100,0,1.0,10.0\n2019-01-01,F,M,100,2,1.0,10.0\n"
+        "01/01/2019,G,M,100,0,1.0,10.0\n\n2019-01-01,\"H,quoted\",M,100,0,1,2\n"
+        "2019-01-01,I,M,100,0,\"3\n2019-01-01,,M,100,0,1,2\n"
+        "2019-01-01,J,M,-1,1,-0,1e3\n2019-01-01,K,M,,,,\n2019-01-0,L,M,1,0,1,2\n",
+        "serial_number,date,failure,model,smart_5_raw,smart_197_raw\r\nSER2,2024-01-02,1,WDC,3,\r\n",
+        "date,serial_number,model,capacity_bytes,failure,datacenter,cluster_id,vault_id,pod_id,"
+        "pod_slot_num,is_legacy_format,smart_1_normalized,smart_1_raw,smart_194_raw,smart_9_raw\n"
+        "2024-01-01,S1,ST4000DM000,4000787030016,0,sac0,1,1047,12,33,0,100,8,31,1000\n"
+        "2024-01-01,S2,ST4000DM000,4000787030016,0,,,,,,0,100,,31,1001\n"
+        "2024-01-01,S3,ST4000DM000,4000787030016,0,sac0,1,1047,12,33,0,100,8,31\n",
+        "a,b,c\n",
+    };
+    size_t len;
+    rec_agree(small, sizeof small / sizeof small[0], &len);
+    assert_true(len > 1000);
+    /* the real files, whole, then with random damage */
+    if (!have_smart()) return;
+    char *tosh = slurp_path(TOSHIBA), *st8 = slurp_path(ST8000);
+    const char *real[] = {tosh, st8};
+    rec_agree(real, 2, &len);
+    assert_true(len > 10000000);
+    uint64_t rng = 42;
+    for (int round = 0; round < 3; round++) {
+        char *m1 = mutated_file(&rng, tosh), *m2 = mutated_file(&rng, st8);
+        const char *mut[] = {m1, m2};
+        rec_agree(mut, 2, NULL);
+        free(m1);
+        free(m2);
+    }
+    free(tosh);
+    free(st8);
+}
+
 /* ---- smartctl JSON ------------------------------------------------------------ */
 
 static int slurp(const char *rel, tbuf_t *b)
@@ -1121,6 +1323,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bb_st8000, sids_on, sids_off),
         cmocka_unit_test(test_bb_paths_agree),
         cmocka_unit_test(test_bb_drive_order),
+        cmocka_unit_test(test_bb_fast_general_agree),
         cmocka_unit_test(test_smartctl),
         cmocka_unit_test(test_nvsmi),
         cmocka_unit_test(test_binary),

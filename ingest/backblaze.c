@@ -249,9 +249,8 @@ static void report(backblaze_t *p, const char *fmt, ...)
  * rows have ~200 mostly blank cells, and a memchr call per cell was most of
  * the parse. */
 #ifdef __SSE2__
-#define COMMA_SCAN(s, len, QUOTE, END)                                                             \
+#define COMMA_SCAN_WIDE(s, len, i_, QUOTE, END)                                                    \
     do {                                                                                           \
-        size_t i_ = 0;                                                                             \
         const __m128i vc_ = _mm_set1_epi8(','), vq_ = _mm_set1_epi8('"');                          \
         for (; i_ + 16 <= (len); i_ += 16) {                                                       \
             __m128i b_ = _mm_loadu_si128((const __m128i *)(const void *)((s) + i_));               \
@@ -260,22 +259,20 @@ static void report(backblaze_t *p, const char *fmt, ...)
             for (; m_; m_ &= m_ - 1)                                                               \
                 END(i_ + (size_t)__builtin_ctz(m_));                                               \
         }                                                                                          \
+    } while (0)
+#else
+#define COMMA_SCAN_WIDE(s, len, i_, QUOTE, END) ((void)0)
+#endif
+#define COMMA_SCAN(s, len, QUOTE, END)                                                             \
+    do {                                                                                           \
+        size_t i_ = 0;                                                                             \
+        COMMA_SCAN_WIDE(s, len, i_, QUOTE, END); /* then the last < 16 bytes */                    \
         for (; i_ < (len); i_++) {                                                                 \
             if ((s)[i_] == '"') QUOTE;                                                             \
             if ((s)[i_] == ',') END(i_);                                                           \
         }                                                                                          \
         END(len);                                                                                  \
     } while (0)
-#else
-#define COMMA_SCAN(s, len, QUOTE, END)                                                             \
-    do {                                                                                           \
-        for (size_t i_ = 0; i_ < (len); i_++) {                                                    \
-            if ((s)[i_] == '"') QUOTE;                                                             \
-            if ((s)[i_] == ',') END(i_);                                                           \
-        }                                                                                          \
-        END(len);                                                                                  \
-    } while (0)
-#endif
 
 /* Split a line without quotes (every row of the public files). -3 when the
  * line has a quote (split() handles it). */
